@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what lb's build and tests need on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+
+need_apt=()
+for pkg in build-essential pkg-config ca-certificates git; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install the Rust toolchain (rustup, stable >= 1.85)" >&2
+  exit 1
+fi
