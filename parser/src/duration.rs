@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(parse("-2m"), Ok(-120_000_000_000));
         assert_eq!(parse("300us"), Ok(300_000));
         assert_eq!(parse("1µs"), Ok(1_000));
-        assert_eq!(parse("10").unwrap_err(), "time: missing unit in duration \"10\"");
+        assert_eq!(
+            parse("10").unwrap_err(),
+            "time: missing unit in duration \"10\""
+        );
         assert_eq!(
             parse("10x").unwrap_err(),
             "time: unknown unit \"x\" in duration \"10x\""

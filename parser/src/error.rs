@@ -42,10 +42,7 @@ impl ParseError {
                 break;
             }
             let text = String::from_utf8_lossy(line);
-            out.push_str(&format!(
-                " {n:>width$} | {}\n",
-                text.trim_end_matches('\r')
-            ));
+            out.push_str(&format!(" {n:>width$} | {}\n", text.trim_end_matches('\r')));
         }
         if self.end_line > last {
             out.push_str(&format!(

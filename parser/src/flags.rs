@@ -35,7 +35,11 @@ impl Flags {
             };
             let Some(&(key, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-                return Err(with_suggestion(format!("unknown flag: {name}"), name, &names));
+                return Err(with_suggestion(
+                    format!("unknown flag: {name}"),
+                    name,
+                    &names,
+                ));
             };
             let seen = flags.values.iter().position(|(n, _)| *n == key);
             if seen.is_some() && kind != Kind::Strings {
@@ -48,9 +52,7 @@ impl Flags {
                     Some(v) if v.eq_ignore_ascii_case("true") => "true".to_string(),
                     Some(v) if v.eq_ignore_ascii_case("false") => "false".to_string(),
                     Some(v) => {
-                        return Err(format!(
-                            "expecting boolean value for flag {name}, not: {v}"
-                        ));
+                        return Err(format!("expecting boolean value for flag {name}, not: {v}"));
                     }
                 },
                 Kind::String | Kind::Strings => match value {
@@ -147,9 +149,15 @@ mod tests {
         let e = |v: &[&str]| Flags::parse(&given(v), COPY).unwrap_err();
         assert_eq!(e(&["--form=a"]), "unknown flag: form (did you mean from?)");
         assert_eq!(e(&["--chown=a"]), "unknown flag: chown");
-        assert_eq!(e(&["--from=a", "--from=b"]), "duplicate flag specified: from");
+        assert_eq!(
+            e(&["--from=a", "--from=b"]),
+            "duplicate flag specified: from"
+        );
         assert_eq!(e(&["--from"]), "missing a value on flag: from");
         assert_eq!(e(&["--link="]), "missing a value on flag: link");
-        assert_eq!(e(&["--link=yes"]), "expecting boolean value for flag link, not: yes");
+        assert_eq!(
+            e(&["--link=yes"]),
+            "expecting boolean value for flag link, not: yes"
+        );
     }
 }

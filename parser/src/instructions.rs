@@ -38,7 +38,10 @@ impl Dockerfile {
             .iter()
             .enumerate()
             .map(|(k, &s)| {
-                let end = starts.get(k + 1).copied().unwrap_or(self.instructions.len());
+                let end = starts
+                    .get(k + 1)
+                    .copied()
+                    .unwrap_or(self.instructions.len());
                 (&self.instructions[s], &self.instructions[s + 1..end])
             })
             .collect()
@@ -261,7 +264,8 @@ pub struct Healthcheck {
 pub fn type_tree(tree: SyntaxTree) -> Result<Dockerfile, ParseError> {
     let mut instructions = Vec::with_capacity(tree.nodes.len());
     let mut seen_from = false;
-    for node in &tree.nodes {
+    for node in tree.nodes {
+        let (start_line, end_line) = (node.start_line, node.end_line);
         let instruction = type_node(node)?;
         match instruction.command {
             Command::From(_) => seen_from = true,
@@ -269,8 +273,8 @@ pub fn type_tree(tree: SyntaxTree) -> Result<Dockerfile, ParseError> {
             _ if !seen_from => {
                 return Err(ParseError::new(
                     "no build stage in current context",
-                    node.start_line,
-                    node.end_line,
+                    start_line,
+                    end_line,
                 ));
             }
             _ => {}
@@ -287,21 +291,37 @@ pub fn type_tree(tree: SyntaxTree) -> Result<Dockerfile, ParseError> {
 }
 
 /// Types one node; the error names the node's lines.
-pub fn type_node(node: &Node) -> Result<Instruction, ParseError> {
-    let command =
-        command(node).map_err(|m| ParseError::new(m, node.start_line, node.end_line))?;
+pub fn type_node(mut node: Node) -> Result<Instruction, ParseError> {
+    let (start_line, end_line) = (node.start_line, node.end_line);
+    let command = command(&mut node).map_err(|m| ParseError::new(m, start_line, end_line))?;
     Ok(Instruction {
-        start_line: node.start_line,
-        end_line: node.end_line,
-        original: node.original.clone(),
-        flags: node.flags.clone(),
+        start_line,
+        end_line,
+        original: node.original,
+        flags: node.flags,
         command,
     })
 }
 
 const KEYWORDS: &[&str] = &[
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 ];
 
 fn at_least_one(cmd: &str) -> String {
@@ -317,50 +337,43 @@ fn no_flags(node: &Node) -> Result<Flags, String> {
 }
 
 /// BuildKit's `handleJSONArgs`: the exec form as is, the shell form as one string.
-fn command_line(node: &Node) -> CommandLine {
-    if node.args.is_empty() {
-        return CommandLine {
-            args: Vec::new(),
-            shell_form: !node.json,
-        };
-    }
+fn command_line(args: &mut Vec<String>, json: bool) -> CommandLine {
+    let args = std::mem::take(args);
     CommandLine {
-        args: if node.json {
-            node.args.clone()
+        args: if json || args.is_empty() {
+            args
         } else {
-            vec![node.args.join(" ")]
+            vec![args.join(" ")]
         },
-        shell_form: !node.json,
+        shell_form: !json,
     }
 }
 
-fn key_values(node: &Node, cmd: &str) -> Result<KeyValues, String> {
+fn key_values(node: &Node, args: &mut Vec<String>, cmd: &str) -> Result<KeyValues, String> {
     no_flags(node)?;
-    if node.args.is_empty() {
+    if args.is_empty() {
         return Err(at_least_one(cmd));
     }
-    if node.args.len() % 3 != 0 {
+    if args.len() % 3 != 0 {
         return Err(format!("Bad input to {cmd}, too many arguments"));
     }
-    let mut pairs = Vec::new();
-    for kv in node.args.chunks(3) {
-        if kv[0].is_empty() {
+    let mut pairs = Vec::with_capacity(args.len() / 3);
+    let mut args = std::mem::take(args).into_iter();
+    while let (Some(key), Some(value), Some(sep)) = (args.next(), args.next(), args.next()) {
+        if key.is_empty() {
             return Err(format!("{cmd} names can not be blank"));
         }
         pairs.push(KeyValue {
-            key: kv[0].clone(),
-            value: kv[1].clone(),
-            legacy: kv[2].is_empty(),
+            key,
+            value,
+            legacy: sep.is_empty(),
         });
     }
     Ok(KeyValues { pairs })
 }
 
-fn sources(node: &Node, cmd: &str) -> Result<Sources, String> {
-    let (dest, srcs) = node
-        .args
-        .split_last()
-        .ok_or_else(|| no_destination(cmd))?;
+fn sources(node: &Node, args: &[String], cmd: &str) -> Result<Sources, String> {
+    let (dest, srcs) = args.split_last().ok_or_else(|| no_destination(cmd))?;
     if parse_heredoc(dest)?.is_some() {
         return Err(format!("{cmd} cannot accept a heredoc as a destination"));
     }
@@ -412,8 +425,9 @@ fn interval(flags: &Flags, name: &str) -> Result<i64, String> {
     Ok(d)
 }
 
-fn command(node: &Node) -> Result<Command, String> {
-    let args = &node.args;
+fn command(node: &mut Node) -> Result<Command, String> {
+    let mut owned_args = std::mem::take(&mut node.args);
+    let args = &mut owned_args;
     Ok(match node.name().as_str() {
         "from" => {
             let stage_name = match args.len() {
@@ -436,7 +450,7 @@ fn command(node: &Node) -> Result<Command, String> {
             };
             let flags = Flags::parse(&node.flags, &[("platform", Kind::String)])?;
             Command::From(From {
-                base: args[0].clone(),
+                base: std::mem::take(&mut args[0]),
                 stage_name,
                 platform: flags.string("platform"),
             })
@@ -481,8 +495,8 @@ fn command(node: &Node) -> Result<Command, String> {
                 }
             };
             Command::Run(Run {
-                command: command_line(node),
-                heredocs: node.heredocs.clone(),
+                command: command_line(args, node.json),
+                heredocs: std::mem::take(&mut node.heredocs),
                 mounts,
                 network,
                 security,
@@ -490,15 +504,15 @@ fn command(node: &Node) -> Result<Command, String> {
         }
         "cmd" => {
             no_flags(node)?;
-            Command::Cmd(command_line(node))
+            Command::Cmd(command_line(args, node.json))
         }
         "entrypoint" => {
             no_flags(node)?;
-            Command::Entrypoint(command_line(node))
+            Command::Entrypoint(command_line(args, node.json))
         }
         "shell" => {
             no_flags(node)?;
-            let line = command_line(node);
+            let line = command_line(args, node.json);
             if line.args.is_empty() {
                 return Err(at_least_one("SHELL"));
             }
@@ -507,14 +521,14 @@ fn command(node: &Node) -> Result<Command, String> {
             }
             Command::Shell(Shell { shell: line.args })
         }
-        "env" => Command::Env(key_values(node, "ENV")?),
-        "label" => Command::Label(key_values(node, "LABEL")?),
+        "env" => Command::Env(key_values(node, args, "ENV")?),
+        "label" => Command::Label(key_values(node, args, "LABEL")?),
         "arg" => {
             if args.is_empty() {
                 return Err(at_least_one("ARG"));
             }
             let mut decls = Vec::new();
-            for a in args {
+            for a in args.iter() {
                 let decl = match a.split_once('=') {
                     Some(("", _)) => return Err("ARG names can not be blank".into()),
                     Some((k, v)) => ArgDecl {
@@ -536,7 +550,7 @@ fn command(node: &Node) -> Result<Command, String> {
             }
             no_flags(node)?;
             Command::Maintainer(Maintainer {
-                name: args[0].clone(),
+                name: std::mem::take(&mut args[0]),
             })
         }
         "expose" => {
@@ -544,7 +558,7 @@ fn command(node: &Node) -> Result<Command, String> {
                 return Err(at_least_one("EXPOSE"));
             }
             no_flags(node)?;
-            let mut ports = args.clone();
+            let mut ports = std::mem::take(args);
             ports.sort();
             Command::Expose(Expose { ports })
         }
@@ -564,7 +578,7 @@ fn command(node: &Node) -> Result<Command, String> {
                 ],
             )?;
             Command::Copy(Copy {
-                files: sources(node, "COPY")?,
+                files: sources(node, args, "COPY")?,
                 from: flags.string("from"),
                 chown: flags.string("chown"),
                 chmod: flags.string("chmod"),
@@ -590,7 +604,7 @@ fn command(node: &Node) -> Result<Command, String> {
                 ],
             )?;
             Command::Add(Add {
-                files: sources(node, "ADD")?,
+                files: sources(node, args, "ADD")?,
                 chown: flags.string("chown"),
                 chmod: flags.string("chmod"),
                 link: flags.bool("link"),
@@ -606,7 +620,7 @@ fn command(node: &Node) -> Result<Command, String> {
             }
             no_flags(node)?;
             let mut paths = Vec::new();
-            for v in args {
+            for v in args.iter() {
                 let v = v.trim();
                 if v.is_empty() {
                     return Err("VOLUME specified can not be an empty string".into());
@@ -621,7 +635,7 @@ fn command(node: &Node) -> Result<Command, String> {
             }
             no_flags(node)?;
             Command::User(User {
-                user: args[0].clone(),
+                user: std::mem::take(&mut args[0]),
             })
         }
         "workdir" => {
@@ -630,7 +644,7 @@ fn command(node: &Node) -> Result<Command, String> {
             }
             no_flags(node)?;
             Command::Workdir(Workdir {
-                path: args[0].clone(),
+                path: std::mem::take(&mut args[0]),
             })
         }
         "onbuild" => {
@@ -664,7 +678,7 @@ fn command(node: &Node) -> Result<Command, String> {
                 return Err(exactly_one("STOPSIGNAL"));
             }
             Command::Stopsignal(StopSignal {
-                signal: args[0].clone(),
+                signal: std::mem::take(&mut args[0]),
             })
         }
         "healthcheck" => {
@@ -718,7 +732,10 @@ fn command(node: &Node) -> Result<Command, String> {
                 None => 0,
                 Some(r) => {
                     let n: i64 = r.parse::<i32>().map(i64::from).map_err(|_| {
-                        format!("strconv.ParseInt: parsing {}: invalid syntax", crate::text::quote(&r))
+                        format!(
+                            "strconv.ParseInt: parsing {}: invalid syntax",
+                            crate::text::quote(&r)
+                        )
                     })?;
                     if n < 0 {
                         return Err(format!("--retries cannot be negative ({n})"));
@@ -761,7 +778,7 @@ mod tests {
     fn one(src: &str) -> Result<Command, String> {
         let tree = crate::syntax::parse(format!("FROM scratch\n{src}\n").as_bytes())
             .map_err(|e| e.message)?;
-        type_node(&tree.nodes[1])
+        type_node(tree.nodes[1].clone())
             .map(|i| i.command)
             .map_err(|e| e.message)
     }

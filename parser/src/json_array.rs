@@ -283,20 +283,39 @@ mod tests {
             parse(r#"["\" \\ \/ \b \f \n \r \t \u0000 \u2665"]"#),
             strings(&["\" \\ / \x08 \x0c \n \r \t \0 ♥"])
         );
-        assert_eq!(parse(r#"["\ud83d\ude00", "\ud800x"]"#), strings(&["😀", "\u{fffd}x"]));
+        assert_eq!(
+            parse(r#"["\ud83d\ude00", "\ud800x"]"#),
+            strings(&["😀", "\u{fffd}x"])
+        );
     }
 
     #[test]
     fn non_strings_are_reported() {
-        assert_eq!(parse(r#"[ "echo", [ "nested json" ] ]"#), JsonArray::NotStrings);
-        assert_eq!(parse(r#"[1, null, true, {"a": [1.5e3, {}]}]"#), JsonArray::NotStrings);
+        assert_eq!(
+            parse(r#"[ "echo", [ "nested json" ] ]"#),
+            JsonArray::NotStrings
+        );
+        assert_eq!(
+            parse(r#"[1, null, true, {"a": [1.5e3, {}]}]"#),
+            JsonArray::NotStrings
+        );
     }
 
     #[test]
     fn invalid_json_falls_back() {
         for t in [
-            "[", r#"["a""#, r#"["a",]"#, r#"["a"] x"#, "[01]", "[1.]", "[tru]", r#"["a\x"]"#,
-            "[\"a\u{1}\"]", r#"[{"a" 1}]"#, r#""[\"a\"]""#, "abc",
+            "[",
+            r#"["a""#,
+            r#"["a",]"#,
+            r#"["a"] x"#,
+            "[01]",
+            "[1.]",
+            "[tru]",
+            r#"["a\x"]"#,
+            "[\"a\u{1}\"]",
+            r#"[{"a" 1}]"#,
+            r#""[\"a\"]""#,
+            "abc",
         ] {
             assert_eq!(parse(t), JsonArray::Invalid, "{t}");
         }

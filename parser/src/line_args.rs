@@ -239,7 +239,10 @@ pub fn parse_whitespace_delimited(rest: &str) -> LineArgs {
         return LineArgs::default();
     }
     LineArgs {
-        args: split_ascii_ws(rest, 0).into_iter().map(String::from).collect(),
+        args: split_ascii_ws(rest, 0)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         json: false,
     }
 }

@@ -62,8 +62,25 @@ pub struct Mount {
 }
 
 const ALL_KEYS: &[&str] = &[
-    "type", "from", "source", "target", "readonly", "id", "sharing", "required", "mode",
-    "uid", "gid", "src", "dst", "ro", "rw", "readwrite", "size", "env", "destination",
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "ro",
+    "rw",
+    "readwrite",
+    "size",
+    "env",
+    "destination",
 ];
 
 /// Splits one CSV record as Go's `encoding/csv` does (quotes, `""` inside quotes).
@@ -115,7 +132,9 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                     }
                     Some(',') => break,
                     Some('"') => {
-                        return Err("failed to parse csv mounts: bare \" in non-quoted-field".into());
+                        return Err(
+                            "failed to parse csv mounts: bare \" in non-quoted-field".into()
+                        );
                     }
                     Some(c) => field.push(c),
                 }
@@ -143,7 +162,10 @@ fn ram_in_bytes(v: &str) -> Option<u64> {
     let (num, unit) = v.split_at(split);
     let num: f64 = num.parse().ok()?;
     let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(&unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
     let mult: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -207,15 +229,15 @@ pub fn parse_mount(
             }
             continue;
         };
-        if key == "from" && value.contains('$') && value.len() > value.find('$').unwrap_or(0) + 1
-        {
+        if key == "from" && value.contains('$') && value.len() > value.find('$').unwrap_or(0) + 1 {
             return Err(format!(
                 "'{key}' doesn't support variable expansion, define alias stage instead"
             ));
         }
         let value = expand(value)?;
         let number = |what: &str, radix: u32| {
-            u32::from_str_radix(&value, radix).map_err(|_| format!("invalid value {value} for {what}"))
+            u32::from_str_radix(&value, radix)
+                .map_err(|_| format!("invalid value {value} for {what}"))
         };
         let wrong_type = || format!("unexpected key '{key}' for mount type '{}'", m.kind.name());
         match key.as_str() {
@@ -257,7 +279,8 @@ pub fn parse_mount(
                     return Err(wrong_type());
                 }
                 m.size = Some(
-                    ram_in_bytes(&value).ok_or_else(|| format!("invalid value for {key}: {value}"))?,
+                    ram_in_bytes(&value)
+                        .ok_or_else(|| format!("invalid value for {key}: {value}"))?,
                 );
             }
             "id" => m.id = Some(value),
@@ -299,7 +322,10 @@ pub fn parse_mount(
 
 fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
     let kind = m.kind.name();
-    if !matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache) {
+    if !matches!(
+        m.kind,
+        MountType::Secret | MountType::Ssh | MountType::Cache
+    ) {
         for (set, what) in [
             (m.mode.is_some(), "mode"),
             (m.uid.is_some(), "uid"),
@@ -343,7 +369,8 @@ mod tests {
 
     #[test]
     fn kinds_and_defaults() {
-        let m = mount("type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1").unwrap();
+        let m =
+            mount("type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1").unwrap();
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.target.as_deref(), Some("/root/.cache"));
         assert_eq!(m.sharing, Some(Sharing::Locked));
@@ -353,30 +380,72 @@ mod tests {
         assert_eq!(m.kind, MountType::Bind);
         assert!(m.read_only);
         assert!(!mount("type=bind,target=/src,rw").unwrap().read_only);
-        assert_eq!(mount("type=tmpfs,target=/t,size=64m").unwrap().size, Some(64 << 20));
+        assert_eq!(
+            mount("type=tmpfs,target=/t,size=64m").unwrap().size,
+            Some(64 << 20)
+        );
         let m = mount("type=secret,id=aws,target=/run/secrets/aws,required").unwrap();
         assert!(m.required);
         assert!(mount("type=ssh").is_ok());
         assert!(mount("type=secret,id=tok,env=TOKEN").is_ok());
-        assert_eq!(mount("\"type=bind\",\"target=/a,b\"").unwrap().target.as_deref(), Some("/a,b"));
+        assert_eq!(
+            mount("\"type=bind\",\"target=/a,b\"")
+                .unwrap()
+                .target
+                .as_deref(),
+            Some("/a,b")
+        );
     }
 
     #[test]
     fn errors() {
         let e = |s| mount(s).unwrap_err();
-        assert_eq!(e("type=bnd"), "unsupported mount type \"bnd\" (did you mean bind?)");
-        assert_eq!(e("type=bind,mode=0700"), "mode not allowed for \"bind\" type mounts");
-        assert_eq!(e("type=secret"), "invalid secret mount. one of source, target required");
-        assert_eq!(e("type=bind,sharing=shared"), "invalid cache sharing set for bind mount");
-        assert_eq!(e("type=cache,sharing=open"), "unsupported sharing value \"open\"");
-        assert_eq!(e("type=cache,target"), "invalid field 'target' must be a key=value pair");
-        assert_eq!(e("type=cache,tagret=/x"), "unexpected key 'tagret' in 'tagret=/x' (did you mean target?)");
-        assert_eq!(e("type=bind,required"), "unexpected key 'required' for mount type 'bind'");
-        assert_eq!(e("type=cache,size=1m"), "unexpected key 'size' for mount type 'cache'");
+        assert_eq!(
+            e("type=bnd"),
+            "unsupported mount type \"bnd\" (did you mean bind?)"
+        );
+        assert_eq!(
+            e("type=bind,mode=0700"),
+            "mode not allowed for \"bind\" type mounts"
+        );
+        assert_eq!(
+            e("type=secret"),
+            "invalid secret mount. one of source, target required"
+        );
+        assert_eq!(
+            e("type=bind,sharing=shared"),
+            "invalid cache sharing set for bind mount"
+        );
+        assert_eq!(
+            e("type=cache,sharing=open"),
+            "unsupported sharing value \"open\""
+        );
+        assert_eq!(
+            e("type=cache,target"),
+            "invalid field 'target' must be a key=value pair"
+        );
+        assert_eq!(
+            e("type=cache,tagret=/x"),
+            "unexpected key 'tagret' in 'tagret=/x' (did you mean target?)"
+        );
+        assert_eq!(
+            e("type=bind,required"),
+            "unexpected key 'required' for mount type 'bind'"
+        );
+        assert_eq!(
+            e("type=cache,size=1m"),
+            "unexpected key 'size' for mount type 'cache'"
+        );
         assert_eq!(e("type=cache,uid=x"), "invalid value x for uid");
         assert_eq!(e("type=bind,ro=maybe"), "invalid value for ro: maybe");
-        assert_eq!(e("from=$X,target=/a"), "'from' doesn't support variable expansion, define alias stage instead");
+        assert_eq!(
+            e("from=$X,target=/a"),
+            "'from' doesn't support variable expansion, define alias stage instead"
+        );
         assert_eq!(e(""), "failed to parse csv mounts: EOF");
-        assert_eq!(e("a\"b=c"), "failed to parse csv mounts: bare \" in non-quoted-field");
+        assert_eq!(
+            e("a\"b=c"),
+            "failed to parse csv mounts: bare \" in non-quoted-field"
+        );
     }
 }

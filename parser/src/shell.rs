@@ -221,7 +221,11 @@ impl ShellWord<'_> {
         Some(c)
     }
 
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Step<(String, Vec<String>)> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Step<(String, Vec<String>)> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let out = self.stop_on_inner(stop);
@@ -561,8 +565,7 @@ fn pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Step<regex::
             c => out.push(c),
         }
     }
-    regex::Regex::new(&out)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))
+    regex::Regex::new(&out).map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))
 }
 
 fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Step<String> {
@@ -606,7 +609,12 @@ fn substitute(pattern: &str, value: &str, replacement: &str, all: bool) -> Step<
         return Ok(re.replace_all(value, replacement).into_owned());
     }
     Ok(match re.find(value) {
-        Some(m) => format!("{}{}{}", &value[..m.start()], replacement, &value[m.end()..]),
+        Some(m) => format!(
+            "{}{}{}",
+            &value[..m.start()],
+            replacement,
+            &value[m.end()..]
+        ),
         None => value.to_string(),
     })
 }
@@ -651,7 +659,10 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        assert_eq!(word("${e:?must be set}").unwrap_err().message, "e: must be set");
+        assert_eq!(
+            word("${e:?must be set}").unwrap_err().message,
+            "e: must be set"
+        );
         assert_eq!(
             word("${x?}").unwrap_err().message,
             "x: is not allowed to be unset"
@@ -664,12 +675,17 @@ mod tests {
             word("${x").unwrap_err().to_string(),
             "failed to process \"${x\": unsupported modifier (\u{fffd}) in substitution"
         );
-        assert_eq!(word("${x:-a").unwrap_err().message, "syntax error: missing '}'");
+        assert_eq!(
+            word("${x:-a").unwrap_err().message,
+            "syntax error: missing '}'"
+        );
     }
 
     #[test]
     fn matched_and_unmatched_are_reported() {
-        let e = Lexer::new('\\').process("$v ${nope:-x} $p", &env()).unwrap();
+        let e = Lexer::new('\\')
+            .process("$v ${nope:-x} $p", &env())
+            .unwrap();
         assert_eq!(e.matched.into_iter().collect::<Vec<_>>(), vec!["p", "v"]);
         assert_eq!(e.unmatched.into_iter().collect::<Vec<_>>(), vec!["nope"]);
     }
@@ -677,8 +693,13 @@ mod tests {
     /// Pattern and substitution behaviour, vector by vector (from BuildKit's lex tests).
     #[test]
     fn pattern_vectors() {
-        let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
-            (r"${FOO#()[]{\}^$.\*\?|\\}", &[("FOO", r"()[]{}^$.*?|\x")], Some("x")),
+        type Vector<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Vector] = &[
+            (
+                r"${FOO#()[]{\}^$.\*\?|\\}",
+                &[("FOO", r"()[]{}^$.*?|\x")],
+                Some("x"),
+            ),
             (r"${FOO%%\**}", &[("FOO", "xx**")], Some("xx")),
             ("${FOO#*x*y}", &[("FOO", "xxyy")], Some("y")),
             ("${FOO#*}", &[("FOO", "xxyy")], Some("xxyy")),
@@ -687,7 +708,11 @@ mod tests {
             ("${FOO#}", &[("FOO", "xxyy")], Some("xxyy")),
             ("${FOO##*x}", &[("FOO", "xxyy")], Some("yy")),
             (r"${FOO#?\?}", &[("FOO", "???y")], Some("?y")),
-            ("${ABC:-.}${FOO%x}${ABC:-.}", &[("FOO", "xxyy")], Some(".xxyy.")),
+            (
+                "${ABC:-.}${FOO%x}${ABC:-.}",
+                &[("FOO", "xxyy")],
+                Some(".xxyy."),
+            ),
             (r"${FOO%%\**\*}", &[("FOO", "a***yy*")], Some("a")),
             ("${FOO%}", &[("FOO", "xxyy")], Some("xxyy")),
             (
@@ -705,8 +730,16 @@ mod tests {
                 &[("FOO", "/a/foo/b/c.txt"), ("N", "/?/"), ("R", "/")],
                 Some("/foo/b/c.txt - /foo/c.txt"),
             ),
-            (r"${FOO//\//\/}", &[("FOO", "/tmp/foo.txt")], Some(r"\/tmp\/foo.txt")),
-            ("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")], Some("wwxxyy")),
+            (
+                r"${FOO//\//\/}",
+                &[("FOO", "/tmp/foo.txt")],
+                Some(r"\/tmp\/foo.txt"),
+            ),
+            (
+                "${FOO/$BAR/ww}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                Some("wwxxyy"),
+            ),
             ("${FOO//ww}", &[("FOO", "xxyy")], None),
             ("${FOO//}", &[("FOO", "xxyy")], None),
             ("${FOO///}", &[("FOO", "xxyy")], Some("xxyy")),
@@ -715,8 +748,10 @@ mod tests {
             ("${FOO#\\x}", &[("FOO", "x")], None),
         ];
         for (input, env, expected) in cases {
-            let env: Vec<(String, String)> =
-                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let got = Lexer::new('\\').process_word(input, &env).ok();
             assert_eq!(got.as_deref(), *expected, "{input}");
         }
@@ -732,13 +767,19 @@ mod tests {
     fn backtick_escape() {
         let lex = Lexer::new('`');
         assert_eq!(lex.process_word(r"C:\dir`$v", &env()).unwrap(), r"C:\dir$v");
-        assert_eq!(lex.process_words("a` b c", &env()).unwrap(), vec!["a b", "c"]);
+        assert_eq!(
+            lex.process_words("a` b c", &env()).unwrap(),
+            vec!["a b", "c"]
+        );
     }
 
     #[test]
     fn skip_unset_keeps_references() {
         let mut lex = Lexer::new('\\');
         lex.skip_unset_env = true;
-        assert_eq!(lex.process_word("$x ${y} ${z:-w}", &NoEnv).unwrap(), "$x ${y} ${z:-w}");
+        assert_eq!(
+            lex.process_word("$x ${y} ${z:-w}", &NoEnv).unwrap(),
+            "$x ${y} ${z:-w}"
+        );
     }
 }

@@ -143,18 +143,18 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// Physical lines, each with its line ending.
 struct Lines<'a> {
-    src: &'a [u8],
+    src: &'a str,
     pos: usize,
     number: usize,
 }
 
 impl<'a> Lines<'a> {
-    fn next(&mut self) -> Result<Option<std::borrow::Cow<'a, str>>, ParseError> {
+    fn next(&mut self) -> Result<Option<&'a str>, ParseError> {
         if self.pos >= self.src.len() {
             return Ok(None);
         }
         let rest = &self.src[self.pos..];
-        let (line, too_long) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, too_long) = match rest.find('\n') {
             Some(i) => (&rest[..=i], i + 1 > MAX_LINE),
             None => (rest, rest.len() >= MAX_LINE),
         };
@@ -168,14 +168,8 @@ impl<'a> Lines<'a> {
                 self.number + 1,
             ));
         }
-        let first = self.pos == 0;
         self.pos += line.len();
-        let line = if first {
-            line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
-        } else {
-            line
-        };
-        Ok(Some(String::from_utf8_lossy(line)))
+        Ok(Some(line))
     }
 }
 
@@ -266,8 +260,9 @@ fn parse_directive(s: &str) -> Option<(&str, &str)> {
         take_while1::<_, &str, nom::error::Error<&str>>(|c: char| c.is_ascii_alphabetic()),
         take_while(|c: char| c.is_ascii_alphanumeric()),
     ));
-    let (rest, (name, _, _, gap)) =
-        (name, take_while(go_ws), ch('='), take_while(go_ws)).parse(s).ok()?;
+    let (rest, (name, _, _, gap)) = (name, take_while(go_ws), ch('='), take_while(go_ws))
+        .parse(s)
+        .ok()?;
     let mut value = rest.trim_end_matches(go_ws);
     if value.is_empty() {
         // The regex backtracks so that `(.+?)` takes the last white-space character.
@@ -283,8 +278,11 @@ fn parse_directive(s: &str) -> Option<(&str, &str)> {
 
 /// Parses Dockerfile bytes into a syntax tree.
 pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
+    // Validated once; invalid UTF-8 becomes U+FFFD (Go would carry the raw bytes along).
+    let text = String::from_utf8_lossy(src);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = Lines {
-        src,
+        src: text,
         pos: 0,
         number: 0,
     };
@@ -299,7 +297,7 @@ pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
     let mut current = 0usize;
 
     while let Some(raw) = lines.next()? {
-        if is_comment(&raw) {
+        if is_comment(raw) {
             // BuildKit drops the line's first byte, whatever it is, then trims.
             let comment = crate::text::lossy(&raw.as_bytes()[1..]);
             let comment = comment.trim();
@@ -309,7 +307,7 @@ pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
                 comments.push(comment.to_string());
             }
         }
-        let token = trim_newline(&raw).trim_start();
+        let token = trim_newline(raw).trim_start();
         if directives.read(token, current + 1)? {
             comments.pop();
         }
@@ -329,10 +327,10 @@ pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
             let Some(raw) = lines.next()? else { break };
             current += 1;
             lines.number = current;
-            if is_comment(&raw) {
+            if is_comment(raw) {
                 continue;
             }
-            let token = trim_newline(&raw);
+            let token = trim_newline(raw);
             if token.trim_start().is_empty() {
                 empty_continuation = true;
                 continue;
@@ -352,14 +350,14 @@ pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
             .map_err(|m| ParseError::new(m, start_line, current))?;
 
         if node.can_contain_heredoc() && line.contains("<<") {
-            let heredocs = heredocs_from_line(&line)
-                .map_err(|m| ParseError::new(m, start_line, current))?;
+            let heredocs =
+                heredocs_from_line(&line).map_err(|m| ParseError::new(m, start_line, current))?;
             for mut heredoc in heredocs {
                 let mut terminated = false;
                 while let Some(raw) = lines.next()? {
                     current += 1;
                     lines.number = current;
-                    let mut candidate = trim_newline(&raw);
+                    let mut candidate = trim_newline(raw);
                     if heredoc.chomp {
                         candidate = candidate.trim_start_matches('\t');
                     }
@@ -367,7 +365,7 @@ pub fn parse(src: &[u8]) -> Result<SyntaxTree, ParseError> {
                         terminated = true;
                         break;
                     }
-                    heredoc.content.push_str(&raw);
+                    heredoc.content.push_str(raw);
                 }
                 if !terminated {
                     return Err(ParseError::new("unterminated heredoc", start_line, current));
@@ -511,8 +509,9 @@ mod tests {
 
     #[test]
     fn directives_only_at_top() {
-        let t = parse(b"# syntax=docker/dockerfile:1\n#escape=`\nFROM a\n# escape=\\\nRUN b`\n c\n")
-            .unwrap();
+        let t =
+            parse(b"# syntax=docker/dockerfile:1\n#escape=`\nFROM a\n# escape=\\\nRUN b`\n c\n")
+                .unwrap();
         assert_eq!(t.escape, '`');
         assert_eq!(t.directives.len(), 2);
         assert_eq!(t.dump(), "(from \"a\")\n(run \"b c\")\n");
@@ -527,7 +526,8 @@ mod tests {
 
     #[test]
     fn heredocs_are_read() {
-        let t = parse(b"FROM a\nRUN <<EOF cat - <<-\"END\"\nx $y\nEOF\n\tz\n\tEND\nRUN b\n").unwrap();
+        let t =
+            parse(b"FROM a\nRUN <<EOF cat - <<-\"END\"\nx $y\nEOF\n\tz\n\tEND\nRUN b\n").unwrap();
         let run = &t.nodes[1];
         assert_eq!(run.start_line, 2);
         assert_eq!(run.end_line, 6);
@@ -546,7 +546,10 @@ mod tests {
 
     #[test]
     fn bom_and_crlf() {
-        assert_eq!(dump("\u{feff}FROM a\r\nRUN b \\\r\n c\r\n"), "(from \"a\")\n(run \"b  c\")\n");
+        assert_eq!(
+            dump("\u{feff}FROM a\r\nRUN b \\\r\n c\r\n"),
+            "(from \"a\")\n(run \"b  c\")\n"
+        );
     }
 
     #[test]

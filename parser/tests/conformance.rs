@@ -12,7 +12,11 @@ use lb_parser::shell::Lexer;
 fn data_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("LB_CONFORMANCE_DIR") {
         let dir = PathBuf::from(dir);
-        assert!(dir.is_dir(), "LB_CONFORMANCE_DIR={} is not a directory", dir.display());
+        assert!(
+            dir.is_dir(),
+            "LB_CONFORMANCE_DIR={} is not a directory",
+            dir.display()
+        );
         return Some(dir);
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit");
@@ -60,8 +64,18 @@ fn conformance_parser_cases() {
             Err(e) => failures.push(format!("{}: unexpected error: {e}", case.display())),
         }
     }
-    assert!(!cases.is_empty() || root.join("parser/cases").exists() == false);
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        !cases.is_empty(),
+        "no cases under {}",
+        root.join("parser/cases").display()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     eprintln!("{} parser cases passed", cases.len());
 }
 
@@ -90,7 +104,11 @@ fn conformance_line_numbers() {
         return;
     }
     let tree = lb_parser::parse_syntax(&fs::read(&path).unwrap()).unwrap();
-    let spans: Vec<(usize, usize)> = tree.nodes.iter().map(|n| (n.start_line, n.end_line)).collect();
+    let spans: Vec<(usize, usize)> = tree
+        .nodes
+        .iter()
+        .map(|n| (n.start_line, n.end_line))
+        .collect();
     assert_eq!(spans, vec![(5, 5), (11, 12), (17, 31)]);
 }
 
@@ -99,10 +117,15 @@ fn conformance_env_var_test() {
     let Some(root) = data_dir() else { return };
     let path = root.join("shell/envVarTest");
     let text = fs::read_to_string(&path).unwrap();
-    let env: HashMap<String, String> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: HashMap<String, String> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let lex = Lexer::new('\\');
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -124,10 +147,18 @@ fn conformance_env_var_test() {
         match (lex.process_word(input, &env), expected) {
             (Err(_), "error") => {}
             (Ok(got), e) if got == e => {}
-            (got, e) => failures.push(format!("line {}: {input:?}: expected {e:?}, got {got:?}", n + 1)),
+            (got, e) => failures.push(format!(
+                "line {}: {input:?}: expected {e:?}, got {got:?}",
+                n + 1
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} vectors failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{checked} envVarTest vectors passed");
 }
 
@@ -150,16 +181,27 @@ fn conformance_words_test() {
             env.push((k.to_string(), v.to_string()));
             continue;
         }
-        let (input, expected) = line.split_once('|').unwrap_or_else(|| panic!("{}:{}: bad vector", path.display(), n + 1));
+        let (input, expected) = line
+            .split_once('|')
+            .unwrap_or_else(|| panic!("{}:{}: bad vector", path.display(), n + 1));
         let input = input.trim();
         let expected = expected.trim_start();
         checked += 1;
         match lex.process_words(input, &env) {
             Err(_) if expected == "error" => {}
-            Ok(words) if expected != "error" && words == expected.split(',').collect::<Vec<_>>() => {}
-            got => failures.push(format!("line {}: {input:?}: expected {expected:?}, got {got:?}", n + 1)),
+            Ok(words)
+                if expected != "error" && words == expected.split(',').collect::<Vec<_>>() => {}
+            got => failures.push(format!(
+                "line {}: {input:?}: expected {expected:?}, got {got:?}",
+                n + 1
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} vectors failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{checked} wordsTest vectors passed");
 }
