@@ -381,15 +381,14 @@ fn sources(node: &Node, args: &[String], cmd: &str) -> Result<Sources, String> {
     let mut inline = Vec::new();
     for src in srcs {
         match parse_heredoc(src)? {
-            Some(h) => {
-                let body = node.heredocs.iter().find(|b| b.name == h.name);
-                let content = body.map(|b| Heredoc {
-                    chomp: h.chomp,
-                    ..b.clone()
-                });
+            Some(mut h) => {
+                // The body read for this delimiter, with the word's own `<<-` applied.
+                if let Some(read) = node.heredocs.iter().find(|b| b.name == h.name) {
+                    h.content.clone_from(&read.content);
+                }
                 inline.push(InlineFile {
-                    name: h.name.clone(),
-                    content: content.map(|c| c.body()).unwrap_or_default(),
+                    content: h.body(),
+                    name: h.name,
                     expand: h.expand,
                 });
             }

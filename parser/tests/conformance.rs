@@ -153,13 +153,7 @@ fn conformance_env_var_test() {
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} vectors failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    eprintln!("{checked} envVarTest vectors passed");
+    report(&failures, checked, "envVarTest");
 }
 
 #[test]
@@ -197,11 +191,15 @@ fn conformance_words_test() {
             )),
         }
     }
+    report(&failures, checked, "wordsTest");
+}
+
+fn report(failures: &[String], checked: usize, what: &str) {
     assert!(
         failures.is_empty(),
-        "{} of {checked} vectors failed:\n{}",
+        "{} of {checked} {what} vectors failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    eprintln!("{checked} wordsTest vectors passed");
+    eprintln!("{checked} {what} vectors passed");
 }

@@ -3,23 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use lb_parser::shell::{Lexer, NoEnv};
 use proptest::prelude::*;
 
-fn exercise(data: &[u8]) {
-    if let Ok(tree) = lb_parser::parse_syntax(data) {
-        let _ = tree.dump();
-        let lex = Lexer::new(tree.escape);
-        for node in &tree.nodes {
-            for arg in &node.args {
-                let _ = lex.process(arg, &NoEnv);
-            }
-        }
-    }
-    if let Err(e) = lb_parser::parse(data) {
-        let _ = e.render("Dockerfile", data);
-    }
-}
+#[path = "support/exercise.rs"]
+mod exercise;
+use exercise::exercise;
 
 /// Seeds: every Dockerfile under the conformance data and `testdata/`.
 fn seeds() -> Vec<Vec<u8>> {
@@ -151,8 +139,6 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics(text in "(\\PC|[\\\\`'\"$#{}\\[\\]\n\t<-])*") {
         exercise(text.as_bytes());
-        let _ = Lexer::new('\\').process(&text, &NoEnv);
-        let _ = lb_parser::parse_mount(&text, &|v| Ok(v.to_string()));
     }
 
     #[test]
