@@ -41,6 +41,10 @@ fn conformance_dir() -> Option<PathBuf> {
 #[test]
 fn conformance_cli_dump_matches_every_case() {
     let Some(dir) = conformance_dir() else { return };
+    if !dir.join("parser/cases").is_dir() && std::env::var_os("LB_CONFORMANCE_DIR").is_some() {
+        eprintln!("this conformance set has no parser cases");
+        return;
+    }
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("parser/cases"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -62,7 +66,10 @@ fn conformance_cli_dump_matches_every_case() {
         let expected = std::fs::read(case.join("result")).unwrap();
         assert_eq!(text(&out.stdout), text(&expected), "{}", case.display());
     }
-    for case in std::fs::read_dir(dir.join("parser/negative")).unwrap() {
+    for case in std::fs::read_dir(dir.join("parser/negative"))
+        .into_iter()
+        .flatten()
+    {
         let file = case.unwrap().path().join("Dockerfile");
         let out = lb(
             &["parse", "-f", file.to_str().unwrap(), "--format", "dump"],

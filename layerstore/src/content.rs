@@ -1,0 +1,311 @@
+//! The content store: blobs named by the sha256 of their bytes under `blobs/sha256/<hex>`.
+//!
+//! Like containerd's content store it has narrow roles: a [`BlobWriter`] hashes while it
+//! writes and commits by rename only when the bytes match what the caller expected, so no blob
+//! is ever visible half-written or under a wrong name; readers can verify; equal content is
+//! stored once. Temporary files live in `ingest/` on the same file system, so a crash leaves
+//! at worst a stray temporary file there, never a bad blob.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::digest::{Digest, Digester};
+
+/// What a committed blob is: its digest and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// The blobs of a store root.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    blobs: PathBuf,
+    ingest: PathBuf,
+}
+
+impl ContentStore {
+    /// Opens (creating if needed) the content store under `root`.
+    pub fn open(root: &Path) -> Result<ContentStore, Error> {
+        let store = ContentStore {
+            blobs: root.join("blobs/sha256"),
+            ingest: root.join("ingest"),
+        };
+        for dir in [&store.blobs, &store.ingest] {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(store)
+    }
+
+    /// Where the blob `digest` lives (whether or not it is there).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    /// Size of a stored blob.
+    pub fn info(&self, digest: &Digest) -> Result<BlobInfo, Error> {
+        let path = self.path(digest);
+        let meta = fs::metadata(&path).map_err(|e| not_found_or_io(digest, &path, e))?;
+        Ok(BlobInfo {
+            digest: *digest,
+            size: meta.len(),
+        })
+    }
+
+    /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
+    pub fn writer(&self) -> Result<BlobWriter, Error> {
+        let temp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.ingest)
+            .map_err(|e| Error::io(&self.ingest, e))?;
+        Ok(BlobWriter {
+            out: Digester::new(temp),
+            blobs: self.blobs.clone(),
+        })
+    }
+
+    /// Stores `bytes` (a manifest, a config) and returns its digest.
+    pub fn put(&self, bytes: &[u8]) -> Result<BlobInfo, Error> {
+        let digest = Digest::of(bytes);
+        if let Ok(info) = self.info(&digest) {
+            if info.size == bytes.len() as u64 {
+                return Ok(info);
+            }
+        }
+        let mut w = self.writer()?;
+        w.write_all(bytes).map_err(|e| Error::io(&self.ingest, e))?;
+        w.commit(Some(&digest), Some(bytes.len() as u64))
+    }
+
+    /// Copies `reader` into the store, checking it against `expected` when given.
+    pub fn ingest(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo, Error> {
+        let mut w = self.writer()?;
+        io::copy(reader, &mut w).map_err(|e| Error::io(&self.ingest, e))?;
+        w.commit(expected, expected_size)
+    }
+
+    /// Opens a blob for reading without checking it (use [`ContentStore::read_verified`] or
+    /// [`ContentStore::verify`] where the bytes must be trusted).
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, Error> {
+        let path = self.path(digest);
+        File::open(&path).map_err(|e| not_found_or_io(digest, &path, e))
+    }
+
+    /// Reads a whole blob and checks that its bytes still hash to its name.
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.path(digest);
+        let bytes = fs::read(&path).map_err(|e| not_found_or_io(digest, &path, e))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(Error::DigestMismatch {
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Re-hashes a stored blob.
+    pub fn verify(&self, digest: &Digest) -> Result<BlobInfo, Error> {
+        let file = self.open_blob(digest)?;
+        let mut hashing = Digester::new(BufReader::with_capacity(1 << 20, file));
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::io(&self.path(digest), e))?;
+        let (actual, size, _) = hashing.finish();
+        if actual != *digest {
+            return Err(Error::DigestMismatch {
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(BlobInfo {
+            digest: actual,
+            size,
+        })
+    }
+
+    /// Every stored blob (names that are not digests are skipped).
+    pub fn list(&self) -> Result<Vec<BlobInfo>, Error> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.blobs).map_err(|e| Error::io(&self.blobs, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.blobs, e))?;
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            else {
+                continue;
+            };
+            let size = entry
+                .metadata()
+                .map_err(|e| Error::io(&entry.path(), e))?
+                .len();
+            out.push(BlobInfo { digest, size });
+        }
+        out.sort_by_key(|b| b.digest);
+        Ok(out)
+    }
+
+    /// Removes a blob; returns the bytes freed (0 when it was not there).
+    pub fn remove(&self, digest: &Digest) -> Result<u64, Error> {
+        let path = self.path(digest);
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                Ok(meta.len())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+fn not_found_or_io(digest: &Digest, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::BlobNotFound(*digest)
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// A blob being written: hashed as it goes, invisible until committed.
+pub struct BlobWriter {
+    out: Digester<tempfile::NamedTempFile>,
+    blobs: PathBuf,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Makes the blob visible under its digest, after checking it against what the caller
+    /// expected. On a mismatch nothing is stored and the temporary file is removed.
+    pub fn commit(
+        self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo, Error> {
+        let (digest, size, temp) = self.out.finish();
+        if let Some(want) = expected_size {
+            if want != size {
+                return Err(Error::SizeMismatch {
+                    expected: want,
+                    actual: size,
+                });
+            }
+        }
+        if let Some(want) = expected {
+            if *want != digest {
+                return Err(Error::DigestMismatch {
+                    expected: *want,
+                    actual: digest,
+                });
+            }
+        }
+        let target = self.blobs.join(digest.hex());
+        if target.is_file() {
+            // Equal content is stored once; the temporary file goes away on drop.
+            return Ok(BlobInfo { digest, size });
+        }
+        // Durable before visible: data, then the rename, then the directory entry.
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(temp.path(), e))?;
+        temp.persist(&target)
+            .map_err(|e| Error::io(&target, e.error))?;
+        File::open(&self.blobs)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.blobs, e))?;
+        Ok(BlobInfo { digest, size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_read_verify_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let a = store.put(b"alpha").unwrap();
+        assert_eq!(a.digest, Digest::of(b"alpha"));
+        assert_eq!(store.read_verified(&a.digest).unwrap(), b"alpha");
+        assert_eq!(store.put(b"alpha").unwrap(), a);
+        let b = store
+            .ingest(&mut &b"beta"[..], Some(&Digest::of(b"beta")), Some(4))
+            .unwrap();
+        assert_eq!(store.verify(&b.digest).unwrap().size, 4);
+        let mut listed = store.list().unwrap();
+        listed.sort_by_key(|i| i.size);
+        assert_eq!(listed, vec![b, a]);
+        assert_eq!(store.remove(&a.digest).unwrap(), 5);
+        assert_eq!(store.remove(&a.digest).unwrap(), 0);
+        assert!(matches!(
+            store.read_verified(&a.digest),
+            Err(Error::BlobNotFound(_))
+        ));
+        // Nothing left behind in ingest/.
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn wrong_bytes_are_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let want = Digest::of(b"expected");
+        let e = store
+            .ingest(&mut &b"tampered"[..], Some(&want), None)
+            .unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        let e = store
+            .ingest(&mut &b"expected"[..], Some(&want), Some(3))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::SizeMismatch {
+                    expected: 3,
+                    actual: 8
+                }
+            ),
+            "{e}"
+        );
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn corruption_on_disk_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let a = store.put(b"original").unwrap();
+        fs::write(store.path(&a.digest), b"flipped!").unwrap();
+        assert!(matches!(
+            store.verify(&a.digest),
+            Err(Error::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.read_verified(&a.digest),
+            Err(Error::DigestMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,21 @@
+//! lb's store: the content-addressed centre that builds commit into, `run` mounts from and
+//! `push`/`pull` move blobs in and out of.
+//!
+//! Today it holds the foundations: [`Digest`] (the one place digests are computed and
+//! parsed), the [`ContentStore`] (blobs written from a stream while hashed, fsynced and
+//! renamed into `blobs/sha256/<hex>`, never visible half-written, verifiable on read, stored
+//! once), and docker's image [`Reference`] normalisation. Images, names, snapshots, layer
+//! diff/apply, save/load and GC come next (see the layer-store issue and ARCHITECTURE.md).
+//!
+//! This crate knows nothing of Dockerfiles, builds or containers: it stores bytes, images and
+//! file trees, and answers what is stored.
+
+mod content;
+mod digest;
+mod error;
+mod reference;
+
+pub use content::{BlobInfo, BlobWriter, ContentStore};
+pub use digest::{Digest, Digester};
+pub use error::Error;
+pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
