@@ -18,6 +18,18 @@ pub enum Error {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("invalid reference format {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
+    #[error("{context}: {source}")]
+    Layer {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer entry {entry:?}: {source}")]
+    LayerEntry {
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -27,6 +39,20 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn layer(context: &str, source: std::io::Error) -> Error {
+        Error::Layer {
+            context: context.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn entry(entry: &str, source: std::io::Error) -> Error {
+        Error::LayerEntry {
+            entry: entry.to_string(),
+            source,
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),

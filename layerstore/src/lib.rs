@@ -4,17 +4,20 @@
 //! Today it holds the foundations: [`Digest`] (the one place digests are computed and
 //! parsed), the [`ContentStore`] (blobs written from a stream while hashed, fsynced and
 //! renamed into `blobs/sha256/<hex>`, never visible half-written, verifiable on read, stored
-//! once), and docker's image [`Reference`] normalisation. Images, names, snapshots, layer
-//! diff/apply, save/load and GC come next (see the layer-store issue and ARCHITECTURE.md).
+//! once), [`apply_layer`] (a layer unpacked so that no entry can write outside its target),
+//! and docker's image [`Reference`] normalisation. Images, names, snapshots, layer diff,
+//! save/load and GC come next (see the layer-store issue and ARCHITECTURE.md).
 //!
 //! This crate knows nothing of Dockerfiles, builds or containers: it stores bytes, images and
 //! file trees, and answers what is stored.
 
+mod apply;
 mod content;
 mod digest;
 mod error;
 mod reference;
 
+pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use content::{BlobInfo, BlobWriter, ContentStore};
 pub use digest::{Digest, Digester};
 pub use error::Error;
