@@ -13,12 +13,14 @@
 
 mod apply;
 mod content;
+mod diff;
 mod digest;
 mod error;
 mod reference;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use content::{BlobInfo, BlobWriter, ContentStore};
+pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
 pub use error::Error;
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};

@@ -1,0 +1,371 @@
+//! Diff: an overlay upper directory to an OCI layer tar, in one pass.
+//!
+//! The upper directory of a step already is the change, so only it is read, never the lower
+//! layers. Overlay whiteouts are translated back (a 0/0 character device is `.wh.NAME`, an
+//! opaque directory gets `.wh..wh..opq`). Output is deterministic: entries sorted by name,
+//! numeric owners only, no user or group names, no access times, PAX records only for what
+//! ustar cannot hold (long names and link targets, xattrs), mtimes clamped to
+//! `SOURCE_DATE_EPOCH` when given. The diffID is hashed while the tar is written, and the
+//! compressed stream, when asked for, is produced and hashed in the same pass.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use crate::Error;
+use crate::digest::{Digest, Digester};
+
+/// How the layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// `application/vnd.oci.image.layer.v1.tar`: what lb keeps locally.
+    None,
+    /// `+gzip`, level 0-9.
+    Gzip(u32),
+    /// `+zstd`, level 1-22.
+    Zstd(i32),
+}
+
+/// What a diff produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerDiff {
+    /// Digest of the uncompressed tar (the image config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar.
+    pub size: u64,
+    /// Digest and size of the blob as written (equal to the above when uncompressed).
+    pub blob_digest: Digest,
+    pub blob_size: u64,
+    pub entries: u64,
+}
+
+/// Options of a diff.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffOptions {
+    /// `SOURCE_DATE_EPOCH`: no mtime in the layer is later than this.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Writes the layer for `upper` to `out`.
+pub fn write_diff(
+    upper: &Path,
+    out: impl Write,
+    compression: LayerCompression,
+    opts: DiffOptions,
+) -> Result<LayerDiff, Error> {
+    let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
+    match compression {
+        LayerCompression::None => {
+            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, out));
+            let entries = write_tar(upper, &mut tar, opts)?;
+            let (diff_id, size, mut w) = tar.finish();
+            w.flush().map_err(ctx)?;
+            Ok(LayerDiff {
+                diff_id,
+                size,
+                blob_digest: diff_id,
+                blob_size: size,
+                entries,
+            })
+        }
+        LayerCompression::Gzip(level) => {
+            let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
+            let enc = flate2::write::GzEncoder::new(blob, flate2::Compression::new(level));
+            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
+            let entries = write_tar(upper, &mut tar, opts)?;
+            let (diff_id, size, w) = tar.finish();
+            let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
+            let blob = enc.finish().map_err(ctx)?;
+            finish(blob, diff_id, size, entries).map_err(ctx)
+        }
+        LayerCompression::Zstd(level) => {
+            let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
+            let enc = zstd::stream::write::Encoder::new(blob, level).map_err(ctx)?;
+            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
+            let entries = write_tar(upper, &mut tar, opts)?;
+            let (diff_id, size, w) = tar.finish();
+            let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
+            let blob = enc.finish().map_err(ctx)?;
+            finish(blob, diff_id, size, entries).map_err(ctx)
+        }
+    }
+}
+
+fn finish<W: Write>(
+    blob: Digester<BufWriter<W>>,
+    diff_id: Digest,
+    size: u64,
+    entries: u64,
+) -> io::Result<LayerDiff> {
+    let (blob_digest, blob_size, mut w) = blob.finish();
+    w.flush()?;
+    Ok(LayerDiff {
+        diff_id,
+        size,
+        blob_digest,
+        blob_size,
+        entries,
+    })
+}
+
+struct TarWriter<'a, W: Write> {
+    out: &'a mut W,
+    opts: DiffOptions,
+    /// (device, inode) of files with several links, to the first name written.
+    links: HashMap<(u64, u64), String>,
+    entries: u64,
+}
+
+fn write_tar<W: Write>(upper: &Path, out: &mut W, opts: DiffOptions) -> Result<u64, Error> {
+    let mut w = TarWriter {
+        out,
+        opts,
+        links: HashMap::new(),
+        entries: 0,
+    };
+    w.dir(upper, "")?;
+    w.out
+        .write_all(&[0u8; 1024])
+        .map_err(|e| Error::io(upper, e))?;
+    Ok(w.entries)
+}
+
+impl<W: Write> TarWriter<'_, W> {
+    /// Writes the children of `dir` (whose name in the layer is `prefix`), sorted by name.
+    fn dir(&mut self, dir: &Path, prefix: &str) -> Result<(), Error> {
+        let mut children: Vec<(Vec<u8>, std::path::PathBuf)> = fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .map(|e| e.map(|e| (e.file_name().as_bytes().to_vec(), e.path())))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io(dir, e))?;
+        children.sort();
+        for (name, path) in children {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let ft = meta.file_type();
+            let rel = format!("{prefix}{name}");
+            let io_err = |e| Error::io(&path, e);
+            if ft.is_char_device() && meta.rdev() == 0 {
+                // An overlay whiteout: the name was deleted in this layer.
+                let wh = format!("{prefix}.wh.{name}");
+                self.entry(
+                    &wh,
+                    tar::EntryType::Regular,
+                    &meta,
+                    0,
+                    "",
+                    &[],
+                    &mut io::empty(),
+                )
+                .map_err(io_err)?;
+            } else if ft.is_dir() {
+                let xattrs = xattrs(&path).map_err(io_err)?;
+                let opaque = xattrs.iter().any(|(k, v)| {
+                    (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y"
+                });
+                let keep: Vec<_> = xattrs.into_iter().filter(|(k, _)| !is_overlay(k)).collect();
+                let dname = format!("{rel}/");
+                self.entry(
+                    &dname,
+                    tar::EntryType::Directory,
+                    &meta,
+                    0,
+                    "",
+                    &keep,
+                    &mut io::empty(),
+                )
+                .map_err(io_err)?;
+                if opaque {
+                    let marker = format!("{rel}/.wh..wh..opq");
+                    self.entry(
+                        &marker,
+                        tar::EntryType::Regular,
+                        &meta,
+                        0,
+                        "",
+                        &[],
+                        &mut io::empty(),
+                    )
+                    .map_err(io_err)?;
+                }
+                self.dir(&path, &dname)?;
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&path).map_err(io_err)?;
+                let target = String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned();
+                self.entry(
+                    &rel,
+                    tar::EntryType::Symlink,
+                    &meta,
+                    0,
+                    &target,
+                    &[],
+                    &mut io::empty(),
+                )
+                .map_err(io_err)?;
+            } else if ft.is_file() {
+                if meta.nlink() > 1 {
+                    let key = (meta.dev(), meta.ino());
+                    if let Some(first) = self.links.get(&key).cloned() {
+                        self.entry(
+                            &rel,
+                            tar::EntryType::Link,
+                            &meta,
+                            0,
+                            &first,
+                            &[],
+                            &mut io::empty(),
+                        )
+                        .map_err(io_err)?;
+                        continue;
+                    }
+                    self.links.insert(key, rel.clone());
+                }
+                let xattrs = xattrs(&path).map_err(io_err)?;
+                let mut file = File::open(&path).map_err(io_err)?;
+                self.entry(
+                    &rel,
+                    tar::EntryType::Regular,
+                    &meta,
+                    meta.len(),
+                    "",
+                    &xattrs,
+                    &mut file,
+                )
+                .map_err(io_err)?;
+            } else {
+                let kind = if ft.is_fifo() {
+                    tar::EntryType::Fifo
+                } else if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else if ft.is_block_device() {
+                    tar::EntryType::Block
+                } else {
+                    continue; // sockets have no place in a layer
+                };
+                self.entry(&rel, kind, &meta, 0, "", &[], &mut io::empty())
+                    .map_err(io_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+        meta: &fs::Metadata,
+        size: u64,
+        link: &str,
+        xattrs: &[(String, Vec<u8>)],
+        data: &mut dyn io::Read,
+    ) -> io::Result<()> {
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut h = tar::Header::new_ustar();
+        if name.len() > 100 {
+            pax.push(("path".into(), name.as_bytes().to_vec()));
+        }
+        let n = name.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        if link.len() > 100 {
+            pax.push(("linkpath".into(), link.as_bytes().to_vec()));
+        }
+        let l = link.len().min(100);
+        h.as_old_mut().linkname[..l].copy_from_slice(&link.as_bytes()[..l]);
+        for (k, v) in xattrs {
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        h.set_entry_type(kind);
+        h.set_mode(meta.mode() & 0o7777);
+        h.set_uid(u64::from(meta.uid()));
+        h.set_gid(u64::from(meta.gid()));
+        let mut mtime = meta.mtime();
+        if let Some(epoch) = self.opts.source_date_epoch {
+            mtime = mtime.min(epoch);
+        }
+        h.set_mtime(mtime.max(0) as u64);
+        h.set_size(size);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(rustix::fs::major(meta.rdev()))?;
+            h.set_device_minor(rustix::fs::minor(meta.rdev()))?;
+        }
+        h.set_cksum();
+        if !pax.is_empty() {
+            let mut body = Vec::new();
+            for (k, v) in &pax {
+                // "<len> <key>=<value>\n", where len counts itself.
+                let rest = k.len() + v.len() + 3;
+                let mut len = rest + 1;
+                while len.to_string().len() + rest != len {
+                    len = rest + len.to_string().len();
+                }
+                body.extend_from_slice(format!("{len} {k}=").as_bytes());
+                body.extend_from_slice(v);
+                body.push(b'\n');
+            }
+            let mut ph = tar::Header::new_ustar();
+            let pname = b"PaxHeaders/entry";
+            ph.as_old_mut().name[..pname.len()].copy_from_slice(pname);
+            ph.set_entry_type(tar::EntryType::XHeader);
+            ph.set_mode(0o644);
+            ph.set_size(body.len() as u64);
+            ph.set_mtime(h.mtime().unwrap_or(0));
+            ph.set_cksum();
+            self.out.write_all(ph.as_bytes())?;
+            self.out.write_all(&body)?;
+            pad(self.out, body.len() as u64)?;
+        }
+        self.out.write_all(h.as_bytes())?;
+        let copied = io::copy(&mut io::Read::take(data, size), self.out)?;
+        if copied != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name} changed size while it was read"),
+            ));
+        }
+        pad(self.out, size)?;
+        self.entries += 1;
+        Ok(())
+    }
+}
+
+fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+    let rem = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..rem as usize])
+}
+
+fn is_overlay(key: &str) -> bool {
+    key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.")
+}
+
+/// The extended attributes of `path` (not following symlinks), sorted by name.
+fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let key = String::from_utf8_lossy(name).into_owned();
+        let mut value = vec![0u8; 256];
+        let len = loop {
+            match rustix::fs::lgetxattr(path, key.as_str(), &mut value) {
+                Ok(len) => break len,
+                Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        value.truncate(len);
+        out.push((key, value));
+    }
+    out.sort();
+    Ok(out)
+}
