@@ -9,7 +9,7 @@
 //! target too. Names with `..` components are refused outright, as docker refuses them.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -115,6 +115,8 @@ pub fn apply_layer(
     let mut dir_times: Vec<(Vec<String>, i64, Mode)> = Vec::new();
     // What this layer itself created: an opaque marker in a flattened tree spares it.
     let mut created: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut cached: Option<(Vec<String>, OwnedFd)> = None;
+    let mut buf = vec![0u8; 1 << 20];
     let entries = archive
         .entries()
         .map_err(|e| Error::layer("reading tar", e))?;
@@ -126,7 +128,13 @@ pub fn apply_layer(
         let Some((name, parents)) = parts.split_last() else {
             continue; // the root itself
         };
-        let parent = open_dir(&root, parents, true).map_err(|e| Error::entry(&raw_name, e))?;
+        let kind = entry.header().entry_type();
+        // Consecutive files in one directory reuse its descriptor; any other kind of entry
+        // may change what a path resolves to, so it resolves afresh.
+        let parent = match cached.take() {
+            Some((p, fd)) if kind.is_file() && p.as_slice() == parents => fd,
+            _ => open_dir(&root, parents, true).map_err(|e| Error::entry(&raw_name, e))?,
+        };
 
         if name == OPAQUE {
             opaque(&root, parents, &parent, opts, &created)
@@ -150,7 +158,6 @@ pub fn apply_layer(
         }
 
         let header = entry.header().clone();
-        let kind = header.entry_type();
         let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
         let existing = statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok();
         let keep_dir = kind.is_dir()
@@ -178,7 +185,14 @@ pub fn apply_layer(
                         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
                     )?;
                     let mut file = File::from(fd);
-                    stats.bytes += io::copy(&mut entry, &mut file)?;
+                    loop {
+                        let n = entry.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        file.write_all(&buf[..n])?;
+                        stats.bytes += n as u64;
+                    }
                 }
                 k if k.is_symlink() => {
                     let link = entry
@@ -235,6 +249,9 @@ pub fn apply_layer(
         })();
         result.map_err(|e| Error::entry(&raw_name, e))?;
         created.insert(parts.join("/"));
+        if kind.is_file() {
+            cached = Some((parents.to_vec(), parent));
+        }
         if kind.is_dir() {
             dir_times.push((parts.clone(), header.mtime().unwrap_or(0) as i64, mode));
         }
