@@ -18,6 +18,10 @@ pub enum Error {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("invalid reference format {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
+    #[error("no such image: {0}")]
+    NameNotFound(String),
+    #[error("{}: damaged store file: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
     #[error("{context}: {source}")]
     Layer {
         context: String,

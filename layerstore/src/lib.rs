@@ -17,6 +17,7 @@ mod diff;
 mod digest;
 mod error;
 mod reference;
+mod store;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use content::{BlobInfo, BlobWriter, ContentStore};
@@ -24,3 +25,4 @@ pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
 pub use error::Error;
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
+pub use store::{REF_NAME, Store, default_root};

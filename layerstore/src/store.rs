@@ -1,0 +1,263 @@
+//! The store root: an OCI image layout (`oci-layout`, `index.json`, `blobs/`) that other
+//! tools (`skopeo`, `umoci`) read as it is, plus lb's own directories beside it.
+//!
+//! Names live in `index.json`: one manifest descriptor per name, the full normalised
+//! reference in `org.opencontainers.image.ref.name`. Every change takes an exclusive lock
+//! (`index.lock`, flock) around read-modify-write, and the new index is written to a
+//! temporary file, fsynced and renamed over the old one: concurrent `lb` processes serialise,
+//! and a crash leaves either the old or the new index, never a torn one.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use crate::Error;
+use crate::content::ContentStore;
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+/// The annotation that names a manifest in the index (OCI image layout).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An opened store root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    content: ContentStore,
+}
+
+/// The root a command uses: `--root`, else `$LB_ROOT`, else `/var/lib/lb`.
+pub fn default_root(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("LB_ROOT") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("/var/lib/lb"),
+    }
+}
+
+impl Store {
+    /// Opens the store at `root`, creating its layout on first use.
+    pub fn open(root: &Path) -> Result<Store, Error> {
+        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let content = ContentStore::open(root)?;
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            content,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<ImageIndex, Error> {
+        let path = self.index_path();
+        match fs::read(&path) {
+            Ok(bytes) => ImageIndex::from_reader(&bytes[..]).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Runs `change` on the index under the store's lock and saves the result atomically.
+    fn update_index<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let _lock = self.lock("index.lock")?;
+        let mut index = self.read_index()?;
+        let mut manifests = index.manifests().clone();
+        let out = change(&mut manifests)?;
+        index.set_manifests(manifests);
+        let text = index.to_string_pretty().map_err(|e| Error::Corrupt {
+            path: self.index_path(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&self.index_path(), text.as_bytes())?;
+        Ok(out)
+    }
+
+    /// An exclusive lock on `root/<name>`, released when the returned file is dropped.
+    pub fn lock(&self, name: &str) -> Result<File, Error> {
+        let path = self.root.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(&path, e.into()))?;
+        Ok(file)
+    }
+
+    /// Points `name` at `manifest` (replacing what it pointed at).
+    pub fn set_name(&self, name: &Reference, manifest: &Descriptor) -> Result<(), Error> {
+        let full = name.to_string();
+        self.update_index(|manifests| {
+            manifests.retain(|d| ref_name(d).as_deref() != Some(full.as_str()));
+            let mut d = manifest.clone();
+            let mut notes: HashMap<String, String> = d.annotations().clone().unwrap_or_default();
+            notes.insert(REF_NAME.to_string(), full.clone());
+            d.set_annotations(Some(notes));
+            manifests.push(d);
+            manifests.sort_by_key(ref_name);
+            Ok(())
+        })
+    }
+
+    /// Removes `name`; returns what it pointed at.
+    pub fn remove_name(&self, name: &Reference) -> Result<Option<Descriptor>, Error> {
+        let full = name.to_string();
+        self.update_index(|manifests| {
+            let pos = manifests
+                .iter()
+                .position(|d| ref_name(d).as_deref() == Some(full.as_str()));
+            Ok(pos.map(|i| manifests.remove(i)))
+        })
+    }
+
+    /// The manifest descriptor `name` points at.
+    pub fn resolve(&self, name: &Reference) -> Result<Descriptor, Error> {
+        let full = name.to_string();
+        self.read_index()?
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d).as_deref() == Some(full.as_str()))
+            .cloned()
+            .ok_or_else(|| Error::NameNotFound(name.familiar()))
+    }
+
+    /// Every name with its manifest descriptor, sorted by name.
+    pub fn names(&self) -> Result<Vec<(Reference, Descriptor)>, Error> {
+        let mut out = Vec::new();
+        for d in self.read_index()?.manifests() {
+            if let Some(r) = ref_name(d).and_then(|n| Reference::from_str(&n).ok()) {
+                out.push((r, d.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The digest of a descriptor, in lb's type.
+    pub fn descriptor_digest(d: &Descriptor) -> Result<Digest, Error> {
+        Digest::from_str(d.digest().as_ref())
+    }
+}
+
+fn ref_name(d: &Descriptor) -> Option<String> {
+    d.annotations().as_ref()?.get(REF_NAME).cloned()
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::new())
+        .build()
+        .expect("an index with no manifests is complete")
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(store: &Store, body: &[u8]) -> Descriptor {
+        let info = store.content().put(body).unwrap();
+        let digest = oci_spec::image::Digest::from_str(&info.digest.to_string()).unwrap();
+        Descriptor::new(MediaType::ImageManifest, info.size, digest)
+    }
+
+    #[test]
+    fn names_set_resolve_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = manifest(&store, b"{\"a\":1}");
+        let b = manifest(&store, b"{\"b\":2}");
+        let busybox: Reference = "busybox".parse().unwrap();
+        let app: Reference = "localhost:5000/app:1".parse().unwrap();
+        store.set_name(&busybox, &a).unwrap();
+        store.set_name(&app, &a).unwrap();
+        store.set_name(&busybox, &b).unwrap();
+        assert_eq!(store.resolve(&busybox).unwrap().digest(), b.digest());
+        let names: Vec<String> = store
+            .names()
+            .unwrap()
+            .iter()
+            .map(|(r, _)| r.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["docker.io/library/busybox:latest", "localhost:5000/app:1"]
+        );
+        assert!(store.remove_name(&app).unwrap().is_some());
+        assert!(matches!(store.resolve(&app), Err(Error::NameNotFound(_))));
+        // The root is an OCI layout other tools read.
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["schemaVersion"], 2);
+        assert_eq!(
+            index["manifests"][0]["annotations"][REF_NAME],
+            "docker.io/library/busybox:latest"
+        );
+        assert!(dir.path().join("oci-layout").is_file());
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = manifest(&store, b"{}");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (store, d) = (store.clone(), d.clone());
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let r: Reference = format!("app{t}:{i}").parse().unwrap();
+                        store.set_name(&r, &d).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(store.names().unwrap().len(), 40);
+    }
+}
