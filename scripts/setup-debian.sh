@@ -4,7 +4,8 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in build-essential pkg-config ca-certificates git; do
+# skopeo and umoci: interop tests read lb's store with them.
+for pkg in build-essential pkg-config ca-certificates git skopeo umoci; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

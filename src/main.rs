@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod image_cmds;
 mod parse_cmd;
 
 #[derive(Parser)]
@@ -17,6 +18,9 @@ mod parse_cmd;
     disable_help_subcommand = false
 )]
 struct Cli {
+    /// The store root (default: $LB_ROOT, else /var/lib/lb)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -25,12 +29,38 @@ struct Cli {
 enum Commands {
     /// Parse a Dockerfile and print it as BuildKit's dump or as typed JSON
     Parse(parse_cmd::ParseArgs),
+    /// Create an image from a root file system tar
+    Import(image_cmds::ImportArgs),
+    /// List images
+    Images(image_cmds::ImagesArgs),
+    /// Give an image another name
+    Tag(image_cmds::TagArgs),
+    /// Remove image names
+    Rmi(image_cmds::RmiArgs),
+    /// Show an image's details as JSON
+    Inspect(image_cmds::InspectArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let store = || lb_layerstore::Store::open(&lb_layerstore::default_root(cli.root.as_deref()));
     let result = match cli.command {
         Commands::Parse(args) => parse_cmd::run(args),
+        Commands::Import(args) => store()
+            .map_err(Into::into)
+            .and_then(|s| image_cmds::import(&s, args)),
+        Commands::Images(args) => store()
+            .map_err(Into::into)
+            .and_then(|s| image_cmds::images(&s, args)),
+        Commands::Tag(args) => store()
+            .map_err(Into::into)
+            .and_then(|s| image_cmds::tag(&s, args)),
+        Commands::Rmi(args) => store()
+            .map_err(Into::into)
+            .and_then(|s| image_cmds::rmi(&s, args)),
+        Commands::Inspect(args) => store()
+            .map_err(Into::into)
+            .and_then(|s| image_cmds::inspect(&s, args)),
     };
     match result {
         Ok(code) => code,

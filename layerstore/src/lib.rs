@@ -16,6 +16,7 @@ mod content;
 mod diff;
 mod digest;
 mod error;
+mod image;
 mod reference;
 mod store;
 
@@ -24,5 +25,8 @@ pub use content::{BlobInfo, BlobWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
 pub use error::Error;
+pub use image::{
+    Image, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time, host_platform, rfc3339,
+};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use store::{REF_NAME, Store, default_root};

@@ -1,0 +1,238 @@
+//! Images: an OCI manifest, its config and its layers, reachable from a name.
+
+use std::io::{self, Read};
+use std::str::FromStr;
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use serde_json::json;
+
+use crate::Error;
+use crate::apply::decompressed;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::store::Store;
+
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Local layers are kept uncompressed: building never pays for compression.
+pub const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// An image as stored: what a name resolves to.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_digest: Digest,
+    pub manifest: ImageManifest,
+    /// The image ID, as docker shows it.
+    pub config_digest: Digest,
+    pub config: ImageConfiguration,
+}
+
+impl Image {
+    /// Bytes of all layers as stored.
+    pub fn size(&self) -> u64 {
+        self.manifest.layers().iter().map(|l| l.size()).sum()
+    }
+}
+
+/// The platform this lb runs on, in OCI's words.
+pub fn host_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+/// RFC 3339 in UTC for seconds since the epoch (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Now, or `SOURCE_DATE_EPOCH` when set, for reproducible images.
+pub fn creation_time() -> i64 {
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Reads the image `name` points at, verifying manifest and config against their digests.
+    pub fn image(&self, name: &Reference) -> Result<Image, Error> {
+        let desc = self.resolve(name)?;
+        self.image_at(&desc)
+    }
+
+    /// Reads the image a manifest descriptor points at.
+    pub fn image_at(&self, desc: &Descriptor) -> Result<Image, Error> {
+        let manifest_digest = Store::descriptor_digest(desc)?;
+        let bytes = self.content().read_verified(&manifest_digest)?;
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| Error::Corrupt {
+            path: self.content().path(&manifest_digest),
+            reason: format!("{what}: {e}"),
+        };
+        let manifest =
+            ImageManifest::from_reader(&bytes[..]).map_err(|e| corrupt("manifest", &e))?;
+        let config_digest = Digest::from_str(manifest.config().digest().as_ref())?;
+        let config_bytes = self.content().read_verified(&config_digest)?;
+        let config = ImageConfiguration::from_reader(&config_bytes[..])
+            .map_err(|e| corrupt("image config", &e))?;
+        Ok(Image {
+            manifest_digest,
+            manifest,
+            config_digest,
+            config,
+        })
+    }
+
+    /// Whether any named image uses `digest` as manifest, config or layer.
+    pub fn blob_is_referenced(&self, digest: &Digest) -> Result<bool, Error> {
+        for (_, desc) in self.names()? {
+            let Ok(image) = self.image_at(&desc) else {
+                continue;
+            };
+            if image.manifest_digest == *digest
+                || image.config_digest == *digest
+                || image
+                    .manifest
+                    .layers()
+                    .iter()
+                    .any(|l| l.digest().as_ref() == digest.to_string())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `lb import`: a root file system tar (plain, gzip or zstd) becomes a one-layer image
+    /// named `name`. Returns the image (config) digest.
+    pub fn import_rootfs(
+        &self,
+        rootfs: impl Read,
+        name: &Reference,
+        source: &str,
+    ) -> Result<Digest, Error> {
+        // The layer is stored uncompressed, hashed as it is written: its digest is the diffID.
+        let mut tar = decompressed(rootfs)?;
+        let mut w = self.content().writer()?;
+        io::copy(&mut tar, &mut w).map_err(|e| Error::layer("reading the root file system", e))?;
+        let layer = w.commit(None, None)?;
+        // A tar must at least read as one: refuse what is not, and leave the store as it was.
+        let read_back = || -> io::Result<()> {
+            let mut check =
+                tar::Archive::new(std::fs::File::open(self.content().path(&layer.digest))?);
+            for entry in check.entries()? {
+                entry?;
+            }
+            Ok(())
+        };
+        if let Err(e) = read_back() {
+            if !self.blob_is_referenced(&layer.digest)? {
+                self.content().remove(&layer.digest)?;
+            }
+            return Err(Error::layer("reading the root file system as tar", e));
+        }
+
+        let (os, arch) = host_platform();
+        let created = rfc3339(creation_time());
+        let config = json!({
+            "created": created,
+            "architecture": arch,
+            "os": os,
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [layer.digest.to_string()] },
+            "history": [{ "created": created, "created_by": "lb import", "comment": format!("Imported from {source}") }],
+        });
+        let config = self.content().put(&to_bytes(&config))?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest.to_string(), "size": config.size },
+            "layers": [{ "mediaType": MEDIA_LAYER_TAR, "digest": layer.digest.to_string(), "size": layer.size }],
+        });
+        let manifest = self.content().put(&to_bytes(&manifest))?;
+        let digest = oci_spec::image::Digest::from_str(&manifest.digest.to_string())
+            .map_err(|e| Error::InvalidDigest(e.to_string()))?;
+        self.set_name(
+            name,
+            &Descriptor::new(MediaType::ImageManifest, manifest.size, digest),
+        )?;
+        Ok(config.digest)
+    }
+}
+
+fn to_bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn import_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "hello", &b"hi\n"[..]).unwrap();
+        let layer = b.into_inner().unwrap();
+        let name: Reference = "imported:v1".parse().unwrap();
+        let id = store
+            .import_rootfs(&layer[..], &name, "rootfs.tar")
+            .unwrap();
+        let image = store.image(&name).unwrap();
+        assert_eq!(image.config_digest, id);
+        assert_eq!(image.manifest.layers().len(), 1);
+        assert_eq!(image.size(), layer.len() as u64);
+        assert_eq!(
+            image.config.rootfs().diff_ids()[0],
+            Digest::of(&layer).to_string()
+        );
+        // Not a tar: refused, and the name is not created.
+        let bad: Reference = "bad".parse().unwrap();
+        assert!(
+            store
+                .import_rootfs(&b"not a tar at all, clearly"[..], &bad, "x")
+                .is_err()
+        );
+        assert!(store.resolve(&bad).is_err());
+        assert_eq!(store.content().list().unwrap().len(), 3);
+    }
+}

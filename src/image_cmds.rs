@@ -1,0 +1,224 @@
+//! Image commands over the store: `import`, `images`, `tag`, `rmi`, `inspect`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lb_layerstore::{Image, Reference, Store};
+use serde_json::json;
+
+fn reference(arg: &str) -> anyhow::Result<Reference> {
+    Reference::parse(arg).with_context(|| format!("bad image name {arg:?}"))
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A root file system tar (plain, gzip or zstd); `-` reads standard input
+    file: PathBuf,
+    /// The name of the new image
+    name: String,
+}
+
+pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let name = reference(&args.name)?;
+    let id = if args.file.as_os_str() == "-" {
+        store.import_rootfs(std::io::stdin().lock(), &name, "-")?
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        store
+            .import_rootfs(file, &name, &args.file.display().to_string())
+            .with_context(|| format!("cannot import {}", args.file.display()))?
+    };
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// `json`: one JSON object per line
+    #[arg(long)]
+    format: Option<String>,
+}
+
+fn short_id(image: &Image) -> String {
+    image.config_digest.hex()[..12].to_string()
+}
+
+fn human_size(bytes: u64) -> String {
+    // docker's units: powers of 1000, three significant digits.
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[u]
+    }
+}
+
+pub fn images(store: &Store, args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    for (name, desc) in store.names()? {
+        let image = store.image_at(&desc)?;
+        rows.push((name, image));
+    }
+    match args.format.as_deref() {
+        None | Some("table") => {
+            if args.quiet {
+                let mut seen = std::collections::BTreeSet::new();
+                for (_, image) in &rows {
+                    if seen.insert(short_id(image)) {
+                        println!("{}", short_id(image));
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<40} {:<20} {:<14} {:<22} SIZE",
+                "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+            );
+            for (name, image) in &rows {
+                let fam = Reference {
+                    tag: None,
+                    digest: None,
+                    ..name.clone()
+                }
+                .familiar();
+                println!(
+                    "{:<40} {:<20} {:<14} {:<22} {}",
+                    fam,
+                    name.tag.as_deref().unwrap_or("<none>"),
+                    short_id(image),
+                    image.config.created().clone().unwrap_or_default(),
+                    human_size(image.size())
+                );
+            }
+        }
+        Some("json") => {
+            for (name, image) in &rows {
+                let fam = Reference {
+                    tag: None,
+                    digest: None,
+                    ..name.clone()
+                }
+                .familiar();
+                let row = json!({
+                    "Repository": fam,
+                    "Tag": name.tag.as_deref().unwrap_or("<none>"),
+                    "ID": image.config_digest.to_string(),
+                    "Digest": image.manifest_digest.to_string(),
+                    "CreatedAt": image.config.created(),
+                    "Size": image.size(),
+                });
+                println!("{row}");
+            }
+        }
+        Some(other) => bail!("unknown --format {other:?}: use table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    /// An existing image name
+    source: String,
+    /// The new name
+    target: String,
+}
+
+pub fn tag(store: &Store, args: TagArgs) -> anyhow::Result<ExitCode> {
+    let source = reference(&args.source)?;
+    let target = reference(&args.target)?;
+    let desc = store.resolve(&source)?;
+    store.set_name(&target, &desc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Image names to remove
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for n in &args.names {
+        let name = reference(n)?;
+        match store.remove_name(&name)? {
+            Some(desc) => println!("Untagged: {}@{}", name.familiar(), desc.digest()),
+            None => {
+                eprintln!("lb: no such image: {n}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Image names
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `lb inspect`: the JSON shape of `docker image inspect`.
+pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let all = store.names()?;
+    let mut out = Vec::new();
+    for n in &args.names {
+        let name = reference(n)?;
+        let image = store.image(&name)?;
+        let tags: Vec<String> = all
+            .iter()
+            .filter(|(_, d)| d.digest().as_ref() == image.manifest_digest.to_string())
+            .map(|(r, _)| r.familiar())
+            .collect();
+        let c = image.config.config().clone().unwrap_or_default();
+        let ports: Option<serde_json::Map<String, serde_json::Value>> = c
+            .exposed_ports()
+            .as_ref()
+            .map(|p| p.iter().map(|k| (k.clone(), json!({}))).collect());
+        let volumes: Option<serde_json::Map<String, serde_json::Value>> = c
+            .volumes()
+            .as_ref()
+            .map(|p| p.iter().map(|k| (k.clone(), json!({}))).collect());
+        out.push(json!({
+            "Id": image.config_digest.to_string(),
+            "RepoTags": tags,
+            "RepoDigests": [],
+            "Created": image.config.created(),
+            "Architecture": image.config.architecture().to_string(),
+            "Os": image.config.os().to_string(),
+            "Config": {
+                "User": c.user().clone().unwrap_or_default(),
+                "ExposedPorts": ports,
+                "Env": c.env(),
+                "Cmd": c.cmd(),
+                "Entrypoint": c.entrypoint(),
+                "WorkingDir": c.working_dir().clone().unwrap_or_default(),
+                "Labels": c.labels(),
+                "Volumes": volumes,
+                "StopSignal": c.stop_signal(),
+            },
+            "RootFS": { "Type": "layers", "Layers": image.config.rootfs().diff_ids() },
+            "Size": image.size(),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}

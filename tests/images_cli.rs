@@ -1,0 +1,177 @@
+//! `lb import`, `images`, `tag`, `rmi`, `inspect` end to end on a store in a temporary root,
+//! and the store read by other tools (`skopeo`, `umoci`) as the OCI layout it is.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lb(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run lb")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A small root file system tar, gzip-compressed.
+fn rootfs(dir: &Path) -> std::path::PathBuf {
+    let tgz = dir.join("rootfs.tar.gz");
+    let file = std::fs::File::create(&tgz).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o755);
+    h.set_size(10);
+    h.set_cksum();
+    b.append_data(&mut h, "bin/hello", &b"#!/bin/sh\n"[..])
+        .unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+    tgz
+}
+
+#[test]
+fn import_tag_images_inspect_rmi() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    let out = lb(&root, &["import", tgz.to_str().unwrap(), "demo:1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+
+    assert!(
+        lb(&root, &["tag", "demo:1", "localhost:5000/demo"])
+            .status
+            .success()
+    );
+    let out = lb(&root, &["images"]);
+    let listing = text(&out.stdout);
+    assert!(listing.starts_with("REPOSITORY"), "{listing}");
+    assert!(
+        listing.contains("demo ") && listing.contains("localhost:5000/demo"),
+        "{listing}"
+    );
+    assert_eq!(
+        text(&lb(&root, &["images", "-q"]).stdout).trim(),
+        &id[7..19]
+    );
+
+    let out = lb(&root, &["inspect", "demo:1"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Id"], id.as_str());
+    assert_eq!(v[0]["Os"], "linux");
+    assert_eq!(
+        v[0]["RepoTags"],
+        serde_json::json!(["demo:1", "localhost:5000/demo:latest"])
+    );
+    assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+
+    let out = lb(&root, &["rmi", "localhost:5000/demo"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("Untagged: localhost:5000/demo:latest@sha256:"));
+    let out = lb(&root, &["rmi", "localhost:5000/demo"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bad_input_is_refused_and_the_store_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    assert!(
+        lb(&root, &["import", tgz.to_str().unwrap(), "good"])
+            .status
+            .success()
+    );
+    let before = std::fs::read(root.join("index.json")).unwrap();
+    let blobs = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .count();
+
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"this is not a tar archive").unwrap();
+    let out = lb(&root, &["import", junk.to_str().unwrap(), "junk"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(junk.to_str().unwrap()),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = lb(&root, &["import", tgz.to_str().unwrap(), "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Bad_Name"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = lb(&root, &["inspect", "missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such image"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    assert_eq!(before, std::fs::read(root.join("index.json")).unwrap());
+    assert_eq!(
+        blobs,
+        std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    );
+}
+
+/// Needs Debian's skopeo and umoci (installed by scripts/setup-debian.sh).
+#[test]
+fn skopeo_and_umoci_read_the_store() {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("skopeo") || !have("umoci") {
+        assert!(
+            std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() != Ok("1"),
+            "skopeo and umoci are required (scripts/setup-debian.sh installs them)"
+        );
+        eprintln!("SKIPPED: skopeo or umoci not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    assert!(
+        lb(&root, &["import", tgz.to_str().unwrap(), "interop:1"])
+            .status
+            .success()
+    );
+    let name = format!("{}:docker.io/library/interop:1", root.display());
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("oci:{name}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    let bundle = dir.path().join("bundle");
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &name,
+            bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/bin/hello")).unwrap(),
+        b"#!/bin/sh\n"
+    );
+}
