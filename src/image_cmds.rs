@@ -50,23 +50,26 @@ fn short_id(image: &Image) -> String {
 }
 
 fn human_size(bytes: u64) -> String {
-    // docker's units: powers of 1000, three significant digits.
-    let units = ["B", "kB", "MB", "GB", "TB"];
+    // docker's units: powers of 1000, four significant digits (go-units' HumanSize).
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
     let mut u = 0;
     while v >= 1000.0 && u < units.len() - 1 {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{bytes}B")
+    let decimals = match v {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
     } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[u]
-    }
+        &s
+    };
+    format!("{s}{}", units[u])
 }
 
 pub fn images(store: &Store, args: ImagesArgs) -> anyhow::Result<ExitCode> {
@@ -220,5 +223,46 @@ pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lb prune`: remove what no name reaches.
+pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
+    let (count, bytes) = store.prune()?;
+    println!("Deleted blobs: {count}");
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lb system df`: what the store holds and what a prune would reclaim.
+pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
+    let names = store.names()?;
+    let images: std::collections::BTreeSet<String> =
+        names.iter().map(|(_, d)| d.digest().to_string()).collect();
+    let live = store.reachable()?;
+    let blobs = store.content().list()?;
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    let reclaimable: u64 = blobs
+        .iter()
+        .filter(|b| !live.contains(&b.digest))
+        .map(|b| b.size)
+        .sum();
+    let pct = if total == 0 {
+        0
+    } else {
+        reclaimable * 100 / total
+    };
+    println!(
+        "{:<15} {:<9} {:<9} {:<11} RECLAIMABLE",
+        "TYPE", "TOTAL", "ACTIVE", "SIZE"
+    );
+    println!(
+        "{:<15} {:<9} {:<9} {:<11} {} ({pct}%)",
+        "Images",
+        images.len(),
+        0,
+        human_size(total),
+        human_size(reclaimable)
+    );
     Ok(ExitCode::SUCCESS)
 }

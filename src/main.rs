@@ -39,28 +39,33 @@ enum Commands {
     Rmi(image_cmds::RmiArgs),
     /// Show an image's details as JSON
     Inspect(image_cmds::InspectArgs),
+    /// Remove blobs that no image name reaches
+    Prune,
+    /// Store-wide commands
+    #[command(subcommand)]
+    System(SystemCommands),
+}
+
+#[derive(Subcommand)]
+enum SystemCommands {
+    /// Show what the store holds and what a prune would reclaim
+    Df,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let store = || lb_layerstore::Store::open(&lb_layerstore::default_root(cli.root.as_deref()));
+    let root = lb_layerstore::default_root(cli.root.as_deref());
+    let store =
+        || -> anyhow::Result<lb_layerstore::Store> { Ok(lb_layerstore::Store::open(&root)?) };
     let result = match cli.command {
         Commands::Parse(args) => parse_cmd::run(args),
-        Commands::Import(args) => store()
-            .map_err(Into::into)
-            .and_then(|s| image_cmds::import(&s, args)),
-        Commands::Images(args) => store()
-            .map_err(Into::into)
-            .and_then(|s| image_cmds::images(&s, args)),
-        Commands::Tag(args) => store()
-            .map_err(Into::into)
-            .and_then(|s| image_cmds::tag(&s, args)),
-        Commands::Rmi(args) => store()
-            .map_err(Into::into)
-            .and_then(|s| image_cmds::rmi(&s, args)),
-        Commands::Inspect(args) => store()
-            .map_err(Into::into)
-            .and_then(|s| image_cmds::inspect(&s, args)),
+        Commands::Import(args) => store().and_then(|s| image_cmds::import(&s, args)),
+        Commands::Images(args) => store().and_then(|s| image_cmds::images(&s, args)),
+        Commands::Tag(args) => store().and_then(|s| image_cmds::tag(&s, args)),
+        Commands::Rmi(args) => store().and_then(|s| image_cmds::rmi(&s, args)),
+        Commands::Inspect(args) => store().and_then(|s| image_cmds::inspect(&s, args)),
+        Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
+        Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
     };
     match result {
         Ok(code) => code,

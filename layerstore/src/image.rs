@@ -138,6 +138,7 @@ impl Store {
         name: &Reference,
         source: &str,
     ) -> Result<Digest, Error> {
+        let _writing = self.writing()?;
         // The layer is stored uncompressed, hashed as it is written: its digest is the diffID.
         let mut tar = decompressed(rootfs)?;
         let mut w = self.content().writer()?;

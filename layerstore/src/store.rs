@@ -100,6 +100,16 @@ impl Store {
 
     /// An exclusive lock on `root/<name>`, released when the returned file is dropped.
     pub fn lock(&self, name: &str) -> Result<File, Error> {
+        self.flock(name, rustix::fs::FlockOperation::LockExclusive)
+    }
+
+    /// Held (shared) by every operation that writes blobs before naming them, so that a
+    /// prune (which takes it exclusively) never removes a blob about to be named.
+    pub fn writing(&self) -> Result<File, Error> {
+        self.flock("gc.lock", rustix::fs::FlockOperation::LockShared)
+    }
+
+    fn flock(&self, name: &str, how: rustix::fs::FlockOperation) -> Result<File, Error> {
         let path = self.root.join(name);
         let file = OpenOptions::new()
             .create(true)
@@ -107,9 +117,46 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io(&path, e.into()))?;
+        rustix::fs::flock(&file, how).map_err(|e| Error::io(&path, e.into()))?;
         Ok(file)
+    }
+
+    /// Removes every blob no name reaches, and leftovers of interrupted writes; returns
+    /// (blobs removed, bytes reclaimed).
+    pub fn prune(&self) -> Result<(u64, u64), Error> {
+        let _gc = self.lock("gc.lock")?;
+        let live = self.reachable()?;
+        let (mut count, mut bytes) = (0, 0);
+        for blob in self.content.list()? {
+            if !live.contains(&blob.digest) {
+                bytes += self.content.remove(&blob.digest)?;
+                count += 1;
+            }
+        }
+        // No writer holds the shared lock now, so nothing in ingest/ is in use.
+        let ingest = self.root.join("ingest");
+        for entry in fs::read_dir(&ingest)
+            .map_err(|e| Error::io(&ingest, e))?
+            .flatten()
+        {
+            bytes += entry.metadata().map_or(0, |m| m.len());
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok((count, bytes))
+    }
+
+    /// Every blob a name reaches: manifests, configs, layers.
+    pub fn reachable(&self) -> Result<std::collections::HashSet<Digest>, Error> {
+        let mut live = std::collections::HashSet::new();
+        for (_, desc) in self.names()? {
+            let image = self.image_at(&desc)?;
+            live.insert(image.manifest_digest);
+            live.insert(image.config_digest);
+            for layer in image.manifest.layers() {
+                live.insert(Digest::from_str(layer.digest().as_ref())?);
+            }
+        }
+        Ok(live)
     }
 
     /// Points `name` at `manifest` (replacing what it pointed at).
