@@ -247,11 +247,7 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
         .filter(|b| !live.contains(&b.digest))
         .map(|b| b.size)
         .sum();
-    let pct = if total == 0 {
-        0
-    } else {
-        reclaimable * 100 / total
-    };
+    let pct = (reclaimable * 100).checked_div(total).unwrap_or(0);
     println!(
         "{:<15} {:<9} {:<9} {:<11} RECLAIMABLE",
         "TYPE", "TOTAL", "ACTIVE", "SIZE"
