@@ -262,3 +262,70 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Images to save
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Write to this file instead of standard output
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// `lb save`: one tar that `docker load` and OCI tools read.
+pub fn save(store: &Store, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    let names = args
+        .names
+        .iter()
+        .map(|n| reference(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match &args.output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            store.save(&names, std::io::BufWriter::new(tmp.as_file_mut()))?;
+            tmp.persist(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("refusing to write an archive to a terminal: use -o FILE or redirect");
+            }
+            store.save(&names, std::io::stdout().lock())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+}
+
+/// `lb load`: images from a `docker save`, `podman save`, `lb save` or OCI archive.
+pub fn load(store: &Store, args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let names = match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            store
+                .load(file)
+                .with_context(|| format!("cannot load {}", path.display()))?
+        }
+        None => store
+            .load(std::io::stdin().lock())
+            .context("cannot load the archive on standard input")?,
+    };
+    for n in names {
+        println!("Loaded image: {}", n.familiar());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -175,3 +175,165 @@ fn skopeo_and_umoci_read_the_store() {
         b"#!/bin/sh\n"
     );
 }
+
+fn id(root: &Path, name: &str) -> String {
+    let out = lb(root, &["inspect", name]);
+    assert!(
+        out.status.success(),
+        "inspect {name}: {}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn save_then_load_elsewhere_inspects_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let tgz = rootfs(dir.path());
+    assert!(
+        lb(&a, &["import", tgz.to_str().unwrap(), "saved:1"])
+            .status
+            .success()
+    );
+    let archive = dir.path().join("saved.tar");
+    let out = lb(&a, &["save", "saved:1", "-o", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lb(&b, &["load", "-i", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Loaded image: saved:1\n");
+    assert_eq!(id(&a, "saved:1"), id(&b, "saved:1"));
+}
+
+#[test]
+fn bad_archives_are_refused_and_the_store_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    assert!(
+        lb(&root, &["import", tgz.to_str().unwrap(), "keep"])
+            .status
+            .success()
+    );
+    let blobs = || {
+        std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = (std::fs::read(root.join("index.json")).unwrap(), blobs());
+
+    // A blob whose bytes do not match its name.
+    let forged = dir.path().join("forged.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&forged).unwrap());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let name = format!("blobs/sha256/{}", "ab".repeat(32));
+    b.append_data(&mut h, name, &b"wrong"[..]).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    // An archive with no image in it, and bytes that are no tar at all.
+    let empty = dir.path().join("empty.tar");
+    tar::Builder::new(std::fs::File::create(&empty).unwrap())
+        .finish()
+        .unwrap();
+    let junk = dir.path().join("junk.tar");
+    std::fs::write(&junk, b"no tar here").unwrap();
+
+    for bad in [&forged, &empty, &junk] {
+        let out = lb(&root, &["load", "-i", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", bad.display());
+        assert!(
+            text(&out.stderr).contains(bad.to_str().unwrap()),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            before,
+            (std::fs::read(root.join("index.json")).unwrap(), blobs()),
+            "{}",
+            bad.display()
+        );
+    }
+}
+
+/// skopeo and umoci read lb's archive; archives skopeo writes (OCI and docker) load into lb
+/// and inspect equal.
+#[test]
+fn archives_interoperate_with_skopeo_and_umoci() {
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("skopeo") || !have("umoci") {
+        assert!(
+            std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() != Ok("1"),
+            "skopeo and umoci are required (scripts/setup-debian.sh installs them)"
+        );
+        eprintln!("SKIPPED: skopeo or umoci not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    assert!(
+        lb(&root, &["import", tgz.to_str().unwrap(), "inter:2"])
+            .status
+            .success()
+    );
+    let want = id(&root, "inter:2");
+    let saved = dir.path().join("saved.tar");
+    assert!(
+        lb(&root, &["save", "inter:2", "-o", saved.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("oci-archive:{}", saved.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", text(&out.stderr));
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&saved)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bundle = dir.path().join("bundle");
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:docker.io/library/inter:2", layout.display()),
+            bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci: {}", text(&out.stderr));
+    assert!(bundle.join("rootfs/bin/hello").is_file());
+
+    let src = format!("oci:{}:docker.io/library/inter:2", root.display());
+    for (i, transport) in ["oci-archive", "docker-archive"].iter().enumerate() {
+        let file = dir.path().join(format!("skopeo-{i}.tar"));
+        let dest = format!("{transport}:{}:inter:2", file.display());
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", &src, &dest])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo copy: {}", text(&out.stderr));
+        let other = dir.path().join(format!("other-{i}"));
+        let out = lb(&other, &["load", "-i", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        assert_eq!(id(&other, "inter:2"), want, "{transport}");
+    }
+}

@@ -18,6 +18,8 @@ pub enum Error {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("invalid reference format {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
+    #[error("not a valid image archive: {0}")]
+    BadArchive(String),
     #[error("no such image: {0}")]
     NameNotFound(String),
     #[error("{}: damaged store file: {reason}", path.display())]

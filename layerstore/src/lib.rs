@@ -12,6 +12,7 @@
 //! file trees, and answers what is stored.
 
 mod apply;
+mod archive;
 mod content;
 mod diff;
 mod digest;
