@@ -4,8 +4,8 @@
 set -euo pipefail
 
 need_apt=()
-# skopeo and umoci: interop tests read lb's store with them.
-for pkg in build-essential pkg-config ca-certificates git skopeo umoci; do
+# skopeo and umoci: interop tests read lb's store with them; busybox-static: the test base image.
+for pkg in build-essential pkg-config ca-certificates git skopeo umoci busybox-static; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -337,3 +337,57 @@ fn archives_interoperate_with_skopeo_and_umoci() {
         assert_eq!(id(&other, "inter:2"), want, "{transport}");
     }
 }
+
+/// The test base image: `testdata/make-busybox-rootfs.sh` gives the same bytes every time,
+/// imports as one layer, and applies to a tree where `/bin/sh` is busybox.
+#[test]
+fn busybox_base_image() {
+    if !Path::new("/bin/busybox").exists() {
+        assert!(
+            std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() != Ok("1"),
+            "busybox-static is required (scripts/setup-debian.sh installs it)"
+        );
+        eprintln!("SKIPPED: /bin/busybox (busybox-static) not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox-rootfs.sh");
+    let make = |out: &Path| {
+        let st = Command::new("bash").arg(&script).arg(out).output().unwrap();
+        assert!(st.status.success(), "{}", text(&st.stderr));
+    };
+    let (t1, t2) = (dir.path().join("bb1.tar"), dir.path().join("bb2.tar"));
+    make(&t1);
+    make(&t2);
+    assert_eq!(std::fs::read(&t1).unwrap(), std::fs::read(&t2).unwrap());
+
+    let root = dir.path().join("store");
+    assert!(
+        lb(&root, &["import", t1.to_str().unwrap(), "busybox"])
+            .status
+            .success()
+    );
+    let out = lb(&root, &["inspect", "busybox"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v[0]["RootFS"]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let layer: lb_layerstore::Digest = layers[0].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        layer,
+        lb_layerstore::Digest::of(&std::fs::read(&t1).unwrap())
+    );
+
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let blob = std::fs::File::open(root.join("blobs/sha256").join(layer.hex())).unwrap();
+    lb_layerstore::apply_layer(blob, &tree, lb_layerstore::ApplyOptions::for_snapshot()).unwrap();
+    assert_eq!(
+        std::fs::read_link(tree.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    let out = Command::new(tree.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(out.success());
+}
