@@ -23,7 +23,7 @@ use crate::digest::{Digest, Digester};
 pub enum LayerCompression {
     /// `application/vnd.oci.image.layer.v1.tar`: what lb keeps locally.
     None,
-    /// `+gzip`, level 0-9.
+    /// `+gzip`, level 0-9, compressed on every core (see `gzip.rs`).
     Gzip(u32),
     /// `+zstd`, level 1-22.
     Zstd(i32),
@@ -73,7 +73,7 @@ pub fn write_diff(
         }
         LayerCompression::Gzip(level) => {
             let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
-            let enc = flate2::write::GzEncoder::new(blob, flate2::Compression::new(level));
+            let enc = crate::gzip::ParallelGzip::new(blob, level).map_err(ctx)?;
             let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
             let entries = write_tar(upper, &mut tar, opts)?;
             let (diff_id, size, w) = tar.finish();

@@ -17,6 +17,7 @@ mod content;
 mod diff;
 mod digest;
 mod error;
+mod gzip;
 mod image;
 mod reference;
 mod store;
@@ -26,6 +27,7 @@ pub use content::{BlobInfo, BlobWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
 pub use error::Error;
+pub use gzip::ParallelGzip;
 pub use image::{
     Image, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time, host_platform, rfc3339,
 };

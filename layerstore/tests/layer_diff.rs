@@ -140,6 +140,17 @@ fn compressed_in_the_same_pass() {
             .read_to_end(&mut raw)
             .unwrap();
         assert_eq!(raw, plain, "{c:?}");
+        if let LayerCompression::Gzip(_) = c {
+            // The parallel encoder's output is ordinary gzip to GNU gzip too.
+            let file = tempfile::NamedTempFile::new().unwrap();
+            fs::write(file.path(), &blob).unwrap();
+            let st = std::process::Command::new("gzip")
+                .arg("-t")
+                .arg(file.path())
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
     }
 }
 
