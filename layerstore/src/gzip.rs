@@ -23,6 +23,8 @@ pub struct ParallelGzip<W: Write> {
     crc: crc32fast::Hasher,
     size: u64,
     batch: usize,
+    /// The compressed form of the batch handed over last, when it is ready.
+    inflight: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -38,45 +40,45 @@ impl<W: Write> ParallelGzip<W> {
             crc: crc32fast::Hasher::new(),
             size: 0,
             batch,
+            inflight: None,
         })
     }
 
-    /// Compresses the pending input; `last` ends the deflate stream.
+    /// Hands the pending input to a compressing thread (one batch in flight, so the caller
+    /// fills the next batch meanwhile); `last` ends the deflate stream and waits for it.
     fn flush_pending(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::take(&mut self.pending);
-        let chunks: Vec<&[u8]> = if data.is_empty() {
-            vec![&[][..]]
-        } else {
-            data.chunks(CHUNK).collect()
-        };
-        let n = chunks.len();
-        let level = self.level;
-        let first_dict = std::mem::take(&mut self.dict);
-        let outputs: Vec<io::Result<Vec<u8>>> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let dict: &[u8] = if i == 0 {
-                    &first_dict
-                } else {
-                    let prev = chunks[i - 1];
-                    &prev[prev.len().saturating_sub(DICT)..]
-                };
-                deflate_chunk(chunks[i], dict, level, last && i == n - 1)
-            })
-            .collect();
-        for out in outputs {
-            self.out.write_all(&out?)?;
-        }
+        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch * CHUNK));
         self.crc.update(&data);
         self.size += data.len() as u64;
-        // The next dictionary: the last 32 KiB of everything compressed so far.
-        let mut dict = first_dict;
-        dict.extend_from_slice(&data[data.len().saturating_sub(DICT)..]);
-        let keep = dict.len().saturating_sub(DICT);
-        dict.drain(..keep);
-        self.dict = dict;
-        self.pending = data;
-        self.pending.clear();
+        let dict = std::mem::take(&mut self.dict);
+        // The next dictionary: the last 32 KiB of everything handed over so far.
+        let mut next = dict.clone();
+        next.extend_from_slice(&data[data.len().saturating_sub(DICT)..]);
+        let keep = next.len().saturating_sub(DICT);
+        next.drain(..keep);
+        self.dict = next;
+
+        self.collect()?;
+        let level = self.level;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(compress_batch(&data, &dict, level, last));
+        });
+        self.inflight = Some(rx);
+        if last {
+            self.collect()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch in flight, if any, once it is compressed.
+    fn collect(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.inflight.take() {
+            let out = rx
+                .recv()
+                .map_err(|_| io::Error::other("gzip worker thread died"))??;
+            self.out.write_all(&out)?;
+        }
         Ok(())
     }
 
@@ -89,6 +91,33 @@ impl<W: Write> ParallelGzip<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Deflates one batch, its chunks on all cores; `dict` precedes the batch.
+fn compress_batch(data: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+    let chunks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(CHUNK).collect()
+    };
+    let n = chunks.len();
+    let outputs: Vec<io::Result<Vec<u8>>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let d: &[u8] = if i == 0 {
+                dict
+            } else {
+                let prev = chunks[i - 1];
+                &prev[prev.len().saturating_sub(DICT)..]
+            };
+            deflate_chunk(chunks[i], d, level, last && i == n - 1)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for o in outputs {
+        out.extend_from_slice(&o?);
+    }
+    Ok(out)
 }
 
 fn deflate_chunk(input: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
