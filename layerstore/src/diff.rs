@@ -74,24 +74,30 @@ pub fn write_diff(
         LayerCompression::Gzip(level) => {
             let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
             let enc = crate::gzip::ParallelGzip::new(blob, level).map_err(ctx)?;
-            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
-            let entries = write_tar(upper, &mut tar, opts)?;
-            let (diff_id, size, w) = tar.finish();
-            let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
-            let blob = enc.finish().map_err(ctx)?;
-            finish(blob, diff_id, size, entries).map_err(ctx)
+            compressed(upper, opts, enc, |e| e.finish())
         }
         LayerCompression::Zstd(level) => {
             let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
             let enc = zstd::stream::write::Encoder::new(blob, level).map_err(ctx)?;
-            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
-            let entries = write_tar(upper, &mut tar, opts)?;
-            let (diff_id, size, w) = tar.finish();
-            let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
-            let blob = enc.finish().map_err(ctx)?;
-            finish(blob, diff_id, size, entries).map_err(ctx)
+            compressed(upper, opts, enc, |e| e.finish())
         }
     }
+}
+
+/// The tar written through `enc`, a compressor over the blob's digester, in one pass.
+fn compressed<E: Write, W: Write>(
+    upper: &Path,
+    opts: DiffOptions,
+    enc: E,
+    end: impl FnOnce(E) -> io::Result<Digester<BufWriter<W>>>,
+) -> Result<LayerDiff, Error> {
+    let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
+    let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
+    let entries = write_tar(upper, &mut tar, opts)?;
+    let (diff_id, size, w) = tar.finish();
+    let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
+    let blob = end(enc).map_err(ctx)?;
+    finish(blob, diff_id, size, entries).map_err(ctx)
 }
 
 fn finish<W: Write>(
