@@ -329,3 +329,52 @@ pub fn load(store: &Store, args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// The image
+    name: String,
+    /// Do not truncate the CREATED BY column
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+/// `lb history`: the image's history entries, newest first, with the size of each layer.
+pub fn history(store: &Store, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let image = store.image(&reference(&args.name)?)?;
+    let history = image.config.history().clone().unwrap_or_default();
+    let mut layer_sizes = image.manifest.layers().iter().map(|l| l.size());
+    let mut rows = Vec::new();
+    for h in &history {
+        let size = if h.empty_layer().unwrap_or(false) {
+            0
+        } else {
+            layer_sizes.next().unwrap_or(0)
+        };
+        rows.push((h, size));
+    }
+    println!(
+        "{:<14} {:<22} {:<45} {:<10} COMMENT",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+    );
+    for (i, (h, size)) in rows.iter().rev().enumerate() {
+        let id = if i == 0 {
+            short_id(&image)
+        } else {
+            "<missing>".to_string()
+        };
+        let mut by = h.created_by().clone().unwrap_or_default();
+        if !args.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        println!(
+            "{:<14} {:<22} {:<45} {:<10} {}",
+            id,
+            h.created().clone().unwrap_or_default(),
+            by,
+            human_size(*size),
+            h.comment().clone().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -39,6 +39,8 @@ enum Commands {
     Rmi(image_cmds::RmiArgs),
     /// Show an image's details as JSON
     Inspect(image_cmds::InspectArgs),
+    /// Show how an image was made, newest step first
+    History(image_cmds::HistoryArgs),
     /// Save images to a tar archive (OCI layout + docker manifest.json)
     Save(image_cmds::SaveArgs),
     /// Load images from a tar archive (docker, podman, OCI)
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Commands::Tag(args) => store().and_then(|s| image_cmds::tag(&s, args)),
         Commands::Rmi(args) => store().and_then(|s| image_cmds::rmi(&s, args)),
         Commands::Inspect(args) => store().and_then(|s| image_cmds::inspect(&s, args)),
+        Commands::History(args) => store().and_then(|s| image_cmds::history(&s, args)),
         Commands::Save(args) => store().and_then(|s| image_cmds::save(&s, args)),
         Commands::Load(args) => store().and_then(|s| image_cmds::load(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),

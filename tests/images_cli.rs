@@ -93,6 +93,15 @@ fn import_tag_images_inspect_rmi() {
     );
     assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
 
+    let out = lb(&root, &["history", "demo:1"]);
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert!(lines[0].starts_with("IMAGE"), "{lines:?}");
+    assert!(
+        lines[1].starts_with(&id[7..19]) && lines[1].contains("lb import"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2);
+
     let out = lb(&root, &["rmi", "localhost:5000/demo"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("Untagged: localhost:5000/demo:latest@sha256:"));
