@@ -228,9 +228,10 @@ pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
 
 /// `lb prune`: remove what no name reaches.
 pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
-    let (count, bytes) = store.prune()?;
-    println!("Deleted blobs: {count}");
-    println!("Total reclaimed space: {}", human_size(bytes));
+    let report = store.prune()?;
+    println!("Deleted blobs: {}", report.blobs);
+    println!("Deleted snapshots: {}", report.snapshots);
+    println!("Total reclaimed space: {}", human_size(report.bytes));
     Ok(ExitCode::SUCCESS)
 }
 

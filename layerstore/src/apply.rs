@@ -20,6 +20,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::Error;
+use crate::digest::{Digest, Digester};
 
 /// How whiteouts in the layer are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +56,14 @@ impl ApplyOptions {
 }
 
 /// What an apply did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApplyStats {
     pub entries: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Digest of the whole uncompressed tar stream: the layer's diffID, to check against
+    /// the image config.
+    pub diff_id: Digest,
 }
 
 const WHITEOUT: &str = ".wh.";
@@ -108,8 +112,8 @@ pub fn apply_layer(
     opts: ApplyOptions,
 ) -> Result<ApplyStats, Error> {
     let root: OwnedFd = File::open(target).map_err(|e| Error::io(target, e))?.into();
-    let mut archive = tar::Archive::new(decompressed(layer)?);
-    let mut stats = ApplyStats::default();
+    let mut archive = tar::Archive::new(Digester::new(decompressed(layer)?));
+    let (mut entries_seen, mut bytes_written) = (0u64, 0u64);
     // Directory modes and times are set last: a read-only directory must still take its
     // children, and creating them changes its mtime.
     let mut dir_times: Vec<(Vec<String>, i64, Mode)> = Vec::new();
@@ -124,7 +128,7 @@ pub fn apply_layer(
         let mut entry = entry.map_err(|e| Error::layer("reading tar entry", e))?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let parts = clean_path(&raw_name)?;
-        stats.entries += 1;
+        entries_seen += 1;
         let Some((name, parents)) = parts.split_last() else {
             continue; // the root itself
         };
@@ -191,7 +195,7 @@ pub fn apply_layer(
                             break;
                         }
                         file.write_all(&buf[..n])?;
-                        stats.bytes += n as u64;
+                        bytes_written += n as u64;
                     }
                 }
                 k if k.is_symlink() => {
@@ -272,7 +276,15 @@ pub fn apply_layer(
         });
         done.map_err(|e| Error::entry(&parts.join("/"), e))?;
     }
-    Ok(stats)
+    // The diffID covers the whole stream, the end-of-archive blocks and padding included.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::layer("reading layer", e))?;
+    let (diff_id, _, _) = rest.finish();
+    Ok(ApplyStats {
+        entries: entries_seen,
+        bytes: bytes_written,
+        diff_id,
+    })
 }
 
 fn times(mtime: i64) -> Timestamps {

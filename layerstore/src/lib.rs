@@ -20,6 +20,7 @@ mod error;
 mod gzip;
 mod image;
 mod reference;
+mod snapshot;
 mod store;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
@@ -32,4 +33,5 @@ pub use image::{
     Image, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time, host_platform, rfc3339,
 };
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
-pub use store::{REF_NAME, Store, default_root};
+pub use snapshot::chain_ids;
+pub use store::{PruneReport, REF_NAME, Store, default_root};

@@ -23,6 +23,15 @@ use crate::reference::Reference;
 /// The annotation that names a manifest in the index (OCI image layout).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    pub blobs: u64,
+    pub snapshots: u64,
+    /// Bytes of blobs and interrupted writes removed (snapshots not counted).
+    pub bytes: u64,
+}
+
 /// An opened store root.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -121,10 +130,10 @@ impl Store {
         Ok(file)
     }
 
-    /// Removes every blob no name reaches, and leftovers of interrupted writes; returns
-    /// (blobs removed, bytes reclaimed).
-    pub fn prune(&self) -> Result<(u64, u64), Error> {
+    /// Removes every blob and snapshot no name reaches, and leftovers of interrupted writes.
+    pub fn prune(&self) -> Result<PruneReport, Error> {
         let _gc = self.lock("gc.lock")?;
+        let snapshots = self.prune_snapshots()?;
         let live = self.reachable()?;
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {
@@ -142,7 +151,11 @@ impl Store {
             bytes += entry.metadata().map_or(0, |m| m.len());
             let _ = fs::remove_file(entry.path());
         }
-        Ok((count, bytes))
+        Ok(PruneReport {
+            blobs: count,
+            snapshots,
+            bytes,
+        })
     }
 
     /// Every blob a name reaches: manifests, configs, layers.

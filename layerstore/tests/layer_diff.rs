@@ -87,7 +87,8 @@ fn diff_then_apply_round_trips() {
         whiteouts: Whiteouts::Delete,
         privileged: false,
     };
-    apply_layer(&layer[..], out.path(), opts).unwrap();
+    let stats = apply_layer(&layer[..], out.path(), opts).unwrap();
+    assert_eq!(stats.diff_id, d.diff_id);
     assert_eq!(tree(upper.path()), tree(out.path()));
     let a = fs::metadata(out.path().join("bin")).unwrap();
     assert_eq!(
@@ -140,6 +141,15 @@ fn compressed_in_the_same_pass() {
             .read_to_end(&mut raw)
             .unwrap();
         assert_eq!(raw, plain, "{c:?}");
+        let into = tempfile::tempdir().unwrap();
+        let opts = ApplyOptions {
+            whiteouts: Whiteouts::Delete,
+            privileged: false,
+        };
+        assert_eq!(
+            apply_layer(&blob[..], into.path(), opts).unwrap().diff_id,
+            d0.diff_id
+        );
         if let LayerCompression::Gzip(_) = c {
             // The parallel encoder's output is ordinary gzip to GNU gzip too.
             let file = tempfile::NamedTempFile::new().unwrap();

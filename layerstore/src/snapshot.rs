@@ -1,0 +1,217 @@
+//! Snapshots: each layer of an image unpacked once into `snapshots/<chainid>/`, shared
+//! read-only by every container and build that stacks it as an overlay lower directory.
+//!
+//! A snapshot is applied into a temporary directory beside its final place, checked against
+//! the layer's diffID, and committed by rename: a crash leaves a `.tmp-*` directory that
+//! prune removes, never a half snapshot under a chain id. Two processes preparing the same
+//! snapshot both apply; the first rename wins and the other drops its copy.
+
+use std::fs;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::Error;
+use crate::apply::{ApplyOptions, apply_layer};
+use crate::digest::Digest;
+use crate::image::Image;
+use crate::store::Store;
+
+/// OCI's ChainID: the first layer's diffID, then sha256(parent chain id + " " + diffID).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => *d,
+            Some(parent) => Digest::of(format!("{parent} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+impl Store {
+    fn snapshots_dir(&self) -> PathBuf {
+        self.root().join("snapshots")
+    }
+
+    /// The directory of the snapshot `chain_id` (whether or not it exists).
+    pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
+        self.snapshots_dir().join(chain_id.hex())
+    }
+
+    /// Unpacks every layer of `image` not unpacked yet; returns the snapshot directories,
+    /// lowest layer first.
+    pub fn prepare_snapshots(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
+        let _writing = self.writing()?;
+        let diff_ids = image
+            .config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| Digest::from_str(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let layers = image.manifest.layers();
+        if layers.len() != diff_ids.len() {
+            return Err(Error::Corrupt {
+                path: self.content().path(&image.manifest_digest),
+                reason: format!(
+                    "{} layers but {} diff_ids in the config",
+                    layers.len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let dir = self.snapshots_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut out = Vec::new();
+        for ((layer, diff_id), chain) in layers.iter().zip(&diff_ids).zip(chain_ids(&diff_ids)) {
+            let target = self.snapshot_path(&chain);
+            if !target.is_dir() {
+                let blob = Digest::from_str(layer.digest().as_ref())?;
+                self.commit_snapshot(&blob, diff_id, &target)?;
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    fn commit_snapshot(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        target: &PathBuf,
+    ) -> Result<(), Error> {
+        let dir = self.snapshots_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        let stats = apply_layer(
+            self.content().open_blob(blob)?,
+            tmp.path(),
+            ApplyOptions::for_snapshot(),
+        )?;
+        if stats.diff_id != *diff_id {
+            return Err(Error::DigestMismatch {
+                expected: *diff_id,
+                actual: stats.diff_id,
+            });
+        }
+        let tmp = tmp.keep();
+        match fs::rename(&tmp, target) {
+            Ok(()) => {}
+            // Someone else committed the same snapshot first: theirs stands.
+            Err(_) if target.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(Error::io(target, e));
+            }
+        }
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&dir, e))
+    }
+
+    /// Removes snapshots no named image reaches and leftovers of interrupted applies;
+    /// returns how many directories went. The caller holds the gc lock.
+    pub(crate) fn prune_snapshots(&self) -> Result<u64, Error> {
+        let dir = self.snapshots_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut live = std::collections::HashSet::new();
+        for (_, desc) in self.names()? {
+            let image = self.image_at(&desc)?;
+            let diff_ids = image
+                .config
+                .rootfs()
+                .diff_ids()
+                .iter()
+                .map(|d| Digest::from_str(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            live.extend(chain_ids(&diff_ids).iter().map(Digest::hex));
+        }
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) {
+                fs::remove_dir_all(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Reference;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let ids = chain_ids(&[a, b]);
+        assert_eq!(ids[0], a);
+        assert_eq!(ids[1], Digest::of(format!("{a} {b}").as_bytes()));
+    }
+
+    #[test]
+    fn prepared_once_checked_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+        let layer = b.into_inner().unwrap();
+        let name: Reference = "snap:1".parse().unwrap();
+        store.import_rootfs(&layer[..], &name, "test").unwrap();
+        let image = store.image(&name).unwrap();
+        let dirs = store.prepare_snapshots(&image).unwrap();
+        assert_eq!(dirs.len(), 1);
+        assert_eq!(fs::read(dirs[0].join("etc/motd")).unwrap(), b"hi\n");
+        // Prepared again: the same directory, not applied twice.
+        fs::write(dirs[0].join("marker"), b"").unwrap();
+        assert_eq!(store.prepare_snapshots(&image).unwrap(), dirs);
+        assert!(dirs[0].join("marker").exists());
+        // Unnamed, it goes with a prune, together with leftovers of interrupted applies.
+        fs::create_dir(dir.path().join("snapshots/.tmp-killed")).unwrap();
+        store.remove_name(&name).unwrap();
+        store.prune().unwrap();
+        assert_eq!(
+            fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_its_diff_id_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "x", &b"x"[..]).unwrap();
+        let layer = b.into_inner().unwrap();
+        let blob = store.content().put(&layer).unwrap();
+        let wrong = Digest::of(b"something else");
+        let target = store.snapshot_path(&wrong);
+        fs::create_dir_all(dir.path().join("snapshots")).unwrap();
+        let e = store
+            .commit_snapshot(&blob.digest, &wrong, &target)
+            .unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
+            0
+        );
+    }
+}
