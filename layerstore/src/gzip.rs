@@ -3,80 +3,87 @@
 //! so the pieces concatenate into one ordinary deflate stream inside one gzip member. The
 //! output depends only on the level and the chunk size, never on the number of threads, so
 //! layers stay reproducible.
+//!
+//! Each chunk becomes a job on rayon's pool the moment it is full, and the writer keeps a
+//! window of jobs in flight: the cores never wait for a whole batch to end, which is where
+//! a batch-at-a-time scheme loses its last few percent.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use flate2::{Compress, Compression, FlushCompress};
-use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 20;
 const DICT: usize = 32 * 1024;
 
-/// A gzip encoder that compresses batches of chunks in parallel.
+/// The compressed form of one chunk and the crc32 of its input, once a worker is done.
+type Pending = Receiver<io::Result<(Vec<u8>, crc32fast::Hasher)>>;
+
+/// A gzip encoder that compresses chunks in parallel, in order.
 pub struct ParallelGzip<W: Write> {
     out: W,
     level: u32,
-    /// Input not yet compressed, at most `batch` chunks.
+    /// Input not yet handed to a worker, less than one chunk.
     pending: Vec<u8>,
-    /// The last 32 KiB of input already compressed: the next chunk's dictionary.
+    /// The last 32 KiB of the chunk handed over last: the next chunk's dictionary.
     dict: Vec<u8>,
     crc: crc32fast::Hasher,
     size: u64,
-    batch: usize,
-    /// The compressed form of the batch handed over last, when it is ready.
-    inflight: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    /// Jobs handed over, oldest first; at most `window` of them.
+    inflight: VecDeque<Pending>,
+    window: usize,
 }
 
 impl<W: Write> ParallelGzip<W> {
     pub fn new(mut out: W, level: u32) -> io::Result<Self> {
         // Header: deflate, no name, mtime 0, OS unknown (reproducible, like `gzip -n`).
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
-        let batch = 2 * rayon::current_num_threads().max(1);
         Ok(ParallelGzip {
             out,
             level,
-            pending: Vec::with_capacity(batch * CHUNK),
+            pending: Vec::with_capacity(CHUNK),
             dict: Vec::new(),
             crc: crc32fast::Hasher::new(),
             size: 0,
-            batch,
-            inflight: None,
+            inflight: VecDeque::new(),
+            // Enough queued work that no core idles while the caller produces the next chunk.
+            window: 2 * rayon::current_num_threads().max(1) + 2,
         })
     }
 
-    /// Hands the pending input to a compressing thread (one batch in flight, so the caller
-    /// fills the next batch meanwhile); `last` ends the deflate stream and waits for it.
-    fn flush_pending(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch * CHUNK));
-        self.crc.update(&data);
-        self.size += data.len() as u64;
-        let dict = std::mem::take(&mut self.dict);
-        // The next dictionary: the last 32 KiB of everything handed over so far.
-        let mut next = dict.clone();
-        next.extend_from_slice(&data[data.len().saturating_sub(DICT)..]);
-        let keep = next.len().saturating_sub(DICT);
-        next.drain(..keep);
-        self.dict = next;
-
-        self.collect()?;
-        let level = self.level;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(compress_batch(&data, &dict, level, last));
-        });
-        self.inflight = Some(rx);
-        if last {
-            self.collect()?;
+    /// Hands the pending chunk to a worker; `last` ends the deflate stream.
+    fn hand_over(&mut self, last: bool) -> io::Result<()> {
+        while self.inflight.len() >= self.window {
+            self.collect_oldest()?;
         }
+        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+        self.size += data.len() as u64;
+        let dict = std::mem::replace(
+            &mut self.dict,
+            data[data.len().saturating_sub(DICT)..].to_vec(),
+        );
+        let level = self.level;
+        let (tx, rx) = sync_channel(1);
+        rayon::spawn(move || {
+            let result = deflate_chunk(&data, &dict, level, last).map(|out| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&data);
+                (out, crc)
+            });
+            let _ = tx.send(result);
+        });
+        self.inflight.push_back(rx);
         Ok(())
     }
 
-    /// Writes the batch in flight, if any, once it is compressed.
-    fn collect(&mut self) -> io::Result<()> {
-        if let Some(rx) = self.inflight.take() {
-            let out = rx
+    /// Waits for the oldest job and writes its output.
+    fn collect_oldest(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.inflight.pop_front() {
+            let (out, crc) = rx
                 .recv()
-                .map_err(|_| io::Error::other("gzip worker thread died"))??;
+                .map_err(|_| io::Error::other("gzip worker died"))??;
+            self.crc.combine(&crc);
             self.out.write_all(&out)?;
         }
         Ok(())
@@ -84,40 +91,16 @@ impl<W: Write> ParallelGzip<W> {
 
     /// Ends the stream (last block, crc32, size) and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.flush_pending(true)?;
+        self.hand_over(true)?;
+        while !self.inflight.is_empty() {
+            self.collect_oldest()?;
+        }
         let crc = self.crc.clone().finalize();
         self.out.write_all(&crc.to_le_bytes())?;
         self.out.write_all(&(self.size as u32).to_le_bytes())?;
         self.out.flush()?;
         Ok(self.out)
     }
-}
-
-/// Deflates one batch, its chunks on all cores; `dict` precedes the batch.
-fn compress_batch(data: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let chunks: Vec<&[u8]> = if data.is_empty() {
-        vec![&[][..]]
-    } else {
-        data.chunks(CHUNK).collect()
-    };
-    let n = chunks.len();
-    let outputs: Vec<io::Result<Vec<u8>>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let d: &[u8] = if i == 0 {
-                dict
-            } else {
-                let prev = chunks[i - 1];
-                &prev[prev.len().saturating_sub(DICT)..]
-            };
-            deflate_chunk(chunks[i], d, level, last && i == n - 1)
-        })
-        .collect();
-    let mut out = Vec::new();
-    for o in outputs {
-        out.extend_from_slice(&o?);
-    }
-    Ok(out)
 }
 
 fn deflate_chunk(input: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
@@ -152,11 +135,10 @@ fn deflate_chunk(input: &[u8], dict: &[u8], level: u32, last: bool) -> io::Resul
 
 impl<W: Write> Write for ParallelGzip<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self.batch * CHUNK - self.pending.len();
-        let n = buf.len().min(room);
+        let n = buf.len().min(CHUNK - self.pending.len());
         self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == self.batch * CHUNK {
-            self.flush_pending(false)?;
+        if self.pending.len() == CHUNK {
+            self.hand_over(false)?;
         }
         Ok(n)
     }
