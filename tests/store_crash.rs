@@ -1,5 +1,5 @@
-//! Crash safety: `lb import` killed with SIGKILL at 50 points of its work never leaves a
-//! blob that does not match its digest or a name that does not resolve, and a re-run
+//! Crash safety: `lb import` and `lb load` killed with SIGKILL at 50 points of their work never leave a
+//! a blob that does not match its digest or a name that does not resolve, and a re-run
 //! finishes the job; imports and prunes running at once never corrupt the store.
 
 use std::path::Path;
@@ -61,47 +61,46 @@ fn check_store(root: &Path) {
     }
 }
 
+/// Runs `command` to completion once to learn how long it takes, then 50 more times, each
+/// killed with SIGKILL at a point spread over that time (the last few after it ends),
+/// checking the store after every kill; `reset` runs before each attempt.
+fn kill_at_50_points(root: &Path, command: impl Fn() -> Command, reset: impl Fn()) {
+    reset();
+    let start = Instant::now();
+    assert!(command().status().unwrap().success());
+    let full = start.elapsed();
+    let points = 50;
+    for k in 0..points {
+        reset();
+        let delay = full.mul_f64(k as f64 / points as f64 * 1.1);
+        let mut child = command().spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        check_store(root);
+    }
+    // A re-run finishes the job.
+    assert!(command().status().unwrap().success());
+    check_store(root);
+}
+
 #[test]
 fn import_killed_at_50_points() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let tar = dir.path().join("rootfs.tar");
     big_rootfs(&tar, 32);
-
-    // How long an import takes here, to spread the kill points over it.
-    let start = Instant::now();
-    assert!(
-        lb(&root)
-            .args(["import", tar.to_str().unwrap(), "calibrate"])
-            .status()
-            .unwrap()
-            .success()
+    kill_at_50_points(
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.args(["import", tar.to_str().unwrap(), "victim:final"]);
+            c
+        },
+        || {
+            let _ = lb(&root).args(["rmi", "victim:final"]).status();
+        },
     );
-    let full = start.elapsed();
-    let _ = lb(&root).args(["rmi", "calibrate"]).status();
-    let _ = lb(&root).arg("prune").status();
-
-    let points = 50;
-    for k in 0..points {
-        let delay = full.mul_f64(k as f64 / points as f64 * 1.1);
-        let mut child = lb(&root)
-            .args(["import", tar.to_str().unwrap(), &format!("victim:{k}")])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        check_store(&root);
-    }
-    // A re-run finishes the job.
-    assert!(
-        lb(&root)
-            .args(["import", tar.to_str().unwrap(), "victim:final"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    check_store(&root);
     let store = Store::open(&root).unwrap();
     store
         .image(&Reference::parse("victim:final").unwrap())
@@ -110,6 +109,47 @@ fn import_killed_at_50_points() {
     assert!(lb(&root).arg("prune").status().unwrap().success());
     assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
     check_store(&root);
+}
+
+#[test]
+fn load_killed_at_50_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let tar = dir.path().join("rootfs.tar");
+    big_rootfs(&tar, 32);
+    let archive = dir.path().join("image.tar");
+    assert!(
+        lb(&source)
+            .args(["import", tar.to_str().unwrap(), "saved:1"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        lb(&source)
+            .args(["save", "saved:1", "-o", archive.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let root = dir.path().join("store");
+    // Each attempt starts from an empty store, so every kill lands in real work.
+    kill_at_50_points(
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.args(["load", "-i", archive.to_str().unwrap()]);
+            c
+        },
+        || {
+            let _ = lb(&root).args(["rmi", "saved:1"]).status();
+            let _ = lb(&root).arg("prune").status();
+        },
+    );
+    let store = Store::open(&root).unwrap();
+    store.image(&Reference::parse("saved:1").unwrap()).unwrap();
+    assert!(lb(&root).arg("prune").status().unwrap().success());
+    assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
 }
 
 #[test]
