@@ -49,6 +49,37 @@ fn short_id(image: &Image) -> String {
     image.config_digest.hex()[..12].to_string()
 }
 
+/// docker's CREATED column: "2 hours ago" (go-units' HumanDuration), or the raw text when
+/// the time cannot be read.
+fn human_created(created: Option<&String>) -> String {
+    let Some(text) = created else {
+        return String::new();
+    };
+    let Some(then) = lb_layerstore::parse_rfc3339(text) else {
+        return text.clone();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let secs = now - then;
+    let hours = (secs as f64 / 3600.0).round() as i64;
+    let ago = match secs {
+        s if s < 1 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".to_string(),
+        s if s / 60 < 60 => format!("{} minutes", s / 60),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
+    };
+    format!("{ago} ago")
+}
+
 fn human_size(bytes: u64) -> String {
     // docker's units: powers of 1000, four significant digits (go-units' HumanSize).
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -105,7 +136,7 @@ pub fn images(store: &Store, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                     fam,
                     name.tag.as_deref().unwrap_or("<none>"),
                     short_id(image),
-                    image.config.created().clone().unwrap_or_default(),
+                    human_created(image.config.created().as_ref()),
                     human_size(image.size())
                 );
             }
@@ -371,7 +402,7 @@ pub fn history(store: &Store, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{:<14} {:<22} {:<45} {:<10} {}",
             id,
-            h.created().clone().unwrap_or_default(),
+            human_created(h.created().as_ref()),
             by,
             human_size(*size),
             h.comment().clone().unwrap_or_default()

@@ -78,6 +78,11 @@ fn import_tag_images_inspect_rmi() {
         listing.contains("demo ") && listing.contains("localhost:5000/demo"),
         "{listing}"
     );
+    // docker's CREATED column: just imported.
+    assert!(
+        listing.contains("Less than a second ago") || listing.contains(" seconds ago"),
+        "{listing}"
+    );
     assert_eq!(
         text(&lb(&root, &["images", "-q"]).stdout).trim(),
         &id[7..19]

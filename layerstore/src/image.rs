@@ -68,6 +68,54 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// Seconds since the epoch of an RFC 3339 time (`2023-11-14T22:13:20.5+01:00`), the form
+/// image configs carry; `None` when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let n = s.len();
+            let (oh, om) = (num(n - 5..n - 3)?, num(n - 2..n)?);
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    // Days since the epoch from a civil date (Howard Hinnant's algorithm, the inverse of
+    // the one in `rfc3339`).
+    let y = y - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
 /// Now, or `SOURCE_DATE_EPOCH` when set, for reproducible images.
 pub fn creation_time() -> i64 {
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
@@ -201,6 +249,15 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for t in [0, 1_700_000_000, 951_782_400, -86_401, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.123456789+01:00"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20"), None);
+        assert_eq!(parse_rfc3339("2023-13-14T22:13:20Z"), None);
     }
 
     #[test]
