@@ -13,29 +13,6 @@ fn lb(root: &Path, args: &[&str]) -> Output {
         .expect("run lb")
 }
 
-/// Whether the tools a test needs are installed; when not, the test is skipped with a
-/// printed reason, or fails under `LB_REQUIRE_PRIVILEGED_TESTS=1`.
-fn available(what: &str, tools: &[&str]) -> bool {
-    let runs = |t: &str| {
-        if t.starts_with('/') {
-            return Path::new(t).exists();
-        }
-        Command::new(t)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if tools.iter().all(|t| runs(t)) {
-        return true;
-    }
-    assert!(
-        std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() != Ok("1"),
-        "{what} required (scripts/setup-debian.sh installs it)"
-    );
-    eprintln!("SKIPPED: {what} not installed");
-    false
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -165,7 +142,7 @@ fn bad_input_is_refused_and_the_store_unchanged() {
 /// Needs Debian's skopeo and umoci (installed by scripts/setup-debian.sh).
 #[test]
 fn skopeo_and_umoci_read_the_store() {
-    if !available("skopeo and umoci", &["skopeo", "umoci"]) {
+    if !lb_testkit::require_tools("skopeo and umoci", &["skopeo", "umoci"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -289,7 +266,7 @@ fn bad_archives_are_refused_and_the_store_unchanged() {
 /// and inspect equal.
 #[test]
 fn archives_interoperate_with_skopeo_and_umoci() {
-    if !available("skopeo and umoci", &["skopeo", "umoci"]) {
+    if !lb_testkit::require_tools("skopeo and umoci", &["skopeo", "umoci"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -357,7 +334,7 @@ fn archives_interoperate_with_skopeo_and_umoci() {
 /// imports as one layer, and applies to a tree where `/bin/sh` is busybox.
 #[test]
 fn busybox_base_image() {
-    if !available("busybox-static", &["/bin/busybox"]) {
+    if !lb_testkit::require_tools("busybox-static", &["/bin/busybox"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

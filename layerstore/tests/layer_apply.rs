@@ -191,18 +191,6 @@ fn rootless() -> ApplyOptions {
     }
 }
 
-/// Root-only tests: skipped with a reason when not root, unless CI requires them.
-fn require_root(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        panic!("{what} needs root (LB_REQUIRE_PRIVILEGED_TESTS=1 forbids skipping)");
-    }
-    eprintln!("SKIPPED: {what} needs root");
-    false
-}
-
 // ------------------------------------------------------------------ well-formed layers
 
 #[test]
@@ -308,7 +296,7 @@ fn whiteouts_flattened() {
 
 #[test]
 fn whiteouts_as_overlay_whiteouts() {
-    if !require_root("overlay whiteouts (mknod, trusted xattrs)") {
+    if !lb_testkit::require_root("overlay whiteouts (mknod, trusted xattrs)") {
         return;
     }
     let sb = Sandbox::new();
@@ -340,7 +328,7 @@ fn whiteouts_as_overlay_whiteouts() {
 
 #[test]
 fn owners_xattrs_and_devices_as_root() {
-    if !require_root("owners, device nodes, trusted xattrs") {
+    if !lb_testkit::require_root("owners, device nodes, trusted xattrs") {
         return;
     }
     let sb = Sandbox::new();

@@ -166,12 +166,7 @@ fn compressed_in_the_same_pass() {
 
 #[test]
 fn overlay_whiteouts_are_translated() {
-    if !rustix::process::geteuid().is_root() {
-        assert!(
-            std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() != Ok("1"),
-            "overlay whiteouts need root (LB_REQUIRE_PRIVILEGED_TESTS=1 forbids skipping)"
-        );
-        eprintln!("SKIPPED: overlay whiteouts need root");
+    if !lb_testkit::require_root("overlay whiteouts") {
         return;
     }
     let upper = tempfile::tempdir().unwrap();

@@ -23,11 +23,7 @@ fn data_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    let reason = format!("conformance data not found at {}", dir.display());
-    if std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        panic!("{reason} (LB_REQUIRE_PRIVILEGED_TESTS=1 forbids skipping)");
-    }
-    eprintln!("SKIPPED: {reason}");
+    lb_testkit::skip(&format!("conformance data not found at {}", dir.display()));
     None
 }
 

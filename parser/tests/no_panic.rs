@@ -29,8 +29,11 @@ fn seeds() -> Vec<Vec<u8>> {
             }
         }
     }
-    if !conformance.is_dir() && std::env::var("LB_REQUIRE_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        panic!("conformance data not found at {}", conformance.display());
+    if !conformance.is_dir() {
+        lb_testkit::skip(&format!(
+            "mutating conformance Dockerfiles: none found at {}",
+            conformance.display()
+        ));
     }
     files.push(b"FROM a\nRUN <<EOF\nx\nEOF\n".to_vec());
     files

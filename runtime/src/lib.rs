@@ -1,0 +1,8 @@
+//! lb's native runtime: it starts a process in new namespaces on an overlay root file system
+//! built from read-only lower directories, confined as docker confines it (capabilities,
+//! seccomp, masked paths, cgroups), and follows it to its end. It takes an OCI runtime
+//! spec (`oci_spec::runtime::Spec`) and a list of lower directories; it knows nothing of
+//! images, layers, names or Dockerfiles — the caller turns an image into a spec.
+
+pub mod cgroups;
+pub mod seccomp;
