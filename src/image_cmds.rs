@@ -186,13 +186,16 @@ pub struct RmiArgs {
     /// Image names to remove
     #[arg(required = true)]
     names: Vec<String>,
+    /// Remove the name even if a container uses the image
+    #[arg(short, long)]
+    force: bool,
 }
 
 pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for n in &args.names {
         let name = reference(n)?;
-        match store.remove_name(&name)? {
+        match store.remove_image_name(&name, args.force)? {
             Some(desc) => println!("Untagged: {}@{}", name.familiar(), desc.digest()),
             None => {
                 eprintln!("lb: no such image: {n}");

@@ -20,6 +20,10 @@ pub enum Error {
     InvalidReference { reference: String, reason: String },
     #[error("not a valid image archive: {0}")]
     BadArchive(String),
+    #[error("no such container: {0}")]
+    NoContainer(String),
+    #[error("{0}")]
+    BadContainer(String),
     #[error("no such image: {0}")]
     NameNotFound(String),
     #[error("{}: damaged store file: {reason}", path.display())]

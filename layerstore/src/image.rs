@@ -138,7 +138,11 @@ impl Store {
 
     /// Reads the image a manifest descriptor points at.
     pub fn image_at(&self, desc: &Descriptor) -> Result<Image, Error> {
-        let manifest_digest = Store::descriptor_digest(desc)?;
+        self.image_by_manifest(Store::descriptor_digest(desc)?)
+    }
+
+    /// The image whose manifest is `manifest_digest`, read and verified.
+    pub fn image_by_manifest(&self, manifest_digest: Digest) -> Result<Image, Error> {
         let bytes = self.content().read_verified(&manifest_digest)?;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| Error::Corrupt {
             path: self.content().path(&manifest_digest),

@@ -13,6 +13,7 @@
 
 mod apply;
 mod archive;
+mod container;
 mod content;
 mod diff;
 mod digest;
@@ -24,6 +25,7 @@ mod snapshot;
 mod store;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
+pub use container::ContainerRecord;
 pub use content::{BlobInfo, BlobWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};

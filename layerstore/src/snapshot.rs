@@ -114,7 +114,7 @@ impl Store {
             .map_err(|e| Error::io(&dir, e))
     }
 
-    /// Removes snapshots no named image reaches and leftovers of interrupted applies;
+    /// Removes snapshots no named image or container reaches and leftovers of interrupted applies;
     /// returns how many directories went. The caller holds the gc lock.
     pub(crate) fn prune_snapshots(&self) -> Result<u64, Error> {
         let dir = self.snapshots_dir();
@@ -122,8 +122,7 @@ impl Store {
             return Ok(0);
         };
         let mut live = std::collections::HashSet::new();
-        for (_, desc) in self.names()? {
-            let image = self.image_at(&desc)?;
+        for image in self.live_images()? {
             let diff_ids = image
                 .config
                 .rootfs()

@@ -134,6 +134,7 @@ impl Store {
     pub fn prune(&self) -> Result<PruneReport, Error> {
         let _gc = self.lock("gc.lock")?;
         let snapshots = self.prune_snapshots()?;
+        self.prune_container_leftovers();
         let live = self.reachable()?;
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {
@@ -158,11 +159,29 @@ impl Store {
         })
     }
 
-    /// Every blob a name reaches: manifests, configs, layers.
+    /// Every image a name or a container reaches.
+    pub(crate) fn live_images(&self) -> Result<Vec<crate::image::Image>, Error> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let manifests = self
+            .names()?
+            .into_iter()
+            .map(|(_, d)| Store::descriptor_digest(&d))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .chain(self.containers()?.into_iter().map(|c| c.image));
+        for digest in manifests {
+            if seen.insert(digest) {
+                out.push(self.image_by_manifest(digest)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every blob a name or a container reaches: manifests, configs, layers.
     pub fn reachable(&self) -> Result<std::collections::HashSet<Digest>, Error> {
         let mut live = std::collections::HashSet::new();
-        for (_, desc) in self.names()? {
-            let image = self.image_at(&desc)?;
+        for image in self.live_images()? {
             live.insert(image.manifest_digest);
             live.insert(image.config_digest);
             for layer in image.manifest.layers() {

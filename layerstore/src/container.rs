@@ -1,0 +1,258 @@
+//! Container records: `containers/<id>/container.json` says which image a container was
+//! made from, its name and how it runs (an opaque JSON config the caller owns); beside it
+//! live its `upper/` and `work/` directories and whatever state the caller keeps. The store
+//! keeps names unique, refuses to delete an image a container uses, and keeps that image's
+//! blobs and snapshots through a prune. It knows nothing of processes.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::digest::Digest;
+use crate::store::{Store, write_atomic};
+
+/// What the store knows of a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 lowercase hex digits.
+    pub id: String,
+    /// Unique among containers (docker's `--name`, or a generated one).
+    pub name: String,
+    /// The manifest of the image it was made from: kept alive while the container exists.
+    pub image: Digest,
+    /// The name it was asked for by (`busybox`), for `ps`.
+    pub image_name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The caller's own description of the container (command, options, spec).
+    pub config: serde_json::Value,
+}
+
+/// docker's rule for container names.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Store {
+    fn containers_dir(&self) -> PathBuf {
+        self.root().join("containers")
+    }
+
+    /// The directory of container `id`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// Records a new container and makes its directory with empty `upper/` and `work/`.
+    /// The name must be free; the record appears whole (written into a temporary
+    /// directory that is renamed into place) or not at all.
+    pub fn create_container(&self, record: &ContainerRecord) -> Result<PathBuf, Error> {
+        if record.id.len() != 64 || !record.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::BadContainer(format!(
+                "invalid container id {:?}",
+                record.id
+            )));
+        }
+        if !valid_name(&record.name) {
+            return Err(Error::BadContainer(format!(
+                "invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                record.name
+            )));
+        }
+        let _lock = self.lock("containers.lock")?;
+        if let Some(other) = self
+            .containers()?
+            .into_iter()
+            .find(|c| c.name == record.name)
+        {
+            return Err(Error::BadContainer(format!(
+                "the container name \"/{}\" is already in use by container \"{}\"; remove (or rename) that container to be able to reuse that name",
+                record.name, other.id
+            )));
+        }
+        let dir = self.containers_dir();
+        let tmp = dir.join(format!(".tmp-{}", record.id));
+        let _ = fs::remove_dir_all(&tmp);
+        for sub in ["upper", "work", "rootfs"] {
+            fs::create_dir_all(tmp.join(sub)).map_err(|e| Error::io(&tmp, e))?;
+        }
+        let json = serde_json::to_vec_pretty(record).expect("serialisable record");
+        write_atomic(&tmp.join("container.json"), &json)?;
+        let target = dir.join(&record.id);
+        fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(target)
+    }
+
+    /// Every container, oldest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, Error> {
+        let dir = self.containers_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = e.path().join("container.json");
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let rec: ContainerRecord =
+                serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
+                    path: path.clone(),
+                    reason: err.to_string(),
+                })?;
+            out.push(rec);
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// A container by full id, name, or unambiguous id prefix (docker's lookup order).
+    pub fn container(&self, key: &str) -> Result<ContainerRecord, Error> {
+        let all = self.containers()?;
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.id == key || c.name == key.trim_start_matches('/'))
+        {
+            return Ok(c.clone());
+        }
+        let hits: Vec<&ContainerRecord> = all
+            .iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NoContainer(key.to_string())),
+            _ => Err(Error::BadContainer(format!(
+                "multiple IDs found with provided prefix: {key}"
+            ))),
+        }
+    }
+
+    /// Replaces a container's record (its config changed).
+    pub fn update_container(&self, record: &ContainerRecord) -> Result<(), Error> {
+        let path = self.container_dir(&record.id).join("container.json");
+        let json = serde_json::to_vec_pretty(record).expect("serialisable record");
+        write_atomic(&path, &json)
+    }
+
+    /// Deletes a container's directory. It is first renamed out of sight, so a crash
+    /// midway leaves a leftover that `prune` clears, never half a container.
+    pub fn remove_container(&self, id: &str) -> Result<(), Error> {
+        let _lock = self.lock("containers.lock")?;
+        let dir = self.container_dir(id);
+        let gone = self.containers_dir().join(format!(".rm-{id}"));
+        fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
+        fs::remove_dir_all(&gone).map_err(|e| Error::io(&gone, e))
+    }
+
+    /// Leftovers of interrupted creations and removals; the caller holds the gc lock.
+    pub(crate) fn prune_container_leftovers(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(self.containers_dir()) else {
+            return 0;
+        };
+        let _lock = self.lock("containers.lock");
+        let mut n = 0;
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.')
+                && fs::remove_dir_all(e.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Removes `name` unless it is the last name of an image a container uses (docker's
+    /// conflict), which only `force` overrides; the image's blobs then stay for the
+    /// container. Returns what the name pointed at.
+    pub fn remove_image_name(
+        &self,
+        name: &crate::Reference,
+        force: bool,
+    ) -> Result<Option<oci_spec::image::Descriptor>, Error> {
+        // Held so that no container is created from the image between check and removal.
+        let _lock = self.lock("containers.lock")?;
+        if !force && let Ok(desc) = self.resolve(name) {
+            let digest = Store::descriptor_digest(&desc)?;
+            let other_names = self
+                .names()?
+                .iter()
+                .filter(|(n, d)| n != name && Store::descriptor_digest(d).ok() == Some(digest))
+                .count();
+            if other_names == 0
+                && let Some(user) = self.containers_using(&digest)?.first()
+            {
+                let image = self.image_by_manifest(digest)?;
+                return Err(Error::BadContainer(format!(
+                    "conflict: unable to remove repository reference \"{}\" (must force) - container {} is using its referenced image {}",
+                    name.familiar(),
+                    &user[..12],
+                    &image.config_digest.hex()[..12]
+                )));
+            }
+        }
+        self.remove_name(name)
+    }
+
+    /// The ids of containers made from the image with manifest `digest`.
+    pub fn containers_using(&self, digest: &Digest) -> Result<Vec<String>, Error> {
+        Ok(self
+            .containers()?
+            .into_iter()
+            .filter(|c| &c.image == digest)
+            .map(|c| c.id)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: char, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_string().repeat(64),
+            name: name.into(),
+            image: Digest::of(b"manifest"),
+            image_name: "busybox".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            config: serde_json::json!({"cmd": ["sh"]}),
+        }
+    }
+
+    #[test]
+    fn names_unique_lookup_by_name_id_prefix_and_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = record('a', "web");
+        let path = store.create_container(&a).unwrap();
+        assert!(path.join("upper").is_dir() && path.join("work").is_dir());
+        let err = store.create_container(&record('b', "web")).unwrap_err();
+        assert!(err.to_string().contains("already in use"), "{err}");
+        assert!(store.create_container(&record('c', "-bad")).is_err());
+        store.create_container(&record('b', "db")).unwrap();
+        assert_eq!(store.container("web").unwrap(), a);
+        assert_eq!(store.container("aaaa").unwrap(), a);
+        assert_eq!(store.container(&"a".repeat(64)).unwrap(), a);
+        assert!(matches!(store.container("zz"), Err(Error::NoContainer(_))));
+        assert_eq!(
+            store
+                .containers_using(&Digest::of(b"manifest"))
+                .unwrap()
+                .len(),
+            2
+        );
+        store.remove_container(&a.id).unwrap();
+        assert!(store.container("web").is_err());
+        assert_eq!(store.containers().unwrap().len(), 1);
+    }
+}
