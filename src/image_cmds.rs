@@ -49,8 +49,7 @@ fn short_id(image: &Image) -> String {
     image.config_digest.hex()[..12].to_string()
 }
 
-/// docker's CREATED column: "2 hours ago" (go-units' HumanDuration), or the raw text when
-/// the time cannot be read.
+/// docker's CREATED column: "2 hours ago", or the raw text when the time cannot be read.
 fn human_created(created: Option<&String>) -> String {
     let Some(text) = created else {
         return String::new();
@@ -62,9 +61,13 @@ fn human_created(created: Option<&String>) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let secs = now - then;
+    format!("{} ago", human_duration(now - then))
+}
+
+/// go-units' HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks".
+pub fn human_duration(secs: i64) -> String {
     let hours = (secs as f64 / 3600.0).round() as i64;
-    let ago = match secs {
+    match secs {
         s if s < 1 => "Less than a second".to_string(),
         1 => "1 second".to_string(),
         s if s < 60 => format!("{s} seconds"),
@@ -76,8 +79,7 @@ fn human_created(created: Option<&String>) -> String {
         _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
         _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
         s => format!("{} years", s / 3600 / 24 / 365),
-    };
-    format!("{ago} ago")
+    }
 }
 
 fn human_size(bytes: u64) -> String {

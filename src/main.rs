@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod container_cmds;
 mod image_cmds;
 mod parse_cmd;
+mod run_spec;
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +49,22 @@ enum Commands {
     Load(image_cmds::LoadArgs),
     /// Remove blobs that no image name reaches
     Prune,
+    /// Run a command in a new container
+    Run(Box<container_cmds::RunArgs>),
+    /// List containers
+    Ps(container_cmds::PsArgs),
+    /// Show a container's output
+    Logs(container_cmds::LogsArgs),
+    /// Stop running containers (StopSignal, then SIGKILL)
+    Stop(container_cmds::StopArgs),
+    /// Send a signal to running containers
+    Kill(container_cmds::KillArgs),
+    /// Remove containers
+    Rm(container_cmds::RmArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait(container_cmds::WaitArgs),
+    /// Make a new image from a container's changes
+    Commit(container_cmds::CommitArgs),
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
@@ -73,6 +91,22 @@ fn main() -> ExitCode {
         Commands::History(args) => store().and_then(|s| image_cmds::history(&s, args)),
         Commands::Save(args) => store().and_then(|s| image_cmds::save(&s, args)),
         Commands::Load(args) => store().and_then(|s| image_cmds::load(&s, args)),
+        Commands::Run(args) => {
+            return match store() {
+                Ok(s) => container_cmds::run(&s, *args),
+                Err(e) => {
+                    eprintln!("lb: {e:#}");
+                    ExitCode::from(125)
+                }
+            };
+        }
+        Commands::Ps(args) => store().and_then(|s| container_cmds::ps(&s, args)),
+        Commands::Logs(args) => store().and_then(|s| container_cmds::logs(&s, args)),
+        Commands::Stop(args) => store().and_then(|s| container_cmds::stop(&s, args)),
+        Commands::Kill(args) => store().and_then(|s| container_cmds::kill(&s, args)),
+        Commands::Rm(args) => store().and_then(|s| container_cmds::rm(&s, args)),
+        Commands::Wait(args) => store().and_then(|s| container_cmds::wait(&s, args)),
+        Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
     };

@@ -240,6 +240,100 @@ impl Store {
     }
 }
 
+/// What a new layer on top of an image says about itself (its history entry) and how it
+/// changes the image's run config.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCommit {
+    pub created_by: String,
+    pub comment: String,
+    pub author: String,
+    /// Replaces keys of the image config's `config` object (docker's `commit --change`).
+    pub config_changes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Store {
+    /// Makes an overlay upper directory a new layer on top of `parent` (an image with one
+    /// more layer, diffed from `upper` alone, stored uncompressed so its digest is its
+    /// diffID) and names it `name` when given. Returns the new image.
+    pub fn commit_layer(
+        &self,
+        parent: &Image,
+        upper: &std::path::Path,
+        name: Option<&Reference>,
+        what: &LayerCommit,
+    ) -> Result<Image, Error> {
+        let _writing = self.writing()?;
+        let mut w = self.content().writer()?;
+        let diff = crate::diff::write_diff(
+            upper,
+            &mut w,
+            crate::diff::LayerCompression::None,
+            crate::diff::DiffOptions::default(),
+        )?;
+        let layer = w.commit(Some(&diff.diff_id), Some(diff.size))?;
+
+        let parent_config = self.content().read_verified(&parent.config_digest)?;
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&parent_config).map_err(|e| Error::Corrupt {
+                path: self.content().path(&parent.config_digest),
+                reason: e.to_string(),
+            })?;
+        let created = rfc3339(creation_time());
+        config["created"] = json!(created);
+        if !what.author.is_empty() {
+            config["author"] = json!(what.author);
+        }
+        if !config["config"].is_object() {
+            config["config"] = json!({});
+        }
+        for (k, v) in &what.config_changes {
+            config["config"][k] = v.clone();
+        }
+        if !config["rootfs"]["diff_ids"].is_array() {
+            config["rootfs"] = json!({ "type": "layers", "diff_ids": [] });
+        }
+        config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .expect("array")
+            .push(json!(layer.digest.to_string()));
+        let mut entry = json!({ "created": created, "created_by": what.created_by });
+        if !what.comment.is_empty() {
+            entry["comment"] = json!(what.comment);
+        }
+        if !what.author.is_empty() {
+            entry["author"] = json!(what.author);
+        }
+        match config["history"].as_array_mut() {
+            Some(h) => h.push(entry),
+            None => config["history"] = json!([entry]),
+        }
+        let config = self.content().put(&to_bytes(&config))?;
+        let mut layers: Vec<serde_json::Value> = parent
+            .manifest
+            .layers()
+            .iter()
+            .map(|l| serde_json::to_value(l).expect("descriptor serialises"))
+            .collect();
+        layers.push(json!({ "mediaType": MEDIA_LAYER_TAR, "digest": layer.digest.to_string(), "size": layer.size }));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest.to_string(), "size": config.size },
+            "layers": layers,
+        });
+        let manifest = self.content().put(&to_bytes(&manifest))?;
+        if let Some(name) = name {
+            let digest = oci_spec::image::Digest::from_str(&manifest.digest.to_string())
+                .map_err(|e| Error::InvalidDigest(e.to_string()))?;
+            self.set_name(
+                name,
+                &Descriptor::new(MediaType::ImageManifest, manifest.size, digest),
+            )?;
+        }
+        self.image_by_manifest(manifest.digest)
+    }
+}
+
 fn to_bytes(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("a JSON value always serialises")
 }

@@ -32,8 +32,8 @@ pub use digest::{Digest, Digester};
 pub use error::Error;
 pub use gzip::ParallelGzip;
 pub use image::{
-    Image, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time, host_platform,
-    parse_rfc3339, rfc3339,
+    Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time,
+    host_platform, parse_rfc3339, rfc3339,
 };
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use snapshot::chain_ids;

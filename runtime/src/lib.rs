@@ -5,4 +5,16 @@
 //! images, layers, names or Dockerfiles — the caller turns an image into a spec.
 
 pub mod cgroups;
+pub mod defaults;
+mod error;
+mod init;
+mod launch;
+pub mod rootfs;
 pub mod seccomp;
+pub mod state;
+pub mod user;
+
+pub use error::{Error, Result};
+pub use init::DEFAULT_PATH;
+pub use launch::{Container, Launch, Stdio, exit_code, start};
+pub use rootfs::RootfsLayers;

@@ -1,0 +1,203 @@
+//! Docker's default confinement as an OCI spec: the capability set, namespaces, mounts,
+//! masked and read-only paths that `docker run` gives a container when no option widens or
+//! narrows them (moby's `oci/defaults.go`). One place, so `run` and `build` confine alike.
+
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+/// Docker's default capabilities: the bounding set of every container not `--privileged`.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths hidden from the container: kernel information and knobs it has no business with.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths the container may read but never write.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The spec's capability for a name like `CAP_CHOWN` (docker also accepts `chown`).
+pub fn capability(name: &str) -> Option<oci_spec::runtime::Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    serde_json::from_value(serde_json::Value::String(full)).ok()
+}
+
+/// The `CAP_*` name of a spec capability (its serde form; `Display` drops the prefix).
+pub fn capability_name(cap: &oci_spec::runtime::Capability) -> String {
+    match serde_json::to_value(cap) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("CAP_{cap}"),
+    }
+}
+
+/// Every capability the running kernel knows, for `--privileged` and `--cap-add ALL`.
+pub fn all_caps() -> Vec<String> {
+    caps::all().iter().map(|c| c.to_string()).collect()
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("static mount")
+}
+
+/// The file systems every container gets, in mount order.
+pub fn default_mounts() -> Vec<Mount> {
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ]
+}
+
+/// The namespaces of a container with its own network stack (`--network none` and, later,
+/// bridge); `--network host` drops the network one.
+pub fn default_namespaces(own_network: bool) -> Vec<LinuxNamespaceType> {
+    let mut ns = vec![
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if own_network {
+        ns.push(LinuxNamespaceType::Network);
+    }
+    ns
+}
+
+/// Docker's default spec for running `args` as root in `/`: the caller then sets the
+/// process (env, user, cwd), hostname, extra mounts and resources.
+pub fn docker_spec(args: Vec<String>, own_network: bool) -> Spec {
+    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS
+        .iter()
+        .map(|c| capability(c).expect("known capability"))
+        .collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
+        .build()
+        .expect("capabilities");
+    let process = ProcessBuilder::default()
+        .args(args)
+        .cwd("/")
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .expect("user"),
+        )
+        .capabilities(capabilities)
+        .no_new_privileges(false)
+        .build()
+        .expect("process");
+    let namespaces = default_namespaces(own_network)
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("ns"))
+        .collect::<Vec<_>>();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .expect("linux");
+    SpecBuilder::default()
+        .version("1.2.0")
+        .root(RootBuilder::default().path("rootfs").build().expect("root"))
+        .process(process)
+        .mounts(default_mounts())
+        .linux(linux)
+        .build()
+        .expect("spec")
+}

@@ -1,0 +1,430 @@
+//! The container's first process, from the fork to `execve`, as explicit steps (youki's
+//! `container_init_process`): stdio, the root file system, hostname and loopback, pivot,
+//! masked paths, rlimits, the user, descriptors, the working directory, seccomp,
+//! capabilities, no_new_privs, exec. It reports a failure through a pipe as "CODE MESSAGE"
+//! and exits; a successful exec closes the pipe (close-on-exec), which the parent reads as
+//! success.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::mount::{MsFlags, mount};
+
+use crate::error::{Error, Result};
+use crate::launch::{Launch, Stdio};
+use crate::rootfs;
+use crate::user::{ExecUser, resolve};
+
+/// docker's PATH when the image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs the steps; never returns. `report` is the write end of the parent's error pipe.
+pub(crate) fn run(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: OwnedFd) -> ! {
+    let err = match steps(l, seccomp, report.as_raw_fd()) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let mut f = std::fs::File::from(report);
+    let _ = write!(f, "{} {}", err.code, err.message);
+    drop(f);
+    // SAFETY: leaving the forked child without running the parent's exit handlers.
+    unsafe { libc::_exit(err.code) }
+}
+
+enum Never {}
+
+fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -> Result<Never> {
+    reset_signals();
+    setup_stdio(&l.stdio)?;
+    let spec = &l.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let own_ns = |t: oci_spec::runtime::LinuxNamespaceType| {
+        linux
+            .namespaces()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .any(|n| n.typ() == t && n.path().is_none())
+    };
+
+    // Root file system, in the new mount namespace: never propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("make / rslave", e))?;
+    rootfs::mount_overlay(&l.layers, &l.rootfs)?;
+    let root = nix::fcntl::open(
+        &l.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", l.rootfs.display()), e))?;
+    for m in spec.mounts().as_deref().unwrap_or(&[]) {
+        rootfs::mount_one(&l.rootfs, root.as_raw_fd(), m)?;
+    }
+    let console = match &l.stdio {
+        Stdio::Tty { slave_path, .. } => Some(slave_path.as_path()),
+        _ => None,
+    };
+    rootfs::populate_dev(root.as_raw_fd(), console)?;
+    drop(root);
+
+    if own_ns(oci_spec::runtime::LinuxNamespaceType::Uts)
+        && let Some(h) = spec.hostname()
+    {
+        nix::unistd::sethostname(h).map_err(|e| Error::sys(format!("sethostname {h}"), e))?;
+    }
+    if own_ns(oci_spec::runtime::LinuxNamespaceType::Network) {
+        loopback_up()?;
+    }
+
+    rootfs::pivot(&l.rootfs)?;
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        rootfs::remount_readonly("/")?;
+    }
+
+    let process = spec.process().clone().unwrap_or_default();
+    set_rlimits(&process)?;
+    let user = match &l.user {
+        Some(u) => resolve(
+            u,
+            &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+        )
+        .map_err(Error::setup)?,
+        None => ExecUser {
+            uid: process.user().uid(),
+            gid: process.user().gid(),
+            additional_gids: process.user().additional_gids().clone().unwrap_or_default(),
+            home: "/".into(),
+        },
+    };
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+
+    // No descriptor of lb survives into the container (CVE-2024-21626): everything but
+    // stdio and the report pipe is closed before the working directory is even looked at.
+    close_other_fds(report)?;
+    enter_workdir(process.cwd())?;
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o022) };
+
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if let Some(p) = seccomp
+        && !nnp
+    {
+        crate::seccomp::install(p)?;
+    }
+    switch_user_and_caps(&user, process.capabilities().as_ref())?;
+    if nnp {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("no_new_privs", e))?;
+        if let Some(p) = seccomp {
+            crate::seccomp::install(p)?;
+        }
+    }
+    exec(process.args().as_deref().unwrap_or(&[]), &env)
+}
+
+fn reset_signals() {
+    // Ignored signals stay ignored across exec, and the parent may block some: give the
+    // container a clean slate.
+    // SAFETY: plain signal calls on valid signal numbers.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn setup_stdio(stdio: &Stdio) -> Result<()> {
+    let dup = |from: RawFd, to: RawFd| -> Result<()> {
+        if from != to {
+            // SAFETY: dup2 on descriptors this process owns.
+            if unsafe { libc::dup2(from, to) } < 0 {
+                return Err(Error::sys("dup2", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    };
+    match stdio {
+        Stdio::Inherit => Ok(()),
+        Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            dup(stdin.as_raw_fd(), 0)?;
+            dup(stdout.as_raw_fd(), 1)?;
+            dup(stderr.as_raw_fd(), 2)
+        }
+        Stdio::Tty { slave, .. } => {
+            nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
+            // SAFETY: TIOCSCTTY on the pty slave we own.
+            if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+                return Err(Error::sys(
+                    "set controlling terminal",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            for fd in 0..3 {
+                dup(slave.as_raw_fd(), fd)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A new network namespace starts with `lo` down; docker's containers have it up.
+fn loopback_up() -> Result<()> {
+    // SAFETY: an ioctl on a socket we own, with a zeroed ifreq naming "lo".
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(Error::sys("socket", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            r = libc::ioctl(sock, libc::SIOCSIFFLAGS, &req);
+        }
+        let e = std::io::Error::last_os_error();
+        libc::close(sock);
+        if r < 0 {
+            return Err(Error::sys("bring up lo", e));
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+fn set_rlimits(process: &oci_spec::runtime::Process) -> Result<()> {
+    for r in process.rlimits().as_deref().unwrap_or(&[]) {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let res =
+            rlimit_resource(&name).ok_or_else(|| Error::setup(format!("unknown rlimit {name}")))?;
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: setrlimit with a valid resource and struct.
+        if unsafe { libc::setrlimit(res, &lim) } < 0 {
+            let e = std::io::Error::last_os_error();
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: as above.
+            unsafe { libc::getrlimit(res, &mut cur) };
+            let short = name.trim_start_matches("RLIMIT_").to_lowercase();
+            return Err(Error::setup(format!(
+                "ulimit {short}={}:{}: cannot be set ({e}); the hard limit here is {} and cannot be raised",
+                r.soft(),
+                r.hard(),
+                cur.rlim_max
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn close_other_fds(report: RawFd) -> Result<()> {
+    // Everything but stdio and the report pipe (which closes itself at exec).
+    let close = |from: RawFd, to: u32| -> Result<()> {
+        // SAFETY: closing descriptors nothing in this process uses any more.
+        if unsafe { libc::syscall(libc::SYS_close_range, from as u32, to, 0u32) } < 0 {
+            return Err(Error::sys("close_range", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    };
+    if report > 3 {
+        close(3, report as u32 - 1)?;
+    }
+    close(report.max(2) + 1, u32::MAX)
+}
+
+fn enter_workdir(cwd: &Path) -> Result<()> {
+    if !cwd.is_absolute() {
+        return Err(Error::setup(format!(
+            "the working directory '{}' is invalid: it needs to be an absolute path",
+            cwd.display()
+        )));
+    }
+    std::fs::create_dir_all(cwd)
+        .map_err(|e| Error::setup(format!("create working directory {}: {e}", cwd.display())))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+    // A directory reached through a leaked descriptor is outside the root: the kernel
+    // reports it as "(unreachable)/...", never as an absolute path.
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::setup(format!(
+            "working directory {} is outside the container's root",
+            cwd.display()
+        ))),
+    }
+}
+
+fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> caps::CapsHashSet {
+    set.into_iter()
+        .flatten()
+        .filter_map(|c| caps::Capability::from_str(&crate::defaults::capability_name(c)).ok())
+        .collect()
+}
+
+fn switch_user_and_caps(
+    user: &ExecUser,
+    c: Option<&oci_spec::runtime::LinuxCapabilities>,
+) -> Result<()> {
+    use caps::CapSet;
+    let bounding = to_caps(c.and_then(|c| c.bounding().as_ref()));
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            // A capability this kernel does not know fails with EINVAL: nothing to drop.
+            let _ = caps::drop(None, CapSet::Bounding, cap);
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| Error::sys("keepcaps", e))?;
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| Error::sys("setgroups", e))?;
+    nix::unistd::setresgid(user.gid.into(), user.gid.into(), user.gid.into())
+        .map_err(|e| Error::sys(format!("setgid {}", user.gid), e))?;
+    nix::unistd::setresuid(user.uid.into(), user.uid.into(), user.uid.into())
+        .map_err(|e| Error::sys(format!("setuid {}", user.uid), e))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| Error::sys("keepcaps", e))?;
+    let set = |which: CapSet, caps: caps::CapsHashSet| {
+        caps::set(None, which, &caps)
+            .map_err(|e| Error::setup(format!("set {which:?} capabilities: {e}")))
+    };
+    // docker: a non-root user keeps the bounding set but starts with no effective powers.
+    let (effective, permitted, inheritable) = if user.uid == 0 {
+        (
+            to_caps(c.and_then(|c| c.effective().as_ref())),
+            to_caps(c.and_then(|c| c.permitted().as_ref())),
+            to_caps(c.and_then(|c| c.inheritable().as_ref())),
+        )
+    } else {
+        Default::default()
+    };
+    set(CapSet::Inheritable, inheritable)?;
+    set(CapSet::Effective, Default::default())?;
+    set(CapSet::Permitted, permitted)?;
+    set(CapSet::Effective, effective)?;
+    let _ = caps::clear(None, CapSet::Ambient);
+    Ok(())
+}
+
+/// The program to run: `args[0]` as a path, or looked up in the container's own PATH.
+fn find_program(name: &str, env: &[String]) -> Result<PathBuf> {
+    let not_found = |detail: String| Error {
+        message: format!("exec: \"{name}\": {detail}"),
+        code: 127,
+    };
+    if name.is_empty() {
+        return Err(not_found("executable file not found in $PATH".into()));
+    }
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return match std::fs::metadata(&p) {
+            Ok(_) => Ok(p),
+            Err(e) => Err(not_found(format!("stat {name}: {}", io_text(&e)))),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let p = Path::new(dir).join(name);
+        if let Ok(md) = std::fs::metadata(&p)
+            && md.is_file()
+            && nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok()
+        {
+            return Ok(p);
+        }
+    }
+    Err(not_found("executable file not found in $PATH".into()))
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
+fn exec(args: &[String], env: &[String]) -> Result<Never> {
+    let name = args.first().map(String::as_str).unwrap_or("");
+    let program = find_program(name, env)?;
+    let c = |s: &str| CString::new(s).map_err(|_| Error::setup(format!("NUL byte in {s:?}")));
+    let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|a| c(a)).collect::<Result<_>>()?;
+    let prog =
+        CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::setup("NUL in path"))?;
+    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
+    let code = if e == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    Err(Error {
+        message: format!("exec: \"{name}\": {}", e.desc().to_lowercase()),
+        code,
+    })
+}

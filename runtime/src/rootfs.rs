@@ -1,0 +1,497 @@
+//! The container's root file system, built inside its new mount namespace: the overlay of
+//! read-only lowers and a private upper, the spec's mounts with every destination resolved
+//! inside the rootfs (`openat2(RESOLVE_IN_ROOT)`, then mounted through `/proc/self/fd/N`, so a
+//! symlink in the image cannot redirect a mount to the host), `/dev`, `pivot_root`, and the
+//! masked and read-only paths. Runs only in the container's first process, before exec.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use oci_spec::runtime::Mount;
+
+use crate::error::{Error, Result};
+
+/// The layers of a container's root: read-only lowers (top first) and its own upper and
+/// work directories.
+#[derive(Debug, Clone)]
+pub struct RootfsLayers {
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+fn last_errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// Mounts the overlay at `target`. The new mount API takes one lower per call by file
+/// descriptor, so neither the 4 KiB option string nor path lengths limit the layer count;
+/// kernels without `lowerdir+` (before 6.8) get the classic option string.
+pub fn mount_overlay(layers: &RootfsLayers, target: &Path) -> Result<()> {
+    match mount_overlay_fsconfig(layers, target) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) =>
+        {
+            let lowers: Vec<String> = layers
+                .lowers
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowers.join(":"),
+                layers.upper.display(),
+                layers.work.display()
+            );
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.as_str()),
+            )
+            .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))
+        }
+        Err(e) => Err(Error::sys(
+            format!("mount overlay on {}", target.display()),
+            e,
+        )),
+    }
+}
+
+fn mount_overlay_fsconfig(layers: &RootfsLayers, target: &Path) -> std::io::Result<()> {
+    // SAFETY: plain system calls on owned descriptors and NUL-terminated strings.
+    unsafe {
+        let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC);
+        if fs < 0 {
+            return Err(last_errno());
+        }
+        let fs = OwnedFd::from_raw_fd(fs as RawFd);
+        let set_fd = |key: &std::ffi::CStr, path: &Path| -> std::io::Result<()> {
+            let p = CString::new(path.as_os_str().as_bytes())?;
+            let fd = libc::open(
+                p.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return Err(std::io::Error::other(format!(
+                    "{}: {}",
+                    path.display(),
+                    last_errno()
+                )));
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let r = libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_FD,
+                key.as_ptr(),
+                std::ptr::null::<u8>(),
+                fd.as_raw_fd(),
+            );
+            if r < 0 { Err(last_errno()) } else { Ok(()) }
+        };
+        for lower in &layers.lowers {
+            set_fd(c"lowerdir+", lower)?;
+        }
+        set_fd(c"upperdir", &layers.upper)?;
+        set_fd(c"workdir", &layers.work)?;
+        if libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            return Err(last_errno());
+        }
+        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0);
+        if mnt < 0 {
+            return Err(last_errno());
+        }
+        let mnt = OwnedFd::from_raw_fd(mnt as RawFd);
+        let t = CString::new(target.as_os_str().as_bytes())?;
+        if libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        ) < 0
+        {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
+}
+
+/// `openat2(root, path, RESOLVE_IN_ROOT)`: `path` (absolute or not) as seen from inside
+/// `root`; symlinks and `..` can never leave it.
+fn open_in_root(root: RawFd, path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    let p = CString::new(path.as_os_str().as_bytes())?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid pointers for the duration of the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            p.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Makes `path` exist inside `root` (a directory, or an empty file when `file`), creating
+/// missing directories on the way, and returns an `O_PATH` descriptor of it.
+pub fn ensure_in_root(root: RawFd, path: &Path, file: bool) -> Result<OwnedFd> {
+    let parts: Vec<&std::ffi::OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let err =
+        |e: std::io::Error| Error::sys(format!("create {} in the container", path.display()), e);
+    let mut prefix = PathBuf::from("/");
+    for (i, part) in parts.iter().enumerate() {
+        let parent = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?;
+        prefix.push(part);
+        let last = i + 1 == parts.len();
+        match open_in_root(root, &prefix, libc::O_PATH) {
+            Ok(fd) if last => return Ok(fd),
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let name =
+                    CString::new(part.as_bytes()).map_err(|_| Error::setup("NUL in path"))?;
+                // SAFETY: parent is a directory descriptor, name a plain component.
+                let r = unsafe {
+                    if last && file {
+                        let fd = libc::openat(
+                            parent.as_raw_fd(),
+                            name.as_ptr(),
+                            libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC
+                                | libc::O_WRONLY,
+                            0o644,
+                        );
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                        fd
+                    } else {
+                        libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755)
+                    }
+                };
+                if r < 0 && last_errno().raw_os_error() != Some(libc::EEXIST) {
+                    return Err(err(last_errno()));
+                }
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    open_in_root(root, &prefix, libc::O_PATH).map_err(err)
+}
+
+/// Mount flags and the data string of a spec mount's options.
+fn parse_options(options: &[String]) -> (MsFlags, MsFlags, Vec<String>) {
+    let mut flags = MsFlags::empty();
+    let mut propagation = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                let rec = if o.starts_with('r') {
+                    MsFlags::MS_REC
+                } else {
+                    MsFlags::empty()
+                };
+                let kind = match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    _ => MsFlags::MS_SLAVE,
+                };
+                propagation |= kind | rec;
+                continue;
+            }
+            _ => {
+                data.push(o.clone());
+                continue;
+            }
+        };
+        flags |= set;
+        flags &= !clear;
+    }
+    (flags, propagation, data)
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Mounts one spec mount under `rootfs` (the host path of the container's root, already
+/// the overlay).
+pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().clone().unwrap_or_default();
+    let (flags, propagation, data) = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let bind = typ == "bind" || flags.contains(MsFlags::MS_BIND);
+    let what = format!("mount {} on {}", typ, dest.display());
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+    let is_file = bind
+        && std::fs::metadata(&source)
+            .map(|md| !md.is_dir())
+            .unwrap_or(false);
+    if bind && !source.exists() {
+        return Err(Error::setup(format!(
+            "{what}: bind source path does not exist: {}",
+            source.display()
+        )));
+    }
+    let target = ensure_in_root(root_fd, dest, is_file)?;
+    let tpath = fd_path(&target);
+    let _ = rootfs;
+    if bind {
+        mount(
+            Some(&source),
+            &tpath,
+            None::<&str>,
+            MsFlags::MS_BIND | (flags & MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(&what, e))?;
+        // A bind mount takes its flags only on a remount; reopen the target so the remount
+        // applies to the new mount, not to what was under it.
+        let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !extra.is_empty() {
+            let target =
+                open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(&what, e))?;
+            mount(
+                None::<&str>,
+                &fd_path(&target),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                None::<&str>,
+            )
+            .map_err(|e| Error::sys(format!("{what} (remount)"), e))?;
+        }
+    } else {
+        let data = data.join(",");
+        mount(
+            Some(&source),
+            &tpath,
+            Some(typ.as_str()),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| Error::sys(&what, e))?;
+    }
+    if !propagation.is_empty() {
+        let target = open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(&what, e))?;
+        mount(
+            None::<&str>,
+            &fd_path(&target),
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(format!("{what} (propagation)"), e))?;
+    }
+    Ok(())
+}
+
+/// The device nodes and links every container has in its `/dev` tmpfs (docker's set), and
+/// the terminal as `/dev/console` when it has one.
+pub fn populate_dev(root_fd: RawFd, console: Option<&Path>) -> Result<()> {
+    let dev = open_in_root(
+        root_fd,
+        Path::new("/dev"),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+    )
+    .map_err(|e| Error::sys("open /dev in the container", e))?;
+    let nodes: [(&std::ffi::CStr, u32, u32); 6] = [
+        (c"null", 1, 3),
+        (c"zero", 1, 5),
+        (c"full", 1, 7),
+        (c"random", 1, 8),
+        (c"urandom", 1, 9),
+        (c"tty", 5, 0),
+    ];
+    for (name, major, minor) in nodes {
+        // SAFETY: plain *at calls relative to an owned directory descriptor.
+        unsafe {
+            let old = libc::umask(0);
+            let r = libc::mknodat(
+                dev.as_raw_fd(),
+                name.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            );
+            libc::umask(old);
+            if r < 0 && last_errno().raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::sys(
+                    format!("mknod /dev/{}", name.to_string_lossy()),
+                    last_errno(),
+                ));
+            }
+        }
+    }
+    let links: [(&std::ffi::CStr, &std::ffi::CStr); 5] = [
+        (c"/proc/self/fd", c"fd"),
+        (c"/proc/self/fd/0", c"stdin"),
+        (c"/proc/self/fd/1", c"stdout"),
+        (c"/proc/self/fd/2", c"stderr"),
+        (c"pts/ptmx", c"ptmx"),
+    ];
+    for (target, name) in links {
+        // SAFETY: as above.
+        let r = unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) };
+        if r < 0 && last_errno().raw_os_error() != Some(libc::EEXIST) {
+            return Err(Error::sys(
+                format!("symlink /dev/{}", name.to_string_lossy()),
+                last_errno(),
+            ));
+        }
+    }
+    if let Some(console) = console {
+        let target = ensure_in_root(root_fd, Path::new("/dev/console"), true)?;
+        mount(
+            Some(console),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys("mount /dev/console", e))?;
+    }
+    Ok(())
+}
+
+/// Makes `rootfs` the root: `pivot_root(".", ".")` then detaching the old root stacked
+/// under it (runc's way: no directory for the old root inside the container).
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    let old = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open /", e))?;
+    nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
+    nix::unistd::fchdir(&old).map_err(|e| Error::sys("fchdir old root", e))?;
+    // The old root may be shared with the host: make it a slave first so the detach does
+    // not propagate back.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("make old root rslave", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))?;
+    Ok(())
+}
+
+/// Hides each path (inside the new root): directories under an empty read-only tmpfs,
+/// files under `/dev/null`. Paths this kernel lacks are skipped.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let md = match std::fs::metadata(p) {
+            Ok(md) => md,
+            Err(_) => continue,
+        };
+        let r = if md.is_dir() {
+            mount(
+                Some("tmpfs"),
+                p.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                p.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        r.map_err(|e| Error::sys(format!("mask {p}"), e))?;
+    }
+    Ok(())
+}
+
+/// Makes each path (inside the new root) read-only, keeping its other flags.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(
+            Some(p.as_str()),
+            p.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(format!("bind {p}"), e))?;
+        remount_readonly(p)?;
+    }
+    Ok(())
+}
+
+/// Remounts the mount at `p` read-only, keeping nosuid/nodev/noexec as they are (the kernel
+/// refuses to drop locked flags).
+pub fn remount_readonly(p: &str) -> Result<()> {
+    let st = nix::sys::statvfs::statvfs(p).map_err(|e| Error::sys(format!("statvfs {p}"), e))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let f = st.flags();
+    use nix::sys::statvfs::FsFlags;
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if f.contains(fs) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
+        .map_err(|e| Error::sys(format!("remount {p} read-only"), e))
+}

@@ -1,0 +1,155 @@
+//! `--user` / `USER` resolution as docker does it (runc's `GetExecUser`): `name`, `uid`,
+//! `name:group`, `uid:gid`, names looked up in the container's own `/etc/passwd` and
+//! `/etc/group`, supplementary groups from the group file. Pure functions over the files'
+//! text, so the rules are testable without a container.
+
+/// Who the container process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolves `spec` (empty means root) against the contents of the rootfs's passwd and
+/// group files (empty when the image has none).
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String> {
+    let (user_arg, group_arg) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user_arg = if user_arg.is_empty() { "0" } else { user_arg };
+    let users: Vec<Vec<&str>> = passwd
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
+    let numeric_user = user_arg.parse::<u32>().ok();
+    let found = users
+        .iter()
+        .find(|f| f[0] == user_arg || numeric_user.is_some_and(|n| f[2].parse::<u32>() == Ok(n)));
+    let (name, mut uid, mut gid, home) = match (found, numeric_user) {
+        (Some(f), _) => (
+            Some(f[0]),
+            f[2].parse::<u32>()
+                .map_err(|_| format!("bad uid in /etc/passwd for {}", f[0]))?,
+            f[3].parse::<u32>()
+                .map_err(|_| format!("bad gid in /etc/passwd for {}", f[0]))?,
+            f.get(5)
+                .copied()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("/")
+                .to_string(),
+        ),
+        (None, Some(n)) => (None, n, 0, "/".to_string()),
+        (None, None) => {
+            return Err(format!(
+                "unable to find user {user_arg}: no matching entries in passwd file"
+            ));
+        }
+    };
+    if let Some(n) = numeric_user {
+        uid = n;
+    }
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 3)
+        .collect();
+    let mut additional = Vec::new();
+    match group_arg {
+        Some(g) if !g.is_empty() => {
+            let numeric = g.parse::<u32>().ok();
+            let hit = groups
+                .iter()
+                .find(|f| f[0] == g || numeric.is_some_and(|n| f[2].parse::<u32>() == Ok(n)));
+            gid = match (hit, numeric) {
+                (_, Some(n)) => n,
+                (Some(f), None) => f[2]
+                    .parse()
+                    .map_err(|_| format!("bad gid in /etc/group for {}", f[0]))?,
+                (None, None) => {
+                    return Err(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ));
+                }
+            };
+        }
+        _ => {
+            if let Some(name) = name {
+                for f in &groups {
+                    let members = f.get(3).copied().unwrap_or("");
+                    if members.split(',').any(|m| m.trim() == name)
+                        && let Ok(id) = f[2].parse::<u32>()
+                        && !additional.contains(&id)
+                    {
+                        additional.push(id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExecUser {
+        uid,
+        gid,
+        additional_gids: additional,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+        app:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:app,other\naudio:x:29:app\napp:x:1000:\n";
+
+    fn r(spec: &str) -> Result<ExecUser, String> {
+        resolve(spec, PASSWD, GROUP)
+    }
+
+    #[test]
+    fn docker_user_forms() {
+        assert_eq!(
+            r("").unwrap(),
+            ExecUser {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                home: "/root".into()
+            }
+        );
+        let app = r("app").unwrap();
+        assert_eq!(
+            (app.uid, app.gid, app.home.as_str()),
+            (1000, 1000, "/home/app")
+        );
+        assert_eq!(app.additional_gids, vec![10, 29]);
+        assert_eq!(r("1000").unwrap(), app);
+        let g = r("app:audio").unwrap();
+        assert_eq!((g.uid, g.gid), (1000, 29));
+        assert!(g.additional_gids.is_empty());
+        assert_eq!(r("app:4242").unwrap().gid, 4242);
+        let n = r("4242:4243").unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4243, "/"));
+        let n = r("4242").unwrap();
+        assert_eq!((n.uid, n.gid), (4242, 0));
+        assert!(
+            r("nobody")
+                .unwrap_err()
+                .contains("unable to find user nobody")
+        );
+        assert!(
+            r("app:nogroup")
+                .unwrap_err()
+                .contains("unable to find group nogroup")
+        );
+        // No passwd at all (scratch images): numeric ids still work.
+        assert_eq!(resolve("7:8", "", "").unwrap().uid, 7);
+    }
+}

@@ -1,0 +1,879 @@
+//! Container commands: `run`, `ps`, `logs`, `stop`, `kill`, `rm`, `wait`, `commit`. They
+//! tie the store (images, snapshots, container records) to the runtime; the rules live in
+//! `run_spec` and the crates.
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Args};
+use lb_layerstore::{ContainerRecord, Reference, Store};
+use lb_runtime::state::{State, Status};
+
+use crate::run_spec::{self, ImageRunConfig, RunOptions};
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    #[arg(long, action = ArgAction::Help, help = "Print help")]
+    help: Option<bool>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass lb's own)
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (name|uid[:group|gid])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the image's ENTRYPOINT
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Name the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Container host name
+    #[arg(short, long)]
+    hostname: Option<String>,
+    /// Bind mount a host path: HOST:CONTAINER[:ro]
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Attach a mount: type=bind|tmpfs,...
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount a tmpfs: PATH[:OPTIONS]
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root file system read-only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Memory limit (e.g. 64m)
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Limit on the number of processes
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Security options (no-new-privileges, seccomp=unconfined)
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Network mode: none or host
+    #[arg(long, alias = "net", default_value = "none")]
+    network: String,
+    /// Image to run
+    image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// lb's own failures in `run` exit 125, as docker's.
+fn fail125(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("lb: {e:#}");
+    ExitCode::from(125)
+}
+
+fn random_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// docker-style generated names: adjective_noun.
+fn generated_name(id: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "tender", "witty",
+    ];
+    const NOUN: [&str; 16] = [
+        "turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "dijkstra", "liskov",
+        "torvalds", "hamilton", "noether", "curie", "babbage", "shannon", "backus", "kay",
+    ];
+    let n = u32::from_str_radix(&id[..8], 16).unwrap_or(0) as usize;
+    format!("{}_{}_{}", ADJ[n % 16], NOUN[(n / 16) % 16], &id[8..12])
+}
+
+fn image_run_config(image: &lb_layerstore::Image) -> ImageRunConfig {
+    let c = image.config.config().clone().unwrap_or_default();
+    ImageRunConfig {
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        env: c.env().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        user: c.user().clone().unwrap_or_default(),
+        stop_signal: c.stop_signal().clone().unwrap_or_default(),
+    }
+}
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` for the container, in its directory.
+fn write_etc(dir: &Path, hostname: &str, host_network: bool) -> anyhow::Result<PathBuf> {
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    let hosts = if host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        )
+    };
+    std::fs::write(etc.join("hosts"), hosts)?;
+    std::fs::write(
+        etc.join("resolv.conf"),
+        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+    )?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
+    Ok(etc)
+}
+
+fn now() -> String {
+    lb_layerstore::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+}
+
+pub fn run(store: &Store, args: RunArgs) -> ExitCode {
+    match run_inner(store, args) {
+        Ok(code) => code,
+        Err(e) => fail125(e),
+    }
+}
+
+fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.detach && args.rm && args.tty {
+        // allowed in docker; nothing special
+    }
+    let name_ref = Reference::parse(&args.image)
+        .with_context(|| format!("invalid image reference {:?}", args.image))?;
+    let image = store
+        .image(&name_ref)
+        .map_err(|_| anyhow::anyhow!("Unable to find image '{}' locally", args.image))?;
+    let lowers = store.prepare_snapshots(&image)?;
+    let id = random_id()?;
+    let host_network = args.network == "host";
+    let hostname = args.hostname.clone().unwrap_or_else(|| {
+        if host_network {
+            host_hostname()
+        } else {
+            id[..12].to_string()
+        }
+    });
+    let opts = RunOptions {
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env: args.env.clone(),
+        env_files: args.env_file.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: hostname.clone(),
+        tty: args.tty,
+        volumes: args.volume.clone(),
+        mounts: args.mount.clone(),
+        tmpfs: args.tmpfs.clone(),
+        read_only: args.read_only,
+        memory: args.memory.clone(),
+        cpus: args.cpus,
+        pids_limit: args.pids_limit,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        privileged: args.privileged,
+        security_opt: args.security_opt.clone(),
+        ulimits: args.ulimit.clone(),
+        network: args.network.clone(),
+    };
+    let image_cfg = image_run_config(&image);
+    // Validate everything before anything is written to the store.
+    let dir_guess = store.container_dir(&id);
+    let plan = run_spec::plan(&image_cfg, &opts, &dir_guess.join("etc"))?;
+    let name = args.name.clone().unwrap_or_else(|| generated_name(&id));
+    let record = ContainerRecord {
+        id: id.clone(),
+        name,
+        image: image.manifest_digest,
+        image_name: args.image.clone(),
+        created: now(),
+        config: serde_json::json!({
+            "spec": plan.spec,
+            "user": plan.user,
+            "seccomp": plan.seccomp,
+            "stop_signal": image_cfg.stop_signal,
+            "auto_remove": args.rm,
+            "tty": args.tty,
+            "lowers": lowers,
+        }),
+    };
+    let dir = store.create_container(&record)?;
+    write_etc(&dir, &hostname, host_network)?;
+    // Overlay lowers are listed top first; snapshots come bottom first.
+    let mut lowers = lowers;
+    lowers.reverse();
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        lowers.push(empty);
+    }
+    let layers = lb_runtime::RootfsLayers {
+        lowers,
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    };
+    let launch = |stdio| lb_runtime::Launch {
+        id: id.clone(),
+        spec: plan.spec.clone(),
+        layers: layers.clone(),
+        rootfs: dir.join("rootfs"),
+        user: Some(plan.user.clone()),
+        seccomp: plan.seccomp,
+        stdio,
+    };
+    if args.detach {
+        return detach(
+            store,
+            &record,
+            &dir,
+            launch(lb_runtime::Stdio::Fds {
+                stdin: devnull()?,
+                stdout: devnull()?,
+                stderr: devnull()?,
+            }),
+            args.rm,
+        );
+    }
+    let stdio = if args.tty {
+        bail!("-t in the foreground is not supported yet; use -d -t or no -t");
+    } else if args.interactive {
+        lb_runtime::Stdio::Inherit
+    } else {
+        lb_runtime::Stdio::Fds {
+            stdin: devnull()?,
+            stdout: dup(1)?,
+            stderr: dup(2)?,
+        }
+    };
+    let code = match lb_runtime::start(&launch(stdio)) {
+        Ok(c) => {
+            let mut st = State {
+                status: Status::Running,
+                pid: c.pid(),
+                pid_start: lb_runtime::state::pid_start_time(c.pid()).unwrap_or(0),
+                monitor: std::process::id() as i32,
+                started_at: now(),
+                ..State::default()
+            };
+            st.save(&dir)?;
+            c.forward_signals();
+            let code = c.wait()?;
+            st.status = Status::Exited;
+            st.exit_code = code;
+            st.finished_at = now();
+            st.save(&dir)?;
+            code
+        }
+        Err(e) => {
+            eprintln!("lb: {}", e.message);
+            let st = State {
+                status: Status::Exited,
+                exit_code: e.code,
+                finished_at: now(),
+                ..State::default()
+            };
+            st.save(&dir)?;
+            e.code
+        }
+    };
+    if args.rm {
+        store.remove_container(&id)?;
+    }
+    Ok(ExitCode::from(code as u8))
+}
+
+fn devnull() -> anyhow::Result<OwnedFd> {
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?
+        .into())
+}
+
+fn dup(fd: i32) -> anyhow::Result<OwnedFd> {
+    // SAFETY: borrowing a standard descriptor for the duration of the dup.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(b.try_clone_to_owned()?)
+}
+
+/// `run -d`: a monitor process (lb, forked and detached from the terminal) starts the
+/// container with its output going to pipes, records it as running, writes its output to
+/// `log.json` in docker's json-file format, and records the exit. The caller learns through
+/// a pipe that the container started, prints its id and returns.
+fn detach(
+    store: &Store,
+    record: &ContainerRecord,
+    dir: &Path,
+    mut launch: lb_runtime::Launch,
+    auto_remove: bool,
+) -> anyhow::Result<ExitCode> {
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: lb is single-threaded here; the child only starts and follows the container.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(ready_r);
+            let _ = nix::unistd::setsid();
+            launch.stdio = lb_runtime::Stdio::Fds {
+                stdin: devnull().expect("/dev/null"),
+                stdout: out_w,
+                stderr: err_w,
+            };
+            let mut ready = std::fs::File::from(ready_w);
+            let code = match lb_runtime::start(&launch) {
+                Ok(c) => {
+                    drop(launch);
+                    let mut st = State {
+                        status: Status::Running,
+                        pid: c.pid(),
+                        pid_start: lb_runtime::state::pid_start_time(c.pid()).unwrap_or(0),
+                        monitor: std::process::id() as i32,
+                        started_at: now(),
+                        ..State::default()
+                    };
+                    let _ = st.save(dir);
+                    let _ = write!(ready, "ok");
+                    drop(ready);
+                    // Nothing of the caller's terminal stays open in the monitor.
+                    if let Ok(null) = devnull() {
+                        for fd in 0..3 {
+                            // SAFETY: replacing the standard descriptors of this process.
+                            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                        }
+                    }
+                    copy_logs(dir, out_r, err_r);
+                    let code = c.wait().unwrap_or(255);
+                    st.status = Status::Exited;
+                    st.exit_code = code;
+                    st.finished_at = now();
+                    let _ = st.save(dir);
+                    if auto_remove {
+                        let _ = store.remove_container(&record.id);
+                    }
+                    0
+                }
+                Err(e) => {
+                    let _ = write!(ready, "{} {}", e.code, e.message);
+                    let st = State {
+                        status: Status::Exited,
+                        exit_code: e.code,
+                        finished_at: now(),
+                        ..State::default()
+                    };
+                    let _ = st.save(dir);
+                    1
+                }
+            };
+            // SAFETY: leaving the forked monitor.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(ready_w);
+            drop(out_w);
+            drop(err_w);
+            drop(out_r);
+            drop(err_r);
+            let mut msg = String::new();
+            std::fs::File::from(ready_r).read_to_string(&mut msg)?;
+            if msg == "ok" {
+                println!("{}", record.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (code, text) = msg
+                .split_once(' ')
+                .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
+                .unwrap_or((125, format!("the container did not start: {msg}")));
+            eprintln!("lb: {text}");
+            if auto_remove {
+                let _ = store.remove_container(&record.id);
+            }
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// One line of docker's json-file log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogLine {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// Copies the container's stdout and stderr into `log.json` until both close.
+fn copy_logs(dir: &Path, out: OwnedFd, err: OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let Ok(mut log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log.json"))
+    else {
+        return;
+    };
+    let mut streams: Vec<(std::fs::File, &str, Vec<u8>)> = vec![
+        (std::fs::File::from(out), "stdout", Vec::new()),
+        (std::fs::File::from(err), "stderr", Vec::new()),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
+    while !streams.is_empty() {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = streams
+                .iter()
+                .map(|(f, _, _)| PollFd::new(std::os::fd::AsFd::as_fd(f), PollFlags::POLLIN))
+                .collect();
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            fds.iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
+        };
+        let mut closed = Vec::new();
+        for (i, (f, stream, pending)) in streams.iter_mut().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            let n = f.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                closed.push(i);
+                if !pending.is_empty() {
+                    write_log(&mut log, stream, std::mem::take(pending));
+                }
+                continue;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                write_log(&mut log, stream, line);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            streams.remove(i);
+        }
+    }
+}
+
+fn write_log(log: &mut std::fs::File, stream: &str, line: Vec<u8>) {
+    let entry = LogLine {
+        log: String::from_utf8_lossy(&line).into_owned(),
+        stream: stream.into(),
+        time: now(),
+    };
+    if let Ok(mut s) = serde_json::to_string(&entry) {
+        s.push('\n');
+        let _ = log.write_all(s.as_bytes());
+    }
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+}
+
+fn command_of(record: &ContainerRecord) -> String {
+    record.config["spec"]["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn ago(rfc: &str) -> String {
+    let then = lb_layerstore::parse_rfc3339(rfc).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    crate::image_cmds::human_duration(now - then)
+}
+
+fn status_text(st: &State) -> String {
+    match st.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", ago(&st.started_at)),
+        Status::Exited => format!("Exited ({}) {} ago", st.exit_code, ago(&st.finished_at)),
+    }
+}
+
+pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    for c in store.containers()?.into_iter().rev() {
+        let st = State::load(&store.container_dir(&c.id));
+        if args.all || st.running() {
+            rows.push((c, st));
+        }
+    }
+    if args.quiet {
+        for (c, _) in rows {
+            println!(
+                "{}",
+                if args.no_trunc {
+                    &c.id[..]
+                } else {
+                    &c.id[..12]
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+    );
+    for (c, st) in rows {
+        let mut cmd = format!("\"{}\"", command_of(&c));
+        if !args.no_trunc && cmd.chars().count() > 22 {
+            cmd = cmd.chars().take(20).collect::<String>() + "…\"";
+        }
+        println!(
+            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {}",
+            if args.no_trunc {
+                &c.id[..]
+            } else {
+                &c.id[..12]
+            },
+            c.image_name,
+            cmd,
+            format!("{} ago", ago(&c.created)),
+            status_text(&st),
+            "",
+            c.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Number of lines to show from the end
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    container: String,
+}
+
+pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let dir = store.container_dir(&c.id);
+    let path = dir.join("log.json");
+    let tail: Option<usize> = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
+    };
+    let print = |line: &str| {
+        if let Ok(l) = serde_json::from_str::<LogLine>(line) {
+            let text = if args.timestamps {
+                format!("{} {}", l.time, l.log)
+            } else {
+                l.log
+            };
+            if l.stream == "stderr" {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            } else {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+            }
+        }
+    };
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(_) if !args.follow => return Ok(ExitCode::SUCCESS),
+        Err(_) => std::io::BufReader::new(std::fs::File::open("/dev/null")?),
+    };
+    let mut all = Vec::new();
+    let mut line = String::new();
+    while file.read_line(&mut line)? > 0 {
+        all.push(std::mem::take(&mut line));
+    }
+    let skip = tail.map_or(0, |t| all.len().saturating_sub(t));
+    for l in &all[skip..] {
+        print(l);
+    }
+    let _ = std::io::stdout().flush();
+    if args.follow {
+        let mut partial = String::new();
+        loop {
+            let n = file.read_line(&mut partial)?;
+            if n > 0 && partial.ends_with('\n') {
+                print(&partial);
+                let _ = std::io::stdout().flush();
+                partial.clear();
+                continue;
+            }
+            if n == 0 {
+                if !State::load(&dir).running() {
+                    // Drain what the monitor wrote before it recorded the exit.
+                    while file.read_line(&mut partial)? > 0 {
+                        print(&partial);
+                        partial.clear();
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .with_context(|| format!("invalid signal: {s}"));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal: {s}"))
+}
+
+/// Waits until the container has exited (its monitor recorded it) or `timeout` passes.
+fn wait_exited(dir: &Path, timeout: Option<Duration>) -> State {
+    let start = Instant::now();
+    loop {
+        let st = State::load(dir);
+        if !st.running() || timeout.is_some_and(|t| start.elapsed() >= t) {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(st: &State, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig)
+        .with_context(|| format!("send {sig} to pid {}", st.pid))
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(store: &Store, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let dir = store.container_dir(&c.id);
+            let st = State::load(&dir);
+            if st.running() {
+                let sig = c.config["stop_signal"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(parse_signal)
+                    .transpose()?
+                    .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+                signal(&st, sig)?;
+                if wait_exited(&dir, Some(Duration::from_secs(args.time))).running() {
+                    signal(&st, nix::sys::signal::Signal::SIGKILL)?;
+                    wait_exited(&dir, None);
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn kill(store: &Store, args: KillArgs) -> anyhow::Result<ExitCode> {
+    let sig = parse_signal(&args.signal)?;
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let st = State::load(&store.container_dir(&c.id));
+            if !st.running() {
+                bail!("container {} is not running", c.id);
+            }
+            signal(&st, sig)
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let dir = store.container_dir(&c.id);
+            let st = State::load(&dir);
+            if st.running() {
+                if !args.force {
+                    bail!(
+                        "cannot remove container \"{key}\": container is running: stop the container before removing or force remove"
+                    );
+                }
+                signal(&st, nix::sys::signal::Signal::SIGKILL)?;
+                wait_exited(&dir, Some(Duration::from_secs(10)));
+            }
+            // A container whose monitor died may have left its cgroup behind.
+            if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&c.id) {
+                cg.remove()?;
+            }
+            store.remove_container(&c.id)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn wait(store: &Store, args: WaitArgs) -> anyhow::Result<ExitCode> {
+    for key in &args.containers {
+        let c = store.container(key)?;
+        let st = wait_exited(&store.container_dir(&c.id), None);
+        println!("{}", st.exit_code);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Commit message
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Author
+    #[arg(short, long, default_value = "")]
+    author: String,
+    container: String,
+    /// Name for the new image
+    name: Option<String>,
+}
+
+pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let parent = store.image_by_manifest(c.image)?;
+    let name = args
+        .name
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()
+        .with_context(|| format!("invalid reference {:?}", args.name))?;
+    let image = store.commit_layer(
+        &parent,
+        &store.container_dir(&c.id).join("upper"),
+        name.as_ref(),
+        &lb_layerstore::LayerCommit {
+            created_by: command_of(&c),
+            comment: args.message.clone(),
+            author: args.author.clone(),
+            config_changes: Default::default(),
+        },
+    )?;
+    println!("{}", image.config_digest);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,290 @@
+//! `lb run` and the container lifecycle end to end, as root, on the busybox test image:
+//! exit codes, docker's confinement (capabilities, masked paths, namespaces, no leaked
+//! descriptors), options, detached containers (`ps`, `logs`, `stop`, `wait`, `rm`),
+//! `commit`, and `rmi` refusing an image a container uses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn lb(env: &Env, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lb")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A store with the busybox test image as `busybox`, or None when the test is skipped.
+fn setup() -> Option<Env> {
+    if !lb_testkit::require_root("running containers")
+        || !lb_testkit::require_tools("busybox-static", &["/bin/busybox"])
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox-rootfs.sh");
+    let st = Command::new("bash")
+        .arg(&script)
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", text(&st.stderr));
+    let env = Env {
+        root: dir.path().join("store"),
+        _dir: dir,
+    };
+    let out = lb(&env, &["import", tar.to_str().unwrap(), "busybox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    Some(env)
+}
+
+/// `lb run --rm busybox ARGS...`: (exit code, stdout, stderr).
+fn run(env: &Env, opts: &[&str], cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    args.push("busybox");
+    args.extend_from_slice(cmd);
+    let out = lb(env, &args);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[test]
+fn exit_codes_output_and_options() {
+    let Some(env) = setup() else { return };
+    assert_eq!(
+        run(&env, &[], &["echo", "hello"]),
+        (0, "hello\n".into(), String::new())
+    );
+    assert_eq!(run(&env, &[], &["sh", "-c", "exit 3"]).0, 3);
+    let (code, _, err) = run(&env, &[], &["no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    assert_eq!(run(&env, &[], &["/etc/passwd"]).0, 126);
+    let (code, _, err) = run(&env, &[], &[]);
+    assert_eq!(code, 125, "no command: {err}");
+    let (code, _, err) = lb_err(&env, &["run", "missing-image", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("Unable to find image 'missing-image'"),
+        "{err}"
+    );
+
+    let (_, out, _) = run(
+        &env,
+        &["-e", "GREETING=hi", "-w", "/made/here"],
+        &["sh", "-c", "echo $GREETING; pwd"],
+    );
+    assert_eq!(out, "hi\n/made/here\n");
+    let (_, out, _) = run(&env, &["-u", "1000:1001"], &["id"]);
+    assert!(out.starts_with("uid=1000 gid=1001"), "{out}");
+    let (_, out, _) = run(&env, &["-h", "box"], &["hostname"]);
+    assert_eq!(out, "box\n");
+    let (_, out, _) = run(&env, &["--entrypoint", "echo"], &["a", "b"]);
+    assert_eq!(out, "a b\n");
+    let (code, _, _) = run(&env, &["--read-only"], &["touch", "/x"]);
+    assert_ne!(code, 0);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "from host").unwrap();
+    let vol = format!("{}:/data:ro", host.path().display());
+    let (_, out, _) = run(&env, &["-v", &vol], &["cat", "/data/f"]);
+    assert_eq!(out, "from host");
+    assert_ne!(run(&env, &["-v", &vol], &["touch", "/data/g"]).0, 0);
+    let (_, out, _) = run(
+        &env,
+        &["--tmpfs", "/scratch"],
+        &["sh", "-c", "grep /scratch /proc/mounts"],
+    );
+    assert!(out.contains("tmpfs"), "{out}");
+    // A ulimit above the hard limit is reported, never silently dropped.
+    let (code, _, err) = run(&env, &["--ulimit", "nofile=99999999:99999999"], &["true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("nofile"), "{err}");
+    let (_, out, _) = run(
+        &env,
+        &["--ulimit", "nofile=512:512"],
+        &["sh", "-c", "ulimit -n"],
+    );
+    assert_eq!(out, "512\n");
+}
+
+fn lb_err(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let out = lb(env, args);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[test]
+fn confinement_by_default() {
+    let Some(env) = setup() else { return };
+    // PID namespace: the command is PID 1.
+    let (_, out, _) = run(&env, &[], &["sh", "-c", "echo $$"]);
+    assert_eq!(out, "1\n");
+    // docker's 14 capabilities as the bounding set.
+    let (_, out, _) = run(&env, &[], &["grep", "CapBnd", "/proc/self/status"]);
+    assert!(out.contains("00000000a80425fb"), "{out}");
+    let (_, out, _) = run(
+        &env,
+        &["--cap-drop", "ALL"],
+        &["grep", "CapEff", "/proc/self/status"],
+    );
+    assert!(out.contains("0000000000000000"), "{out}");
+    // Masked and read-only paths.
+    let (_, out, _) = run(
+        &env,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/keys | wc -c; ls /sys/firmware | wc -l",
+        ],
+    );
+    assert_eq!(out, "0\n0\n");
+    assert_ne!(
+        run(
+            &env,
+            &[],
+            &["sh", "-c", "echo 1 > /proc/sys/kernel/domainname"]
+        )
+        .0,
+        0
+    );
+    // No mounting, even as root in the container.
+    assert_ne!(run(&env, &[], &["mount", "-t", "tmpfs", "t", "/mnt"]).0, 0);
+    // No descriptor of lb inside: only stdio (and ls's own directory).
+    let (_, out, _) = run(&env, &[], &["ls", "/proc/self/fd"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "{out}"
+    );
+    // --network none: loopback only, and up.
+    let (_, out, _) = run(&env, &[], &["cat", "/proc/net/dev"]);
+    let ifaces: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.trim().split(':').next().unwrap())
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{out}");
+    // /dev holds docker's devices.
+    let (code, _, err) = run(
+        &env,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "test -c /dev/null && test -c /dev/urandom && test -L /dev/ptmx && echo x > /dev/null",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // no_new_privs only when asked.
+    let (_, out, _) = run(&env, &[], &["grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(out.contains('0'), "{out}");
+    let (_, out, _) = run(
+        &env,
+        &["--security-opt", "no-new-privileges"],
+        &["grep", "NoNewPrivs", "/proc/self/status"],
+    );
+    assert!(out.contains('1'), "{out}");
+    let (_, out, _) = run(&env, &[], &["grep", "Seccomp:", "/proc/self/status"]);
+    assert!(out.contains('2'), "seccomp filter mode: {out}");
+    let (_, out, _) = run(
+        &env,
+        &["--security-opt", "seccomp=unconfined"],
+        &["grep", "Seccomp:", "/proc/self/status"],
+    );
+    assert!(out.contains('0'), "{out}");
+}
+
+#[test]
+fn detached_lifecycle_commit_and_rmi() {
+    let Some(env) = setup() else { return };
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; echo oops >&2; touch /made; trap 'exit 7' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let ps = text(&lb(&env, &["ps"]).stdout);
+    assert!(
+        ps.contains("web") && ps.contains(&id[..12]) && ps.contains("Up "),
+        "{ps}"
+    );
+    // Output reaches the log with its stream.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        let o = lb(&env, &["logs", "web"]);
+        logs = text(&o.stdout) + &text(&o.stderr);
+        if logs.contains("oops") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logs.contains("started") && logs.contains("oops"), "{logs}");
+    assert_eq!(text(&lb(&env, &["logs", "web"]).stderr), "oops\n");
+    // A name in use is refused; a running container is not removed without -f.
+    assert_eq!(
+        lb(&env, &["run", "-d", "--name", "web", "busybox", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert!(!lb(&env, &["rm", "web"]).status.success());
+    // rmi refuses the image while a container uses it.
+    let o = lb(&env, &["rmi", "busybox"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("must force"),
+        "{}",
+        text(&o.stderr)
+    );
+    // stop sends SIGTERM, which the trap turns into exit 7.
+    assert!(lb(&env, &["stop", "web"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "web"]).stdout), "7\n");
+    let ps = text(&lb(&env, &["ps", "-a"]).stdout);
+    assert!(ps.contains("Exited (7)"), "{ps}");
+    assert!(!text(&lb(&env, &["ps"]).stdout).contains("web"));
+    // commit: the container's change becomes a layer of a new image.
+    let o = lb(&env, &["commit", "web", "snap:1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (code, _, err) = lb_err(&env, &["run", "--rm", "snap:1", "test", "-f", "/made"]);
+    assert_eq!(code, 0, "{err}");
+    let hist = text(&lb(&env, &["history", "snap:1"]).stdout);
+    assert_eq!(hist.lines().count(), 3, "{hist}");
+    assert!(lb(&env, &["rm", "web"]).status.success());
+    assert!(lb(&env, &["rmi", "busybox"]).status.success());
+    // A killed container reports 137.
+    let out = lb(&env, &["run", "-d", "snap:1", "sleep", "100"]);
+    let id = text(&out.stdout).trim().to_string();
+    assert!(lb(&env, &["kill", &id[..12]]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", &id]).stdout), "137\n");
+    assert!(lb(&env, &["rm", "-f", &id]).status.success());
+    assert!(text(&lb(&env, &["ps", "-aq"]).stdout).is_empty());
+}
