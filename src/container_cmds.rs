@@ -877,3 +877,55 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
     println!("{}", image.config_digest);
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of standard output
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    container: String,
+}
+
+/// `lb export`: the container's whole file system (its image's layers with its own changes
+/// on top) as one tar, as `docker export` writes it. The merged view is a read-only overlay
+/// mounted in a mount namespace of this process's own, so nothing of it is seen outside and
+/// it goes away with the process, even when killed.
+pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let dir = store.container_dir(&c.id);
+    let mut lowers = vec![dir.join("upper")];
+    lowers.extend(
+        serde_json::from_value::<Vec<PathBuf>>(c.config["lowers"].clone())
+            .context("the container record names no layers")?
+            .into_iter()
+            .rev(),
+    );
+    if lowers.len() < 2 {
+        // A read-only overlay needs two lowers; an image with no layers adds an empty one.
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        lowers.push(empty);
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("export needs a mount namespace of its own (run as root)")?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    let view = tempfile::tempdir_in(&dir)?;
+    lb_runtime::rootfs::mount_overlay_readonly(&lowers, view.path())?;
+    crate::image_cmds::write_archive(args.output.as_deref(), |out| {
+        lb_layerstore::write_diff(
+            view.path(),
+            out,
+            lb_layerstore::LayerCompression::None,
+            lb_layerstore::DiffOptions::default(),
+        )?;
+        Ok(())
+    })?;
+    let _ = nix::mount::umount2(view.path(), nix::mount::MntFlags::MNT_DETACH);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,5 +1,6 @@
 //! Image commands over the store: `import`, `images`, `tag`, `rmi`, `inspect`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -276,6 +277,14 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
     let names = store.names()?;
     let images: std::collections::BTreeSet<String> =
         names.iter().map(|(_, d)| d.digest().to_string()).collect();
+    // An image is active while a container uses it.
+    let active = store
+        .containers()?
+        .iter()
+        .map(|c| c.image.to_string())
+        .filter(|d| images.contains(d))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let live = store.reachable()?;
     let blobs = store.content().list()?;
     let total: u64 = blobs.iter().map(|b| b.size).sum();
@@ -293,9 +302,30 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
         "{:<15} {:<9} {:<9} {:<11} {} ({pct}%)",
         "Images",
         images.len(),
-        0,
+        active,
         human_size(total),
         human_size(reclaimable)
+    );
+    // A stopped container's changes are what `rm` would reclaim.
+    let (mut count, mut running, mut size, mut stopped) = (0, 0, 0u64, 0u64);
+    for c in store.containers()? {
+        let bytes = store.container_size(&c.id);
+        count += 1;
+        size += bytes;
+        if lb_runtime::state::State::load(&store.container_dir(&c.id)).running() {
+            running += 1;
+        } else {
+            stopped += bytes;
+        }
+    }
+    let pct = (stopped * 100).checked_div(size).unwrap_or(0);
+    println!(
+        "{:<15} {:<9} {:<9} {:<11} {} ({pct}%)",
+        "Containers",
+        count,
+        running,
+        human_size(size),
+        human_size(stopped)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -310,23 +340,25 @@ pub struct SaveArgs {
     output: Option<PathBuf>,
 }
 
-/// `lb save`: one tar that `docker load` and OCI tools read.
-pub fn save(store: &Store, args: SaveArgs) -> anyhow::Result<ExitCode> {
-    let names = args
-        .names
-        .iter()
-        .map(|n| reference(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    match &args.output {
+/// Writes an archive to `output`, or to standard output when that is not a terminal. A file
+/// is written beside its target and renamed: a failed write leaves no half archive.
+pub(crate) fn write_archive(
+    output: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match output {
         Some(path) => {
-            // Written beside the target and renamed: a failed save leaves no half archive.
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            store.save(&names, std::io::BufWriter::new(tmp.as_file_mut()))?;
+            let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+            write(&mut out)?;
+            out.flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            drop(out);
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -334,9 +366,22 @@ pub fn save(store: &Store, args: SaveArgs) -> anyhow::Result<ExitCode> {
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 bail!("refusing to write an archive to a terminal: use -o FILE or redirect");
             }
-            store.save(&names, std::io::stdout().lock())?;
+            let mut out = std::io::stdout().lock();
+            write(&mut out)?;
+            out.flush()?;
         }
     }
+    Ok(())
+}
+
+/// `lb save`: one tar that `docker load` and OCI tools read.
+pub fn save(store: &Store, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    let names = args
+        .names
+        .iter()
+        .map(|n| reference(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    write_archive(args.output.as_deref(), |out| Ok(store.save(&names, out)?))?;
     Ok(ExitCode::SUCCESS)
 }
 

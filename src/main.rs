@@ -65,6 +65,8 @@ enum Commands {
     Wait(container_cmds::WaitArgs),
     /// Make a new image from a container's changes
     Commit(container_cmds::CommitArgs),
+    /// Write a container's file system as a tar archive
+    Export(container_cmds::ExportArgs),
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Commands::Rm(args) => store().and_then(|s| container_cmds::rm(&s, args)),
         Commands::Wait(args) => store().and_then(|s| container_cmds::wait(&s, args)),
         Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
+        Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
     };

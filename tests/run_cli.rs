@@ -3,7 +3,7 @@
 //! descriptors), options, detached containers (`ps`, `logs`, `stop`, `wait`, `rm`),
 //! `commit`, and `rmi` refusing an image a container uses.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 struct Env {
@@ -27,20 +27,11 @@ fn text(b: &[u8]) -> String {
 
 /// A store with the busybox test image as `busybox`, or None when the test is skipped.
 fn setup() -> Option<Env> {
-    if !lb_testkit::require_root("running containers")
-        || !lb_testkit::require_tools("busybox-static", &["/bin/busybox"])
-    {
+    if !lb_testkit::require_root("running containers") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tar = dir.path().join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox-rootfs.sh");
-    let st = Command::new("bash")
-        .arg(&script)
-        .arg(&tar)
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", text(&st.stderr));
+    let tar = lb_testkit::busybox_rootfs(dir.path())?;
     let env = Env {
         root: dir.path().join("store"),
         _dir: dir,
@@ -287,4 +278,56 @@ fn detached_lifecycle_commit_and_rmi() {
     assert_eq!(text(&lb(&env, &["wait", &id]).stdout), "137\n");
     assert!(lb(&env, &["rm", "-f", &id]).status.success());
     assert!(text(&lb(&env, &["ps", "-aq"]).stdout).is_empty());
+}
+
+#[test]
+fn export_writes_the_merged_file_system() {
+    let Some(env) = setup() else { return };
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "--name",
+            "changed",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /made && rm /etc/passwd",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = env.root.parent().unwrap().join("fs.tar");
+    let o = lb(&env, &["export", "-o", file.to_str().unwrap(), "changed"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut names = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut body = String::new();
+        if entry.header().entry_type().is_file() {
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap_or_default();
+        }
+        names.insert(name, body);
+    }
+    assert_eq!(names.get("made").map(String::as_str), Some("hi\n"));
+    assert!(names.contains_key("bin/busybox") && names.contains_key("etc/group"));
+    assert!(!names.contains_key("etc/passwd"), "a deleted file is gone");
+    assert!(names.keys().all(|n| !n.contains(".wh.")), "no whiteouts");
+    // Nothing of the merged view stays mounted on the host.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(env.root.to_str().unwrap()), "{mounts}");
+    // system df counts the stopped container and the image it uses.
+    let df = text(&lb(&env, &["system", "df"]).stdout);
+    assert!(df.contains("Images          1         1 "), "{df}");
+    assert!(
+        df.contains("Containers      1         0         3B          3B (100%)"),
+        "{df}"
+    );
+    // To a pipe too, and a clear error for a container that does not exist.
+    let o = lb(&env, &["export", "changed"]);
+    assert!(o.status.success() && o.stdout.len() as u64 == std::fs::metadata(&file).unwrap().len());
+    let o = lb(&env, &["export", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("nosuch"), "{}", text(&o.stderr));
 }

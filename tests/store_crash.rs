@@ -1,4 +1,4 @@
-//! Crash safety: `lb import` and `lb load` killed with SIGKILL at 50 points of their work never leave a
+//! Crash safety: `lb import`, `lb load` and `lb commit` killed with SIGKILL at 50 points of their work never leave a
 //! a blob that does not match its digest or a name that does not resolve, and a re-run
 //! finishes the job; imports and prunes running at once never corrupt the store.
 
@@ -150,6 +150,50 @@ fn load_killed_at_50_points() {
     store.image(&Reference::parse("saved:1").unwrap()).unwrap();
     assert!(lb(&root).arg("prune").status().unwrap().success());
     assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
+}
+
+#[test]
+fn commit_killed_at_50_points() {
+    if !lb_testkit::require_root("committing a container") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tar) = lb_testkit::busybox_rootfs(dir.path()) else {
+        return;
+    };
+    let root = dir.path().join("store");
+    assert!(
+        lb(&root)
+            .args(["import", tar.to_str().unwrap(), "base"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A container whose upper dir holds 32 MiB of new data: the layer commit turns into a blob.
+    let made = lb(&root)
+        .args(["run", "--name", "writer", "base", "sh", "-c"])
+        .arg("head -c 33554432 /dev/urandom > /data")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    kill_at_50_points(
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.args(["commit", "writer", "victim:c"]);
+            c
+        },
+        || {
+            let _ = lb(&root).args(["rmi", "victim:c"]).status();
+            let _ = lb(&root).arg("prune").status();
+        },
+    );
+    let store = Store::open(&root).unwrap();
+    let image = store.image(&Reference::parse("victim:c").unwrap()).unwrap();
+    assert_eq!(image.manifest.layers().len(), 2);
+    assert!(lb(&root).arg("prune").status().unwrap().success());
+    assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
+    check_store(&root);
 }
 
 #[test]

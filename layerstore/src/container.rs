@@ -5,7 +5,8 @@
 //! blobs and snapshots through a prune. It knows nothing of processes.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +153,32 @@ impl Store {
         let gone = self.containers_dir().join(format!(".rm-{id}"));
         fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
         fs::remove_dir_all(&gone).map_err(|e| Error::io(&gone, e))
+    }
+
+    /// The bytes a container's own changes take (its upper directory), as `docker ps -s`
+    /// and `system df` count them: regular files' sizes, hard links once.
+    pub fn container_size(&self, id: &str) -> u64 {
+        fn walk(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            let mut total = 0;
+            for e in entries.flatten() {
+                let Ok(md) = e.path().symlink_metadata() else {
+                    continue;
+                };
+                if md.is_dir() {
+                    total += walk(&e.path(), seen);
+                } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
+                    total += md.len();
+                }
+            }
+            total
+        }
+        walk(
+            &self.container_dir(id).join("upper"),
+            &mut Default::default(),
+        )
     }
 
     /// Leftovers of interrupted creations and removals; the caller holds the gc lock.

@@ -31,22 +31,26 @@ fn last_errno() -> std::io::Error {
 /// descriptor, so neither the 4 KiB option string nor path lengths limit the layer count;
 /// kernels without `lowerdir+` (before 6.8) get the classic option string.
 pub fn mount_overlay(layers: &RootfsLayers, target: &Path) -> Result<()> {
-    match mount_overlay_fsconfig(layers, target) {
+    mount_overlay_of(&layers.lowers, Some((&layers.upper, &layers.work)), target)
+}
+
+/// Mounts a read-only overlay of `lowers` (top first, at least two) at `target`: the merged
+/// view of a container's file system, as `export` reads it, with no upper to write into.
+pub fn mount_overlay_readonly(lowers: &[PathBuf], target: &Path) -> Result<()> {
+    mount_overlay_of(lowers, None, target)
+}
+
+fn mount_overlay_of(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
+    match mount_overlay_fsconfig(lowers, rw, target) {
         Ok(()) => Ok(()),
         Err(e)
             if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) =>
         {
-            let lowers: Vec<String> = layers
-                .lowers
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lowers.join(":"),
-                layers.upper.display(),
-                layers.work.display()
-            );
+            let lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            let mut data = format!("lowerdir={}", lowers.join(":"));
+            if let Some((upper, work)) = rw {
+                data += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+            }
             mount(
                 Some("overlay"),
                 target,
@@ -63,7 +67,11 @@ pub fn mount_overlay(layers: &RootfsLayers, target: &Path) -> Result<()> {
     }
 }
 
-fn mount_overlay_fsconfig(layers: &RootfsLayers, target: &Path) -> std::io::Result<()> {
+fn mount_overlay_fsconfig(
+    lowers: &[PathBuf],
+    rw: Option<(&Path, &Path)>,
+    target: &Path,
+) -> std::io::Result<()> {
     // SAFETY: plain system calls on owned descriptors and NUL-terminated strings.
     unsafe {
         let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC);
@@ -95,11 +103,13 @@ fn mount_overlay_fsconfig(layers: &RootfsLayers, target: &Path) -> std::io::Resu
             );
             if r < 0 { Err(last_errno()) } else { Ok(()) }
         };
-        for lower in &layers.lowers {
+        for lower in lowers {
             set_fd(c"lowerdir+", lower)?;
         }
-        set_fd(c"upperdir", &layers.upper)?;
-        set_fd(c"workdir", &layers.work)?;
+        if let Some((upper, work)) = rw {
+            set_fd(c"upperdir", upper)?;
+            set_fd(c"workdir", work)?;
+        }
         if libc::syscall(
             libc::SYS_fsconfig,
             fs.as_raw_fd(),

@@ -44,3 +44,25 @@ pub fn require_tools(what: &str, tools: &[&str]) -> bool {
         "{what} required (scripts/setup-debian.sh installs it)"
     ))
 }
+
+/// Makes the test base image's root file system (`testdata/make-busybox-rootfs.sh`, from
+/// Debian's `busybox-static`) as `DIR/busybox.tar`; `None` when the test is skipped.
+pub fn busybox_rootfs(dir: &Path) -> Option<std::path::PathBuf> {
+    if !require_tools("busybox-static", &["/bin/busybox"]) {
+        return None;
+    }
+    let tar = dir.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/make-busybox-rootfs.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(tar)
+}
