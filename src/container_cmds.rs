@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Network mode: none or host
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
     /// Image to run
     image: String,
     /// Command and arguments
@@ -239,59 +242,28 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "stop_signal": image_cfg.stop_signal,
             "auto_remove": args.rm,
             "tty": args.tty,
+            "init": args.init,
             "lowers": lowers,
         }),
     };
     let dir = store.create_container(&record)?;
     write_etc(&dir, &hostname, host_network)?;
-    // Overlay lowers are listed top first; snapshots come bottom first.
-    let mut lowers = lowers;
-    lowers.reverse();
-    if lowers.is_empty() {
-        let empty = dir.join("empty");
-        std::fs::create_dir_all(&empty)?;
-        lowers.push(empty);
-    }
-    let layers = lb_runtime::RootfsLayers {
-        lowers,
-        upper: dir.join("upper"),
-        work: dir.join("work"),
-    };
-    let launch = |stdio| lb_runtime::Launch {
-        id: id.clone(),
-        spec: plan.spec.clone(),
-        layers: layers.clone(),
-        rootfs: dir.join("rootfs"),
-        user: Some(plan.user.clone()),
-        seccomp: plan.seccomp,
-        stdio,
-    };
+    let launch = |stdio| launch_of(&record, &dir, stdio);
     if args.detach {
-        return detach(
-            store,
-            &record,
-            &dir,
-            launch(lb_runtime::Stdio::Fds {
-                stdin: devnull()?,
-                stdout: devnull()?,
-                stderr: devnull()?,
-            }),
-            args.rm,
-        );
-    }
-    let stdio = if args.tty {
-        bail!("-t in the foreground is not supported yet; use -d -t or no -t");
-    } else if args.interactive {
-        lb_runtime::Stdio::Inherit
-    } else {
-        lb_runtime::Stdio::Fds {
-            stdin: devnull()?,
-            stdout: dup(1)?,
-            stderr: dup(2)?,
+        let code = detach(store, &record, &dir, launch(lb_runtime::Stdio::Inherit)?)?;
+        if code == ExitCode::SUCCESS {
+            println!("{}", record.id);
         }
-    };
-    let code = match lb_runtime::start(&launch(stdio)) {
+        return Ok(code);
+    }
+    let (stdio, pty) = foreground_stdio(args.tty, args.interactive)?;
+    lb_runtime::hold_signals();
+    let started = lb_runtime::start(&launch(stdio)?);
+    let code = match started {
         Ok(c) => {
+            let relay = pty
+                .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.interactive))
+                .transpose()?;
             let mut st = State {
                 status: Status::Running,
                 pid: c.pid(),
@@ -303,6 +275,9 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             st.save(&dir)?;
             c.forward_signals();
             let code = c.wait()?;
+            if let Some(r) = relay {
+                r.finish();
+            }
             st.status = Status::Exited;
             st.exit_code = code;
             st.finished_at = now();
@@ -327,6 +302,65 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code as u8))
 }
 
+/// How to start the container `record` describes (its directory `dir`): run and start
+/// both start it from its record.
+fn launch_of(
+    record: &ContainerRecord,
+    dir: &Path,
+    stdio: lb_runtime::Stdio,
+) -> anyhow::Result<lb_runtime::Launch> {
+    let config = &record.config;
+    let bad = || format!("the record of container {} is damaged", record.id);
+    // Overlay lowers are listed top first; snapshots come bottom first.
+    let mut lowers: Vec<PathBuf> =
+        serde_json::from_value(config["lowers"].clone()).with_context(bad)?;
+    lowers.reverse();
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        lowers.push(empty);
+    }
+    Ok(lb_runtime::Launch {
+        id: record.id.clone(),
+        spec: serde_json::from_value(config["spec"].clone()).with_context(bad)?,
+        layers: lb_runtime::RootfsLayers {
+            lowers,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+        },
+        rootfs: dir.join("rootfs"),
+        user: config["user"].as_str().map(str::to_string),
+        seccomp: config["seccomp"].as_bool().unwrap_or(true),
+        init: config["init"].as_bool().unwrap_or(false),
+        stdio,
+    })
+}
+
+/// The standard streams of a process run in the foreground: a pty relayed to lb's own
+/// (`-t`), lb's own (`-i`), or lb's output with no input.
+fn foreground_stdio(
+    tty: bool,
+    interactive: bool,
+) -> anyhow::Result<(lb_runtime::Stdio, Option<lb_runtime::tty::Pty>)> {
+    if tty {
+        if interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!("the input device is not a TTY");
+        }
+        let pty = lb_runtime::tty::Pty::open()?;
+        return Ok((pty.container_stdio()?, Some(pty)));
+    }
+    let stdio = if interactive {
+        lb_runtime::Stdio::Inherit
+    } else {
+        lb_runtime::Stdio::Fds {
+            stdin: devnull()?,
+            stdout: dup(1)?,
+            stderr: dup(2)?,
+        }
+    };
+    Ok((stdio, None))
+}
+
 fn devnull() -> anyhow::Result<OwnedFd> {
     Ok(std::fs::OpenOptions::new()
         .read(true)
@@ -341,7 +375,7 @@ fn dup(fd: i32) -> anyhow::Result<OwnedFd> {
     Ok(b.try_clone_to_owned()?)
 }
 
-/// `run -d`: a monitor process (lb, forked and detached from the terminal) starts the
+/// `run -d` and `start`: a monitor process (lb, forked and detached from the terminal) starts the
 /// container with its output going to pipes, records it as running, writes its output to
 /// `log.json` in docker's json-file format, and records the exit. The caller learns through
 /// a pipe that the container started, prints its id and returns.
@@ -350,24 +384,32 @@ fn detach(
     record: &ContainerRecord,
     dir: &Path,
     mut launch: lb_runtime::Launch,
-    auto_remove: bool,
 ) -> anyhow::Result<ExitCode> {
+    let auto_remove = record.config["auto_remove"].as_bool().unwrap_or(false);
+    let tty = record.config["tty"].as_bool().unwrap_or(false);
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: lb is single-threaded here; the child only starts and follows the container.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
             let _ = nix::unistd::setsid();
-            launch.stdio = lb_runtime::Stdio::Fds {
-                stdin: devnull().expect("/dev/null"),
-                stdout: out_w,
-                stderr: err_w,
-            };
             let mut ready = std::fs::File::from(ready_w);
+            // The container's output: a pty's master (`-t`, one stream, as docker logs it)
+            // or a pipe for each stream.
+            let streams = match log_streams(tty) {
+                Ok((stdio, streams)) => {
+                    launch.stdio = stdio;
+                    streams
+                }
+                Err(e) => {
+                    let _ = write!(ready, "125 {e}");
+                    // SAFETY: leaving the forked monitor.
+                    unsafe { libc::_exit(1) }
+                }
+            };
             let code = match lb_runtime::start(&launch) {
                 Ok(c) => {
+                    // The container holds its ends now: ours would keep the logs open.
                     drop(launch);
                     let mut st = State {
                         status: Status::Running,
@@ -387,7 +429,7 @@ fn detach(
                             unsafe { libc::dup2(null.as_raw_fd(), fd) };
                         }
                     }
-                    copy_logs(dir, out_r, err_r);
+                    copy_logs(dir, streams);
                     let code = c.wait().unwrap_or(255);
                     st.status = Status::Exited;
                     st.exit_code = code;
@@ -415,14 +457,9 @@ fn detach(
         }
         nix::unistd::ForkResult::Parent { .. } => {
             drop(ready_w);
-            drop(out_w);
-            drop(err_w);
-            drop(out_r);
-            drop(err_r);
             let mut msg = String::new();
             std::fs::File::from(ready_r).read_to_string(&mut msg)?;
             if msg == "ok" {
-                println!("{}", record.id);
                 return Ok(ExitCode::SUCCESS);
             }
             let (code, text) = msg
@@ -446,8 +483,26 @@ struct LogLine {
     time: String,
 }
 
-/// Copies the container's stdout and stderr into `log.json` until both close.
-fn copy_logs(dir: &Path, out: OwnedFd, err: OwnedFd) {
+/// A detached container's standard streams, and the ends the monitor reads them from.
+fn log_streams(tty: bool) -> anyhow::Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'static str)>)> {
+    if tty {
+        let pty = lb_runtime::tty::Pty::open()?;
+        let stdio = pty.container_stdio()?;
+        return Ok((stdio, vec![(pty.close_slave(), "stdout")]));
+    }
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let stdio = lb_runtime::Stdio::Fds {
+        stdin: devnull()?,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    Ok((stdio, vec![(out_r, "stdout"), (err_r, "stderr")]))
+}
+
+/// Copies the container's output streams into `log.json` until they close (a pty's master
+/// reads EIO once the container has closed its side).
+fn copy_logs(dir: &Path, streams: Vec<(OwnedFd, &'static str)>) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let Ok(mut log) = std::fs::OpenOptions::new()
         .create(true)
@@ -456,10 +511,10 @@ fn copy_logs(dir: &Path, out: OwnedFd, err: OwnedFd) {
     else {
         return;
     };
-    let mut streams: Vec<(std::fs::File, &str, Vec<u8>)> = vec![
-        (std::fs::File::from(out), "stdout", Vec::new()),
-        (std::fs::File::from(err), "stderr", Vec::new()),
-    ];
+    let mut streams: Vec<(std::fs::File, &str, Vec<u8>)> = streams
+        .into_iter()
+        .map(|(fd, name)| (std::fs::File::from(fd), name, Vec::new()))
+        .collect();
     let mut buf = vec![0u8; 64 * 1024];
     while !streams.is_empty() {
         let ready: Vec<bool> = {
@@ -928,4 +983,145 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     })?;
     let _ = nix::mount::umount2(view.path(), nix::mount::MntFlags::MNT_DETACH);
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Detached mode: run the command in the background
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass lb's own)
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// User (name|uid[:group|gid])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    container: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `lb exec`: a new process in a running container's namespaces and cgroup, with the
+/// container's confinement (capabilities, seccomp, no_new_privs) and environment.
+pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let st = State::load(&store.container_dir(&c.id));
+    if !st.running() {
+        bail!("container {} is not running", args.container);
+    }
+    let mut spec: oci_spec::runtime::Spec = serde_json::from_value(c.config["spec"].clone())
+        .context("the container record holds no spec")?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    if args.tty {
+        env.retain(|e| !e.starts_with("TERM="));
+        env.push("TERM=xterm".into());
+    }
+    run_spec::add_env(&mut env, &args.env_file, &args.env)?;
+    process.set_env(Some(env));
+    process.set_args(Some(args.command.clone()));
+    process.set_terminal(Some(args.tty));
+    if let Some(w) = &args.workdir {
+        process.set_cwd(PathBuf::from(w));
+    }
+    spec.set_process(Some(process));
+    let user = args
+        .user
+        .clone()
+        .or_else(|| c.config["user"].as_str().map(str::to_string));
+    let (stdio, pty) = if args.detach {
+        let stdio = lb_runtime::Stdio::Fds {
+            stdin: devnull()?,
+            stdout: devnull()?,
+            stderr: devnull()?,
+        };
+        (stdio, None)
+    } else {
+        foreground_stdio(args.tty, args.interactive)?
+    };
+    if !args.detach {
+        lb_runtime::hold_signals();
+    }
+    let e = lb_runtime::Exec {
+        id: c.id.clone(),
+        pid: st.pid,
+        spec,
+        user,
+        seccomp: c.config["seccomp"].as_bool().unwrap_or(true),
+        stdio,
+    };
+    let started = match lb_runtime::exec(&e) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("lb: {}", err.message);
+            return Ok(ExitCode::from(err.code as u8));
+        }
+    };
+    drop(e);
+    if args.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let relay = pty
+        .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.interactive))
+        .transpose()?;
+    started.forward_signals();
+    let code = started.wait()?;
+    if let Some(r) = relay {
+        r.finish();
+    }
+    Ok(ExitCode::from(code as u8))
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Containers to start
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `lb start`: starts stopped containers again, detached, on the file system they left
+/// (their upper directory), with the configuration they were created with.
+pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<ExitCode> {
+            let c = store.container(key)?;
+            let dir = store.container_dir(&c.id);
+            if State::load(&dir).running() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            detach(
+                store,
+                &c,
+                &dir,
+                launch_of(&c, &dir, lb_runtime::Stdio::Inherit)?,
+            )
+        })();
+        match result {
+            Ok(code) if code == ExitCode::SUCCESS => println!("{key}"),
+            Ok(_) => failed = true,
+            Err(e) => {
+                eprintln!("lb: {key}: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

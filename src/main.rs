@@ -65,6 +65,10 @@ enum Commands {
     Wait(container_cmds::WaitArgs),
     /// Make a new image from a container's changes
     Commit(container_cmds::CommitArgs),
+    /// Run a command in a running container
+    Exec(container_cmds::ExecArgs),
+    /// Start stopped containers
+    Start(container_cmds::StartArgs),
     /// Write a container's file system as a tar archive
     Export(container_cmds::ExportArgs),
     /// Store-wide commands
@@ -109,6 +113,8 @@ fn main() -> ExitCode {
         Commands::Rm(args) => store().and_then(|s| container_cmds::rm(&s, args)),
         Commands::Wait(args) => store().and_then(|s| container_cmds::wait(&s, args)),
         Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
+        Commands::Exec(args) => store().and_then(|s| container_cmds::exec(&s, args)),
+        Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
         Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),

@@ -104,7 +104,18 @@ pub fn environment(image: &ImageRunConfig, opts: &RunOptions) -> anyhow::Result<
     if opts.tty {
         set_env(&mut env, "TERM=xterm".into());
     }
-    for file in &opts.env_files {
+    add_env(&mut env, &opts.env_files, &opts.env)?;
+    Ok(env)
+}
+
+/// Adds `--env-file` files' entries, then `-e` entries, to `env` (later ones win), as
+/// `run` and `exec` take them.
+pub fn add_env(
+    env: &mut Vec<String>,
+    env_files: &[std::path::PathBuf],
+    env_args: &[String],
+) -> anyhow::Result<()> {
+    for file in env_files {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("--env-file {}", file.display()))?;
         for (n, line) in text.lines().enumerate() {
@@ -124,19 +135,19 @@ pub fn environment(image: &ImageRunConfig, opts: &RunOptions) -> anyhow::Result<
                 );
             }
             if let Some(e) = env_entry(line) {
-                set_env(&mut env, e);
+                set_env(env, e);
             }
         }
     }
-    for e in &opts.env {
+    for e in env_args {
         if e.starts_with('=') || e.is_empty() {
             bail!("invalid environment variable: {e}");
         }
         if let Some(e) = env_entry(e) {
-            set_env(&mut env, e);
+            set_env(env, e);
         }
     }
-    Ok(env)
+    Ok(())
 }
 
 /// docker's `RAMInBytes`: a number with an optional b, k, m, g, t or p suffix (powers of 1024).

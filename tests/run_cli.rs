@@ -331,3 +331,266 @@ fn export_writes_the_merged_file_system() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("nosuch"), "{}", text(&o.stderr));
 }
+
+/// Runs `lb ARGS` under a pseudo-terminal of 45 rows and 123 columns (util-linux `script`),
+/// as a user's shell would; returns what the terminal showed.
+fn in_terminal(env: &Env, args: &str) -> String {
+    let cmd = format!(
+        "stty rows 45 cols 123; {} --root {} {args}",
+        env!("CARGO_BIN_EXE_lb"),
+        env.root.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    text(&out.stdout)
+}
+
+#[test]
+fn tty_is_a_real_terminal_with_the_callers_size() {
+    let Some(env) = setup() else { return };
+    // Without a terminal of its own lb still gives the container one.
+    let (code, out, err) = run(
+        &env,
+        &["-t"],
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && test -c /dev/console && echo tty; echo $TERM",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "tty\r\nxterm\r\n"), "{err}");
+    // -i -t without a terminal is refused, as docker refuses it.
+    let (code, _, err) = run(&env, &["-i", "-t"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not a TTY"), "{err}");
+    // The caller's window size reaches the container; the exit status comes back.
+    let shown = in_terminal(&env, "run --rm -t busybox stty size");
+    assert!(shown.contains("45 123"), "{shown:?}");
+    let shown = in_terminal(
+        &env,
+        "run --rm -i -t busybox sh -c 'stty -a | head -1; exit 3'; echo status=$?",
+    );
+    assert!(
+        shown.contains("rows 45; columns 123") && shown.contains("status=3"),
+        "{shown:?}"
+    );
+    // A detached container's terminal output reaches its log.
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "-t",
+            "--name",
+            "dt",
+            "busybox",
+            "sh",
+            "-c",
+            "test -t 1 && echo tty-log",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&lb(&env, &["wait", "dt"]).stdout), "0\n");
+    let logs = text(&lb(&env, &["logs", "dt"]).stdout);
+    assert!(logs.contains("tty-log"), "{logs:?}");
+}
+
+#[test]
+fn init_reaps_forwards_signals_and_keeps_the_status() {
+    let Some(env) = setup() else { return };
+    // PID 1 is the init; the command is its child.
+    let (code, out, err) = run(
+        &env,
+        &["--init"],
+        &["sh", "-c", "echo $$; cat /proc/1/status | grep PPid"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "2\nPPid:\t0\n");
+    assert_eq!(run(&env, &["--init"], &["sh", "-c", "exit 9"]).0, 9);
+    assert_eq!(run(&env, &["--init"], &["nosuch"]).0, 127);
+    // Orphans are reaped: a zombie under PID 1 never lingers.
+    let (code, out, _) = run(
+        &env,
+        &["--init"],
+        &[
+            "sh",
+            "-c",
+            "(sleep 0.1 &) ; sleep 0.5; ps -o stat,comm | grep -c Z || true",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "0\n"));
+    // stop's SIGTERM reaches the command through the init.
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            "i",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 4' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(lb(&env, &["stop", "-t", "5", "i"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "i"]).stdout), "4\n");
+}
+
+#[test]
+fn exec_joins_the_running_container() {
+    let Some(env) = setup() else { return };
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "host",
+            "-e",
+            "FROM_RUN=1",
+            "--pids-limit",
+            "20",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /run-made; sleep 100",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let exec = |args: &[&str]| {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        let o = lb(&env, &a);
+        (
+            o.status.code().unwrap_or(-1),
+            text(&o.stdout),
+            text(&o.stderr),
+        )
+    };
+    // Same file system, hostname, PID namespace and cgroup as the container's PID 1.
+    let (code, out, err) = exec(&[
+        "host",
+        "sh",
+        "-c",
+        "test -f /run-made && hostname && ps -o pid,comm | grep -c sleep && test \"$(cat /proc/self/cgroup)\" = \"$(cat /proc/1/cgroup)\" && echo same-cgroup; echo $FROM_RUN",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{}\n1\nsame-cgroup\n1\n", &id[..12]));
+    // Confined as the container is.
+    let (_, out, _) = exec(&[
+        "host",
+        "grep",
+        "-E",
+        "CapBnd|Seccomp:|NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        out,
+        "CapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
+    // Options: env, user, working directory; the command's own status.
+    let (_, out, _) = exec(&[
+        "-e",
+        "X=2",
+        "-u",
+        "1000:1001",
+        "-w",
+        "/tmp",
+        "host",
+        "sh",
+        "-c",
+        "echo $X $(id -u):$(id -g) $(pwd)",
+    ]);
+    assert_eq!(out, "2 1000:1001 /tmp\n");
+    assert_eq!(exec(&["host", "sh", "-c", "exit 6"]).0, 6);
+    let (code, _, err) = exec(&["host", "nosuch"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, out, _) = exec(&["-t", "host", "sh", "-c", "test -t 1 && echo tty"]);
+    assert_eq!((code, out.as_str()), (0, "tty\r\n"));
+    // -d leaves the process running in the container.
+    assert_eq!(
+        exec(&["-d", "host", "sh", "-c", "sleep 0.2; touch /from-exec"]).0,
+        0
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(exec(&["host", "test", "-f", "/from-exec"]).0, 0);
+    // A stopped container cannot be joined; start runs it again on the same file system.
+    assert!(lb(&env, &["kill", "host"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "host"]).stdout), "137\n");
+    let (code, _, err) = exec(&["host", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not running"), "{err}");
+    let o = lb(&env, &["start", "host"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "host\n");
+    assert_eq!(exec(&["host", "test", "-f", "/from-exec"]).0, 0);
+    assert!(lb(&env, &["rm", "-f", "host"]).status.success());
+    let o = lb(&env, &["start", "host"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn signals_reach_a_foreground_container_and_stop_escalates() {
+    let Some(env) = setup() else { return };
+    // SIGTERM to lb reaches the container, whose trap decides the status.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args([
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got; exit 11' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!((status.code(), rest.as_str()), (Some(11), "got\n"));
+    // A container that ignores SIGTERM is killed after stop's timeout.
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "stubborn",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    assert!(lb(&env, &["stop", "-t", "1", "stubborn"]).status.success());
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(text(&lb(&env, &["wait", "stubborn"]).stdout), "137\n");
+}

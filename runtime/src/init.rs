@@ -24,7 +24,34 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Runs the steps; never returns. `report` is the write end of the parent's error pipe.
 pub(crate) fn run(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: OwnedFd) -> ! {
-    let err = match steps(l, seccomp, report.as_raw_fd()) {
+    let result = steps(l, seccomp, report.as_raw_fd());
+    exit_with(result, report)
+}
+
+/// A process `lb exec` starts in a running container, already in its namespaces and
+/// cgroup: the process steps of the container's own first process, from the user on.
+pub(crate) fn run_exec(
+    e: &crate::launch::Exec,
+    seccomp: Option<&crate::seccomp::Profile>,
+    report: OwnedFd,
+) -> ! {
+    let result = (|| {
+        reset_signals();
+        setup_stdio(&e.stdio)?;
+        let process = e.spec.process().clone().unwrap_or_default();
+        become_process(
+            &process,
+            e.user.as_deref(),
+            seccomp,
+            report.as_raw_fd(),
+            false,
+        )
+    })();
+    exit_with(result, report)
+}
+
+fn exit_with(result: Result<Never>, report: OwnedFd) -> ! {
+    let err = match result {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -99,8 +126,21 @@ fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -
     }
 
     let process = spec.process().clone().unwrap_or_default();
-    set_rlimits(&process)?;
-    let user = match &l.user {
+    become_process(&process, l.user.as_deref(), seccomp, report, l.init)
+}
+
+/// The last steps, in the container's root: rlimits, the user, descriptors, the working
+/// directory, seccomp, capabilities and no_new_privs, then exec (under a reaping init when
+/// `init`).
+fn become_process(
+    process: &oci_spec::runtime::Process,
+    user: Option<&str>,
+    seccomp: Option<&crate::seccomp::Profile>,
+    report: RawFd,
+    init: bool,
+) -> Result<Never> {
+    set_rlimits(process)?;
+    let user = match user {
         Some(u) => resolve(
             u,
             &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
@@ -115,6 +155,9 @@ fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -
         },
     };
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if let Some(e) = env.iter().find(|e| !e.contains('=')) {
+        return Err(Error::setup(format!("invalid environment entry {e:?}")));
+    }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
@@ -140,7 +183,56 @@ fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -
             crate::seccomp::install(p)?;
         }
     }
+    if init {
+        become_init(report)?;
+    }
     exec(process.args().as_deref().unwrap_or(&[]), &env)
+}
+
+/// `--init`: this process stays as PID 1, a tiny init in the way of docker's tini, and its
+/// child goes on to exec the command. The init forwards every signal it receives to the
+/// child, reaps every orphan the container leaves to it, and exits with the child's
+/// status once the child ends. Returns in the child only.
+fn become_init(report: RawFd) -> Result<()> {
+    // Blocked before the fork, so that no signal (a quick child's SIGCHLD above all) comes
+    // before the init waits for it; the child unblocks them before its exec.
+    let mut all = nix::sys::signal::SigSet::all();
+    all.remove(nix::sys::signal::SIGKILL);
+    all.remove(nix::sys::signal::SIGSTOP);
+    all.thread_block()
+        .map_err(|e| Error::sys("block signals", e))?;
+    // SAFETY: the process is single-threaded; the child returns to exec.
+    let child =
+        match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork under init", e))? {
+            nix::unistd::ForkResult::Child => {
+                all.thread_unblock()
+                    .map_err(|e| Error::sys("unblock signals", e))?;
+                return Ok(());
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+    // The child's exec closes its copy of the report pipe; this copy must not keep it open.
+    // SAFETY: closing a descriptor this process owns and no longer uses.
+    unsafe { libc::close(report) };
+    loop {
+        let Ok(sig) = all.wait() else { continue };
+        if sig != nix::sys::signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(child, sig);
+            continue;
+        }
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(st) if st.pid() == Some(child) => {
+                    let code = crate::launch::exit_code(st).unwrap_or(255);
+                    // SAFETY: leaving PID 1; the kernel ends the rest of the namespace.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 fn reset_signals() {

@@ -46,13 +46,17 @@ pub struct Launch {
     pub user: Option<String>,
     /// docker's default seccomp profile (`false`: `--security-opt seccomp=unconfined`).
     pub seccomp: bool,
+    /// `--init`: a reaping init stays PID 1 and the command runs as its child.
+    pub init: bool,
     pub stdio: Stdio,
 }
 
-/// A started container: its first process and its cgroup.
+/// A started process: a container's first process, which owns its cgroup, or one started
+/// in it by `exec`.
 pub struct Container {
     pid: Pid,
-    cgroup: Cgroup,
+    /// Removed when the process ends (the first process only).
+    cgroup: Option<Cgroup>,
 }
 
 fn namespace_flags(spec: &Spec) -> CloneFlags {
@@ -109,6 +113,100 @@ pub fn start(l: &Launch) -> Result<Container> {
     } else {
         None
     };
+    let enter = || {
+        cgroup.add_process(nix::unistd::getpid().as_raw())?;
+        nix::sched::unshare(flags).map_err(|e| Error::sys("unshare namespaces", e))
+    };
+    match spawn(
+        &enter,
+        flags.contains(CloneFlags::CLONE_NEWPID),
+        &|report| crate::init::run(l, seccomp.as_ref(), report),
+    ) {
+        Ok(pid) => Ok(Container {
+            pid,
+            cgroup: Some(cgroup),
+        }),
+        Err(e) => {
+            let _ = cgroup.remove();
+            Err(e)
+        }
+    }
+}
+
+/// A process to start in a running container (`lb exec`): it joins the namespaces of the
+/// container's first process and its cgroup, and is confined as the container is.
+pub struct Exec {
+    /// The container id: names its cgroup.
+    pub id: String,
+    /// The container's first process, whose namespaces are joined.
+    pub pid: i32,
+    /// The container's spec with the process to run (args, env, cwd, capabilities).
+    pub spec: Spec,
+    pub user: Option<String>,
+    pub seccomp: bool,
+    pub stdio: Stdio,
+}
+
+/// The namespaces `lb exec` joins, in the order runc joins them: the mount namespace last,
+/// because entering it moves the process's root into the container.
+const JOINED: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Starts `e`'s process in its container; returns once it is executing (or failed to).
+pub fn exec(e: &Exec) -> Result<Container> {
+    let cgroup = Cgroup::open(&e.id)?;
+    let seccomp = if e.seccomp {
+        Some(crate::seccomp::default_filter(&bounding_caps(&e.spec))?)
+    } else {
+        None
+    };
+    // Opened before any fork, so that a pid reused after the container ended fails here
+    // rather than being joined later.
+    let mut namespaces = Vec::new();
+    for (name, flag) in JOINED {
+        let theirs = format!("/proc/{}/ns/{name}", e.pid);
+        let same = std::fs::metadata(&theirs)
+            .and_then(|t| Ok((t, std::fs::metadata(format!("/proc/self/ns/{name}"))?)))
+            .map(|(t, o)| {
+                use std::os::unix::fs::MetadataExt;
+                t.ino() == o.ino()
+            })
+            .map_err(|err| {
+                Error::setup(format!("the container is not running ({theirs}: {err})"))
+            })?;
+        if !same {
+            let fd = std::fs::File::open(&theirs)
+                .map_err(|err| Error::setup(format!("open {theirs}: {err}")))?;
+            namespaces.push((OwnedFd::from(fd), flag));
+        }
+    }
+    let enter = || {
+        if let Some(c) = &cgroup {
+            c.add_process(nix::unistd::getpid().as_raw())?;
+        }
+        for (fd, flag) in &namespaces {
+            nix::sched::setns(fd, *flag)
+                .map_err(|err| Error::sys("join the container's namespaces", err))?;
+        }
+        Ok(())
+    };
+    let pid = spawn(&enter, true, &|report| {
+        crate::init::run_exec(e, seccomp.as_ref(), report)
+    })?;
+    Ok(Container { pid, cgroup: None })
+}
+
+/// The process tree of runc: an intermediate process runs `enter` (cgroup, namespaces) and,
+/// when `fork_again` (a new or joined PID namespace applies only to children), forks the
+/// process that runs `body`, then exits; lb, a child subreaper, becomes that process's
+/// parent. `body` reports a failure as "CODE MESSAGE" on the descriptor it is given.
+fn spawn(enter: &dyn Fn() -> Result<()>, fork_again: bool, body: &dyn Fn(OwnedFd)) -> Result<Pid> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
     let (mut pid_r, pid_w) = pipe()?;
     let (mut err_r, err_w) = pipe()?;
@@ -118,18 +216,21 @@ pub fn start(l: &Launch) -> Result<Container> {
         ForkResult::Child => {
             drop(pid_r);
             drop(err_r);
-            if let Err(e) = cgroup.add_process(nix::unistd::getpid().as_raw()) {
-                fail(&err_w, e.into());
+            // Nothing in the container may read this process's memory or open its
+            // /proc/PID/exe (the lb binary: CVE-2019-5736) before it execs the container's
+            // program, which resets this.
+            let _ = nix::sys::prctl::set_dumpable(false);
+            if let Err(e) = enter() {
+                fail(&err_w, e);
             }
-            if let Err(e) = nix::sched::unshare(flags) {
-                fail(&err_w, Error::sys("unshare namespaces", e));
-            }
-            if flags.contains(CloneFlags::CLONE_NEWPID) {
-                // SAFETY: as above; the new child is PID 1 of the new namespace.
+            if fork_again {
+                // SAFETY: as above; in a new PID namespace the child is its PID 1.
                 match unsafe { fork() } {
                     Ok(ForkResult::Child) => {
                         drop(pid_w);
-                        crate::init::run(l, seccomp.as_ref(), err_w)
+                        body(err_w);
+                        // SAFETY: `body` never returns; leaving the child if it did.
+                        unsafe { libc::_exit(125) }
                     }
                     Ok(ForkResult::Parent { child }) => {
                         let b = child.as_raw().to_le_bytes();
@@ -139,14 +240,16 @@ pub fn start(l: &Launch) -> Result<Container> {
                             libc::_exit(0)
                         }
                     }
-                    Err(e) => fail(&err_w, Error::sys("fork container init", e)),
+                    Err(e) => fail(&err_w, Error::sys("fork the container's process", e)),
                 }
             }
             let b = nix::unistd::getpid().as_raw().to_le_bytes();
             // SAFETY: as in `fail`.
             unsafe { libc::write(pid_w.as_raw_fd(), b.as_ptr().cast(), 4) };
             drop(pid_w);
-            crate::init::run(l, seccomp.as_ref(), err_w)
+            body(err_w);
+            // SAFETY: as above.
+            unsafe { libc::_exit(125) }
         }
         ForkResult::Parent { child } => child,
     };
@@ -163,20 +266,40 @@ pub fn start(l: &Launch) -> Result<Container> {
     if !report.is_empty() || !got_pid {
         // Reap whatever ran and report its message.
         let _ = waitpid(if got_pid { pid } else { first }, None);
-        let _ = cgroup.remove();
         let (code, message) = report
             .split_once(' ')
             .and_then(|(c, m)| Some((c.parse().ok()?, m.to_string())))
             .unwrap_or((125, format!("container setup failed: {report}")));
         return Err(Error { message, code });
     }
-    Ok(Container { pid, cgroup })
+    Ok(pid)
 }
 
 fn pipe() -> Result<(std::fs::File, OwnedFd)> {
     let (r, w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
     Ok((std::fs::File::from(r), w))
+}
+
+/// The signals a foreground lb passes on to its container.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+fn forwarded_set() -> nix::sys::signal::SigSet {
+    FORWARDED.into_iter().collect()
+}
+
+/// Holds the signals a foreground lb forwards until [`Container::forward_signals`]: one
+/// that comes while the container starts is passed on then, instead of ending lb and
+/// leaving the container behind. (The container's process unblocks them for itself.)
+pub fn hold_signals() {
+    let _ = forwarded_set().thread_block();
 }
 
 /// The pid signals are forwarded to (0: none).
@@ -204,22 +327,11 @@ impl Container {
         self.pid.as_raw()
     }
 
-    pub fn cgroup(&self) -> &Cgroup {
-        &self.cgroup
-    }
-
-    /// Passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 that lb receives on
-    /// to the container (docker's `--sig-proxy`).
+    /// Passes the signals of [`hold_signals`] that lb receives on to the process
+    /// (docker's `--sig-proxy`), those that came while it started included.
     pub fn forward_signals(&self) {
         FORWARD_TO.store(self.pid.as_raw(), Ordering::Relaxed);
-        for sig in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-        ] {
+        for sig in FORWARDED {
             let action = nix::sys::signal::SigAction::new(
                 nix::sys::signal::SigHandler::Handler(forward),
                 nix::sys::signal::SaFlags::SA_RESTART,
@@ -228,10 +340,12 @@ impl Container {
             // SAFETY: the handler only calls kill.
             let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
         }
+        let _ = forwarded_set().thread_unblock();
     }
 
-    /// Waits for the container's first process to end and returns its docker exit status;
-    /// every other process of the container is then killed and the cgroup removed.
+    /// Waits for the process to end and returns its docker exit status; for a container's
+    /// first process every other process of the container is then killed and the cgroup
+    /// removed.
     pub fn wait(self) -> Result<i32> {
         let code = loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
@@ -245,8 +359,9 @@ impl Container {
             }
         };
         FORWARD_TO.store(0, Ordering::Relaxed);
-        let oom = self.cgroup.oom_killed();
-        self.cgroup.remove()?;
-        Ok(if oom && code == 137 { 137 } else { code })
+        if let Some(cgroup) = self.cgroup {
+            cgroup.remove()?;
+        }
+        Ok(code)
     }
 }

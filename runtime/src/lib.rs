@@ -12,9 +12,10 @@ mod launch;
 pub mod rootfs;
 pub mod seccomp;
 pub mod state;
+pub mod tty;
 pub mod user;
 
 pub use error::{Error, Result};
 pub use init::DEFAULT_PATH;
-pub use launch::{Container, Launch, Stdio, exit_code, start};
+pub use launch::{Container, Exec, Launch, Stdio, exec, exit_code, hold_signals, start};
 pub use rootfs::RootfsLayers;
