@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimit, PosixRlimitBuilder, Spec,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, Mount, MountBuilder, PosixRlimit,
+    PosixRlimitBuilder, Spec,
 };
 
 use lb_runtime::defaults;
@@ -434,42 +434,53 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
     if let Some(root) = spec.root_mut() {
         root.set_readonly(Some(opts.read_only));
     }
-    let mut resources = LinuxResourcesBuilder::default();
-    let mut any = false;
+    // On top of the default spec's resources (docker's device rules).
+    let mut resources = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     if let Some(m) = &opts.memory {
         let bytes = parse_bytes(m).with_context(|| format!("--memory {m}"))?;
         if bytes < 6 * 1024 * 1024 {
             bail!("--memory {m}: minimum memory limit allowed is 6MB");
         }
-        resources = resources.memory(
+        resources.set_memory(Some(
             LinuxMemoryBuilder::default()
                 .limit(bytes)
                 .build()
                 .expect("memory"),
-        );
-        any = true;
+        ));
     }
     if let Some(c) = opts.cpus {
         if c <= 0.0 {
             bail!("--cpus {c}: range of CPUs is from 0.01 to the number of CPUs available");
         }
-        resources = resources.cpu(
+        resources.set_cpu(Some(
             LinuxCpuBuilder::default()
                 .period(100_000u64)
                 .quota((c * 100_000.0) as i64)
                 .build()
                 .expect("cpu"),
-        );
-        any = true;
+        ));
     }
     if let Some(p) = opts.pids_limit.filter(|p| *p > 0) {
-        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids"));
-        any = true;
+        resources.set_pids(Some(
+            LinuxPidsBuilder::default().limit(p).build().expect("pids"),
+        ));
+    }
+    if opts.privileged {
+        // Every device, as docker's --privileged.
+        resources.set_devices(Some(vec![
+            oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .access("rwm")
+                .build()
+                .expect("device rule"),
+        ]));
     }
     if let Some(linux) = spec.linux_mut() {
-        if any {
-            linux.set_resources(Some(resources.build().expect("resources")));
-        }
+        linux.set_resources(Some(resources));
         if opts.privileged {
             linux.set_masked_paths(None);
             linux.set_readonly_paths(None);

@@ -3,57 +3,10 @@
 //! descriptors), options, detached containers (`ps`, `logs`, `stop`, `wait`, `rm`),
 //! `commit`, and `rmi` refusing an image a container uses.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn lb(env: &Env, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lb"))
-        .arg("--root")
-        .arg(&env.root)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lb")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A store with the busybox test image as `busybox`, or None when the test is skipped.
-fn setup() -> Option<Env> {
-    if !lb_testkit::require_root("running containers") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let tar = lb_testkit::busybox_rootfs(dir.path())?;
-    let env = Env {
-        root: dir.path().join("store"),
-        _dir: dir,
-    };
-    let out = lb(&env, &["import", tar.to_str().unwrap(), "busybox"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    Some(env)
-}
-
-/// `lb run --rm busybox ARGS...`: (exit code, stdout, stderr).
-fn run(env: &Env, opts: &[&str], cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["run", "--rm"];
-    args.extend_from_slice(opts);
-    args.push("busybox");
-    args.extend_from_slice(cmd);
-    let out = lb(env, &args);
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
-}
+mod common;
+use common::*;
 
 #[test]
 fn exit_codes_output_and_options() {
@@ -593,4 +546,24 @@ fn signals_reach_a_foreground_container_and_stop_escalates() {
         "{took:?}"
     );
     assert_eq!(text(&lb(&env, &["wait", "stubborn"]).stdout), "137\n");
+}
+
+#[test]
+fn privileged_lifts_the_confinement() {
+    let Some(env) = setup() else { return };
+    // Mounts, every device, no masks: what a default container is refused.
+    let (code, out, err) = run(
+        &env,
+        &["--privileged"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /mnt && mount -t tmpfs none /mnt && echo mounted; mknod /tmp/z c 1 5 && head -c 1 /tmp/z | wc -c; grep -c . /proc/keys >/dev/null && echo unmasked; grep Seccomp: /proc/self/status",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "mounted\n1\nunmasked\nSeccomp:\t0\n"),
+        "{err}"
+    );
 }

@@ -31,7 +31,7 @@ const WANTED: [&str; 3] = ["memory", "pids", "cpu"];
 /// The v1 hierarchies a container's processes join. cpuset is left out on purpose: a new
 /// v1 cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems` and refuses processes
 /// until they are copied from the parent, and lb sets no cpuset limits.
-const V1_USED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "freezer"];
+const V1_USED: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "freezer", "devices"];
 
 /// How long kill_all waits for the cgroup to empty before giving up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -360,6 +360,16 @@ impl Cgroup {
         if let (Some(pids), Some(dir)) = (limits.pids, self.v1_dir("pids")) {
             write_file(&dir.join("pids.max"), &max_or(pids))?;
         }
+        if let Some(dir) = self.v1_dir("devices") {
+            for (allow, rule) in &limits.devices {
+                let file = if *allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                write_file(&dir.join(file), rule)?;
+            }
+        }
         Ok(())
     }
 
@@ -428,6 +438,9 @@ struct Limits {
     cpu_quota: Option<i64>,
     cpu_period: Option<u64>,
     pids: Option<i64>,
+    /// Device access rules in cgroup v1's syntax ("a", "c 1:3 rwm"), with whether each
+    /// allows (true) or denies, in order.
+    devices: Vec<(bool, String)>,
 }
 
 impl Limits {
@@ -472,6 +485,27 @@ impl Limits {
         if let Some(cpu) = res.cpu() {
             l.cpu_quota = limit_or_unlimited("cpu quota", cpu.quota())?;
             l.cpu_period = cpu.period().filter(|p| *p > 0);
+        }
+        for d in res.devices().as_deref().unwrap_or(&[]) {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let typ = match d.typ().unwrap_or(T::A) {
+                T::A => "a",
+                T::B => "b",
+                T::C | T::U => "c",
+                T::P => "p",
+            };
+            let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+            let rule = if typ == "a" && d.major().is_none() && d.minor().is_none() {
+                "a".to_string()
+            } else {
+                format!(
+                    "{typ} {}:{} {}",
+                    num(d.major()),
+                    num(d.minor()),
+                    d.access().as_deref().unwrap_or("rwm")
+                )
+            };
+            l.devices.push((d.allow(), rule));
         }
         if let Some(p) = res.pids() {
             // The OCI spec makes any value <= 0 "no limit" (0 is the serde default).

@@ -143,6 +143,46 @@ pub fn default_namespaces(own_network: bool) -> Vec<LinuxNamespaceType> {
     ns
 }
 
+/// The devices a container may use (docker's and runc's default device cgroup): any
+/// node may be created (mknod, `m`), but only these may be read or written: null, zero,
+/// full, random, urandom, tty, console, ptmx and the pty slaves. Opening a node of a host
+/// disk that a container made itself fails.
+pub fn default_devices() -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType as T};
+    let rule = |allow: bool, typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().expect("device rule")
+    };
+    let mut rules = vec![
+        rule(false, T::A, None, None, "rwm"),
+        rule(true, T::C, None, None, "m"),
+        rule(true, T::B, None, None, "m"),
+    ];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(rule(true, T::C, Some(major), Some(minor), "rwm"));
+    }
+    rules.push(rule(true, T::C, Some(136), None, "rwm"));
+    rules
+}
+
 /// Docker's default spec for running `args` as root in `/`: the caller then sets the
 /// process (env, user, cwd), hostname, extra mounts and resources.
 pub fn docker_spec(args: Vec<String>, own_network: bool) -> Spec {
@@ -178,6 +218,12 @@ pub fn docker_spec(args: Vec<String>, own_network: bool) -> Spec {
         .collect::<Vec<_>>();
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
+        .resources(
+            oci_spec::runtime::LinuxResourcesBuilder::default()
+                .devices(default_devices())
+                .build()
+                .expect("resources"),
+        )
         .masked_paths(
             MASKED_PATHS
                 .iter()

@@ -419,6 +419,11 @@ fn switch_user_and_caps(
     c: Option<&oci_spec::runtime::LinuxCapabilities>,
 ) -> Result<()> {
     use caps::CapSet;
+    // What lb itself may hold: a capability outside its own bounding set (a sandbox that
+    // withholds one) cannot be given, and asking for it would fail --privileged outright.
+    let held = caps::read(None, CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let to_caps =
+        |set| -> caps::CapsHashSet { to_caps(set).intersection(&held).copied().collect() };
     let bounding = to_caps(c.and_then(|c| c.bounding().as_ref()));
     for cap in caps::all() {
         if !bounding.contains(&cap) {
