@@ -567,3 +567,155 @@ fn privileged_lifts_the_confinement() {
         "{err}"
     );
 }
+
+#[test]
+fn more_options_env_file_mounts_stdin_and_caps() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap().to_path_buf();
+    let file = dir.join("vars.env");
+    std::fs::write(&file, "# comment\nFROM_FILE=one\nBOTH=file\n").unwrap();
+    let (code, out, err) = run(
+        &env,
+        &["--env-file", file.to_str().unwrap(), "-e", "BOTH=flag"],
+        &["sh", "-c", "echo $FROM_FILE $BOTH"],
+    );
+    assert_eq!((code, out.as_str()), (0, "one flag\n"), "{err}");
+    let bad = dir.join("bad.env");
+    std::fs::write(&bad, "OK=1\nNOT OK=2\n").unwrap();
+    let (code, _, err) = run(&env, &["--env-file", bad.to_str().unwrap()], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("bad.env:2"), "{err}");
+    // --mount: a read-only bind and a sized tmpfs.
+    let host = dir.join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from host").unwrap();
+    let bind = format!("type=bind,source={},target=/in,readonly", host.display());
+    let (code, out, err) = run(
+        &env,
+        &[
+            "--mount",
+            &bind,
+            "--mount",
+            "type=tmpfs,target=/fast,tmpfs-size=1m",
+        ],
+        &[
+            "sh",
+            "-c",
+            "cat /in/f; touch /in/x 2>/dev/null || echo ro; grep ' /fast ' /proc/mounts | grep -o 'size=[0-9]*k'",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "from hostro\nsize=1024k\n"),
+        "{err}"
+    );
+    // -i passes lb's standard input to the container.
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "# COMMENT\nFROM_FILE=ONE\nBOTH=FILE\n");
+    // --cap-add and --cap-drop change the bounding set (CAP_NET_ADMIN is bit 12, CAP_CHOWN 0).
+    let (_, out, _) = run(
+        &env,
+        &["--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN"],
+        &["grep", "CapBnd", "/proc/self/status"],
+    );
+    assert_eq!(out, "CapBnd:\t00000000a80435fa\n");
+    let (code, _, err) = run(&env, &["--cap-drop", "CHOWN"], &["chown", "1:1", "/tmp"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // --memory is written to the container's cgroup (and enforced: see tests/escape.rs).
+    let (code, _, err) = run(&env, &["--memory", "1k"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("minimum memory limit"), "{err}");
+}
+
+#[test]
+fn the_container_cannot_reach_lb_through_proc() {
+    let Some(env) = setup() else { return };
+    // With --init, PID 1 is lb itself for the container's whole life: its executable (the
+    // lb binary on the host, CVE-2019-5736), memory and descriptors stay out of reach.
+    let (code, out, err) = run(
+        &env,
+        &["--init"],
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/1/exe || echo no-link; cat /proc/1/exe >/dev/null 2>&1 || echo no-read; readlink /proc/1/fd/0 >/dev/null 2>&1 || echo no-fds; echo x >> /proc/1/exe 2>/dev/null || echo no-write",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "no-link\nno-read\nno-fds\nno-write\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lifecycle_details_logs_follow_kill_signal_and_a_lost_monitor() {
+    let Some(env) = setup() else { return };
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "f",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo usr1; exit 3' USR1; echo one; while true; do sleep 0.1; done",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(
+        text(&lb(&env, &["ps", "-q"]).stdout),
+        format!("{}\n", &id[..12])
+    );
+    // logs -f follows until the container ends.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["logs", "-f", "f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(lb(&env, &["kill", "-s", "USR1", "f"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "f"]).stdout), "3\n");
+    let followed = follow.wait_with_output().unwrap();
+    assert_eq!(text(&followed.stdout), "one\nusr1\n");
+    // A container whose monitor was killed (kill -9) is still seen running, and exited once
+    // its processes die; rm then clears it.
+    let out = lb(
+        &env,
+        &["run", "-d", "--name", "lost", "busybox", "sleep", "1000"],
+    );
+    assert!(out.status.success());
+    let dir = env.root.join("containers").join(text(&out.stdout).trim());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let (pid, monitor) = (
+        state["pid"].as_i64().unwrap() as i32,
+        state["monitor"].as_i64().unwrap() as i32,
+    );
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(text(&lb(&env, &["ps"]).stdout).contains("lost"));
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = text(&lb(&env, &["ps", "-a"]).stdout);
+    assert!(
+        ps.lines()
+            .any(|l| l.contains("lost") && l.contains("Exited")),
+        "{ps}"
+    );
+    assert!(lb(&env, &["rm", "lost"]).status.success());
+}

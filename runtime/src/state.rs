@@ -46,12 +46,16 @@ impl Default for State {
     }
 }
 
-/// The start time of `pid`, if it is alive.
+/// The start time of `pid`, if it is alive (not a zombie).
 pub fn pid_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: count fields after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    // A zombie has ended: nobody (its monitor lost) may be left to reap it.
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl State {
