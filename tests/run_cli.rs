@@ -678,7 +678,7 @@ fn lifecycle_details_logs_follow_kill_signal_and_a_lost_monitor() {
         format!("{}\n", &id[..12])
     );
     // logs -f follows until the container ends.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_lb"))
+    let follow = Command::new(env!("CARGO_BIN_EXE_lb"))
         .arg("--root")
         .arg(&env.root)
         .args(["logs", "-f", "f"])
