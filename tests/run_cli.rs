@@ -719,3 +719,20 @@ fn lifecycle_details_logs_follow_kill_signal_and_a_lost_monitor() {
     );
     assert!(lb(&env, &["rm", "lost"]).status.success());
 }
+
+#[test]
+fn sys_fs_cgroup_shows_the_containers_own_cgroup_read_only() {
+    let Some(env) = setup() else { return };
+    // Its own limits, as programs that size themselves (JVMs, runtimes) read them; its own
+    // processes only; nothing to change.
+    let (code, out, err) = run(
+        &env,
+        &["--memory", "64m", "--pids-limit", "33"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; mkdir /sys/fs/cgroup/memory/x 2>&1 | grep -c Read-only",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "67108864\n33\n2\n1\n"), "{err}");
+}

@@ -794,6 +794,63 @@ struct CgMount {
     options: Vec<String>,
 }
 
+/// A cgroup hierarchy as the host mounts it under /sys/fs/cgroup, for a container's own
+/// view of it (`rootfs::mount_cgroups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HierarchyMount {
+    /// The name below /sys/fs/cgroup ("memory", "cpu,cpuacct", "unified"); empty when the
+    /// hierarchy is mounted on /sys/fs/cgroup itself (a pure v2 host).
+    pub name: String,
+    pub v2: bool,
+    /// What selects the hierarchy when mounting it again: v1's controllers or `name=`.
+    pub options: Vec<String>,
+}
+
+/// The cgroup hierarchies mounted under the host's /sys/fs/cgroup that a container joins
+/// (v2, and the v1 ones with a controller lb uses), each once: a hierarchy it does not
+/// join would show the host's tree from lb's own cgroup down.
+pub fn container_hierarchies() -> Result<Vec<HierarchyMount>> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Read {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    let base = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<HierarchyMount> = Vec::new();
+    for m in parse_mountinfo(&text) {
+        let Ok(rel) = m.mountpoint.strip_prefix(base) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().into_owned();
+        if name.contains('/') || found.iter().any(|f| f.name == name) {
+            continue;
+        }
+        if !m.v2 && !m.options.iter().any(|o| V1_USED.contains(&o.as_str())) {
+            continue;
+        }
+        let options = if m.v2 {
+            Vec::new()
+        } else {
+            // Super-block options other than the hierarchy's identity are the host's
+            // business (rw, relatime, ...).
+            m.options
+                .into_iter()
+                .filter(|o| {
+                    !matches!(
+                        o.as_str(),
+                        "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec"
+                    ) && !o.starts_with("release_agent")
+                })
+                .collect()
+        };
+        found.push(HierarchyMount {
+            name,
+            v2: m.v2,
+            options,
+        });
+    }
+    Ok(found)
+}
+
 fn parse_mountinfo(text: &str) -> Vec<CgMount> {
     text.lines()
         .filter_map(|line| {

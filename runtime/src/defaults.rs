@@ -113,6 +113,12 @@ pub fn default_mounts() -> Vec<Mount> {
             &["nosuid", "noexec", "nodev", "ro"],
         ),
         mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        mount(
             "/dev/mqueue",
             "mqueue",
             "mqueue",

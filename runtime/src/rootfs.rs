@@ -294,6 +294,9 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
     let target = ensure_in_root(root_fd, dest, is_file)?;
     let tpath = fd_path(&target);
     let _ = rootfs;
+    if typ == "cgroup" {
+        return mount_cgroups(root_fd, dest, flags);
+    }
     if bind {
         mount(
             Some(&source),
@@ -339,6 +342,94 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
             None::<&str>,
         )
         .map_err(|e| Error::sys(format!("{what} (propagation)"), e))?;
+    }
+    Ok(())
+}
+
+/// `/sys/fs/cgroup` as docker gives it, from inside the container's cgroup namespace (so each
+/// hierarchy's root is the container's own cgroup: its limits, its processes): on a pure v2
+/// host the cgroup2 file system; else a tmpfs with each of the host's hierarchies mounted
+/// again by name (`memory`, `cpu,cpuacct`, `unified`, ...: those the container joins) and
+/// the host's links beside them
+/// (`cpu` -> `cpu,cpuacct`). `flags` (read-only, nosuid, ...) apply to every mount.
+fn mount_cgroups(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
+    let what = |m: &str| format!("mount {m} on {}", dest.display());
+    let hierarchies =
+        crate::cgroups::container_hierarchies().map_err(|e| Error::setup(what(&e.to_string())))?;
+    let at = |rel: &str| -> Result<OwnedFd> { ensure_in_root(root_fd, &dest.join(rel), false) };
+    if hierarchies.iter().any(|h| h.v2 && h.name.is_empty()) {
+        let target = at("")?;
+        return mount(
+            Some("cgroup"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(what("cgroup2"), e));
+    }
+    let base = at("")?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&base),
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .map_err(|e| Error::sys(what("tmpfs"), e))?;
+    for h in &hierarchies {
+        let target = at(&h.name)?;
+        let (fstype, data) = if h.v2 {
+            ("cgroup2", String::new())
+        } else {
+            ("cgroup", h.options.join(","))
+        };
+        mount(
+            Some("cgroup"),
+            &fd_path(&target),
+            Some(fstype),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| Error::sys(what(&format!("cgroup {}", h.name)), e))?;
+    }
+    let dir = open_in_root(root_fd, dest, libc::O_DIRECTORY | libc::O_RDONLY)
+        .map_err(|e| Error::sys(what("links"), e))?;
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !hierarchies
+            .iter()
+            .any(|h| link.as_os_str() == h.name.as_str())
+        {
+            continue;
+        }
+        let (Ok(name), Ok(link)) = (
+            CString::new(entry.file_name().as_bytes()),
+            CString::new(link.as_os_str().as_bytes()),
+        ) else {
+            continue;
+        };
+        // SAFETY: symlinkat relative to an owned directory descriptor.
+        unsafe { libc::symlinkat(link.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };
+    }
+    drop(dir);
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let base =
+            open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(what("tmpfs"), e))?;
+        mount(
+            None::<&str>,
+            &fd_path(&base),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(what("tmpfs (read-only)"), e))?;
     }
     Ok(())
 }
