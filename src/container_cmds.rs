@@ -15,15 +15,10 @@ use lb_runtime::state::{State, Status};
 
 use crate::run_spec::{self, ImageRunConfig, RunOptions};
 
+/// The options `run` and `exec` share: how the process runs and what it sees.
 #[derive(Args)]
-#[command(disable_help_flag = true)]
-pub struct RunArgs {
-    #[arg(long, action = ArgAction::Help, help = "Print help")]
-    help: Option<bool>,
-    /// Remove the container when it exits
-    #[arg(long)]
-    rm: bool,
-    /// Run in the background and print the container id
+struct ProcessArgs {
+    /// Run in the background (run: print the container id)
     #[arg(short, long)]
     detach: bool,
     /// Keep stdin open
@@ -44,6 +39,18 @@ pub struct RunArgs {
     /// User (name|uid[:group|gid])
     #[arg(short, long)]
     user: Option<String>,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    #[arg(long, action = ArgAction::Help, help = "Print help")]
+    help: Option<bool>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Overwrite the image's ENTRYPOINT
     #[arg(long)]
     entrypoint: Option<String>,
@@ -183,9 +190,6 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
 }
 
 fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.detach && args.rm && args.tty {
-        // allowed in docker; nothing special
-    }
     let name_ref = Reference::parse(&args.image)
         .with_context(|| format!("invalid image reference {:?}", args.image))?;
     let image = store
@@ -204,12 +208,12 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
-        env: args.env.clone(),
-        env_files: args.env_file.clone(),
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
+        env: args.process.env.clone(),
+        env_files: args.process.env_file.clone(),
+        workdir: args.process.workdir.clone(),
+        user: args.process.user.clone(),
         hostname: hostname.clone(),
-        tty: args.tty,
+        tty: args.process.tty,
         volumes: args.volume.clone(),
         mounts: args.mount.clone(),
         tmpfs: args.tmpfs.clone(),
@@ -241,7 +245,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "seccomp": plan.seccomp,
             "stop_signal": image_cfg.stop_signal,
             "auto_remove": args.rm,
-            "tty": args.tty,
+            "tty": args.process.tty,
             "init": args.init,
             "lowers": lowers,
         }),
@@ -249,20 +253,20 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let dir = store.create_container(&record)?;
     write_etc(&dir, &hostname, host_network)?;
     let launch = |stdio| launch_of(&record, &dir, stdio);
-    if args.detach {
+    if args.process.detach {
         let code = detach(store, &record, &dir, launch(lb_runtime::Stdio::Inherit)?)?;
         if code == ExitCode::SUCCESS {
             println!("{}", record.id);
         }
         return Ok(code);
     }
-    let (stdio, pty) = foreground_stdio(args.tty, args.interactive)?;
+    let (stdio, pty) = foreground_stdio(args.process.tty, args.process.interactive)?;
     lb_runtime::hold_signals();
     let started = lb_runtime::start(&launch(stdio)?);
     let code = match started {
         Ok(c) => {
             let relay = pty
-                .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.interactive))
+                .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.process.interactive))
                 .transpose()?;
             let mut st = State {
                 status: Status::Running,
@@ -987,27 +991,8 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Args)]
 pub struct ExecArgs {
-    /// Detached mode: run the command in the background
-    #[arg(short, long)]
-    detach: bool,
-    /// Keep stdin open
-    #[arg(short, long)]
-    interactive: bool,
-    /// Allocate a pseudo-terminal
-    #[arg(short, long)]
-    tty: bool,
-    /// Set environment variables (KEY=VALUE, or KEY to pass lb's own)
-    #[arg(short, long = "env")]
-    env: Vec<String>,
-    /// Read environment variables from a file
-    #[arg(long = "env-file")]
-    env_file: Vec<PathBuf>,
-    /// User (name|uid[:group|gid])
-    #[arg(short, long)]
-    user: Option<String>,
-    /// Working directory inside the container
-    #[arg(short, long)]
-    workdir: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     container: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -1026,23 +1011,24 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         .context("the container record holds no spec")?;
     let mut process = spec.process().clone().unwrap_or_default();
     let mut env = process.env().clone().unwrap_or_default();
-    if args.tty {
+    if args.process.tty {
         env.retain(|e| !e.starts_with("TERM="));
         env.push("TERM=xterm".into());
     }
-    run_spec::add_env(&mut env, &args.env_file, &args.env)?;
+    run_spec::add_env(&mut env, &args.process.env_file, &args.process.env)?;
     process.set_env(Some(env));
     process.set_args(Some(args.command.clone()));
-    process.set_terminal(Some(args.tty));
-    if let Some(w) = &args.workdir {
+    process.set_terminal(Some(args.process.tty));
+    if let Some(w) = &args.process.workdir {
         process.set_cwd(PathBuf::from(w));
     }
     spec.set_process(Some(process));
     let user = args
+        .process
         .user
         .clone()
         .or_else(|| c.config["user"].as_str().map(str::to_string));
-    let (stdio, pty) = if args.detach {
+    let (stdio, pty) = if args.process.detach {
         let stdio = lb_runtime::Stdio::Fds {
             stdin: devnull()?,
             stdout: devnull()?,
@@ -1050,9 +1036,9 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         };
         (stdio, None)
     } else {
-        foreground_stdio(args.tty, args.interactive)?
+        foreground_stdio(args.process.tty, args.process.interactive)?
     };
-    if !args.detach {
+    if !args.process.detach {
         lb_runtime::hold_signals();
     }
     let e = lb_runtime::Exec {
@@ -1071,11 +1057,11 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     };
     drop(e);
-    if args.detach {
+    if args.process.detach {
         return Ok(ExitCode::SUCCESS);
     }
     let relay = pty
-        .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.interactive))
+        .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.process.interactive))
         .transpose()?;
     started.forward_signals();
     let code = started.wait()?;

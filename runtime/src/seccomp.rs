@@ -349,31 +349,13 @@ mod tests {
     use nix::sys::wait::{WaitStatus, waitpid};
     use nix::unistd::{ForkResult, fork};
 
-    /// The capabilities docker gives a container by default.
-    const DOCKER_CAPS: [&str; 14] = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
-
     /// The filter's answer to what it refuses.
     const REFUSED: Result<(), i32> = Err(libc::EPERM);
     /// Where the kernel numbers x32 calls: x86_64's architecture tag, this bit set.
     const X32_SYSCALL_BIT: i64 = 0x4000_0000;
 
     fn docker_caps_and(extra: &[&str]) -> Vec<String> {
-        DOCKER_CAPS
+        crate::defaults::DEFAULT_CAPS
             .iter()
             .chain(extra)
             .map(|c| c.to_string())
