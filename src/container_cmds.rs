@@ -239,12 +239,12 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         image: image.manifest_digest,
         image_name: args.image.clone(),
         created: now(),
+        auto_remove: args.rm,
         config: serde_json::json!({
             "spec": plan.spec,
             "user": plan.user,
             "seccomp": plan.seccomp,
             "stop_signal": image_cfg.stop_signal,
-            "auto_remove": args.rm,
             "tty": args.process.tty,
             "init": args.init,
             "lowers": lowers,
@@ -276,7 +276,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                 started_at: now(),
                 ..State::default()
             };
-            st.save(&dir)?;
+            st.save(&dir, !record.auto_remove)?;
             c.forward_signals();
             let code = c.wait()?;
             if let Some(r) = relay {
@@ -285,7 +285,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             st.status = Status::Exited;
             st.exit_code = code;
             st.finished_at = now();
-            st.save(&dir)?;
+            st.save(&dir, !record.auto_remove)?;
             code
         }
         Err(e) => {
@@ -296,7 +296,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                 finished_at: now(),
                 ..State::default()
             };
-            st.save(&dir)?;
+            st.save(&dir, !record.auto_remove)?;
             e.code
         }
     };
@@ -389,7 +389,7 @@ fn detach(
     dir: &Path,
     mut launch: lb_runtime::Launch,
 ) -> anyhow::Result<ExitCode> {
-    let auto_remove = record.config["auto_remove"].as_bool().unwrap_or(false);
+    let auto_remove = record.auto_remove;
     let tty = record.config["tty"].as_bool().unwrap_or(false);
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: lb is single-threaded here; the child only starts and follows the container.
@@ -423,7 +423,7 @@ fn detach(
                         started_at: now(),
                         ..State::default()
                     };
-                    let _ = st.save(dir);
+                    let _ = st.save(dir, !record.auto_remove);
                     let _ = write!(ready, "ok");
                     drop(ready);
                     // Nothing of the caller's terminal stays open in the monitor.
@@ -438,7 +438,7 @@ fn detach(
                     st.status = Status::Exited;
                     st.exit_code = code;
                     st.finished_at = now();
-                    let _ = st.save(dir);
+                    let _ = st.save(dir, !record.auto_remove);
                     if auto_remove {
                         let _ = store.remove_container(&record.id);
                     }
@@ -452,7 +452,7 @@ fn detach(
                         finished_at: now(),
                         ..State::default()
                     };
-                    let _ = st.save(dir);
+                    let _ = st.save(dir, !record.auto_remove);
                     1
                 }
             };

@@ -5,6 +5,7 @@
 //! blobs and snapshots through a prune. It knows nothing of processes.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,10 @@ pub struct ContainerRecord {
     pub image_name: String,
     /// RFC 3339.
     pub created: String,
+    /// Removed as soon as it exits (`run --rm`): a record that is never kept need not
+    /// survive a crash, so it is written without fsync (container start is a hot path).
+    #[serde(default)]
+    pub auto_remove: bool,
     /// The caller's own description of the container (command, options, spec).
     pub config: serde_json::Value,
 }
@@ -81,13 +86,27 @@ impl Store {
         for sub in ["upper", "work", "rootfs"] {
             fs::create_dir_all(tmp.join(sub)).map_err(|e| Error::io(&tmp, e))?;
         }
-        let json = serde_json::to_vec_pretty(record).expect("serialisable record");
-        write_atomic(&tmp.join("container.json"), &json)?;
+        // The temporary directory's rename is what makes the record appear whole; the
+        // file's fsync before it, and the parent's after, make it last.
+        let json = serde_json::to_vec(record).expect("serialisable record");
+        let file = tmp.join("container.json");
+        fs::File::create(&file)
+            .and_then(|mut f| {
+                f.write_all(&json)?;
+                if record.auto_remove {
+                    Ok(())
+                } else {
+                    f.sync_all()
+                }
+            })
+            .map_err(|e| Error::io(&file, e))?;
         let target = dir.join(&record.id);
         fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&dir, e))?;
+        if !record.auto_remove {
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(&dir, e))?;
+        }
         Ok(target)
     }
 
@@ -252,6 +271,7 @@ mod tests {
             image: Digest::of(b"manifest"),
             image_name: "busybox".into(),
             created: "2026-01-01T00:00:00Z".into(),
+            auto_remove: false,
             config: serde_json::json!({"cmd": ["sh"]}),
         }
     }

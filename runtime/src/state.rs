@@ -80,15 +80,18 @@ impl State {
         s
     }
 
-    /// Writes `dir/state.json` atomically (temporary file, fsync, rename).
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+    /// Writes `dir/state.json` atomically (temporary file, rename), and with `durable`
+    /// fsynced first (a container that outlives a crash; not one removed at its exit).
+    pub fn save(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
         let tmp = dir.join(".state.json.tmp");
         let bytes = serde_json::to_vec(self).expect("serialisable state");
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
         }
         std::fs::rename(&tmp, dir.join("state.json"))
     }
@@ -113,10 +116,10 @@ mod tests {
             pid_start: pid_start_time(me).unwrap(),
             ..State::default()
         };
-        s.save(dir.path()).unwrap();
+        s.save(dir.path(), true).unwrap();
         assert!(State::load(dir.path()).running());
         s.pid_start += 1; // another process that got the same pid
-        s.save(dir.path()).unwrap();
+        s.save(dir.path(), true).unwrap();
         let l = State::load(dir.path());
         assert_eq!((l.status, l.exit_code), (Status::Exited, 255));
     }
