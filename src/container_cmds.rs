@@ -102,11 +102,24 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
-    /// Image to run
-    image: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    image_and_command: Vec<String>,
+}
+
+/// `IMAGE [COMMAND] [ARG...]` (run) and `CONTAINER COMMAND [ARG...]` (exec) are one list to
+/// clap, as to docker: everything after the first word belongs to the command, flags
+/// included (`lb run IMAGE ls -l`).
+fn split_target(words: &[String]) -> (&str, &[String]) {
+    match words.split_first() {
+        Some((first, rest)) => (first, rest),
+        None => ("", &[]),
+    }
 }
 
 /// lb's own failures in `run` exit 125, as docker's.
@@ -190,11 +203,12 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
 }
 
 fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let name_ref = Reference::parse(&args.image)
-        .with_context(|| format!("invalid image reference {:?}", args.image))?;
+    let (image_arg, command) = split_target(&args.image_and_command);
+    let name_ref = Reference::parse(image_arg)
+        .with_context(|| format!("invalid image reference {image_arg:?}"))?;
     let image = store
         .image(&name_ref)
-        .map_err(|_| anyhow::anyhow!("Unable to find image '{}' locally", args.image))?;
+        .map_err(|_| anyhow::anyhow!("Unable to find image '{image_arg}' locally"))?;
     let lowers = store.prepare_snapshots(&image)?;
     let id = random_id()?;
     let host_network = args.network == "host";
@@ -206,7 +220,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let opts = RunOptions {
-        command: args.command.clone(),
+        command: command.to_vec(),
         entrypoint: args.entrypoint.clone(),
         env: args.process.env.clone(),
         env_files: args.process.env_file.clone(),
@@ -237,7 +251,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         id: id.clone(),
         name,
         image: image.manifest_digest,
-        image_name: args.image.clone(),
+        image_name: image_arg.to_string(),
         created: now(),
         auto_remove: args.rm,
         config: serde_json::json!({
@@ -908,6 +922,10 @@ pub struct CommitArgs {
     /// Author
     #[arg(short, long, default_value = "")]
     author: String,
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL)
+    #[arg(short, long)]
+    change: Vec<String>,
     container: String,
     /// Name for the new image
     name: Option<String>,
@@ -922,6 +940,13 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
         .map(Reference::parse)
         .transpose()
         .with_context(|| format!("invalid reference {:?}", args.name))?;
+    // The parent's run config with the changes applied replaces it whole.
+    let base = match serde_json::to_value(parent.config.config())? {
+        serde_json::Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    let mut cfg = lb_builder::ImageConfig::from_base(base, None);
+    crate::image_cmds::apply_changes(&mut cfg, &args.change)?;
     let image = store.commit_layer(
         &parent,
         &store.container_dir(&c.id).join("upper"),
@@ -930,7 +955,11 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
             created_by: command_of(&c),
             comment: args.message.clone(),
             author: args.author.clone(),
-            config_changes: Default::default(),
+            config_changes: if args.change.is_empty() {
+                Default::default()
+            } else {
+                cfg.config
+            },
         },
     )?;
     println!("{}", image.config_digest);
@@ -993,19 +1022,25 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
 pub struct ExecArgs {
     #[command(flatten)]
     process: ProcessArgs,
-    container: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    command: Vec<String>,
+    /// The container, then the command and its arguments
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG...]",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    container_and_command: Vec<String>,
 }
 
 /// `lb exec`: a new process in a running container's namespaces and cgroup, with the
 /// container's confinement (capabilities, seccomp, no_new_privs) and environment.
 pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let c = store.container(&args.container)?;
+    let (key, command) = split_target(&args.container_and_command);
+    let c = store.container(key)?;
     let st = State::load(&store.container_dir(&c.id));
     if !st.running() {
-        bail!("container {} is not running", args.container);
+        bail!("container {key} is not running");
     }
     let mut spec: oci_spec::runtime::Spec = serde_json::from_value(c.config["spec"].clone())
         .context("the container record holds no spec")?;
@@ -1017,7 +1052,7 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     run_spec::add_env(&mut env, &args.process.env_file, &args.process.env)?;
     process.set_env(Some(env));
-    process.set_args(Some(args.command.clone()));
+    process.set_args(Some(command.to_vec()));
     process.set_terminal(Some(args.process.tty));
     if let Some(w) = &args.process.workdir {
         process.set_cwd(PathBuf::from(w));

@@ -15,21 +15,39 @@ fn reference(arg: &str) -> anyhow::Result<Reference> {
 
 #[derive(Args)]
 pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL)
+    #[arg(short, long)]
+    change: Vec<String>,
     /// A root file system tar (plain, gzip or zstd); `-` reads standard input
     file: PathBuf,
     /// The name of the new image
     name: String,
 }
 
+/// Applies `--change` instructions to a config, each named in its error.
+pub(crate) fn apply_changes(
+    cfg: &mut lb_builder::ImageConfig,
+    changes: &[String],
+) -> anyhow::Result<()> {
+    for change in changes {
+        lb_builder::change_instruction(cfg, change)
+            .with_context(|| format!("--change {change:?}"))?;
+    }
+    Ok(())
+}
+
 pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = reference(&args.name)?;
+    let mut cfg = lb_builder::ImageConfig::default();
+    apply_changes(&mut cfg, &args.change)?;
     let id = if args.file.as_os_str() == "-" {
-        store.import_rootfs(std::io::stdin().lock(), &name, "-")?
+        store.import_rootfs(std::io::stdin().lock(), &name, "-", &cfg.config)?
     } else {
         let file = std::fs::File::open(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
         store
-            .import_rootfs(file, &name, &args.file.display().to_string())
+            .import_rootfs(file, &name, &args.file.display().to_string(), &cfg.config)
             .with_context(|| format!("cannot import {}", args.file.display()))?
     };
     println!("{id}");

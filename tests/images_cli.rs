@@ -378,3 +378,50 @@ fn busybox_base_image() {
         .unwrap();
     assert!(out.success());
 }
+
+#[test]
+fn import_change_sets_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let tgz = rootfs(dir.path());
+    let out = lb(
+        &root,
+        &[
+            "import",
+            "--change",
+            "ENV PATH=/bin A=b",
+            "-c",
+            "CMD hello $A",
+            "-c",
+            "EXPOSE 8080",
+            "-c",
+            "LABEL team=core",
+            tgz.to_str().unwrap(),
+            "configured",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&lb(&root, &["inspect", "configured"]).stdout).unwrap();
+    let config = &inspect[0]["Config"];
+    assert_eq!(config["Env"], serde_json::json!(["PATH=/bin", "A=b"]));
+    // A shell-form CMD is kept as written, under /bin/sh -c.
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "hello $A"])
+    );
+    assert_eq!(config["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(config["Labels"], serde_json::json!({"team": "core"}));
+    // A bad change names itself and stores nothing.
+    let out = lb(
+        &root,
+        &["import", "-c", "EXPOSE nope", tgz.to_str().unwrap(), "bad"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--change \"EXPOSE nope\"") && err.contains("invalid containerPort"),
+        "{err}"
+    );
+    assert!(!text(&lb(&root, &["images"]).stdout).contains("bad"));
+}

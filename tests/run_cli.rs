@@ -736,3 +736,92 @@ fn sys_fs_cgroup_shows_the_containers_own_cgroup_read_only() {
     );
     assert_eq!((code, out.as_str()), (0, "67108864\n33\n2\n1\n"), "{err}");
 }
+
+#[test]
+fn the_image_config_is_honoured_as_docker_does() {
+    let Some(env) = setup() else { return };
+    // An image with a user of its own (and a supplementary group), made by commit --change.
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "--name",
+            "base",
+            "busybox",
+            "sh",
+            "-c",
+            "echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && printf 'app:x:1234:\\nextra:x:2000:app\\n' >> /etc/group",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lb(
+        &env,
+        &[
+            "commit",
+            "-c",
+            "USER app",
+            "-c",
+            "WORKDIR /home/app",
+            "-c",
+            "WORKDIR work",
+            "-c",
+            "ENV GREETING=hello",
+            "-c",
+            "ENTRYPOINT [\"sh\", \"-c\"]",
+            "-c",
+            "CMD [\"echo $GREETING $(pwd) $(id -u):$(id -g) $(id -G) $HOME\"]",
+            "-c",
+            "STOPSIGNAL SIGUSR1",
+            "base",
+            "configured",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&lb(&env, &["inspect", "configured"]).stdout).unwrap();
+    let config = &inspect[0]["Config"];
+    assert_eq!(config["User"], "app");
+    assert_eq!(config["WorkingDir"], "/home/app/work");
+    assert_eq!(config["StopSignal"], "SIGUSR1");
+    // Entrypoint + Cmd, Env, the working directory created, the user's ids, groups and home.
+    let (code, out, err) = run_image(&env, &[], "configured", &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "hello /home/app/work 1234:1234 1234 2000 /home/app\n"),
+        "{err}"
+    );
+    // Arguments replace Cmd and keep the Entrypoint; --entrypoint replaces both.
+    let (_, out, _) = run_image(&env, &[], "configured", &["echo override"]);
+    assert_eq!(out, "override\n");
+    let (_, out, _) = run_image(
+        &env,
+        &["--entrypoint", "id", "-u", "0"],
+        "configured",
+        &["-u"],
+    );
+    assert_eq!(out, "0\n");
+    // stop sends the image's StopSignal.
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "s",
+            "configured",
+            "trap 'exit 5' USR1; while true; do sleep 0.1; done",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(lb(&env, &["stop", "s"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "s"]).stdout), "5\n");
+    // A change that is not a config instruction is refused, naming it.
+    let out = lb(&env, &["commit", "-c", "RUN rm -rf /", "base", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("RUN is not a valid change command"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -183,12 +183,14 @@ impl Store {
     }
 
     /// `lb import`: a root file system tar (plain, gzip or zstd) becomes a one-layer image
-    /// named `name`. Returns the image (config) digest.
+    /// named `name`, with `run_config` as its config's `config` object (docker's
+    /// `import --change`). Returns the image (config) digest.
     pub fn import_rootfs(
         &self,
         rootfs: impl Read,
         name: &Reference,
         source: &str,
+        run_config: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Digest, Error> {
         let _writing = self.writing()?;
         // The layer is stored uncompressed, hashed as it is written: its digest is the diffID.
@@ -218,7 +220,7 @@ impl Store {
             "created": created,
             "architecture": arch,
             "os": os,
-            "config": {},
+            "config": run_config,
             "rootfs": { "type": "layers", "diff_ids": [layer.digest.to_string()] },
             "history": [{ "created": created, "created_by": "lb import", "comment": format!("Imported from {source}") }],
         });
@@ -371,7 +373,7 @@ mod tests {
         let layer = b.into_inner().unwrap();
         let name: Reference = "imported:v1".parse().unwrap();
         let id = store
-            .import_rootfs(&layer[..], &name, "rootfs.tar")
+            .import_rootfs(&layer[..], &name, "rootfs.tar", &Default::default())
             .unwrap();
         let image = store.image(&name).unwrap();
         assert_eq!(image.config_digest, id);
@@ -385,7 +387,12 @@ mod tests {
         let bad: Reference = "bad".parse().unwrap();
         assert!(
             store
-                .import_rootfs(&b"not a tar at all, clearly"[..], &bad, "x")
+                .import_rootfs(
+                    &b"not a tar at all, clearly"[..],
+                    &bad,
+                    "x",
+                    &Default::default()
+                )
                 .is_err()
         );
         assert!(store.resolve(&bad).is_err());

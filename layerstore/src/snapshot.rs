@@ -170,7 +170,9 @@ mod tests {
         b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
         let layer = b.into_inner().unwrap();
         let name: Reference = "snap:1".parse().unwrap();
-        store.import_rootfs(&layer[..], &name, "test").unwrap();
+        store
+            .import_rootfs(&layer[..], &name, "test", &Default::default())
+            .unwrap();
         let image = store.image(&name).unwrap();
         let dirs = store.prepare_snapshots(&image).unwrap();
         assert_eq!(dirs.len(), 1);
