@@ -224,22 +224,82 @@ impl Store {
             "rootfs": { "type": "layers", "diff_ids": [layer.digest.to_string()] },
             "history": [{ "created": created, "created_by": "lb import", "comment": format!("Imported from {source}") }],
         });
-        let config = self.content().put(&to_bytes(&config))?;
+        let layer = StoredLayer {
+            diff_id: layer.digest,
+            digest: layer.digest,
+            size: layer.size,
+        };
+        let image = self.write_image(&config, &[], &[layer])?;
+        self.name_image(name, &image)?;
+        Ok(image.config_digest)
+    }
+
+    /// Points `name` at `image`.
+    pub fn name_image(&self, name: &Reference, image: &Image) -> Result<(), Error> {
+        let digest = oci_spec::image::Digest::from_str(&image.manifest_digest.to_string())
+            .map_err(|e| Error::InvalidDigest(e.to_string()))?;
+        let size = self.content().info(&image.manifest_digest)?.size;
+        self.set_name(
+            name,
+            &Descriptor::new(MediaType::ImageManifest, size, digest),
+        )
+    }
+
+    /// Turns an upper directory into a stored layer, uncompressed (its digest is its
+    /// diffID: building never pays for compression). The caller holds [`Store::writing`]
+    /// until the layer is named or referenced, so that a prune cannot take it.
+    pub fn store_layer(
+        &self,
+        upper: &std::path::Path,
+        opts: crate::diff::DiffOptions,
+    ) -> Result<StoredLayer, Error> {
+        let mut w = self.content().writer()?;
+        let diff =
+            crate::diff::write_diff(upper, &mut w, crate::diff::LayerCompression::None, opts)?;
+        let blob = w.commit(Some(&diff.diff_id), Some(diff.size))?;
+        Ok(StoredLayer {
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: diff.diff_id,
+        })
+    }
+
+    /// Stores an image: `config` (an OCI/docker image config; its `rootfs.diff_ids` should
+    /// list the layers') and a manifest of `parent_layers` (descriptors as another
+    /// manifest has them) followed by `layers`. Unnamed: the caller names it, or keeps it
+    /// reachable otherwise. Returns the image as read back.
+    pub fn write_image(
+        &self,
+        config: &serde_json::Value,
+        parent_layers: &[Descriptor],
+        layers: &[StoredLayer],
+    ) -> Result<Image, Error> {
+        let config = self.content().put(&to_bytes(config))?;
+        let mut all: Vec<serde_json::Value> = parent_layers
+            .iter()
+            .map(|l| serde_json::to_value(l).expect("descriptor serialises"))
+            .collect();
+        all.extend(layers.iter().map(|l| {
+            json!({ "mediaType": MEDIA_LAYER_TAR, "digest": l.digest.to_string(), "size": l.size })
+        }));
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
             "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest.to_string(), "size": config.size },
-            "layers": [{ "mediaType": MEDIA_LAYER_TAR, "digest": layer.digest.to_string(), "size": layer.size }],
+            "layers": all,
         });
         let manifest = self.content().put(&to_bytes(&manifest))?;
-        let digest = oci_spec::image::Digest::from_str(&manifest.digest.to_string())
-            .map_err(|e| Error::InvalidDigest(e.to_string()))?;
-        self.set_name(
-            name,
-            &Descriptor::new(MediaType::ImageManifest, manifest.size, digest),
-        )?;
-        Ok(config.digest)
+        self.image_by_manifest(manifest.digest)
     }
+}
+
+/// A layer in the content store: its blob and the diffID of what it unpacks to (equal
+/// for the uncompressed layers lb makes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
 }
 
 /// What a new layer on top of an image says about itself (its history entry) and how it
@@ -265,15 +325,7 @@ impl Store {
         what: &LayerCommit,
     ) -> Result<Image, Error> {
         let _writing = self.writing()?;
-        let mut w = self.content().writer()?;
-        let diff = crate::diff::write_diff(
-            upper,
-            &mut w,
-            crate::diff::LayerCompression::None,
-            crate::diff::DiffOptions::default(),
-        )?;
-        let layer = w.commit(Some(&diff.diff_id), Some(diff.size))?;
-
+        let layer = self.store_layer(upper, crate::diff::DiffOptions::default())?;
         let parent_config = self.content().read_verified(&parent.config_digest)?;
         let mut config: serde_json::Value =
             serde_json::from_slice(&parent_config).map_err(|e| Error::Corrupt {
@@ -309,30 +361,11 @@ impl Store {
             Some(h) => h.push(entry),
             None => config["history"] = json!([entry]),
         }
-        let config = self.content().put(&to_bytes(&config))?;
-        let mut layers: Vec<serde_json::Value> = parent
-            .manifest
-            .layers()
-            .iter()
-            .map(|l| serde_json::to_value(l).expect("descriptor serialises"))
-            .collect();
-        layers.push(json!({ "mediaType": MEDIA_LAYER_TAR, "digest": layer.digest.to_string(), "size": layer.size }));
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest.to_string(), "size": config.size },
-            "layers": layers,
-        });
-        let manifest = self.content().put(&to_bytes(&manifest))?;
+        let image = self.write_image(&config, parent.manifest.layers(), &[layer])?;
         if let Some(name) = name {
-            let digest = oci_spec::image::Digest::from_str(&manifest.digest.to_string())
-                .map_err(|e| Error::InvalidDigest(e.to_string()))?;
-            self.set_name(
-                name,
-                &Descriptor::new(MediaType::ImageManifest, manifest.size, digest),
-            )?;
+            self.name_image(name, &image)?;
         }
-        self.image_by_manifest(manifest.digest)
+        Ok(image)
     }
 }
 

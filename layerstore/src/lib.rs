@@ -32,7 +32,7 @@ pub use digest::{Digest, Digester};
 pub use error::Error;
 pub use gzip::ParallelGzip;
 pub use image::{
-    Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, creation_time,
+    Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, StoredLayer, creation_time,
     host_platform, parse_rfc3339, rfc3339,
 };
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};

@@ -7,7 +7,7 @@
 //! snapshot both apply; the first rename wins and the other drops its copy.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::Error;
@@ -73,6 +73,25 @@ impl Store {
             out.push(target);
         }
         Ok(out)
+    }
+
+    /// Keeps `dir`, the upper directory a layer was just diffed from (overlay whiteouts and
+    /// all: the snapshot format), as the snapshot `chain_id`, by rename: a build step's
+    /// result is never unpacked again. When that snapshot exists already, or `dir` is on
+    /// another file system, `dir` is removed and the existing or a later unpacked snapshot
+    /// serves. Returns whether `dir` became the snapshot.
+    pub fn adopt_snapshot(&self, chain_id: &Digest, dir: &Path) -> Result<bool, Error> {
+        let snapshots = self.snapshots_dir();
+        fs::create_dir_all(&snapshots).map_err(|e| Error::io(&snapshots, e))?;
+        let target = self.snapshot_path(chain_id);
+        if !target.is_dir() && fs::rename(dir, &target).is_ok() {
+            fs::File::open(&snapshots)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(&snapshots, e))?;
+            return Ok(true);
+        }
+        fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(false)
     }
 
     fn commit_snapshot(
@@ -188,6 +207,43 @@ mod tests {
         assert_eq!(
             fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
             0
+        );
+    }
+
+    #[test]
+    fn a_stored_upper_dir_becomes_its_own_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("app")).unwrap();
+        fs::write(upper.join("app/main"), b"built").unwrap();
+        let _writing = store.writing().unwrap();
+        let layer = store
+            .store_layer(&upper, crate::DiffOptions::default())
+            .unwrap();
+        assert_eq!(layer.digest, layer.diff_id, "uncompressed");
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id.to_string()]},
+        });
+        let image = store.write_image(&config, &[], &[layer]).unwrap();
+        assert_eq!(image.manifest.layers().len(), 1);
+        // The upper dir is moved into place: nothing is unpacked for the image.
+        assert!(store.adopt_snapshot(&layer.diff_id, &upper).unwrap());
+        assert!(!upper.exists());
+        let dirs = store.prepare_snapshots(&image).unwrap();
+        assert_eq!(fs::read(dirs[0].join("app/main")).unwrap(), b"built");
+        // A second result of the same layer is dropped; the first stands.
+        fs::create_dir_all(&upper).unwrap();
+        assert!(!store.adopt_snapshot(&layer.diff_id, &upper).unwrap());
+        assert!(!upper.exists() && dirs[0].join("app/main").exists());
+        // Named, it resolves like any image.
+        drop(_writing);
+        let name: Reference = "built:1".parse().unwrap();
+        store.name_image(&name, &image).unwrap();
+        assert_eq!(
+            store.image(&name).unwrap().manifest_digest,
+            image.manifest_digest
         );
     }
 
