@@ -4,11 +4,15 @@
 //! for RUN steps, and knows nothing of how either keeps them. It never parses Dockerfile
 //! text itself (that is `lb-parser`'s job) and never prints: progress goes to its caller.
 //!
-//! Today: `config`, how metadata instructions (ENV, LABEL, EXPOSE, VOLUME, USER, WORKDIR,
-//! CMD, ENTRYPOINT, SHELL, STOPSIGNAL, HEALTHCHECK, ONBUILD, MAINTAINER) change an image
-//! config, used by `lb commit --change` and `lb import --change`; the build graph comes
-//! with the rest of the builder issue.
+//! - `config`: how metadata instructions (ENV, LABEL, EXPOSE, VOLUME, USER, WORKDIR, CMD,
+//!   ENTRYPOINT, SHELL, STOPSIGNAL, HEALTHCHECK, ONBUILD, MAINTAINER) change an image
+//!   config; also `lb commit --change` and `lb import --change`.
+//! - `plan`: the stages as a DAG, the ones the target needs, in parallel levels.
 
 pub mod config;
+mod error;
+pub mod plan;
 
 pub use config::{ConfigError, ImageConfig, change_instruction};
+pub use error::BuildError;
+pub use plan::{Base, Plan, Stage, plan};

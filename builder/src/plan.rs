@@ -1,0 +1,303 @@
+//! The build graph: a Dockerfile's stages, what each is built on (an image, `scratch` or an
+//! earlier stage) and what else it reads (`COPY --from`, `RUN --mount from=`), as a DAG
+//! (petgraph). Only the stages the target needs are built; stages whose inputs are ready
+//! run at the same time ([`Plan::levels`]), the steps of one stage in order.
+
+use std::collections::BTreeMap;
+
+use lb_parser::shell::Lexer;
+use lb_parser::{Command, Dockerfile, Instruction};
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::error::BuildError;
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    /// An image reference, variables expanded.
+    Image(String),
+    /// An earlier stage, by index.
+    Stage(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub index: usize,
+    /// `AS name`, lower-cased as BuildKit keeps it.
+    pub name: Option<String>,
+    pub base: Base,
+    pub from: Instruction,
+    pub steps: Vec<Instruction>,
+    /// Earlier stages it reads: its base and `--from` sources.
+    pub deps: Vec<usize>,
+}
+
+impl Stage {
+    /// How BuildKit names it in progress lines: `name` or `stage-N`.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub stages: Vec<Stage>,
+    /// The stage whose result is the image.
+    pub target: usize,
+    /// The stages to build, grouped so that each group only needs earlier groups: the
+    /// stages of one group can be built at the same time.
+    pub levels: Vec<Vec<usize>>,
+    /// The global ARGs (before the first FROM) with their values after `--build-arg`.
+    pub meta_args: Vec<(String, String)>,
+}
+
+/// The build arguments every build defines (BuildKit's automatic platform ARGs).
+pub fn platform_args() -> Vec<(String, String)> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let platform = format!("linux/{arch}");
+    let mut v = Vec::new();
+    for prefix in ["BUILD", "TARGET"] {
+        v.push((format!("{prefix}PLATFORM"), platform.clone()));
+        v.push((format!("{prefix}OS"), "linux".into()));
+        v.push((format!("{prefix}ARCH"), arch.into()));
+        v.push((format!("{prefix}VARIANT"), String::new()));
+    }
+    v
+}
+
+/// Plans the build of `df` for `target` (a stage name; the last stage when None).
+pub fn plan(
+    df: &Dockerfile,
+    build_args: &BTreeMap<String, String>,
+    target: Option<&str>,
+) -> Result<Plan, BuildError> {
+    let lex = Lexer::new(df.escape);
+    // Global ARGs: their defaults, overridden by --build-arg; they expand FROM lines only.
+    let mut meta: BTreeMap<String, String> = platform_args().into_iter().collect();
+    let mut meta_args = Vec::new();
+    for ins in df.meta_args() {
+        if let Command::Arg(a) = &ins.command {
+            for decl in &a.args {
+                let value =
+                    match build_args.get(&decl.name) {
+                        Some(v) => Some(v.clone()),
+                        None => match &decl.default {
+                            Some(d) => Some(lex.process_word(d, &meta).map_err(|e| {
+                                BuildError::at(ins, format!("ARG {}: {e}", decl.name))
+                            })?),
+                            None => None,
+                        },
+                    };
+                if let Some(v) = value {
+                    meta.insert(decl.name.clone(), v.clone());
+                    meta_args.push((decl.name.clone(), v));
+                }
+            }
+        }
+    }
+
+    let mut stages: Vec<Stage> = Vec::new();
+    for (index, (from_ins, steps)) in df.stages().into_iter().enumerate() {
+        let Command::From(from) = &from_ins.command else {
+            unreachable!("stages start with FROM")
+        };
+        let base_name = lex
+            .process_word(&from.base, &meta)
+            .map_err(|e| BuildError::at(from_ins, format!("FROM {}: {e}", from.base)))?;
+        if base_name.is_empty() {
+            return Err(BuildError::at(
+                from_ins,
+                format!("base name ({}) should not be blank", from.base),
+            ));
+        }
+        let base = if base_name.eq_ignore_ascii_case("scratch") {
+            Base::Scratch
+        } else if let Some(s) = find_stage(&stages, &base_name) {
+            Base::Stage(s)
+        } else {
+            Base::Image(base_name)
+        };
+        let name = from.stage_name.as_ref().map(|n| n.to_lowercase());
+        if let Some(n) = &name
+            && stages.iter().any(|s| s.name.as_ref() == Some(n))
+        {
+            return Err(BuildError::at(
+                from_ins,
+                format!("duplicate name {n}: stage names must be unique"),
+            ));
+        }
+        let mut deps: Vec<usize> = Vec::new();
+        if let Base::Stage(s) = base {
+            deps.push(s);
+        }
+        for step in steps {
+            for from in step_sources(step) {
+                match resolve_from(&stages, &from) {
+                    Some(s) => deps.push(s),
+                    None if from.parse::<usize>().is_ok() => {
+                        return Err(BuildError::at(
+                            step,
+                            format!(
+                                "invalid from flag value {from}: refers to a stage not defined before this one"
+                            ),
+                        ));
+                    }
+                    None => {} // an image, read as it is
+                }
+            }
+        }
+        deps.sort_unstable();
+        deps.dedup();
+        stages.push(Stage {
+            index,
+            name,
+            base,
+            from: from_ins.clone(),
+            steps: steps.to_vec(),
+            deps,
+        });
+    }
+    if stages.is_empty() {
+        return Err(BuildError::new(
+            "the Dockerfile has no FROM: nothing to build",
+        ));
+    }
+    let target = match target {
+        None => stages.len() - 1,
+        Some(t) => find_stage(&stages, t)
+            .ok_or_else(|| BuildError::new(format!("target stage \"{t}\" could not be found")))?,
+    };
+    let levels = levels(&stages, target);
+    Ok(Plan {
+        stages,
+        target,
+        levels,
+        meta_args,
+    })
+}
+
+/// The stage a FROM names, by `AS` name (case-insensitive).
+fn find_stage(stages: &[Stage], name: &str) -> Option<usize> {
+    let lower = name.to_lowercase();
+    stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+}
+
+/// A `--from` value: a stage name, or an earlier stage's index.
+fn resolve_from(stages: &[Stage], from: &str) -> Option<usize> {
+    find_stage(stages, from).or_else(|| from.parse::<usize>().ok().filter(|i| *i < stages.len()))
+}
+
+/// The `--from` values a step reads: COPY's and RUN mounts'.
+fn step_sources(step: &Instruction) -> Vec<String> {
+    match &step.command {
+        Command::Copy(c) => c.from.iter().cloned().collect(),
+        Command::Run(r) => r.mounts.iter().filter_map(|m| m.from.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The stages `target` needs, in groups that depend only on earlier groups.
+fn levels(stages: &[Stage], target: usize) -> Vec<Vec<usize>> {
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = stages.iter().map(|s| g.add_node(s.index)).collect();
+    for s in stages {
+        for d in &s.deps {
+            g.add_edge(nodes[*d], nodes[s.index], ());
+        }
+    }
+    // What the target reaches backwards.
+    let mut needed = vec![false; stages.len()];
+    let mut stack = vec![target];
+    while let Some(i) = stack.pop() {
+        if !needed[i] {
+            needed[i] = true;
+            stack.extend(&stages[i].deps);
+        }
+    }
+    // Deps always point to earlier stages, so one pass in index order gives each stage
+    // its depth: one more than its deepest dependency.
+    let order = petgraph::algo::toposort(&g, None).expect("stage dependencies point backwards");
+    let mut depth = vec![0usize; stages.len()];
+    for n in order {
+        let i = g[n];
+        depth[i] = stages[i]
+            .deps
+            .iter()
+            .map(|d| depth[*d] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let mut levels: Vec<Vec<usize>> = Vec::new();
+    for i in (0..stages.len()).filter(|i| needed[*i]) {
+        if levels.len() <= depth[i] {
+            levels.resize(depth[i] + 1, Vec::new());
+        }
+        levels[depth[i]].push(i);
+    }
+    levels.retain(|l| !l.is_empty());
+    levels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(text: &str, target: Option<&str>) -> Result<Plan, BuildError> {
+        plan(
+            &lb_parser::parse(text.as_bytes()).unwrap(),
+            &BTreeMap::new(),
+            target,
+        )
+    }
+
+    #[test]
+    fn independent_stages_share_a_level_and_unneeded_ones_are_skipped() {
+        let p = plan_of(
+            "FROM busybox AS a\nRUN a\nFROM busybox AS b\nRUN b\nFROM busybox AS unused\n\
+             FROM a AS c\nCOPY --from=b /x /x\nCOPY --from=other:image /y /y\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.target, 3);
+        assert_eq!(p.levels, vec![vec![0, 1], vec![3]]);
+        assert_eq!(p.stages[3].base, Base::Stage(0));
+        assert_eq!(p.stages[3].deps, vec![0, 1]);
+        // --target picks a stage; what it does not need is not built.
+        let p = plan_of("FROM scratch AS one\nFROM busybox AS two\n", Some("ONE")).unwrap();
+        assert_eq!((p.target, p.levels.clone()), (0, vec![vec![0]]));
+        assert_eq!(p.stages[0].base, Base::Scratch);
+    }
+
+    #[test]
+    fn from_expands_global_args_and_build_args_override_them() {
+        let df =
+            lb_parser::parse(b"ARG BASE=busybox\nARG TAG\nFROM $BASE:${TAG:-latest}\n").unwrap();
+        let p = plan(&df, &BTreeMap::new(), None).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("busybox:latest".into()));
+        let args = BTreeMap::from([("TAG".to_string(), "1.36".to_string())]);
+        let p = plan(&df, &args, None).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("busybox:1.36".into()));
+        assert!(p.meta_args.contains(&("TAG".into(), "1.36".into())));
+    }
+
+    #[test]
+    fn bad_plans_name_the_line() {
+        let e = plan_of("FROM busybox\nCOPY --from=3 /a /b\n", None).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = plan_of("FROM busybox AS x\nFROM busybox AS X\n", None).unwrap_err();
+        assert!(e.message.contains("duplicate name x"), "{e}");
+        let e = plan_of("FROM busybox\n", Some("nope")).unwrap_err();
+        assert!(e.message.contains("target stage \"nope\""), "{e}");
+        let e = plan_of("ARG B\nFROM $B\n", None).unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}
