@@ -8,11 +8,16 @@
 //!   ENTRYPOINT, SHELL, STOPSIGNAL, HEALTHCHECK, ONBUILD, MAINTAINER) change an image
 //!   config; also `lb commit --change` and `lb import --change`.
 //! - `plan`: the stages as a DAG, the ones the target needs, in parallel levels.
+//! - `build`: runs a plan: cache keys, RUN in the runtime, COPY/ADD (`copy`) into a fresh
+//!   upper dir, layers and images in the store, progress as events.
 
+mod build;
 pub mod config;
+mod copy;
 mod error;
 pub mod plan;
 
+pub use build::{BuildOptions, Event, Progress, build};
 pub use config::{ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;
 pub use plan::{Base, Plan, Stage, plan};

@@ -13,6 +13,7 @@
 
 mod apply;
 mod archive;
+mod cache;
 mod container;
 mod content;
 mod diff;

@@ -143,6 +143,7 @@ impl Store {
                 count += 1;
             }
         }
+        self.prune_cache();
         // No writer holds the shared lock now, so nothing in ingest/ is in use.
         let ingest = self.root.join("ingest");
         for entry in fs::read_dir(&ingest)

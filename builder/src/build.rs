@@ -1,0 +1,837 @@
+//! Running a plan: each stage from its base through its steps, stages of one level at the
+//! same time. A step's cache key is computed before it runs (the parent's key, the step as
+//! expanded, and the digests of what it reads); a key the store has a record for reuses
+//! the image recorded, otherwise the step runs: RUN in lb's runtime on an overlay of the
+//! stage's snapshots with a fresh upper directory, COPY straight into a fresh upper
+//! directory. That upper directory is diffed into the step's layer and kept as its
+//! snapshot. Metadata steps only change the config and the history.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use lb_layerstore::{DiffOptions, Digest, Image, Reference, Store};
+use lb_parser::shell::Lexer;
+use lb_parser::{Command, Dockerfile, Instruction};
+use serde_json::{Value, json};
+
+use crate::config::ImageConfig;
+use crate::copy;
+use crate::error::BuildError;
+use crate::plan::{Base, Plan, Stage, plan};
+
+/// What the caller asks of a build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The build context: a directory COPY and ADD read from.
+    pub context: PathBuf,
+    /// `--build-arg`s with their values.
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    /// `--no-cache`: every step runs.
+    pub no_cache: bool,
+    /// `--network none`: RUN steps get a network namespace of their own with only `lo`;
+    /// otherwise they share the host's network, as `docker build --network host`.
+    pub network_none: bool,
+    /// `--label`s added to the final image's config.
+    pub labels: Vec<(String, String)>,
+    /// `SOURCE_DATE_EPOCH`: image and history times, and no layer mtime later than it.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A step starts: `[stage k/n] INSTRUCTION`.
+    Start {
+        vertex: usize,
+        name: &'a str,
+    },
+    /// It was found in the cache.
+    Cached {
+        vertex: usize,
+    },
+    /// A line its process printed.
+    Output {
+        vertex: usize,
+        line: &'a str,
+    },
+    Done {
+        vertex: usize,
+        seconds: f64,
+    },
+}
+
+/// Where a build's events go; called from several threads at once.
+pub trait Progress: Sync {
+    fn event(&self, e: Event<'_>);
+}
+
+/// A stage as far as it got: its image config (docker's whole config JSON), its layers,
+/// the image written for them (the snapshots RUN and COPY stand on), its ARGs and its
+/// cache key.
+#[derive(Debug, Clone)]
+struct StageState {
+    config: Value,
+    run: ImageConfig,
+    layers: Vec<oci_spec::image::Descriptor>,
+    image: Option<Image>,
+    args: Vec<(String, String)>,
+    key: Digest,
+}
+
+impl StageState {
+    fn diff_ids(&self) -> Vec<Digest> {
+        self.config["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().and_then(|s| s.parse().ok()))
+            .collect()
+    }
+
+    /// The variables a step's words expand with: ARGs, then Env over them.
+    fn scope(&self) -> BTreeMap<String, String> {
+        let mut scope: BTreeMap<String, String> = self.args.iter().cloned().collect();
+        scope.extend(self.run.env());
+        scope
+    }
+
+    fn from_image(image: Image, config: Value, key: Digest) -> StageState {
+        let mut run = ImageConfig::from_base(
+            config["config"].as_object().cloned().unwrap_or_default(),
+            config["author"].as_str().map(str::to_string),
+        );
+        // As BuildKit: an image without PATH gets the default one.
+        if !run.env().iter().any(|(k, _)| k == "PATH") {
+            run.set_env("PATH", lb_runtime::DEFAULT_PATH);
+        }
+        StageState {
+            layers: image.manifest.layers().clone(),
+            image: Some(image),
+            config,
+            run,
+            args: Vec::new(),
+            key,
+        }
+    }
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    progress: &'a dyn Progress,
+    plan: Plan,
+    vertex: AtomicUsize,
+    /// Scratch space for steps: upper dirs, mount points; on the store's file system so
+    /// that an upper dir can be renamed into a snapshot.
+    work: tempfile::TempDir,
+    created: String,
+}
+
+/// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
+pub fn build(
+    store: &Store,
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Image, BuildError> {
+    let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
+    // Unnamed blobs of the build are safe from a concurrent prune until the image is named.
+    let _writing = store.writing().map_err(store_err)?;
+    private_mounts()?;
+    let work_parent = store.root().join("build");
+    std::fs::create_dir_all(&work_parent)
+        .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+    let work = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(&work_parent)
+        .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+    let created = lb_layerstore::rfc3339(
+        opts.source_date_epoch
+            .unwrap_or_else(lb_layerstore::creation_time),
+    );
+    let b = Builder {
+        store,
+        opts,
+        progress,
+        plan,
+        vertex: AtomicUsize::new(0),
+        work,
+        created,
+    };
+    let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
+    for level in &b.plan.levels {
+        let outcome: Vec<Result<(), BuildError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = level
+                .iter()
+                .map(|&i| {
+                    let (b, results) = (&b, &results);
+                    s.spawn(move || {
+                        let state = b.build_stage(&b.plan.stages[i], results)?;
+                        results.lock().expect("results")[i] = Some(state);
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(BuildError::new("a stage's thread panicked")))
+                })
+                .collect()
+        });
+        for r in outcome {
+            r?;
+        }
+    }
+    let mut state = results.lock().expect("results")[b.plan.target]
+        .take()
+        .expect("the target stage was built");
+    for (k, v) in &opts.labels {
+        let labels = state.config["config"]
+            .as_object_mut()
+            .map(|c| c.entry("Labels").or_insert_with(|| json!({})));
+        if let Some(Value::Object(l)) = labels {
+            l.insert(k.clone(), json!(v));
+        }
+    }
+    b.write(&state).map_err(store_err)
+}
+
+fn store_err(e: lb_layerstore::Error) -> BuildError {
+    BuildError::new(e.to_string())
+}
+
+/// The build mounts views of images (for COPY --from) in a mount namespace of its own:
+/// none of them is seen outside, and all go away with the process.
+fn private_mounts() -> Result<(), BuildError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+        BuildError::new(format!(
+            "building needs root (a mount namespace of its own): {e}"
+        ))
+    })?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| BuildError::new(format!("make / private: {e}")))
+}
+
+fn key_of(parts: &Value) -> Digest {
+    Digest::of(&serde_json::to_vec(parts).expect("json"))
+}
+
+impl Builder<'_> {
+    fn next_vertex(&self) -> usize {
+        self.vertex.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The image of `state` as it stands, written to the store.
+    fn write(&self, state: &StageState) -> Result<Image, lb_layerstore::Error> {
+        let mut config = state.config.clone();
+        config["config"] = Value::Object(state.run.config.clone());
+        if let Some(a) = &state.run.author {
+            config["author"] = json!(a);
+        }
+        config["created"] = json!(self.created);
+        self.store.write_image(&config, &state.layers, &[])
+    }
+
+    fn base_state(
+        &self,
+        stage: &Stage,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        match &stage.base {
+            Base::Scratch => {
+                let (os, arch) = lb_layerstore::host_platform();
+                let config = json!({
+                    "architecture": arch,
+                    "os": os,
+                    "config": { "Env": [format!("PATH={}", lb_runtime::DEFAULT_PATH)] },
+                    "rootfs": { "type": "layers", "diff_ids": [] },
+                    "history": [],
+                });
+                let run = ImageConfig::from_base(
+                    config["config"].as_object().cloned().unwrap_or_default(),
+                    None,
+                );
+                Ok(StageState {
+                    config,
+                    run,
+                    layers: Vec::new(),
+                    image: None,
+                    args: Vec::new(),
+                    key: Digest::of(b"scratch"),
+                })
+            }
+            Base::Image(name) => {
+                let image = self
+                    .image_named(name)
+                    .map_err(|m| BuildError::at(&stage.from, m))?;
+                let config = self.raw_config(&image)?;
+                let key = key_of(&json!({ "image": image.manifest_digest.to_string() }));
+                Ok(StageState::from_image(image, config, key))
+            }
+            Base::Stage(i) => {
+                let mut s = results.lock().expect("results")[*i]
+                    .clone()
+                    .expect("a stage's base is built before it");
+                s.args.clear();
+                Ok(s)
+            }
+        }
+    }
+
+    fn image_named(&self, name: &str) -> Result<Image, String> {
+        let r = Reference::parse(name).map_err(|e| format!("invalid reference {name:?}: {e}"))?;
+        self.store.image(&r).map_err(|_| {
+            format!("{name}: image not found locally (lb pull arrives with the registry client)")
+        })
+    }
+
+    fn raw_config(&self, image: &Image) -> Result<Value, BuildError> {
+        let bytes = self
+            .store
+            .content()
+            .read_verified(&image.config_digest)
+            .map_err(store_err)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| BuildError::new(format!("image config {}: {e}", image.config_digest)))
+    }
+
+    fn build_stage(
+        &self,
+        stage: &Stage,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        let total = stage.steps.len() + 1;
+        let label = |k: usize, ins: &Instruction| {
+            format!(
+                "[{} {k}/{total}] {}",
+                stage.display_name(),
+                ins.original.trim()
+            )
+        };
+        let v = self.next_vertex();
+        let t = Instant::now();
+        self.progress.event(Event::Start {
+            vertex: v,
+            name: &label(1, &stage.from),
+        });
+        let mut state = self.base_state(stage, results)?;
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        for (k, ins) in stage.steps.iter().enumerate() {
+            let name = label(k + 2, ins);
+            state = self.step(state, ins, &name, results)?;
+        }
+        // The stage's image, for stages that build on it or copy from it.
+        if state.image.as_ref().map(|i| i.manifest.layers().len()) != Some(state.layers.len())
+            || state.image.is_none()
+        {
+            state.image = Some(self.write(&state).map_err(store_err)?);
+        }
+        Ok(state)
+    }
+
+    fn history(&self, state: &mut StageState, created_by: String, empty_layer: bool) {
+        let mut entry = json!({ "created": self.created, "created_by": created_by });
+        if empty_layer {
+            entry["empty_layer"] = json!(true);
+        }
+        match state.config["history"].as_array_mut() {
+            Some(h) => h.push(entry),
+            None => state.config["history"] = json!([entry]),
+        }
+    }
+
+    fn step(
+        &self,
+        mut state: StageState,
+        ins: &Instruction,
+        name: &str,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        match &ins.command {
+            Command::Arg(a) => {
+                let lex = Lexer::new('\\');
+                for decl in &a.args {
+                    let scope = state.scope();
+                    let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(
+                            lex.process_word(d, &scope)
+                                .map_err(|e| BuildError::at(ins, e.to_string()))?,
+                        ),
+                        (None, None) => self
+                            .plan
+                            .meta_args
+                            .iter()
+                            .chain(crate::plan::platform_args().iter())
+                            .find(|(k, _)| *k == decl.name)
+                            .map(|(_, v)| v.clone()),
+                    };
+                    state.args.retain(|(k, _)| *k != decl.name);
+                    if let Some(v) = value {
+                        state.args.push((decl.name.clone(), v));
+                    }
+                }
+                state.key = key_of(&json!({ "parent": state.key.to_string(), "arg": state.args }));
+                Ok(state)
+            }
+            Command::Run(run) => self.run_step(state, ins, run, name),
+            Command::Copy(c) => {
+                let from = match &c.from {
+                    None => copy::Source::Context(self.opts.context.clone()),
+                    Some(f) => self
+                        .source_image(f, results)
+                        .map_err(|m| BuildError::at(ins, m))?,
+                };
+                self.copy_step(
+                    state,
+                    ins,
+                    name,
+                    from,
+                    &c.files,
+                    c.chown.as_deref(),
+                    c.chmod.as_deref(),
+                    false,
+                )
+            }
+            Command::Add(a) => {
+                if let Some(url) = a.files.sources.iter().find(|s| s.contains("://")) {
+                    return Err(BuildError::at(
+                        ins,
+                        format!(
+                            "ADD {url}: fetching URLs comes with the network support of a later issue; use a local file"
+                        ),
+                    ));
+                }
+                let from = copy::Source::Context(self.opts.context.clone());
+                self.copy_step(
+                    state,
+                    ins,
+                    name,
+                    from,
+                    &a.files,
+                    a.chown.as_deref(),
+                    a.chmod.as_deref(),
+                    a.unpack != Some(false),
+                )
+            }
+            _ => {
+                let args = state.args.clone();
+                let applied = state
+                    .run
+                    .apply(ins, &args)
+                    .map_err(|e| BuildError::at(ins, e.to_string()))?;
+                if !applied {
+                    return Err(BuildError::at(
+                        ins,
+                        format!("{} is not supported here", ins.original.trim()),
+                    ));
+                }
+                self.history(&mut state, ins.original.trim().to_string(), true);
+                state.key = key_of(&json!({
+                    "parent": state.key.to_string(),
+                    "instruction": ins.original.trim(),
+                    "config": state.run.config,
+                }));
+                Ok(state)
+            }
+        }
+    }
+
+    /// A `--from` value: a stage built before, or an image in the store.
+    fn source_image(
+        &self,
+        from: &str,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<copy::Source, String> {
+        let stage = self
+            .plan
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str()))
+            .or_else(|| from.parse::<usize>().ok());
+        if let Some(i) = stage {
+            let s = results.lock().expect("results")[i]
+                .clone()
+                .ok_or_else(|| format!("stage {from} was not built"))?;
+            let image = s.image.clone().expect("a built stage has its image");
+            return Ok(copy::Source::Image(Box::new(image), s.key));
+        }
+        let image = self.image_named(from)?;
+        let key = key_of(&json!({ "image": image.manifest_digest.to_string() }));
+        Ok(copy::Source::Image(Box::new(image), key))
+    }
+
+    /// Looks `key` up; on a hit the state becomes the recorded image's.
+    fn cached(&self, state: &StageState, key: Digest) -> Result<Option<StageState>, BuildError> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let Some(image) = self.store.cache_get(&key) else {
+            return Ok(None);
+        };
+        let config = self.raw_config(&image)?;
+        let mut hit = StageState::from_image(image, config, key);
+        hit.args = state.args.clone();
+        Ok(Some(hit))
+    }
+
+    /// Commits `upper` as the step's layer on top of `state`, records it under the step's
+    /// key and keeps `upper` as the layer's snapshot.
+    fn commit(
+        &self,
+        mut state: StageState,
+        upper: &Path,
+        key: Digest,
+        created_by: String,
+    ) -> Result<StageState, BuildError> {
+        let layer = self
+            .store
+            .store_layer(
+                upper,
+                DiffOptions {
+                    source_date_epoch: self.opts.source_date_epoch,
+                },
+            )
+            .map_err(store_err)?;
+        match state.config["rootfs"]["diff_ids"].as_array_mut() {
+            Some(d) => d.push(json!(layer.diff_id.to_string())),
+            None => {
+                state.config["rootfs"] =
+                    json!({ "type": "layers", "diff_ids": [layer.diff_id.to_string()] })
+            }
+        }
+        self.history(&mut state, created_by, false);
+        let mut config = state.config.clone();
+        config["config"] = Value::Object(state.run.config.clone());
+        config["created"] = json!(self.created);
+        let image = self
+            .store
+            .write_image(&config, &state.layers, &[layer])
+            .map_err(store_err)?;
+        let chain = lb_layerstore::chain_ids(&state.diff_ids());
+        if let Some(top) = chain.last() {
+            self.store.adopt_snapshot(top, upper).map_err(store_err)?;
+        }
+        self.store.cache_put(&key, &image).map_err(store_err)?;
+        state.layers = image.manifest.layers().clone();
+        state.image = Some(image);
+        state.key = key;
+        Ok(state)
+    }
+
+    /// A fresh directory for one step.
+    fn step_dir(&self) -> Result<PathBuf, BuildError> {
+        let d = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(self.work.path())
+            .map_err(|e| BuildError::new(format!("{}: {e}", self.work.path().display())))?;
+        Ok(d.keep())
+    }
+
+    /// The snapshots of `image`, lowest first; an empty directory for no layers.
+    fn lowers(&self, image: Option<&Image>, dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
+        let mut lowers = match image {
+            Some(i) => self.store.prepare_snapshots(i).map_err(store_err)?,
+            None => Vec::new(),
+        };
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)
+                .map_err(|e| BuildError::new(format!("{}: {e}", empty.display())))?;
+            lowers.push(empty);
+        }
+        Ok(lowers)
+    }
+
+    /// The file system of `image` as one read-only directory (mounted in the build's own
+    /// mount namespace when it has more than one layer).
+    pub(crate) fn view(&self, image: Option<&Image>) -> Result<PathBuf, BuildError> {
+        let dir = self.step_dir()?;
+        let mut lowers = self.lowers(image, &dir)?;
+        if lowers.len() == 1 {
+            return Ok(lowers.remove(0));
+        }
+        lowers.reverse();
+        let at = dir.join("view");
+        std::fs::create_dir_all(&at)
+            .map_err(|e| BuildError::new(format!("{}: {e}", at.display())))?;
+        lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
+            .map_err(|e| BuildError::new(e.message))?;
+        Ok(at)
+    }
+
+    fn run_step(
+        &self,
+        state: StageState,
+        ins: &Instruction,
+        run: &lb_parser::Run,
+        name: &str,
+    ) -> Result<StageState, BuildError> {
+        if !run.heredocs.is_empty() {
+            return Err(BuildError::at(
+                ins,
+                "RUN with a heredoc is not supported by lb yet",
+            ));
+        }
+        if !run.mounts.is_empty() {
+            return Err(BuildError::at(
+                ins,
+                "RUN --mount is not supported by lb yet",
+            ));
+        }
+        let args = if run.command.shell_form {
+            let mut a = state
+                .run
+                .config
+                .get("Shell")
+                .and_then(|s| serde_json::from_value::<Vec<String>>(s.clone()).ok())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+            a.push(run.command.args.join(" "));
+            a
+        } else {
+            run.command.args.clone()
+        };
+        // Build args reach the process as variables, under the image's own Env.
+        let mut env: Vec<(String, String)> = state.args.clone();
+        for (k, v) in state.run.env() {
+            env.retain(|(e, _)| *e != k);
+            env.push((k, v));
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), lb_runtime::DEFAULT_PATH.into()));
+        }
+        let user = state
+            .run
+            .config
+            .get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let cwd = state
+            .run
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/")
+            .to_string();
+        let network = match run.network {
+            Some(lb_parser::NetworkMode::None) => true,
+            Some(lb_parser::NetworkMode::Host) => false,
+            _ => self.opts.network_none,
+        };
+        let key = key_of(&json!({
+            "parent": state.key.to_string(),
+            "run": args, "env": env, "user": user, "cwd": cwd, "network_none": network,
+        }));
+        let created_by = format!("RUN {} # buildkit", args.join(" "));
+        let v = self.next_vertex();
+        self.progress.event(Event::Start { vertex: v, name });
+        let t = Instant::now();
+        if let Some(hit) = self.cached(&state, key)? {
+            self.progress.event(Event::Cached { vertex: v });
+            return Ok(hit);
+        }
+        let dir = self.step_dir()?;
+        let mut lowers = self.lowers(state.image.as_ref(), &dir)?;
+        lowers.reverse();
+        let upper = dir.join("upper");
+        for d in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d))
+                .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+        }
+        let mut spec = lb_runtime::defaults::docker_spec(args.clone(), network);
+        if let Some(p) = spec.process_mut() {
+            p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+            p.set_cwd(PathBuf::from(&cwd));
+        }
+        spec.set_hostname(Some("buildkitsandbox".into()));
+        if let Some(root) = spec.root_mut() {
+            root.set_readonly(Some(false));
+        }
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
+        let err_w = out_w
+            .try_clone()
+            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
+        let devnull: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| BuildError::new(format!("/dev/null: {e}")))?
+            .into();
+        let id = Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex();
+        let launch = lb_runtime::Launch {
+            id,
+            spec,
+            layers: lb_runtime::RootfsLayers {
+                lowers,
+                upper: upper.clone(),
+                work: dir.join("work"),
+            },
+            rootfs: dir.join("rootfs"),
+            user: (!user.is_empty()).then_some(user),
+            seccomp: true,
+            init: false,
+            stdio: lb_runtime::Stdio::Fds {
+                stdin: devnull,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        };
+        let started = lb_runtime::start(&launch);
+        drop(launch);
+        let tail = Mutex::new(std::collections::VecDeque::<String>::new());
+        let code = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut r = BufReader::new(std::fs::File::from(out_r));
+                let mut line = Vec::new();
+                while r
+                    .read_until(b'\n', &mut line)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let text = String::from_utf8_lossy(&line)
+                        .trim_end_matches('\n')
+                        .to_string();
+                    self.progress.event(Event::Output {
+                        vertex: v,
+                        line: &text,
+                    });
+                    let mut t = tail.lock().expect("tail");
+                    if t.len() == 10 {
+                        t.pop_front();
+                    }
+                    t.push_back(text);
+                    line.clear();
+                }
+            });
+            let code = started.and_then(|c| c.wait());
+            let _ = reader.join();
+            code
+        });
+        let code = code.map_err(|e| BuildError::at(ins, e.message))?;
+        if code != 0 {
+            let tail: Vec<String> = tail.into_inner().expect("tail").into();
+            return Err(BuildError::at(
+                ins,
+                format!(
+                    "process \"{}\" did not complete successfully: exit code: {code}{}",
+                    args.join(" "),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nlast output:\n  {}", tail.join("\n  "))
+                    }
+                ),
+            ));
+        }
+        let state = self.commit(state, &upper, key, created_by)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(state)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_step(
+        &self,
+        state: StageState,
+        ins: &Instruction,
+        name: &str,
+        from: copy::Source,
+        files: &lb_parser::Sources,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        unpack: bool,
+    ) -> Result<StageState, BuildError> {
+        if !files.inline.is_empty() {
+            return Err(BuildError::at(
+                ins,
+                "COPY of a heredoc is not supported by lb yet",
+            ));
+        }
+        let v = self.next_vertex();
+        self.progress.event(Event::Start { vertex: v, name });
+        let t = Instant::now();
+        let lex = Lexer::new('\\');
+        let scope = state.scope();
+        let word = |w: &str| {
+            lex.process_word(w, &scope)
+                .map_err(|e| BuildError::at(ins, e.to_string()))
+        };
+        let sources = files
+            .sources
+            .iter()
+            .map(|s| word(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dest = word(&files.dest)?;
+        let chown = chown.map(word).transpose()?;
+        let workdir = state
+            .run
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        let (root, from_key) = match &from {
+            copy::Source::Context(dir) => (dir.clone(), json!("context")),
+            copy::Source::Image(image, key) => (self.view(Some(image))?, json!(key.to_string())),
+        };
+        let target = self.view(state.image.as_ref())?;
+        let spec = copy::CopySpec {
+            sources: &sources,
+            dest: &dest,
+            workdir: &workdir,
+            chown: chown.as_deref(),
+            chmod,
+            unpack,
+        };
+        let from_image = matches!(from, copy::Source::Image(..));
+        let op = copy::CopyOp::resolve(&root, from_image, &target, &spec)
+            .map_err(|m| BuildError::at(ins, m))?;
+        let key = key_of(&json!({
+            "parent": state.key.to_string(),
+            "copy": op.digest().map_err(|m| BuildError::at(ins, m))?.to_string(),
+            "from": from_key,
+        }));
+        let created_by = format!(
+            "{} {} # buildkit",
+            if unpack { "ADD" } else { "COPY" },
+            [sources.clone(), vec![dest.clone()]].concat().join(" ")
+        );
+        if let Some(hit) = self.cached(&state, key)? {
+            self.progress.event(Event::Cached { vertex: v });
+            return Ok(hit);
+        }
+        let dir = self.step_dir()?;
+        let upper = dir.join("upper");
+        std::fs::create_dir_all(&upper)
+            .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
+        op.write(&upper).map_err(|m| BuildError::at(ins, m))?;
+        let state = self.commit(state, &upper, key, created_by)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(state)
+    }
+}

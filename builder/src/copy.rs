@@ -1,0 +1,532 @@
+//! COPY and ADD with docker's rules, written into a step's fresh upper directory with no
+//! container: sources inside the context (or a stage's or image's file system), wildcards
+//! matched as Go's `filepath.Match` does, a directory's contents copied rather than the
+//! directory, a destination that is a directory when it ends in `/`, when there are
+//! several sources or a wildcard, or when it already is one in the image; relative
+//! destinations under WORKDIR. Parent directories that the image has keep its metadata.
+//! Files keep their mode and mtime; owners are root (from the context), the source's own
+//! (from an image), or `--chown`'s, resolved in the image's `/etc/passwd` and `/etc/group`.
+//! ADD unpacks a local tar archive (plain, gzip or zstd) into the destination.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use lb_layerstore::{Digest, Digester, Image};
+
+/// Where a COPY reads from.
+pub enum Source {
+    /// The build context directory.
+    Context(PathBuf),
+    /// A stage's or an image's file system, with the key that names its content.
+    Image(Box<Image>, Digest),
+}
+
+/// One resolved source: what is read, where it lands (absolute in the image), and whether
+/// a directory's contents go there.
+#[derive(Debug, Clone)]
+struct Item {
+    from: PathBuf,
+    to: PathBuf,
+    unpack: bool,
+}
+
+/// A COPY or ADD, resolved against its source and the image it writes into.
+#[derive(Debug)]
+pub struct CopyOp {
+    items: Vec<Item>,
+    /// The image's file system as it stands (for parent directories' metadata).
+    target: PathBuf,
+    owner: Option<(u32, u32)>,
+    /// From the context, files are root's; from an image they keep their owners.
+    keep_owner: bool,
+    chmod: Option<u32>,
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `p` made relative and clean; `None` when it would climb out of its root.
+fn clean_relative(p: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir if !out.pop() => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// `dest` as an absolute path in the image, joined to `workdir` when relative.
+fn absolute_dest(dest: &str, workdir: &str) -> PathBuf {
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{workdir}/{dest}")
+    };
+    Path::new("/").join(clean_relative(&joined).unwrap_or_default())
+}
+
+/// Go's `filepath.Match` pattern in the glob crate's syntax (`[^...]` is `[!...]` there).
+fn glob_pattern(p: &str) -> String {
+    p.replace("[^", "[!")
+}
+
+fn in_root(root: &Path, p: &Path) -> PathBuf {
+    root.join(p.strip_prefix("/").unwrap_or(p))
+}
+
+/// Whether `path` is a tar archive, perhaps compressed (what ADD unpacks).
+fn is_archive(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok(mut r) = lb_layerstore::decompressed(f) else {
+        return false;
+    };
+    let mut head = vec![0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got == 512 && &head[257..262] == b"ustar"
+}
+
+/// What a COPY or ADD instruction asks, its words expanded.
+pub struct CopySpec<'a> {
+    pub sources: &'a [String],
+    pub dest: &'a str,
+    pub workdir: &'a str,
+    pub chown: Option<&'a str>,
+    pub chmod: Option<&'a str>,
+    /// ADD: local archives are unpacked.
+    pub unpack: bool,
+}
+
+impl CopyOp {
+    /// Resolves `spec` against `root` (the context, or an image's file system when
+    /// `from_image`: then files keep their owners) and `target`, the file system the copy
+    /// writes into.
+    pub fn resolve(
+        root: &Path,
+        from_image: bool,
+        target: &Path,
+        spec: &CopySpec,
+    ) -> Result<CopyOp, String> {
+        let CopySpec {
+            sources,
+            dest,
+            workdir,
+            chown,
+            chmod,
+            unpack,
+        } = *spec;
+        let to = absolute_dest(dest, workdir);
+        let mut matched: Vec<PathBuf> = Vec::new();
+        let mut wildcard = false;
+        for src in sources {
+            let rel =
+                clean_relative(src).ok_or_else(|| format!("{src}: outside the build context"))?;
+            if has_wildcard(src) {
+                wildcard = true;
+                let pattern = root.join(glob_pattern(&rel.to_string_lossy()));
+                let opts = glob::MatchOptions {
+                    case_sensitive: true,
+                    require_literal_separator: true,
+                    require_literal_leading_dot: false,
+                };
+                let mut found: Vec<PathBuf> = glob::glob_with(&pattern.to_string_lossy(), opts)
+                    .map_err(|e| format!("{src}: bad pattern: {e}"))?
+                    .filter_map(Result::ok)
+                    .collect();
+                found.sort();
+                matched.extend(found);
+            } else {
+                let p = root.join(&rel);
+                if fs::symlink_metadata(&p).is_err() {
+                    return Err(format!(
+                        "failed to compute cache key: \"/{}\": not found",
+                        rel.display()
+                    ));
+                }
+                matched.push(p);
+            }
+        }
+        if matched.is_empty() {
+            return Err("no source files were specified".into());
+        }
+        let dest_is_dir = dest.ends_with('/')
+            || dest.ends_with("/.")
+            || matched.len() > 1
+            || wildcard
+            || in_root(target, &to).is_dir();
+        let mut items = Vec::new();
+        for from in matched {
+            let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+            let item = if md.is_dir() {
+                Item {
+                    from,
+                    to: to.clone(),
+                    unpack: false,
+                }
+            } else if unpack && is_archive(&from) {
+                Item {
+                    from,
+                    to: to.clone(),
+                    unpack: true,
+                }
+            } else if dest_is_dir {
+                let name = from.file_name().map(PathBuf::from).unwrap_or_default();
+                Item {
+                    to: to.join(name),
+                    from,
+                    unpack: false,
+                }
+            } else {
+                Item {
+                    from,
+                    to: to.clone(),
+                    unpack: false,
+                }
+            };
+            items.push(item);
+        }
+        let owner = chown.map(|c| resolve_owner(c, target)).transpose()?;
+        let chmod = chmod
+            .map(|m| {
+                u32::from_str_radix(m, 8)
+                    .map_err(|_| format!("invalid chmod {m}: want an octal mode"))
+            })
+            .transpose()?;
+        Ok(CopyOp {
+            items,
+            target: target.to_path_buf(),
+            owner,
+            keep_owner: from_image,
+            chmod,
+        })
+    }
+
+    /// The digest of everything the copy writes: paths where they land, types, modes,
+    /// owners, sizes, contents and link targets (not mtimes: an unchanged file touched
+    /// again is the same input, as in BuildKit).
+    pub fn digest(&self) -> Result<Digest, String> {
+        let mut h = Digester::new(std::io::sink());
+        let mut add = |s: &str| {
+            use std::io::Write;
+            let _ = h.write_all(s.as_bytes());
+            let _ = h.write_all(b"\0");
+        };
+        add(&format!(
+            "{:?} {:?} {}",
+            self.owner, self.chmod, self.keep_owner
+        ));
+        for item in &self.items {
+            add(&format!(
+                "item {} unpack={}",
+                item.to.display(),
+                item.unpack
+            ));
+            let mut files = Vec::new();
+            walk(&item.from, Path::new(""), true, &mut files)?;
+            for (path, rel, md) in files {
+                let kind = if md.is_dir() {
+                    "d".to_string()
+                } else if md.file_type().is_symlink() {
+                    format!(
+                        "l {}",
+                        fs::read_link(&path)
+                            .map(|t| t.display().to_string())
+                            .unwrap_or_default()
+                    )
+                } else if md.is_file() {
+                    format!("f {} {}", md.len(), file_digest(&path)?)
+                } else {
+                    "o".to_string()
+                };
+                let owner = if self.keep_owner {
+                    format!("{}:{}", md.uid(), md.gid())
+                } else {
+                    String::new()
+                };
+                add(&format!(
+                    "{} {:o} {owner} {kind}",
+                    rel.display(),
+                    md.mode() & 0o7777
+                ));
+            }
+        }
+        Ok(h.finish().0)
+    }
+
+    /// Writes the copy into `upper`, a fresh upper directory over the target image.
+    pub fn write(&self, upper: &Path) -> Result<(), String> {
+        for item in &self.items {
+            let dest = in_root(upper, &item.to);
+            let from_md =
+                fs::metadata(&item.from).map_err(|e| format!("{}: {e}", item.from.display()))?;
+            // A directory's contents land in `to`, which becomes a directory itself.
+            let parent_of = if from_md.is_dir() || item.unpack {
+                Some(item.to.as_path())
+            } else {
+                item.to.parent()
+            };
+            if let Some(p) = parent_of {
+                self.make_dirs(upper, p)?;
+            }
+            if item.unpack {
+                let f = fs::File::open(&item.from)
+                    .map_err(|e| format!("{}: {e}", item.from.display()))?;
+                lb_layerstore::apply_layer(
+                    f,
+                    &dest,
+                    lb_layerstore::ApplyOptions {
+                        whiteouts: lb_layerstore::Whiteouts::Delete,
+                        privileged: true,
+                    },
+                )
+                .map_err(|e| format!("{}: {e}", item.from.display()))?;
+                continue;
+            }
+            let mut files = Vec::new();
+            walk(&item.from, Path::new(""), true, &mut files)?;
+            // Directories' metadata last, once their contents are written.
+            let mut dirs = Vec::new();
+            for (path, rel, md) in files {
+                let to = if rel.as_os_str().is_empty() {
+                    dest.clone()
+                } else {
+                    dest.join(&rel)
+                };
+                if md.is_dir() {
+                    if !to.is_dir() {
+                        fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+                    }
+                    if !rel.as_os_str().is_empty() {
+                        dirs.push((to, md));
+                    }
+                } else if md.file_type().is_symlink() {
+                    let target =
+                        fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let _ = fs::remove_file(&to);
+                    std::os::unix::fs::symlink(&target, &to)
+                        .map_err(|e| format!("{}: {e}", to.display()))?;
+                    self.own(&to, &md)?;
+                    set_mtime(&to, &md)?;
+                } else if md.is_file() {
+                    let _ = fs::remove_file(&to);
+                    fs::copy(&path, &to)
+                        .map_err(|e| format!("copy {} to {}: {e}", path.display(), to.display()))?;
+                    self.own(&to, &md)?;
+                    let mode = self.chmod.unwrap_or(md.mode() & 0o7777);
+                    fs::set_permissions(&to, fs::Permissions::from_mode(mode))
+                        .map_err(|e| format!("{}: {e}", to.display()))?;
+                    set_mtime(&to, &md)?;
+                }
+            }
+            for (to, md) in dirs.into_iter().rev() {
+                self.own(&to, &md)?;
+                let mode = self.chmod.unwrap_or(md.mode() & 0o7777);
+                fs::set_permissions(&to, fs::Permissions::from_mode(mode))
+                    .map_err(|e| format!("{}: {e}", to.display()))?;
+                set_mtime(&to, &md)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` (absolute in the image) and its parents in `upper`, each with the
+    /// metadata the image gives it, or root's 0755 when the image has none.
+    fn make_dirs(&self, upper: &Path, dir: &Path) -> Result<(), String> {
+        let mut at = PathBuf::from("/");
+        for c in dir.components() {
+            let Component::Normal(n) = c else { continue };
+            at.push(n);
+            let in_upper = in_root(upper, &at);
+            if in_upper.is_dir() {
+                continue;
+            }
+            fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", in_upper.display()))?;
+            match fs::metadata(in_root(&self.target, &at)) {
+                Ok(md) if md.is_dir() => {
+                    std::os::unix::fs::lchown(&in_upper, Some(md.uid()), Some(md.gid()))
+                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
+                    fs::set_permissions(&in_upper, fs::Permissions::from_mode(md.mode() & 0o7777))
+                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
+                    set_mtime(&in_upper, &md)?;
+                }
+                _ => {
+                    fs::set_permissions(&in_upper, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
+                    if let Some((uid, gid)) = self.owner {
+                        std::os::unix::fs::lchown(&in_upper, Some(uid), Some(gid))
+                            .map_err(|e| format!("{}: {e}", in_upper.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn own(&self, to: &Path, md: &fs::Metadata) -> Result<(), String> {
+        let (uid, gid) = match self.owner {
+            Some(o) => o,
+            None if self.keep_owner => (md.uid(), md.gid()),
+            None => (0, 0),
+        };
+        std::os::unix::fs::lchown(to, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", to.display()))
+    }
+}
+
+/// `--chown=user[:group]`, names looked up in the image's own files; a bare numeric user
+/// gets the same numeric group, as in BuildKit.
+fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), String> {
+    let read = |f: &str| fs::read_to_string(target.join(f)).unwrap_or_default();
+    let u = lb_runtime::user::resolve(spec, &read("etc/passwd"), &read("etc/group"))
+        .map_err(|e| format!("--chown={spec}: {e}"))?;
+    let gid = match spec.split_once(':') {
+        None if spec.parse::<u32>().is_ok() => u.uid,
+        _ => u.gid,
+    };
+    Ok((u.uid, gid))
+}
+
+/// Everything under `path` (itself first), sorted, with paths relative to it. The top is
+/// followed when it is a symlink (docker copies what a source names), nothing below.
+fn walk(
+    path: &Path,
+    rel: &Path,
+    top: bool,
+    out: &mut Vec<(PathBuf, PathBuf, fs::Metadata)>,
+) -> Result<(), String> {
+    let md = if top {
+        fs::metadata(path)
+    } else {
+        fs::symlink_metadata(path)
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let is_dir = md.is_dir();
+    out.push((path.to_path_buf(), rel.to_path_buf(), md));
+    if is_dir {
+        let mut names: Vec<_> = fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort();
+        for n in names {
+            walk(&path.join(&n), &rel.join(&n), false, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn file_digest(path: &Path) -> Result<Digest, String> {
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = Digester::new(std::io::sink());
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(h.finish().0)
+}
+
+fn set_mtime(path: &Path, md: &fs::Metadata) -> Result<(), String> {
+    let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| format!("set times of {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_follow_dockers_rules() {
+        assert_eq!(absolute_dest("app/", "/srv"), PathBuf::from("/srv/app"));
+        assert_eq!(absolute_dest("/x/../y", "/srv"), PathBuf::from("/y"));
+        assert_eq!(absolute_dest(".", "/"), PathBuf::from("/"));
+        assert_eq!(clean_relative("../../etc/passwd"), None);
+        assert_eq!(clean_relative("/a/./b/../c"), Some(PathBuf::from("a/c")));
+        assert_eq!(glob_pattern("[^a]*.txt"), "[!a]*.txt");
+    }
+
+    #[test]
+    fn a_copy_resolves_sources_and_hashes_what_it_writes() {
+        let ctx = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("src/sub")).unwrap();
+        fs::write(ctx.path().join("src/a.txt"), "a").unwrap();
+        fs::write(ctx.path().join("src/sub/b.txt"), "b").unwrap();
+        fs::write(ctx.path().join("one.txt"), "1").unwrap();
+        fs::create_dir_all(target.path().join("existing")).unwrap();
+        let op = |srcs: &[&str], dest: &str| {
+            let sources: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
+            let spec = CopySpec {
+                sources: &sources,
+                dest,
+                workdir: "/w",
+                chown: None,
+                chmod: None,
+                unpack: false,
+            };
+            CopyOp::resolve(ctx.path(), false, target.path(), &spec)
+        };
+        // A file to a file name, into an existing directory, a directory's contents.
+        assert_eq!(
+            op(&["one.txt"], "two.txt").unwrap().items[0].to,
+            PathBuf::from("/w/two.txt")
+        );
+        assert_eq!(
+            op(&["one.txt"], "/existing").unwrap().items[0].to,
+            PathBuf::from("/existing/one.txt")
+        );
+        assert_eq!(
+            op(&["src"], "/app").unwrap().items[0].to,
+            PathBuf::from("/app")
+        );
+        assert_eq!(
+            op(&["src/*.txt"], "/d").unwrap().items[0].to,
+            PathBuf::from("/d/a.txt")
+        );
+        assert!(
+            op(&["nope"], "/")
+                .unwrap_err()
+                .contains("\"/nope\": not found")
+        );
+        assert!(
+            op(&["../x"], "/")
+                .unwrap_err()
+                .contains("outside the build context")
+        );
+        assert!(
+            op(&["*.none"], "/")
+                .unwrap_err()
+                .contains("no source files")
+        );
+        // The digest changes with content, not with mtimes.
+        let d1 = op(&["src"], "/app").unwrap().digest().unwrap();
+        fs::write(ctx.path().join("src/sub/b.txt"), "b").unwrap();
+        assert_eq!(op(&["src"], "/app").unwrap().digest().unwrap(), d1);
+        fs::write(ctx.path().join("src/sub/b.txt"), "B").unwrap();
+        assert_ne!(op(&["src"], "/app").unwrap().digest().unwrap(), d1);
+        // Written: contents, modes, parents.
+        let upper = tempfile::tempdir().unwrap();
+        op(&["src"], "/app/").unwrap().write(upper.path()).unwrap();
+        assert_eq!(
+            fs::read_to_string(upper.path().join("app/sub/b.txt")).unwrap(),
+            "B"
+        );
+        assert!(upper.path().join("app/a.txt").is_file());
+    }
+}

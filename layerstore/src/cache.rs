@@ -1,0 +1,92 @@
+//! Build cache records: a cache key (the builder's digest of a step and everything it
+//! read) names the image the step produced, as `cache/<hex>` holding that image's manifest
+//! digest. A record is a hint, not a root: `prune` removes the images no name or container
+//! reaches and then every record whose image is gone, and a lookup whose image is
+//! missing is a miss.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::Error;
+use crate::digest::Digest;
+use crate::image::Image;
+use crate::store::Store;
+
+impl Store {
+    fn cache_dir(&self) -> PathBuf {
+        self.root().join("cache")
+    }
+
+    /// The image recorded for `key`, when it is still whole in the store.
+    pub fn cache_get(&self, key: &Digest) -> Option<Image> {
+        let text = fs::read_to_string(self.cache_dir().join(key.hex())).ok()?;
+        let manifest = Digest::from_str(text.trim()).ok()?;
+        self.image_by_manifest(manifest).ok()
+    }
+
+    /// Records that `key` produced `image` (atomically: a reader sees the old record or
+    /// the new one).
+    pub fn cache_put(&self, key: &Digest, image: &Image) -> Result<(), Error> {
+        let dir = self.cache_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        tmp.write_all(image.manifest_digest.to_string().as_bytes())
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        let path = dir.join(key.hex());
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
+    }
+
+    /// Removes records whose image is gone, and leftovers of interrupted writes; the
+    /// caller holds the gc lock, after the blobs were swept. Returns how many went.
+    pub(crate) fn prune_cache(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(self.cache_dir()) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let gone = name.starts_with('.')
+                || Digest::from_str(&format!("sha256:{name}"))
+                    .ok()
+                    .and_then(|k| self.cache_get(&k))
+                    .is_none();
+            if gone && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_lasts_as_long_as_its_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        let image = store.write_image(&config, &[], &[]).unwrap();
+        let key = Digest::of(b"step");
+        assert!(store.cache_get(&key).is_none());
+        store.cache_put(&key, &image).unwrap();
+        assert_eq!(
+            store.cache_get(&key).unwrap().manifest_digest,
+            image.manifest_digest
+        );
+        // Nothing names the image: a prune takes it, and the record with it.
+        store.prune().unwrap();
+        assert!(store.cache_get(&key).is_none());
+        assert_eq!(fs::read_dir(dir.path().join("cache")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,192 @@
+//! `lb build [OPTIONS] CONTEXT`: reads the Dockerfile, hands it to the builder and prints
+//! its progress the way BuildKit's plain output does (`#N [stage k/n] INSTRUCTION`,
+//! `#N CACHED`, the steps' output, `#N DONE 0.1s`), then names the image.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lb_builder::{BuildOptions, Event, Progress};
+use lb_layerstore::{Reference, Store};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag); may be given more than once
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short, long = "file")]
+    file: Option<PathBuf>,
+    /// Set a build-time variable (KEY=VALUE, or KEY to take lb's own)
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Run every step, using no cached result
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Set a label on the image (KEY=VALUE)
+    #[arg(long)]
+    label: Vec<String>,
+    /// Networking of RUN steps: host (default) or none
+    #[arg(long, default_value = "default")]
+    network: String,
+    /// Progress output: auto, plain, tty or quiet
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Print only the image ID
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the image ID to this file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// The build context directory
+    context: PathBuf,
+}
+
+/// BuildKit's plain progress on standard error.
+struct Plain {
+    start: Instant,
+    quiet: bool,
+    out: Mutex<std::io::Stderr>,
+}
+
+impl Progress for Plain {
+    fn event(&self, e: Event<'_>) {
+        if self.quiet {
+            return;
+        }
+        let mut out = self.out.lock().expect("stderr");
+        let _ = match e {
+            Event::Start { vertex, name } => writeln!(out, "#{vertex} {name}"),
+            Event::Cached { vertex } => writeln!(out, "#{vertex} CACHED"),
+            Event::Output { vertex, line } => writeln!(
+                out,
+                "#{vertex} {:.3} {line}",
+                self.start.elapsed().as_secs_f64()
+            ),
+            Event::Done { vertex, seconds } => writeln!(out, "#{vertex} DONE {seconds:.1}s"),
+        };
+    }
+}
+
+fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{what} {kv:?}: want KEY=VALUE"),
+        })
+        .collect()
+}
+
+pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    if !args.context.is_dir() {
+        bail!(
+            "unable to prepare context: path {:?} not found or not a directory",
+            args.context.display().to_string()
+        );
+    }
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let source = std::fs::read(&file)
+        .with_context(|| format!("failed to read the Dockerfile {}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let df = match lb_parser::parse(&source) {
+        Ok(df) => df,
+        Err(e) => {
+            eprint!("{}", e.render(&name, &source));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let tags = args
+        .tag
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_arg {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            // Without a value: lb's own environment's, when it has one.
+            None => match std::env::var(a) {
+                Ok(v) => build_args.insert(a.clone(), v),
+                Err(_) => continue,
+            },
+        };
+    }
+    let network_none = match args.network.as_str() {
+        "default" | "host" => false,
+        "none" => true,
+        other => bail!("--network {other}: want default, host or none"),
+    };
+    if !matches!(args.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
+        bail!(
+            "--progress {}: want auto, plain, tty or quiet",
+            args.progress
+        );
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v}: want seconds"))?,
+        ),
+        _ => None,
+    };
+    let opts = BuildOptions {
+        context: args.context.clone(),
+        build_args,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        network_none,
+        labels: key_values(&args.label, "--label")?,
+        source_date_epoch,
+    };
+    let progress = Plain {
+        start: Instant::now(),
+        quiet: args.quiet || args.progress == "quiet",
+        out: Mutex::new(std::io::stderr()),
+    };
+    let image = match lb_builder::build(store, &df, &opts, &progress) {
+        Ok(i) => i,
+        Err(e) => {
+            if let Some(line) = e.line {
+                let text = String::from_utf8_lossy(&source);
+                eprintln!("{name}:{line}\n--------------------");
+                if let Some(l) = text.lines().nth(line - 1) {
+                    eprintln!("{line:>4} | >>> {l}");
+                }
+                eprintln!("--------------------");
+            }
+            eprintln!("ERROR: {}", e.message);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for t in &tags {
+        store.name_image(t, &image)?;
+    }
+    let id = image.config_digest.to_string();
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, &id).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if progress.quiet {
+        println!("{id}");
+    } else {
+        eprintln!("#0 writing image {id} done");
+        for t in &tags {
+            eprintln!("#0 naming to {t} done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

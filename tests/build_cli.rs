@@ -1,0 +1,268 @@
+//! `lb build` end to end, as root, on the cases in `testdata/build/`: each is built with the
+//! real binary and checked by running the image or reading its config; the cache is checked
+//! by rebuilding (unchanged, an edited COPY'd file, an unused build arg) and reproducibility
+//! by two `--no-cache` builds under SOURCE_DATE_EPOCH.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::*;
+
+fn case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/build")
+        .join(name)
+}
+
+/// `lb build ARGS...` with SOURCE_DATE_EPOCH as given: (exit code, image id, progress).
+fn build_with<S: AsRef<std::ffi::OsStr>>(
+    env: &Env,
+    args: &[S],
+    epoch: Option<&str>,
+) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lb"));
+    c.arg("--root")
+        .arg(&env.root)
+        .arg("build")
+        .args(args)
+        .stdin(Stdio::null());
+    match epoch {
+        Some(e) => c.env("SOURCE_DATE_EPOCH", e),
+        None => c.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    let out: Output = c.output().expect("run lb build");
+    let iid = env.root.parent().unwrap().join("iid");
+    let id = std::fs::read_to_string(&iid).unwrap_or_default();
+    let _ = std::fs::remove_file(&iid);
+    (out.status.code().unwrap_or(-1), id, text(&out.stderr))
+}
+
+/// `lb build --iidfile IID ARGS...`: (exit code, image id, progress).
+fn build(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let iid = env.root.parent().unwrap().join("iid");
+    let mut all = vec!["--iidfile".to_string(), iid.display().to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    build_with(env, &all, None)
+}
+
+fn config(env: &Env, image: &str) -> serde_json::Value {
+    let out = lb(env, &["inspect", image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Config"].clone()
+}
+
+/// A copy of a testdata case in a temporary directory, to edit.
+fn scratch_copy(env: &Env, name: &str) -> PathBuf {
+    let to = env.root.parent().unwrap().join(format!("ctx-{name}"));
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(case(name))
+        .arg(&to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    to
+}
+
+#[test]
+fn basic_env_workdir_copy_run_user_cmd() {
+    let Some(env) = setup() else { return };
+    let (code, id, log) = build(&env, &["-t", "basic", case("basic").to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert!(log.contains("[stage-0 5/8] RUN echo"), "{log}");
+    let (code, out, err) = run_image(&env, &[], "basic", &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "hello from /app\nfile a\nfile b\n"),
+        "{err}"
+    );
+    let c = config(&env, "basic");
+    assert_eq!(c["User"], "nobody");
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat", "/app/run.txt"]));
+    let envs = c["Env"].as_array().unwrap();
+    assert!(
+        envs.iter()
+            .any(|e| e.as_str().unwrap().starts_with("PATH=")),
+        "{envs:?}"
+    );
+    assert!(envs.contains(&serde_json::json!("GREETING=hello")));
+    // Copied files are root's, with their modes; the RUN's file is there too.
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "basic",
+        &[
+            "stat",
+            "-c",
+            "%U %a %n",
+            "/app/a.txt",
+            "/app/sub",
+            "/app/run.txt",
+        ],
+    );
+    assert_eq!(
+        out,
+        "root 644 /app/a.txt\nroot 755 /app/sub\nroot 644 /app/run.txt\n"
+    );
+    // One history entry per instruction, layers for COPY and RUN only.
+    let hist = text(&lb(&env, &["history", "basic"]).stdout);
+    assert_eq!(hist.lines().count(), 1 + 1 + 7, "{hist}");
+}
+
+#[test]
+fn the_cache_reruns_only_what_changed() {
+    let Some(env) = setup() else { return };
+    let ctx = scratch_copy(&env, "basic");
+    let ctx_s = ctx.to_str().unwrap();
+    let (code, first, log) = build(&env, &["-t", "c", ctx_s]);
+    assert_eq!(code, 0, "{log}");
+    // Unchanged: every step CACHED, nothing runs, the same image.
+    let (code, again, log) = build(&env, &["-t", "c", ctx_s]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    assert!(!log.contains(" hello"), "{log}");
+    assert_eq!(again, first);
+    // A build arg no stage declares changes nothing.
+    let (_, unused, log) = build(&env, &["--build-arg", "UNUSED=1", "-t", "c", ctx_s]);
+    assert_eq!(
+        (unused.as_str(), log.matches("CACHED").count()),
+        (first.as_str(), 2),
+        "{log}"
+    );
+    // An edited COPY'd file reruns that COPY and what follows.
+    std::fs::write(ctx.join("src/a.txt"), "edited\n").unwrap();
+    let (code, edited, log) = build(&env, &["-t", "c", ctx_s]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    assert_ne!(edited, first);
+    let (_, out, _) = run_image(&env, &[], "c", &[]);
+    assert_eq!(out, "hello from /app\nedited\nfile b\n");
+    // --no-cache runs everything again.
+    let (_, _, log) = build(&env, &["--no-cache", "-t", "c", ctx_s]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+}
+
+#[test]
+fn independent_stages_and_copy_from() {
+    let Some(env) = setup() else { return };
+    let (code, _, log) = build(&env, &["-t", "multi", case("multistage").to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains("[unused"),
+        "a stage the target does not need ran: {log}"
+    );
+    let (_, out, _) = run_image(&env, &[], "multi", &["cat", "/out/both.txt"]);
+    assert_eq!(out, "one\ntwo\n");
+}
+
+#[test]
+fn a_failing_run_names_its_line_and_status() {
+    let Some(env) = setup() else { return };
+    let (code, _, log) = build(
+        &env,
+        &["-t", "broken", case("failing-run").to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("Dockerfile:3"), "{log}");
+    assert!(
+        log.contains(">>> RUN echo \"about to fail\" && exit 3"),
+        "{log}"
+    );
+    assert!(
+        log.contains("did not complete successfully: exit code: 3"),
+        "{log}"
+    );
+    assert!(log.contains("about to fail"), "{log}");
+    assert!(!text(&lb(&env, &["images"]).stdout).contains("broken"));
+    // A Dockerfile that does not parse, and a context that does not exist.
+    let bad = env.root.parent().unwrap().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("Dockerfile"), "FROM busybox\nCOPY onlyone\n").unwrap();
+    let (code, _, log) = build(&env, &[bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(log.contains("Dockerfile:2"), "{log}");
+    let (code, _, log) = build(&env, &["/nonexistent/context"]);
+    assert_eq!(code, 1);
+    assert!(log.contains("/nonexistent/context"), "{log}");
+}
+
+#[test]
+fn build_args_and_target() {
+    let Some(env) = setup() else { return };
+    let dir = case("args-and-target");
+    let (code, _, log) = build(
+        &env,
+        &[
+            "--target",
+            "first",
+            "--build-arg",
+            "COLOR=blue",
+            "-t",
+            "first",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("[second"), "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "first",
+        &[
+            "sh",
+            "-c",
+            "cat /color.txt; test -e /second.txt || echo no-second",
+        ],
+    );
+    assert_eq!(out, "color=blue\nno-second\n");
+    let (code, _, log) = build(&env, &["-t", "all", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "all", &["cat", "/color.txt", "/second.txt"]);
+    assert_eq!(out, "color=red\nsecond\n");
+    let (code, _, log) = build(&env, &["--target", "nope", dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        log.contains("target stage \"nope\" could not be found"),
+        "{log}"
+    );
+}
+
+#[test]
+fn add_unpacks_a_local_archive_and_copy_does_not() {
+    let Some(env) = setup() else { return };
+    let (code, _, log) = build(&env, &["-t", "add", case("add-archive").to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "add",
+        &["sh", "-c", "cat /unpacked/inner/file.txt; ls /copied"],
+    );
+    assert_eq!(out, "inside\nfiles.tar.gz\n");
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible() {
+    let Some(env) = setup() else { return };
+    let iid = env.root.parent().unwrap().join("iid");
+    let dir = case("multistage");
+    let args = [
+        "--no-cache",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ];
+    let (code, one, log) = build_with(&env, &args, Some("946684800"));
+    assert_eq!(code, 0, "{log}");
+    let (code, two, log) = build_with(&env, &args, Some("946684800"));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        one, two,
+        "two --no-cache builds under SOURCE_DATE_EPOCH differ"
+    );
+}
