@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long)]
     iidfile: Option<PathBuf>,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
+    #[arg(long)]
+    secret: Vec<String>,
     /// The build context directory
     context: PathBuf,
 }
@@ -74,6 +77,30 @@ impl Progress for Plain {
             Event::Done { vertex, seconds } => writeln!(out, "#{vertex} DONE {seconds:.1}s"),
         };
     }
+}
+
+/// `--secret id=ID[,src=FILE|,env=VAR]`; with neither, the variable named ID.
+fn secret(spec: &str) -> anyhow::Result<(String, lb_builder::SecretSource)> {
+    let (mut id, mut src) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => {
+                src = Some(lb_builder::SecretSource::File(PathBuf::from(v)))
+            }
+            Some(("env", v)) => src = Some(lb_builder::SecretSource::Env(v.to_string())),
+            Some(("type", "file" | "env")) => {}
+            _ => bail!("--secret {spec:?}: unexpected {field:?} (want id=ID[,src=FILE|,env=VAR])"),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow::anyhow!("--secret {spec:?}: id= is required"))?;
+    let src = src.unwrap_or_else(|| lb_builder::SecretSource::Env(id.clone()));
+    if let lb_builder::SecretSource::File(f) = &src
+        && !f.is_file()
+    {
+        bail!("--secret {spec:?}: {} is not a file", f.display());
+    }
+    Ok((id, src))
 }
 
 fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -152,6 +179,11 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         network_none,
         labels: key_values(&args.label, "--label")?,
         source_date_epoch,
+        secrets: args
+            .secret
+            .iter()
+            .map(|s| secret(s))
+            .collect::<anyhow::Result<_>>()?,
     };
     let progress = Plain {
         start: Instant::now(),

@@ -266,3 +266,92 @@ fn source_date_epoch_makes_builds_reproducible() {
         "two --no-cache builds under SOURCE_DATE_EPOCH differ"
     );
 }
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    let Some(env) = setup() else { return };
+    let (code, _, log) = build(
+        &env,
+        &["-t", "heredocs", case("heredocs").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{log}");
+    let (_, out, err) = run_image(
+        &env,
+        &[],
+        "heredocs",
+        &[
+            "cat",
+            "/first.txt",
+            "/script.txt",
+            "/fed.txt",
+            "/etc/greeting",
+            "/etc/literal",
+        ],
+    );
+    assert_eq!(
+        out, "first world\nsecond\nscript as /dev/pipes/EOF\nfed to cat\nhello world\nhello $WHO\n",
+        "{err}"
+    );
+}
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_secret() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap();
+    let secret = dir.join("token");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let ctx = case("run-mounts");
+    let secret_arg = format!("id=token,src={}", secret.display());
+    let args = [
+        "--secret",
+        &secret_arg,
+        "-t",
+        "mounts",
+        ctx.to_str().unwrap(),
+    ];
+    let (code, _, log) = build(&env, &args);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "mounts",
+        &[
+            "sh",
+            "-c",
+            "cat /runs-seen /from-bind.txt /tmpfs-seen /secret-size; ls -a /var/cache /mnt /run 2>&1; ls /scratch 2>&1",
+        ],
+    );
+    // The mount points left nothing behind; the secret's content is in no layer.
+    assert_eq!(
+        out,
+        "1\nbound input\ntmpfs\n6\nls: /var/cache: No such file or directory\nls: /mnt: No such file or directory\nls: /run: No such file or directory\nls: /scratch: No such file or directory\n"
+    );
+    // The cache mount outlives the build: a --no-cache build sees the first run's file.
+    let no_cache = [
+        "--no-cache",
+        "--secret",
+        &secret_arg,
+        "-t",
+        "mounts2",
+        ctx.to_str().unwrap(),
+    ];
+    let (code, _, log) = build(&env, &no_cache);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "mounts2", &["cat", "/runs-seen"]);
+    assert_eq!(out, "2\n");
+    // A secret that is not given is not there (it is not required=true).
+    let (code, _, log) = build(&env, &["--no-cache", ctx.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(log.contains("can't open '/run/secrets/token'"), "{log}");
+    // One that is required fails the step before it runs, naming it.
+    let strict = dir.join("strict");
+    std::fs::create_dir_all(&strict).unwrap();
+    std::fs::write(
+        strict.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=key,required=true true\n",
+    )
+    .unwrap();
+    let (code, _, log) = build(&env, &[strict.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(log.contains("secret key: not provided"), "{log}");
+}

@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `SOURCE_DATE_EPOCH`: image and history times, and no layer mtime later than it.
     pub source_date_epoch: Option<i64>,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
@@ -120,6 +122,9 @@ impl StageState {
         }
     }
 }
+
+/// A RUN heredoc that is a script (`#!`): its name and body, run as `/dev/pipes/NAME`.
+type Script = (String, String);
 
 struct Builder<'a> {
     store: &'a Store,
@@ -391,7 +396,7 @@ impl Builder<'_> {
                 state.key = key_of(&json!({ "parent": state.key.to_string(), "arg": state.args }));
                 Ok(state)
             }
-            Command::Run(run) => self.run_step(state, ins, run, name),
+            Command::Run(run) => self.run_step(state, ins, run, name, results),
             Command::Copy(c) => {
                 let from = match &c.from {
                     None => copy::Source::Context(self.opts.context.clone()),
@@ -577,39 +582,57 @@ impl Builder<'_> {
         Ok(at)
     }
 
-    fn run_step(
+    /// The shell a shell-form step runs under: the stage's SHELL, else `/bin/sh -c`.
+    fn shell(&self, state: &StageState) -> Vec<String> {
+        state
+            .run
+            .config
+            .get("Shell")
+            .and_then(|s| serde_json::from_value::<Vec<String>>(s.clone()).ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    /// A RUN's argv, as BuildKit makes it: the exec form as written, the shell form under
+    /// the stage's SHELL; a command that is one heredoc runs its body (as a script file of
+    /// its own when it starts with `#!`), other heredocs go to the shell with the command.
+    /// Returns the argv and the script to provide as `/dev/pipes/NAME`, if any.
+    fn run_args(
         &self,
-        state: StageState,
-        ins: &Instruction,
+        state: &StageState,
         run: &lb_parser::Run,
-        name: &str,
-    ) -> Result<StageState, BuildError> {
-        if !run.heredocs.is_empty() {
-            return Err(BuildError::at(
-                ins,
-                "RUN with a heredoc is not supported by lb yet",
-            ));
+    ) -> Result<(Vec<String>, Option<Script>), String> {
+        if !run.command.shell_form {
+            return Ok((run.command.args.clone(), None));
         }
-        if !run.mounts.is_empty() {
-            return Err(BuildError::at(
-                ins,
-                "RUN --mount is not supported by lb yet",
-            ));
+        let cmd = run.command.args.join(" ");
+        let mut args = self.shell(state);
+        if run.heredocs.is_empty() {
+            args.push(cmd);
+            return Ok((args, None));
         }
-        let args = if run.command.shell_form {
-            let mut a = state
-                .run
-                .config
-                .get("Shell")
-                .and_then(|s| serde_json::from_value::<Vec<String>>(s.clone()).ok())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-            a.push(run.command.args.join(" "));
-            a
-        } else {
-            run.command.args.clone()
-        };
-        // Build args reach the process as variables, under the image's own Env.
+        if lb_parser::parse_heredoc(cmd.trim())?.is_some() {
+            let doc = &run.heredocs[0];
+            let body = doc.body();
+            if body.starts_with("#!") {
+                let path = format!("/dev/pipes/{}", doc.name);
+                return Ok((vec![path], Some((doc.name.clone(), body))));
+            }
+            args.push(body);
+            return Ok((args, None));
+        }
+        let mut full = cmd;
+        for doc in &run.heredocs {
+            full.push('\n');
+            full.push_str(&doc.body());
+            full.push_str(&doc.name);
+        }
+        args.push(full);
+        Ok((args, None))
+    }
+
+    /// The environment a RUN sees: build args, the image's Env over them, a PATH.
+    fn run_env(state: &StageState) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = state.args.clone();
         for (k, v) in state.run.env() {
             env.retain(|(e, _)| *e != k);
@@ -618,29 +641,46 @@ impl Builder<'_> {
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), lb_runtime::DEFAULT_PATH.into()));
         }
-        let user = state
-            .run
-            .config
-            .get("User")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let cwd = state
-            .run
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
+        env
+    }
+
+    fn run_step(
+        &self,
+        state: StageState,
+        ins: &Instruction,
+        run: &lb_parser::Run,
+        name: &str,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        let (args, script) = self
+            .run_args(&state, run)
+            .map_err(|m| BuildError::at(ins, m))?;
+        let mut env = Self::run_env(&state);
+        let config_str = |k: &str| {
+            state
+                .run
+                .config
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let user = config_str("User");
+        let cwd = Some(config_str("WorkingDir"))
             .filter(|w| !w.is_empty())
-            .unwrap_or("/")
-            .to_string();
+            .unwrap_or_else(|| "/".into());
         let network = match run.network {
             Some(lb_parser::NetworkMode::None) => true,
             Some(lb_parser::NetworkMode::Host) => false,
             _ => self.opts.network_none,
         };
+        let dir = self.step_dir()?;
+        let lower_view = self.view(state.image.as_ref())?;
+        let prepared = self.run_mounts(&state, ins, run, &dir, &cwd, &lower_view, results)?;
         let key = key_of(&json!({
             "parent": state.key.to_string(),
-            "run": args, "env": env, "user": user, "cwd": cwd, "network_none": network,
+            "run": args, "script": script, "env": env, "user": user, "cwd": cwd,
+            "network_none": network, "mounts": prepared.key,
         }));
         let created_by = format!("RUN {} # buildkit", args.join(" "));
         let v = self.next_vertex();
@@ -648,9 +688,9 @@ impl Builder<'_> {
         let t = Instant::now();
         if let Some(hit) = self.cached(&state, key)? {
             self.progress.event(Event::Cached { vertex: v });
+            let _ = std::fs::remove_dir_all(&dir);
             return Ok(hit);
         }
-        let dir = self.step_dir()?;
         let mut lowers = self.lowers(state.image.as_ref(), &dir)?;
         lowers.reverse();
         let upper = dir.join("upper");
@@ -658,6 +698,7 @@ impl Builder<'_> {
             std::fs::create_dir_all(dir.join(d))
                 .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
         }
+        env.extend(prepared.env.iter().cloned());
         let mut spec = lb_runtime::defaults::docker_spec(args.clone(), network);
         if let Some(p) = spec.process_mut() {
             p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
@@ -667,6 +708,106 @@ impl Builder<'_> {
         if let Some(root) = spec.root_mut() {
             root.set_readonly(Some(false));
         }
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.extend(prepared.mounts.iter().cloned());
+        if let Some((file, body)) = &script {
+            let host = dir.join("script");
+            let write = || -> std::io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&host, body)?;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+            };
+            write().map_err(|e| BuildError::new(format!("{}: {e}", host.display())))?;
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(format!("/dev/pipes/{file}"))
+                    .typ("bind")
+                    .source(&host)
+                    .options(vec!["rbind".to_string(), "ro".to_string()])
+                    .build()
+                    .expect("script mount"),
+            );
+        }
+        spec.set_mounts(Some(mounts));
+        let id = Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex();
+        let layers = lb_runtime::RootfsLayers {
+            lowers,
+            upper: upper.clone(),
+            work: dir.join("work"),
+        };
+        let rootfs = dir.join("rootfs");
+        let user = (!user.is_empty()).then_some(user);
+        self.run_process(ins, v, &args, id, spec, layers, rootfs, user)?;
+        crate::mounts::remove_stubs(&upper, &lower_view, &prepared.stubs);
+        drop(prepared);
+        let state = self.commit(state, &upper, key, created_by)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(state)
+    }
+
+    /// RUN's mounts, their words expanded with the stage's variables.
+    #[allow(clippy::too_many_arguments)]
+    fn run_mounts(
+        &self,
+        state: &StageState,
+        ins: &Instruction,
+        run: &lb_parser::Run,
+        dir: &Path,
+        cwd: &str,
+        lower_view: &Path,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<crate::mounts::Prepared, BuildError> {
+        let lex = Lexer::new('\\');
+        let scope = state.scope();
+        let expand = |w: &str| lex.process_word(w, &scope).map_err(|e| e.to_string());
+        let mut mounts = Vec::new();
+        for m in &run.mounts {
+            mounts.push(
+                lb_parser::parse_mount(&m.spec, &expand).map_err(|e| BuildError::at(ins, e))?,
+            );
+        }
+        let source_of = |from: Option<&str>| -> Result<crate::mounts::MountSource, String> {
+            match from {
+                None => Ok(crate::mounts::MountSource::Context(
+                    self.opts.context.clone(),
+                )),
+                Some(f) => match self.source_image(f, results)? {
+                    copy::Source::Image(image, key) => {
+                        let view = self.view(Some(&image)).map_err(|e| e.message)?;
+                        Ok(crate::mounts::MountSource::Image(view, key.to_string()))
+                    }
+                    copy::Source::Context(c) => Ok(crate::mounts::MountSource::Context(c)),
+                },
+            }
+        };
+        let menv = crate::mounts::MountEnv {
+            store_root: self.store.root(),
+            step_dir: dir,
+            workdir: cwd,
+            lower_view,
+            secrets: &self.opts.secrets,
+        };
+        crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|m| BuildError::at(ins, m))
+    }
+
+    /// Runs one RUN process to its end, its output streamed as events; a non-zero status
+    /// is the step's error, with the last lines of output.
+    #[allow(clippy::too_many_arguments)]
+    fn run_process(
+        &self,
+        ins: &Instruction,
+        v: usize,
+        args: &[String],
+        id: String,
+        spec: oci_spec::runtime::Spec,
+        layers: lb_runtime::RootfsLayers,
+        rootfs: PathBuf,
+        user: Option<String>,
+    ) -> Result<(), BuildError> {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
         let err_w = out_w
@@ -675,17 +816,12 @@ impl Builder<'_> {
         let devnull: OwnedFd = std::fs::File::open("/dev/null")
             .map_err(|e| BuildError::new(format!("/dev/null: {e}")))?
             .into();
-        let id = Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex();
         let launch = lb_runtime::Launch {
             id,
             spec,
-            layers: lb_runtime::RootfsLayers {
-                lowers,
-                upper: upper.clone(),
-                work: dir.join("work"),
-            },
-            rootfs: dir.join("rootfs"),
-            user: (!user.is_empty()).then_some(user),
+            layers,
+            rootfs,
+            user,
             seccomp: true,
             init: false,
             stdio: lb_runtime::Stdio::Fds {
@@ -695,6 +831,7 @@ impl Builder<'_> {
             },
         };
         let started = lb_runtime::start(&launch);
+        // The container holds its ends of the pipe now: ours would keep it open.
         drop(launch);
         let tail = Mutex::new(std::collections::VecDeque::<String>::new());
         let code = std::thread::scope(|s| {
@@ -728,26 +865,20 @@ impl Builder<'_> {
         let code = code.map_err(|e| BuildError::at(ins, e.message))?;
         if code != 0 {
             let tail: Vec<String> = tail.into_inner().expect("tail").into();
+            let output = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\nlast output:\n  {}", tail.join("\n  "))
+            };
             return Err(BuildError::at(
                 ins,
                 format!(
-                    "process \"{}\" did not complete successfully: exit code: {code}{}",
-                    args.join(" "),
-                    if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!("\nlast output:\n  {}", tail.join("\n  "))
-                    }
+                    "process \"{}\" did not complete successfully: exit code: {code}{output}",
+                    args.join(" ")
                 ),
             ));
         }
-        let state = self.commit(state, &upper, key, created_by)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        self.progress.event(Event::Done {
-            vertex: v,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        Ok(state)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -762,12 +893,6 @@ impl Builder<'_> {
         chmod: Option<&str>,
         unpack: bool,
     ) -> Result<StageState, BuildError> {
-        if !files.inline.is_empty() {
-            return Err(BuildError::at(
-                ins,
-                "COPY of a heredoc is not supported by lb yet",
-            ));
-        }
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
@@ -796,7 +921,26 @@ impl Builder<'_> {
             copy::Source::Image(image, key) => (self.view(Some(image))?, json!(key.to_string())),
         };
         let target = self.view(state.image.as_ref())?;
+        // Heredoc sources become files of their own, named by their delimiters.
+        let inline_dir = self.step_dir()?;
+        let mut inline = Vec::new();
+        for f in &files.inline {
+            let content = if f.expand {
+                word(&f.content)?
+            } else {
+                f.content.clone()
+            };
+            let path = inline_dir.join(&f.name);
+            let write = || -> std::io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&path, &content)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            };
+            write().map_err(|e| BuildError::new(format!("{}: {e}", path.display())))?;
+            inline.push(path);
+        }
         let spec = copy::CopySpec {
+            inline: &inline,
             sources: &sources,
             dest: &dest,
             workdir: &workdir,

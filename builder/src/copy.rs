@@ -49,7 +49,7 @@ fn has_wildcard(s: &str) -> bool {
 }
 
 /// `p` made relative and clean; `None` when it would climb out of its root.
-fn clean_relative(p: &str) -> Option<PathBuf> {
+pub(crate) fn clean_relative(p: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in Path::new(p).components() {
         match c {
@@ -102,6 +102,8 @@ fn is_archive(path: &Path) -> bool {
 /// What a COPY or ADD instruction asks, its words expanded.
 pub struct CopySpec<'a> {
     pub sources: &'a [String],
+    /// Heredoc sources, already written as files.
+    pub inline: &'a [PathBuf],
     pub dest: &'a str,
     pub workdir: &'a str,
     pub chown: Option<&'a str>,
@@ -122,6 +124,7 @@ impl CopyOp {
     ) -> Result<CopyOp, String> {
         let CopySpec {
             sources,
+            inline,
             dest,
             workdir,
             chown,
@@ -159,6 +162,7 @@ impl CopyOp {
                 matched.push(p);
             }
         }
+        matched.extend(inline.iter().cloned());
         if matched.is_empty() {
             return Err("no source files were specified".into());
         }
@@ -234,34 +238,7 @@ impl CopyOp {
                 item.to.display(),
                 item.unpack
             ));
-            let mut files = Vec::new();
-            walk(&item.from, Path::new(""), true, &mut files)?;
-            for (path, rel, md) in files {
-                let kind = if md.is_dir() {
-                    "d".to_string()
-                } else if md.file_type().is_symlink() {
-                    format!(
-                        "l {}",
-                        fs::read_link(&path)
-                            .map(|t| t.display().to_string())
-                            .unwrap_or_default()
-                    )
-                } else if md.is_file() {
-                    format!("f {} {}", md.len(), file_digest(&path)?)
-                } else {
-                    "o".to_string()
-                };
-                let owner = if self.keep_owner {
-                    format!("{}:{}", md.uid(), md.gid())
-                } else {
-                    String::new()
-                };
-                add(&format!(
-                    "{} {:o} {owner} {kind}",
-                    rel.display(),
-                    md.mode() & 0o7777
-                ));
-            }
+            add(&tree_digest(&item.from, self.keep_owner)?.to_string());
         }
         Ok(h.finish().0)
     }
@@ -428,6 +405,38 @@ fn walk(
     Ok(())
 }
 
+/// The digest of a file or tree as a build reads it: relative paths, types, modes, sizes,
+/// contents and link targets, and owners when `with_owners` (not mtimes).
+pub fn tree_digest(path: &Path, with_owners: bool) -> Result<Digest, String> {
+    let mut h = Digester::new(std::io::sink());
+    let mut files = Vec::new();
+    walk(path, Path::new(""), true, &mut files)?;
+    for (path, rel, md) in files {
+        let kind = if md.is_dir() {
+            "d".to_string()
+        } else if md.file_type().is_symlink() {
+            let target = fs::read_link(&path).map(|t| t.display().to_string());
+            format!("l {}", target.unwrap_or_default())
+        } else if md.is_file() {
+            format!("f {} {}", md.len(), file_digest(&path)?)
+        } else {
+            "o".to_string()
+        };
+        let owner = if with_owners {
+            format!("{}:{}", md.uid(), md.gid())
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{} {:o} {owner} {kind}\0",
+            rel.display(),
+            md.mode() & 0o7777
+        );
+        std::io::Write::write_all(&mut h, line.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(h.finish().0)
+}
+
 fn file_digest(path: &Path) -> Result<Digest, String> {
     let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut h = Digester::new(std::io::sink());
@@ -474,6 +483,7 @@ mod tests {
             let sources: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();
             let spec = CopySpec {
                 sources: &sources,
+                inline: &[],
                 dest,
                 workdir: "/w",
                 chown: None,

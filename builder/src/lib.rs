@@ -15,9 +15,11 @@ mod build;
 pub mod config;
 mod copy;
 mod error;
+mod mounts;
 pub mod plan;
 
 pub use build::{BuildOptions, Event, Progress, build};
 pub use config::{ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;
+pub use mounts::SecretSource;
 pub use plan::{Base, Plan, Stage, plan};

@@ -30,7 +30,7 @@ pub use instructions::{
     SecurityMode, Shell, Sources, StopSignal, User, Volume, Workdir, type_node,
 };
 pub use mount::{Mount, MountType, Sharing, parse_mount};
-pub use syntax::{Directive, Heredoc, Node, SyntaxTree, Warning};
+pub use syntax::{Directive, Heredoc, Node, SyntaxTree, Warning, parse_heredoc};
 
 /// Reads Dockerfile bytes into a syntax tree (the first pass only).
 pub fn parse_syntax(src: &[u8]) -> Result<SyntaxTree, ParseError> {

@@ -1,0 +1,258 @@
+//! `RUN --mount`, as BuildKit gives them: `cache` (a directory kept in the store between
+//! builds, by `id` or target, `sharing=shared|locked|private`), `bind` (a path of the
+//! context, a stage or an image; read-only unless `rw`, when writes go to a throw-away
+//! copy), `tmpfs`, and `secret` (a file or variable given with `--secret`, never part of a
+//! layer or a cache key). Mount points the mounts had to create are removed from the
+//! step's upper directory afterwards (BuildKit's "mount stubs"), so they leave no trace
+//! in the layer.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use lb_parser::{MountType, Sharing};
+use oci_spec::runtime::{Mount, MountBuilder};
+use serde_json::{Value, json};
+
+/// Where a secret's value comes from (`--secret id=ID,src=FILE` or `,env=VAR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// A RUN's mounts, ready for its spec.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    pub mounts: Vec<Mount>,
+    /// Variables secrets are given in (`env=`).
+    pub env: Vec<(String, String)>,
+    /// What the mounts add to the step's cache key (bind sources' contents; not caches
+    /// or secrets).
+    pub key: Vec<Value>,
+    /// Mount points that did not exist in the image.
+    pub stubs: Vec<PathBuf>,
+    /// Held for the run: `sharing=locked` caches.
+    pub _locks: Vec<std::fs::File>,
+}
+
+/// What a mount reads from, when it reads from a file system.
+pub(crate) enum MountSource {
+    Context(PathBuf),
+    /// A stage's or image's file system (a view) and the key that names it.
+    Image(PathBuf, String),
+}
+
+fn bind(target: &Path, source: &Path, read_only: bool) -> Mount {
+    let mut opts = vec!["rbind".to_string()];
+    opts.push(if read_only { "ro" } else { "rw" }.into());
+    MountBuilder::default()
+        .destination(target)
+        .typ("bind")
+        .source(source)
+        .options(opts)
+        .build()
+        .expect("bind mount")
+}
+
+/// The inputs a step's mounts need, from the builder.
+pub(crate) struct MountEnv<'a> {
+    pub store_root: &'a Path,
+    pub step_dir: &'a Path,
+    pub workdir: &'a str,
+    /// The image's file system before the step (to tell stubs).
+    pub lower_view: &'a Path,
+    pub secrets: &'a BTreeMap<String, SecretSource>,
+}
+
+pub(crate) fn prepare(
+    mounts: &[lb_parser::Mount],
+    env: &MountEnv,
+    source_of: &dyn Fn(Option<&str>) -> Result<MountSource, String>,
+) -> Result<Prepared, String> {
+    let mut p = Prepared::default();
+    for (n, m) in mounts.iter().enumerate() {
+        let target = m.target.as_deref().map(|t| {
+            if t.starts_with('/') {
+                PathBuf::from(t)
+            } else {
+                Path::new(env.workdir).join(t)
+            }
+        });
+        let target = match (m.kind, target) {
+            (_, Some(t)) => t,
+            (MountType::Secret, None) => {
+                let id =
+                    m.id.as_deref()
+                        .ok_or("a secret mount needs id= or target=")?;
+                PathBuf::from("/run/secrets").join(id)
+            }
+            (_, None) => return Err(format!("mount {}: target= is required", m.spec)),
+        };
+        match m.kind {
+            MountType::Cache => {
+                if m.from.is_some() {
+                    return Err(
+                        "cache mounts seeded from= a stage are not supported by lb yet".into(),
+                    );
+                }
+                let id = m.id.clone().unwrap_or_else(|| target.display().to_string());
+                let dir = match m.sharing.unwrap_or(Sharing::Shared) {
+                    Sharing::Private => env.step_dir.join(format!("cache-{n}")),
+                    _ => env
+                        .store_root
+                        .join("cache-mounts")
+                        .join(lb_layerstore::Digest::of(id.as_bytes()).hex()),
+                };
+                let fresh = !dir.is_dir();
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                if fresh {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = m.mode.unwrap_or(0o755);
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    std::os::unix::fs::chown(
+                        &dir,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    )
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                if m.sharing == Some(Sharing::Locked) {
+                    let lock =
+                        std::fs::File::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    // SAFETY: flock on a descriptor we own; blocks until the other build is done.
+                    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                        return Err(format!(
+                            "lock {}: {}",
+                            dir.display(),
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                    p._locks.push(lock);
+                }
+                p.mounts.push(bind(&target, &dir, m.read_only));
+                p.key.push(json!({ "cache": target, "id": id }));
+            }
+            MountType::Bind => {
+                let source = m.source.clone().unwrap_or_else(|| "/".into());
+                let (root, from_key, from_image) = match source_of(m.from.as_deref())? {
+                    MountSource::Context(root) => (root, "context".to_string(), false),
+                    MountSource::Image(root, key) => (root, key, true),
+                };
+                let rel = crate::copy::clean_relative(&source)
+                    .ok_or_else(|| format!("mount source {source}: outside its root"))?;
+                let path = root.join(&rel);
+                if std::fs::symlink_metadata(&path).is_err() {
+                    return Err(format!("mount source \"/{}\": not found", rel.display()));
+                }
+                let digest = crate::copy::tree_digest(&path, from_image)?;
+                let path = if m.read_only {
+                    path
+                } else {
+                    // Writes to a rw bind are thrown away: they go to a copy.
+                    let copy = env.step_dir.join(format!("bind-{n}"));
+                    let st = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&path)
+                        .arg(&copy)
+                        .status()
+                        .map_err(|e| format!("cp: {e}"))?;
+                    if !st.success() {
+                        return Err(format!("copying {} for a rw bind failed", path.display()));
+                    }
+                    copy
+                };
+                p.mounts.push(bind(&target, &path, m.read_only));
+                p.key.push(json!({ "bind": target, "from": from_key, "source": source, "digest": digest.to_string(), "ro": m.read_only }));
+            }
+            MountType::Tmpfs => {
+                let mut opts = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = m.size {
+                    opts.push(format!("size={size}"));
+                }
+                p.mounts.push(
+                    MountBuilder::default()
+                        .destination(&target)
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .options(opts)
+                        .build()
+                        .expect("tmpfs mount"),
+                );
+                p.key.push(json!({ "tmpfs": target }));
+            }
+            MountType::Secret => {
+                let id =
+                    m.id.clone()
+                        .or_else(|| target.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .unwrap_or_default();
+                let Some(src) = env.secrets.get(&id) else {
+                    if m.required {
+                        return Err(format!(
+                            "secret {id}: not provided (--secret id={id},src=FILE)"
+                        ));
+                    }
+                    continue;
+                };
+                let file = match src {
+                    SecretSource::File(f) => f.clone(),
+                    SecretSource::Env(var) => {
+                        let value = std::env::var(var)
+                            .map_err(|_| format!("secret {id}: ${var} is not set"))?;
+                        let f = env.step_dir.join(format!("secret-{n}"));
+                        std::fs::write(&f, value).map_err(|e| format!("{}: {e}", f.display()))?;
+                        f
+                    }
+                };
+                if let Some(var) = &m.env {
+                    let value =
+                        std::fs::read_to_string(&file).map_err(|e| format!("secret {id}: {e}"))?;
+                    p.env.push((var.clone(), value));
+                    if m.target.is_none() {
+                        continue;
+                    }
+                }
+                p.mounts.push(bind(&target, &file, true));
+            }
+            MountType::Ssh => return Err("RUN --mount=type=ssh is not supported by lb yet".into()),
+        }
+        if std::fs::symlink_metadata(
+            env.lower_view
+                .join(target.strip_prefix("/").unwrap_or(&target)),
+        )
+        .is_err()
+        {
+            p.stubs.push(target);
+        }
+    }
+    Ok(p)
+}
+
+/// Removes from `upper` the mount points `stubs` left, and the parents the mounts created,
+/// while they are empty and absent from the image (`lower_view`).
+pub(crate) fn remove_stubs(upper: &Path, lower_view: &Path, stubs: &[PathBuf]) {
+    for stub in stubs {
+        let mut at = stub.clone();
+        loop {
+            let rel = at.strip_prefix("/").unwrap_or(&at).to_path_buf();
+            if rel.as_os_str().is_empty()
+                || std::fs::symlink_metadata(lower_view.join(&rel)).is_ok()
+            {
+                break;
+            }
+            let p = upper.join(&rel);
+            let removed = match std::fs::symlink_metadata(&p) {
+                Ok(md) if md.is_dir() => std::fs::remove_dir(&p).is_ok(),
+                Ok(md) if md.is_file() && md.len() == 0 => std::fs::remove_file(&p).is_ok(),
+                _ => false,
+            };
+            if !removed {
+                break;
+            }
+            if !at.pop() {
+                break;
+            }
+        }
+    }
+}
