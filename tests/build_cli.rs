@@ -355,3 +355,34 @@ fn run_mounts_cache_bind_tmpfs_secret() {
     assert_eq!(code, 1);
     assert!(log.contains("secret key: not provided"), "{log}");
 }
+
+#[test]
+fn dockerignore_leaves_files_out_of_copies_and_keys() {
+    let Some(env) = setup() else { return };
+    let ctx = scratch_copy(&env, "dockerignore");
+    let ctx_s = ctx.to_str().unwrap();
+    let (code, first, log) = build(&env, &["-t", "ign", ctx_s]);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "ign", &["cat", "/files.txt"]);
+    assert_eq!(
+        out,
+        "/ctx/.dockerignore\n/ctx/Dockerfile\n/ctx/KEEP.md\n/ctx/app/main.sh\n"
+    );
+    // Editing an ignored file changes nothing; editing a copied one reruns the COPY.
+    std::fs::write(ctx.join("app/logs/run.log"), "more log").unwrap();
+    std::fs::write(ctx.join("secret.txt"), "changed").unwrap();
+    let (_, again, log) = build(&env, &["-t", "ign", ctx_s]);
+    assert_eq!(
+        (again.as_str(), log.matches("CACHED").count()),
+        (first.as_str(), 2),
+        "{log}"
+    );
+    std::fs::write(ctx.join("app/main.sh"), "changed").unwrap();
+    let (_, edited, log) = build(&env, &["-t", "ign", ctx_s]);
+    assert_ne!(edited, first, "{log}");
+    // An ignored file named by COPY is not found, as with docker.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY secret.txt /\n").unwrap();
+    let (code, _, log) = build(&env, &[ctx_s]);
+    assert_eq!(code, 1);
+    assert!(log.contains("\"/secret.txt\": not found"), "{log}");
+}

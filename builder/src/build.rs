@@ -136,6 +136,8 @@ struct Builder<'a> {
     /// that an upper dir can be renamed into a snapshot.
     work: tempfile::TempDir,
     created: String,
+    /// What of the context the build sees (`.dockerignore`).
+    context: copy::Visible,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -160,6 +162,7 @@ pub fn build(
         opts.source_date_epoch
             .unwrap_or_else(lb_layerstore::creation_time),
     );
+    let ignore = crate::ignore::Ignore::load(&opts.context).map_err(BuildError::new)?;
     let b = Builder {
         store,
         opts,
@@ -168,6 +171,7 @@ pub fn build(
         vertex: AtomicUsize::new(0),
         work,
         created,
+        context: copy::Visible::context(&opts.context, std::sync::Arc::new(ignore)),
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -774,13 +778,16 @@ impl Builder<'_> {
             match from {
                 None => Ok(crate::mounts::MountSource::Context(
                     self.opts.context.clone(),
+                    self.context.clone(),
                 )),
                 Some(f) => match self.source_image(f, results)? {
                     copy::Source::Image(image, key) => {
                         let view = self.view(Some(&image)).map_err(|e| e.message)?;
                         Ok(crate::mounts::MountSource::Image(view, key.to_string()))
                     }
-                    copy::Source::Context(c) => Ok(crate::mounts::MountSource::Context(c)),
+                    copy::Source::Context(c) => {
+                        Ok(crate::mounts::MountSource::Context(c, self.context.clone()))
+                    }
                 },
             }
         };
@@ -949,7 +956,12 @@ impl Builder<'_> {
             unpack,
         };
         let from_image = matches!(from, copy::Source::Image(..));
-        let op = copy::CopyOp::resolve(&root, from_image, &target, &spec)
+        let visible = if from_image {
+            copy::Visible::default()
+        } else {
+            self.context.clone()
+        };
+        let op = copy::CopyOp::resolve(&root, &visible, from_image, &target, &spec)
             .map_err(|m| BuildError::at(ins, m))?;
         let key = key_of(&json!({
             "parent": state.key.to_string(),

@@ -32,6 +32,40 @@ struct Item {
     unpack: bool,
 }
 
+/// Which paths of a source a build sees: all of an image's, the context's less what
+/// `.dockerignore` leaves out.
+#[derive(Clone, Default)]
+pub struct Visible {
+    context: Option<(PathBuf, std::sync::Arc<crate::ignore::Ignore>)>,
+}
+
+impl std::fmt::Debug for Visible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.context {
+            Some((root, _)) => write!(f, "Visible(context {})", root.display()),
+            None => write!(f, "Visible(all)"),
+        }
+    }
+}
+
+impl Visible {
+    pub fn context(root: &Path, ignore: std::sync::Arc<crate::ignore::Ignore>) -> Visible {
+        Visible {
+            context: Some((root.to_path_buf(), ignore)),
+        }
+    }
+
+    pub fn shows(&self, path: &Path) -> bool {
+        match &self.context {
+            Some((root, ignore)) => match path.strip_prefix(root) {
+                Ok(rel) if !rel.as_os_str().is_empty() => !ignore.excluded(rel),
+                _ => true,
+            },
+            None => true,
+        }
+    }
+}
+
 /// A COPY or ADD, resolved against its source and the image it writes into.
 #[derive(Debug)]
 pub struct CopyOp {
@@ -42,6 +76,7 @@ pub struct CopyOp {
     /// From the context, files are root's; from an image they keep their owners.
     keep_owner: bool,
     chmod: Option<u32>,
+    visible: Visible,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -118,6 +153,7 @@ impl CopyOp {
     /// writes into.
     pub fn resolve(
         root: &Path,
+        visible: &Visible,
         from_image: bool,
         target: &Path,
         spec: &CopySpec,
@@ -149,11 +185,12 @@ impl CopyOp {
                     .map_err(|e| format!("{src}: bad pattern: {e}"))?
                     .filter_map(Result::ok)
                     .collect();
+                found.retain(|p| visible.shows(p));
                 found.sort();
                 matched.extend(found);
             } else {
                 let p = root.join(&rel);
-                if fs::symlink_metadata(&p).is_err() {
+                if fs::symlink_metadata(&p).is_err() || !visible.shows(&p) {
                     return Err(format!(
                         "failed to compute cache key: \"/{}\": not found",
                         rel.display()
@@ -214,6 +251,7 @@ impl CopyOp {
             target: target.to_path_buf(),
             owner,
             keep_owner: from_image,
+            visible: visible.clone(),
             chmod,
         })
     }
@@ -238,7 +276,7 @@ impl CopyOp {
                 item.to.display(),
                 item.unpack
             ));
-            add(&tree_digest(&item.from, self.keep_owner)?.to_string());
+            add(&tree_digest(&item.from, self.keep_owner, &self.visible)?.to_string());
         }
         Ok(h.finish().0)
     }
@@ -273,7 +311,7 @@ impl CopyOp {
                 continue;
             }
             let mut files = Vec::new();
-            walk(&item.from, Path::new(""), true, &mut files)?;
+            walk(&item.from, Path::new(""), true, &self.visible, &mut files)?;
             // Directories' metadata last, once their contents are written.
             let mut dirs = Vec::new();
             for (path, rel, md) in files {
@@ -382,6 +420,7 @@ fn walk(
     path: &Path,
     rel: &Path,
     top: bool,
+    visible: &Visible,
     out: &mut Vec<(PathBuf, PathBuf, fs::Metadata)>,
 ) -> Result<(), String> {
     let md = if top {
@@ -399,7 +438,10 @@ fn walk(
             .collect();
         names.sort();
         for n in names {
-            walk(&path.join(&n), &rel.join(&n), false, out)?;
+            let child = path.join(&n);
+            if visible.shows(&child) {
+                walk(&child, &rel.join(&n), false, visible, out)?;
+            }
         }
     }
     Ok(())
@@ -407,10 +449,10 @@ fn walk(
 
 /// The digest of a file or tree as a build reads it: relative paths, types, modes, sizes,
 /// contents and link targets, and owners when `with_owners` (not mtimes).
-pub fn tree_digest(path: &Path, with_owners: bool) -> Result<Digest, String> {
+pub fn tree_digest(path: &Path, with_owners: bool, visible: &Visible) -> Result<Digest, String> {
     let mut h = Digester::new(std::io::sink());
     let mut files = Vec::new();
-    walk(path, Path::new(""), true, &mut files)?;
+    walk(path, Path::new(""), true, visible, &mut files)?;
     for (path, rel, md) in files {
         let kind = if md.is_dir() {
             "d".to_string()
@@ -490,7 +532,7 @@ mod tests {
                 chmod: None,
                 unpack: false,
             };
-            CopyOp::resolve(ctx.path(), false, target.path(), &spec)
+            CopyOp::resolve(ctx.path(), &Visible::default(), false, target.path(), &spec)
         };
         // A file to a file name, into an existing directory, a directory's contents.
         assert_eq!(

@@ -38,7 +38,8 @@ pub(crate) struct Prepared {
 
 /// What a mount reads from, when it reads from a file system.
 pub(crate) enum MountSource {
-    Context(PathBuf),
+    /// The context directory and what of it the build sees.
+    Context(PathBuf, crate::copy::Visible),
     /// A stage's or image's file system (a view) and the key that names it.
     Image(PathBuf, String),
 }
@@ -136,17 +137,18 @@ pub(crate) fn prepare(
             }
             MountType::Bind => {
                 let source = m.source.clone().unwrap_or_else(|| "/".into());
-                let (root, from_key, from_image) = match source_of(m.from.as_deref())? {
-                    MountSource::Context(root) => (root, "context".to_string(), false),
-                    MountSource::Image(root, key) => (root, key, true),
+                let (root, from_key, visible) = match source_of(m.from.as_deref())? {
+                    MountSource::Context(root, visible) => (root, "context".to_string(), visible),
+                    MountSource::Image(root, key) => (root, key, crate::copy::Visible::default()),
                 };
+                let from_image = from_key != "context";
                 let rel = crate::copy::clean_relative(&source)
                     .ok_or_else(|| format!("mount source {source}: outside its root"))?;
                 let path = root.join(&rel);
                 if std::fs::symlink_metadata(&path).is_err() {
                     return Err(format!("mount source \"/{}\": not found", rel.display()));
                 }
-                let digest = crate::copy::tree_digest(&path, from_image)?;
+                let digest = crate::copy::tree_digest(&path, from_image, &visible)?;
                 let path = if m.read_only {
                     path
                 } else {

@@ -1,0 +1,184 @@
+//! `.dockerignore`, with the semantics of docker's `patternmatcher`: one pattern a line,
+//! `#` comments, patterns cleaned and anchored at the context root (a leading `/` is
+//! dropped), Go `filepath.Match` syntax plus `**` for any number of directories, `!` for
+//! exceptions, the last matching pattern deciding. A path is excluded when a pattern
+//! matches it or one of its parent directories, so an excluded directory takes its
+//! contents with it.
+
+use std::path::Path;
+
+use regex::Regex;
+
+struct Pattern {
+    regex: Regex,
+    exclusion: bool,
+}
+
+/// The patterns of one context.
+#[derive(Default)]
+pub struct Ignore {
+    patterns: Vec<Pattern>,
+}
+
+/// A cleaned pattern as a regular expression anchored at both ends.
+fn to_regex(pattern: &str) -> Result<Regex, String> {
+    let mut re = String::from("^");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                i += 1;
+                if chars.get(i + 1) == Some(&'/') {
+                    // `**/` : zero or more directories.
+                    i += 1;
+                    re.push_str("(?:.*/)?");
+                } else {
+                    re.push_str(".*");
+                }
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '[' => {
+                let end = chars[i..].iter().position(|c| *c == ']').map(|p| p + i);
+                let Some(end) = end else {
+                    return Err(format!("{pattern}: unterminated character class"));
+                };
+                let class: String = chars[i + 1..end].iter().collect();
+                let class = class
+                    .strip_prefix('^')
+                    .map(|c| format!("^{c}"))
+                    .unwrap_or(class);
+                re.push('[');
+                re.push_str(&class.replace('\\', "\\\\"));
+                re.push(']');
+                i = end;
+            }
+            '\\' if i + 1 < chars.len() => {
+                i += 1;
+                re.push_str(&regex::escape(&chars[i].to_string()));
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    re.push('$');
+    Regex::new(&re).map_err(|e| format!("{pattern}: {e}"))
+}
+
+/// Go's `filepath.Clean` for a relative pattern, without a leading `/`.
+fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+impl Ignore {
+    /// Reads `CONTEXT/.dockerignore`; none is no patterns.
+    pub fn load(context: &Path) -> Result<Ignore, String> {
+        match std::fs::read_to_string(context.join(".dockerignore")) {
+            Ok(text) => Ignore::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
+            Err(e) => Err(format!(".dockerignore: {e}")),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Ignore, String> {
+        let mut patterns = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exclusion, body) = match line.strip_prefix('!') {
+                Some(rest) => (false, rest.trim()),
+                None => (true, line),
+            };
+            let body = clean(body);
+            if body == "." && exclusion {
+                continue; // ignoring the whole context is not possible
+            }
+            let regex = to_regex(&body).map_err(|e| format!(".dockerignore:{}: {e}", n + 1))?;
+            patterns.push(Pattern { regex, exclusion });
+        }
+        Ok(Ignore { patterns })
+    }
+
+    /// Whether `rel` (relative to the context, `/`-separated) is left out of the context.
+    pub fn excluded(&self, rel: &Path) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let path = rel.to_string_lossy();
+        let path = path.trim_start_matches('/');
+        let parents: Vec<&str> = path.split('/').collect();
+        let mut excluded = false;
+        for p in &self.patterns {
+            let mut matched = p.regex.is_match(path);
+            if !matched {
+                // A parent directory that matches takes its contents with it.
+                for i in 1..parents.len() {
+                    if p.regex.is_match(&parents[..i].join("/")) {
+                        matched = true;
+                        break;
+                    }
+                }
+            }
+            if matched {
+                excluded = p.exclusion;
+            }
+        }
+        excluded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(patterns: &str, path: &str) -> bool {
+        Ignore::parse(patterns).unwrap().excluded(Path::new(path))
+    }
+
+    #[test]
+    fn patterns_follow_dockers_patternmatcher() {
+        assert!(ex("*.log", "a.log"));
+        assert!(!ex("*.log", "dir/a.log"), "* does not cross directories");
+        assert!(ex("**/*.log", "dir/sub/a.log"));
+        assert!(ex("**/*.log", "a.log"));
+        assert!(
+            ex("/build", "build/out/x"),
+            "a directory takes its contents"
+        );
+        assert!(ex("node_modules", "node_modules"));
+        assert!(
+            !ex("node_modules", "src/node_modules"),
+            "anchored at the root"
+        );
+        assert!(ex("*.md\n!README.md", "NOTES.md"));
+        assert!(
+            !ex("*.md\n!README.md", "README.md"),
+            "the last match decides"
+        );
+        assert!(ex("# comment\n\n  secret.txt  ", "secret.txt"));
+        assert!(ex("a/./b/../c", "a/c"));
+        assert!(ex("file?.txt", "file1.txt"));
+        assert!(ex("[a-c].txt", "b.txt"));
+        assert!(!ex("[^a-c].txt", "b.txt"));
+        assert!(!ex("", "anything"));
+        assert!(Ignore::parse("[oops").is_err());
+    }
+}
