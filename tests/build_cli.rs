@@ -109,7 +109,7 @@ fn basic_env_workdir_copy_run_user_cmd() {
         out,
         "root 644 /app/a.txt\nroot 755 /app/sub\nroot 644 /app/run.txt\n"
     );
-    // One history entry per instruction, layers for COPY and RUN only.
+    // One history entry per instruction; layers for WORKDIR (it makes /app), COPY, RUN.
     let hist = text(&lb(&env, &["history", "basic"]).stdout);
     assert_eq!(hist.lines().count(), 1 + 1 + 7, "{hist}");
 }
@@ -124,21 +124,21 @@ fn the_cache_reruns_only_what_changed() {
     // Unchanged: every step CACHED, nothing runs, the same image.
     let (code, again, log) = build(&env, &["-t", "c", ctx_s]);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 3, "{log}");
     assert!(!log.contains(" hello"), "{log}");
     assert_eq!(again, first);
     // A build arg no stage declares changes nothing.
     let (_, unused, log) = build(&env, &["--build-arg", "UNUSED=1", "-t", "c", ctx_s]);
     assert_eq!(
         (unused.as_str(), log.matches("CACHED").count()),
-        (first.as_str(), 2),
+        (first.as_str(), 3),
         "{log}"
     );
     // An edited COPY'd file reruns that COPY and what follows.
     std::fs::write(ctx.join("src/a.txt"), "edited\n").unwrap();
     let (code, edited, log) = build(&env, &["-t", "c", ctx_s]);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 1, "only WORKDIR: {log}");
     assert_ne!(edited, first);
     let (_, out, _) = run_image(&env, &[], "c", &[]);
     assert_eq!(out, "hello from /app\nedited\nfile b\n");
@@ -385,4 +385,55 @@ fn dockerignore_leaves_files_out_of_copies_and_keys() {
     let (code, _, log) = build(&env, &[ctx_s]);
     assert_eq!(code, 1);
     assert!(log.contains("\"/secret.txt\": not found"), "{log}");
+}
+
+#[test]
+fn workdir_makes_its_directory_and_onbuild_triggers_run_in_the_child() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap();
+    let parent = dir.join("parent");
+    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::write(
+        parent.join("Dockerfile"),
+        "FROM busybox\nWORKDIR /srv/empty\nONBUILD RUN echo triggered > /trigger.txt\nONBUILD COPY . /child-ctx/\n",
+    )
+    .unwrap();
+    let (code, _, log) = build(&env, &["-t", "parent", parent.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    // WORKDIR alone made the directory; the triggers did not run in the parent.
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "parent",
+        &[
+            "sh",
+            "-c",
+            "pwd; ls -a /srv/empty | wc -l; test -e /trigger.txt || echo not-yet",
+        ],
+    );
+    assert_eq!(out, "/srv/empty\n2\nnot-yet\n");
+    let child = dir.join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(
+        child.join("Dockerfile"),
+        "FROM parent\nRUN cat /trigger.txt\n",
+    )
+    .unwrap();
+    std::fs::write(child.join("data.txt"), "child data").unwrap();
+    let (code, _, log) = build(&env, &["-t", "child", child.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("ONBUILD] RUN echo triggered"), "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "child",
+        &["cat", "/trigger.txt", "/child-ctx/data.txt"],
+    );
+    assert_eq!(out, "triggered\nchild data");
+    // The child does not pass the triggers on.
+    assert!(
+        config(&env, "child")["OnBuild"].is_null(),
+        "{}",
+        config(&env, "child")
+    );
 }

@@ -84,6 +84,9 @@ struct StageState {
     image: Option<Image>,
     args: Vec<(String, String)>,
     key: Digest,
+    /// When its newest layer was made (RFC 3339): the time its history entries and its
+    /// image carry, so that a rebuild from the cache gives the very same image.
+    created: String,
 }
 
 impl StageState {
@@ -112,6 +115,7 @@ impl StageState {
         if !run.env().iter().any(|(k, _)| k == "PATH") {
             run.set_env("PATH", lb_runtime::DEFAULT_PATH);
         }
+        let created = config["created"].as_str().unwrap_or("").to_string();
         StageState {
             layers: image.manifest.layers().clone(),
             image: Some(image),
@@ -119,6 +123,7 @@ impl StageState {
             run,
             args: Vec::new(),
             key,
+            created,
         }
     }
 }
@@ -251,7 +256,7 @@ impl Builder<'_> {
         if let Some(a) = &state.run.author {
             config["author"] = json!(a);
         }
-        config["created"] = json!(self.created);
+        config["created"] = json!(state.created);
         self.store.write_image(&config, &state.layers, &[])
     }
 
@@ -281,6 +286,7 @@ impl Builder<'_> {
                     image: None,
                     args: Vec::new(),
                     key: Digest::of(b"scratch"),
+                    created: self.created.clone(),
                 })
             }
             Base::Image(name) => {
@@ -342,6 +348,7 @@ impl Builder<'_> {
             vertex: v,
             seconds: t.elapsed().as_secs_f64(),
         });
+        state = self.onbuild(state, stage, results)?;
         for (k, ins) in stage.steps.iter().enumerate() {
             let name = label(k + 2, ins);
             state = self.step(state, ins, &name, results)?;
@@ -356,7 +363,7 @@ impl Builder<'_> {
     }
 
     fn history(&self, state: &mut StageState, created_by: String, empty_layer: bool) {
-        let mut entry = json!({ "created": self.created, "created_by": created_by });
+        let mut entry = json!({ "created": state.created, "created_by": created_by });
         if empty_layer {
             entry["empty_layer"] = json!(true);
         }
@@ -452,15 +459,98 @@ impl Builder<'_> {
                         format!("{} is not supported here", ins.original.trim()),
                     ));
                 }
-                self.history(&mut state, ins.original.trim().to_string(), true);
-                state.key = key_of(&json!({
+                let key = key_of(&json!({
                     "parent": state.key.to_string(),
                     "instruction": ins.original.trim(),
                     "config": state.run.config,
                 }));
+                if let Command::Workdir(_) = ins.command {
+                    return self.workdir_step(state, ins, name, key);
+                }
+                self.history(&mut state, ins.original.trim().to_string(), true);
+                state.key = key;
                 Ok(state)
             }
         }
+    }
+
+    /// WORKDIR makes its directory when the image lacks it, as BuildKit does: a layer
+    /// with the directory (and parents), metadata from the image where it has them.
+    fn workdir_step(
+        &self,
+        mut state: StageState,
+        ins: &Instruction,
+        name: &str,
+        key: Digest,
+    ) -> Result<StageState, BuildError> {
+        let dir = state
+            .run
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        let view = self.view(state.image.as_ref())?;
+        let rel = dir.trim_start_matches('/');
+        if rel.is_empty() || view.join(rel).is_dir() {
+            self.history(&mut state, ins.original.trim().to_string(), true);
+            state.key = key;
+            return Ok(state);
+        }
+        let v = self.next_vertex();
+        self.progress.event(Event::Start { vertex: v, name });
+        let t = Instant::now();
+        if let Some(hit) = self.cached(&state, key)? {
+            self.progress.event(Event::Cached { vertex: v });
+            return Ok(hit);
+        }
+        let step = self.step_dir()?;
+        let upper = step.join("upper");
+        std::fs::create_dir_all(&upper)
+            .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
+        copy::make_dirs(&upper, &view, Path::new(&dir), None)
+            .map_err(|m| BuildError::at(ins, m))?;
+        let state = self.commit(state, &upper, key, ins.original.trim().to_string())?;
+        let _ = std::fs::remove_dir_all(&step);
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(state)
+    }
+
+    /// ONBUILD: the base image's triggers run first, as instructions of this stage, and
+    /// the stage's image does not pass them on.
+    fn onbuild(
+        &self,
+        mut state: StageState,
+        stage: &Stage,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        let triggers: Vec<String> = state
+            .run
+            .config
+            .get("OnBuild")
+            .and_then(|t| serde_json::from_value(t.clone()).ok())
+            .unwrap_or_default();
+        if triggers.is_empty() {
+            return Ok(state);
+        }
+        state.run.config.remove("OnBuild");
+        for trigger in triggers {
+            let bad = |m: String| BuildError::at(&stage.from, format!("ONBUILD {trigger}: {m}"));
+            let tree =
+                lb_parser::parse_syntax(trigger.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            for node in tree.nodes {
+                let mut ins = lb_parser::type_node(node).map_err(|e| bad(e.to_string()))?;
+                // Errors point at the FROM that brought the trigger in.
+                ins.start_line = stage.from.start_line;
+                ins.end_line = stage.from.end_line;
+                let name = format!("[{} ONBUILD] {}", stage.display_name(), trigger.trim());
+                state = self.step(state, &ins, &name, results)?;
+            }
+        }
+        Ok(state)
     }
 
     /// A `--from` value: a stage built before, or an image in the store.
@@ -526,10 +616,11 @@ impl Builder<'_> {
                     json!({ "type": "layers", "diff_ids": [layer.diff_id.to_string()] })
             }
         }
+        state.created = self.created.clone();
         self.history(&mut state, created_by, false);
         let mut config = state.config.clone();
         config["config"] = Value::Object(state.run.config.clone());
-        config["created"] = json!(self.created);
+        config["created"] = json!(state.created);
         let image = self
             .store
             .write_image(&config, &state.layers, &[layer])

@@ -294,7 +294,7 @@ impl CopyOp {
                 item.to.parent()
             };
             if let Some(p) = parent_of {
-                self.make_dirs(upper, p)?;
+                make_dirs(upper, &self.target, p, self.owner)?;
             }
             if item.unpack {
                 let f = fs::File::open(&item.from)
@@ -357,39 +357,6 @@ impl CopyOp {
         Ok(())
     }
 
-    /// Creates `dir` (absolute in the image) and its parents in `upper`, each with the
-    /// metadata the image gives it, or root's 0755 when the image has none.
-    fn make_dirs(&self, upper: &Path, dir: &Path) -> Result<(), String> {
-        let mut at = PathBuf::from("/");
-        for c in dir.components() {
-            let Component::Normal(n) = c else { continue };
-            at.push(n);
-            let in_upper = in_root(upper, &at);
-            if in_upper.is_dir() {
-                continue;
-            }
-            fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", in_upper.display()))?;
-            match fs::metadata(in_root(&self.target, &at)) {
-                Ok(md) if md.is_dir() => {
-                    std::os::unix::fs::lchown(&in_upper, Some(md.uid()), Some(md.gid()))
-                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
-                    fs::set_permissions(&in_upper, fs::Permissions::from_mode(md.mode() & 0o7777))
-                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
-                    set_mtime(&in_upper, &md)?;
-                }
-                _ => {
-                    fs::set_permissions(&in_upper, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| format!("{}: {e}", in_upper.display()))?;
-                    if let Some((uid, gid)) = self.owner {
-                        std::os::unix::fs::lchown(&in_upper, Some(uid), Some(gid))
-                            .map_err(|e| format!("{}: {e}", in_upper.display()))?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn own(&self, to: &Path, md: &fs::Metadata) -> Result<(), String> {
         let (uid, gid) = match self.owner {
             Some(o) => o,
@@ -399,6 +366,44 @@ impl CopyOp {
         std::os::unix::fs::lchown(to, Some(uid), Some(gid))
             .map_err(|e| format!("chown {}: {e}", to.display()))
     }
+}
+
+/// Creates `dir` (absolute in the image) and its parents in `upper`, each with the
+/// metadata the image (`target`, its file system) gives it, or 0755 and `owner` (root
+/// when none) where the image has no such directory.
+pub(crate) fn make_dirs(
+    upper: &Path,
+    target: &Path,
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
+    let mut at = PathBuf::from("/");
+    for c in dir.components() {
+        let Component::Normal(n) = c else { continue };
+        at.push(n);
+        let in_upper = in_root(upper, &at);
+        if in_upper.is_dir() {
+            continue;
+        }
+        fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", in_upper.display()))?;
+        let err = |e: std::io::Error| format!("{}: {e}", in_upper.display());
+        match fs::metadata(in_root(target, &at)) {
+            Ok(md) if md.is_dir() => {
+                std::os::unix::fs::lchown(&in_upper, Some(md.uid()), Some(md.gid()))
+                    .map_err(err)?;
+                fs::set_permissions(&in_upper, fs::Permissions::from_mode(md.mode() & 0o7777))
+                    .map_err(err)?;
+                set_mtime(&in_upper, &md)?;
+            }
+            _ => {
+                fs::set_permissions(&in_upper, fs::Permissions::from_mode(0o755)).map_err(err)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(&in_upper, Some(uid), Some(gid)).map_err(err)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--chown=user[:group]`, names looked up in the image's own files; a bare numeric user
