@@ -49,8 +49,85 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
     #[arg(long)]
     secret: Vec<String>,
-    /// The build context directory
+    /// The build context: a directory, a tar archive (plain, gzip or zstd), or `-` for a
+    /// tar or a bare Dockerfile on standard input
     context: PathBuf,
+}
+
+/// Where the build reads its context and Dockerfile from.
+struct BuildContext {
+    dir: PathBuf,
+    /// A Dockerfile read from standard input instead of a file.
+    dockerfile: Option<Vec<u8>>,
+    /// Holds an unpacked archive for as long as the build runs.
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+/// Whether `bytes` start a tar archive, perhaps compressed.
+fn looks_like_tar(bytes: &[u8]) -> bool {
+    let mut head = Vec::new();
+    if let Ok(mut r) = lb_layerstore::decompressed(bytes) {
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut r, 512), &mut head);
+    }
+    head.len() == 512 && &head[257..262] == b"ustar"
+}
+
+fn unpack(archive: impl std::io::Read) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("lb-context-").tempdir()?;
+    lb_layerstore::apply_layer(
+        archive,
+        dir.path(),
+        lb_layerstore::ApplyOptions {
+            whiteouts: lb_layerstore::Whiteouts::Delete,
+            privileged: false,
+        },
+    )
+    .context("unpacking the build context")?;
+    Ok(dir)
+}
+
+fn context(arg: &std::path::Path) -> anyhow::Result<BuildContext> {
+    if arg.as_os_str() == "-" {
+        let mut input = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input)
+            .context("reading the context from standard input")?;
+        if looks_like_tar(&input) {
+            let dir = unpack(&input[..])?;
+            return Ok(BuildContext {
+                dir: dir.path().to_path_buf(),
+                dockerfile: None,
+                _unpacked: Some(dir),
+            });
+        }
+        // A bare Dockerfile: the context is empty.
+        let dir = tempfile::Builder::new().prefix("lb-context-").tempdir()?;
+        return Ok(BuildContext {
+            dir: dir.path().to_path_buf(),
+            dockerfile: Some(input),
+            _unpacked: Some(dir),
+        });
+    }
+    if arg.is_dir() {
+        return Ok(BuildContext {
+            dir: arg.to_path_buf(),
+            dockerfile: None,
+            _unpacked: None,
+        });
+    }
+    if arg.is_file() {
+        let file =
+            std::fs::File::open(arg).with_context(|| format!("cannot read {}", arg.display()))?;
+        let dir = unpack(file).with_context(|| format!("context {}", arg.display()))?;
+        return Ok(BuildContext {
+            dir: dir.path().to_path_buf(),
+            dockerfile: None,
+            _unpacked: Some(dir),
+        });
+    }
+    bail!(
+        "unable to prepare context: path {:?} not found",
+        arg.display().to_string()
+    )
 }
 
 /// BuildKit's plain progress on standard error.
@@ -114,18 +191,16 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, Strin
 }
 
 pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    if !args.context.is_dir() {
-        bail!(
-            "unable to prepare context: path {:?} not found or not a directory",
-            args.context.display().to_string()
-        );
-    }
+    let ctx = context(&args.context)?;
     let file = args
         .file
         .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let source = std::fs::read(&file)
-        .with_context(|| format!("failed to read the Dockerfile {}", file.display()))?;
+        .unwrap_or_else(|| ctx.dir.join("Dockerfile"));
+    let source = match &ctx.dockerfile {
+        Some(text) => text.clone(),
+        None => std::fs::read(&file)
+            .with_context(|| format!("failed to read the Dockerfile {}", file.display()))?,
+    };
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -172,7 +247,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let opts = BuildOptions {
-        context: args.context.clone(),
+        context: ctx.dir.clone(),
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,

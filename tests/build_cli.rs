@@ -437,3 +437,42 @@ fn workdir_makes_its_directory_and_onbuild_triggers_run_in_the_child() {
         config(&env, "child")
     );
 }
+
+#[test]
+fn contexts_from_a_tar_file_and_standard_input() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap();
+    // The basic case as a gzip tar file.
+    let tgz = dir.join("basic.tar.gz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(case("basic"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, _, log) = build(&env, &["-t", "from-tar", tgz.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "from-tar", &[]);
+    assert_eq!(out, "hello from /app\nfile a\nfile b\n");
+    // A tar on standard input, and a bare Dockerfile with no context.
+    let stdin_build = |input: std::fs::File, tag: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lb"))
+            .arg("--root")
+            .arg(&env.root)
+            .args(["build", "-t", tag, "-"])
+            .stdin(input)
+            .output()
+            .unwrap()
+    };
+    let out = stdin_build(std::fs::File::open(&tgz).unwrap(), "from-stdin-tar");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bare = dir.join("bare.Dockerfile");
+    std::fs::write(&bare, "FROM busybox\nRUN echo bare > /bare.txt\n").unwrap();
+    let out = stdin_build(std::fs::File::open(&bare).unwrap(), "bare");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, out, _) = run_image(&env, &[], "bare", &["cat", "/bare.txt"]);
+    assert_eq!(out, "bare\n");
+}
