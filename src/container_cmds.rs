@@ -994,15 +994,7 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&empty)?;
         lowers.push(empty);
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("export needs a mount namespace of its own (run as root)")?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
+    lb_runtime::rootfs::private_mount_namespace().context("export")?;
     let view = tempfile::tempdir_in(&dir)?;
     lb_runtime::rootfs::mount_overlay_readonly(&lowers, view.path())?;
     crate::image_cmds::write_archive(args.output.as_deref(), |out| {

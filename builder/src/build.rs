@@ -225,19 +225,8 @@ fn store_err(e: lb_layerstore::Error) -> BuildError {
 /// The build mounts views of images (for COPY --from) in a mount namespace of its own:
 /// none of them is seen outside, and all go away with the process.
 fn private_mounts() -> Result<(), BuildError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
-        BuildError::new(format!(
-            "building needs root (a mount namespace of its own): {e}"
-        ))
-    })?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| BuildError::new(format!("make / private: {e}")))
+    lb_runtime::rootfs::private_mount_namespace()
+        .map_err(|e| BuildError::new(format!("building: {}", e.message)))
 }
 
 fn key_of(parts: &Value) -> Digest {
@@ -500,23 +489,10 @@ impl Builder<'_> {
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
-        if let Some(hit) = self.cached(&state, key)? {
-            self.progress.event(Event::Cached { vertex: v });
-            return Ok(hit);
-        }
-        let step = self.step_dir()?;
-        let upper = step.join("upper");
-        std::fs::create_dir_all(&upper)
-            .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
-        copy::make_dirs(&upper, &view, Path::new(&dir), None)
-            .map_err(|m| BuildError::at(ins, m))?;
-        let state = self.commit(state, &upper, key, ins.original.trim().to_string())?;
-        let _ = std::fs::remove_dir_all(&step);
-        self.progress.event(Event::Done {
-            vertex: v,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        Ok(state)
+        let created_by = ins.original.trim().to_string();
+        self.files_step(state, v, t, key, created_by, |upper| {
+            copy::make_dirs(upper, &view, Path::new(&dir), None).map_err(|m| BuildError::at(ins, m))
+        })
     }
 
     /// ONBUILD: the base image's triggers run first, as instructions of this stage, and
@@ -1064,6 +1040,22 @@ impl Builder<'_> {
             if unpack { "ADD" } else { "COPY" },
             [sources.clone(), vec![dest.clone()]].concat().join(" ")
         );
+        self.files_step(state, v, t, key, created_by, |upper| {
+            op.write(upper).map_err(|m| BuildError::at(ins, m))
+        })
+    }
+
+    /// The end of a step that writes files with no container (COPY, ADD, WORKDIR): the
+    /// cached result, or `fill` writing a fresh upper dir that becomes the layer.
+    fn files_step(
+        &self,
+        state: StageState,
+        v: usize,
+        t: Instant,
+        key: Digest,
+        created_by: String,
+        fill: impl FnOnce(&Path) -> Result<(), BuildError>,
+    ) -> Result<StageState, BuildError> {
         if let Some(hit) = self.cached(&state, key)? {
             self.progress.event(Event::Cached { vertex: v });
             return Ok(hit);
@@ -1072,7 +1064,7 @@ impl Builder<'_> {
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)
             .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
-        op.write(&upper).map_err(|m| BuildError::at(ins, m))?;
+        fill(&upper)?;
         let state = self.commit(state, &upper, key, created_by)?;
         let _ = std::fs::remove_dir_all(&dir);
         self.progress.event(Event::Done {

@@ -275,16 +275,7 @@ fn join_workdir(current: &str, dir: &str) -> String {
     } else {
         format!("{current}/{dir}")
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in joined.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
+    let (parts, _) = crate::copy::lexical(&joined);
     format!("/{}", parts.join("/"))
 }
 

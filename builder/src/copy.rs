@@ -83,17 +83,27 @@ fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// `p` made relative and clean; `None` when it would climb out of its root.
-pub(crate) fn clean_relative(p: &str) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir if !out.pop() => return None,
-            _ => {}
+/// `p`'s components with `.` and empty ones dropped and `..` applied (Go's
+/// `filepath.Clean`, lexically); the flag says whether a `..` climbed above the start.
+pub(crate) fn lexical(p: &str) -> (Vec<&str>, bool) {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut climbed = false;
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => climbed |= parts.pop().is_none(),
+            s => parts.push(s),
         }
     }
-    Some(out)
+    (parts, climbed)
+}
+
+/// `p` made relative and clean; `None` when it would climb out of its root.
+pub(crate) fn clean_relative(p: &str) -> Option<PathBuf> {
+    match lexical(p) {
+        (_, true) => None,
+        (parts, false) => Some(parts.iter().collect()),
+    }
 }
 
 /// `dest` as an absolute path in the image, joined to `workdir` when relative.

@@ -69,16 +69,7 @@ fn to_regex(pattern: &str) -> Result<Regex, String> {
 
 /// Go's `filepath.Clean` for a relative pattern, without a leading `/`.
 fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
+    let (parts, _) = crate::copy::lexical(p);
     if parts.is_empty() {
         ".".into()
     } else {

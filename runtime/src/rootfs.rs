@@ -27,6 +27,22 @@ fn last_errno() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
+/// Moves the calling process into a mount namespace of its own whose mounts propagate
+/// nowhere: what it then mounts (views of images for `export` and builds) is seen by no
+/// one else and goes away with the process, even when it is killed.
+pub fn private_mount_namespace() -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("a mount namespace of its own (needs root)", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("make / private", e))
+}
+
 /// Mounts the overlay at `target`. The new mount API takes one lower per call by file
 /// descriptor, so neither the 4 KiB option string nor path lengths limit the layer count;
 /// kernels without `lowerdir+` (before 6.8) get the classic option string.
