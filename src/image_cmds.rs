@@ -283,6 +283,8 @@ pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
 
 /// `lb prune`: remove what no name reaches.
 pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
+    // Containers of killed builds first: their scratch space goes with the prune.
+    lb_builder::reap_killed_builds();
     let report = store.prune()?;
     println!("Deleted blobs: {}", report.blobs);
     println!("Deleted snapshots: {}", report.snapshots);

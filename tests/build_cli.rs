@@ -476,3 +476,54 @@ fn contexts_from_a_tar_file_and_standard_input() {
     let (_, out, _) = run_image(&env, &[], "bare", &["cat", "/bare.txt"]);
     assert_eq!(out, "bare\n");
 }
+
+#[test]
+fn a_killed_build_leaves_the_store_whole_and_prune_clears_its_scratch() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap().join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nRUN head -c 1000000 /dev/urandom > /a\nRUN sleep 30\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["build", "-t", "slow", dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed while the second RUN runs.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0 {
+        if line.contains("RUN sleep 30") {
+            break;
+        }
+        line.clear();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The store is whole: the base still runs, nothing is named `slow`, and a prune clears
+    // the killed build's scratch space.
+    let (code, _, _) = run_image(&env, &[], "busybox", &["true"]);
+    assert_eq!(code, 0);
+    assert!(!text(&lb(&env, &["images"]).stdout).contains("slow"));
+    // The killed build's container is gone with it (its process tree was in lb's).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(lb(&env, &["prune"]).status.success());
+    let left = std::fs::read_dir(env.root.join("build"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+    // A rebuild finishes the first step from the cache.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nRUN head -c 1000000 /dev/urandom > /a\n",
+    )
+    .unwrap();
+    let (code, _, log) = build(&env, &["-t", "slow", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+}

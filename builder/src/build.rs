@@ -153,6 +153,7 @@ pub fn build(
     progress: &dyn Progress,
 ) -> Result<Image, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
+    reap_killed_builds();
     // Unnamed blobs of the build are safe from a concurrent prune until the image is named.
     let _writing = store.writing().map_err(store_err)?;
     private_mounts()?;
@@ -216,6 +217,32 @@ pub fn build(
         }
     }
     b.write(&state).map_err(store_err)
+}
+
+/// The cgroup names of RUN steps' containers: `build-<lb's pid>-<step>`.
+const BUILD_PREFIX: &str = "build-";
+
+/// Kills the RUN containers of builds whose lb process is gone (killed with SIGKILL: its
+/// containers outlive it, as they are not its threads) and removes their cgroups.
+pub fn reap_killed_builds() {
+    let Ok(names) = lb_runtime::cgroups::Cgroup::names() else {
+        return;
+    };
+    for name in names {
+        let Some(pid) = name
+            .strip_prefix(BUILD_PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if lb_runtime::state::pid_start_time(pid).is_some() {
+            continue; // that build is still running
+        }
+        if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&name) {
+            let _ = cg.remove();
+        }
+    }
 }
 
 fn store_err(e: lb_layerstore::Error) -> BuildError {
@@ -746,7 +773,12 @@ impl Builder<'_> {
             _ => self.opts.network_none,
         };
         let dir = self.step_dir()?;
-        let lower_view = self.view(state.image.as_ref())?;
+        // The image's file system, to tell the mount points mounts create: only with mounts.
+        let lower_view = if run.mounts.is_empty() {
+            dir.clone()
+        } else {
+            self.view(state.image.as_ref())?
+        };
         let prepared = self.run_mounts(&state, ins, run, &dir, &cwd, &lower_view, results)?;
         let key = key_of(&json!({
             "parent": state.key.to_string(),
@@ -800,7 +832,13 @@ impl Builder<'_> {
             );
         }
         spec.set_mounts(Some(mounts));
-        let id = Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex();
+        // Named after this process, so that a build killed with its containers still
+        // running can be told and reaped (`reap_killed_builds`).
+        let id = format!(
+            "{BUILD_PREFIX}{}-{}",
+            std::process::id(),
+            &Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex()[..32]
+        );
         let layers = lb_runtime::RootfsLayers {
             lowers,
             upper: upper.clone(),

@@ -144,6 +144,13 @@ impl Store {
             }
         }
         self.prune_cache();
+        // Scratch space of builds: a build holds the writers' lock, so none runs now and
+        // whatever is left is from one that was killed.
+        if let Ok(entries) = fs::read_dir(self.root.join("build")) {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         // No writer holds the shared lock now, so nothing in ingest/ is in use.
         let ingest = self.root.join("ingest");
         for entry in fs::read_dir(&ingest)

@@ -209,6 +209,25 @@ impl Cgroup {
         Ok(None)
     }
 
+    /// The names of the containers' cgroups below the calling process's own (`lb/*`).
+    pub fn names() -> Result<Vec<String>> {
+        let host = Host::detect()?;
+        let own = match host.choose(&[]).unwrap_or(Mode::V1) {
+            Mode::V1 => host.v1_used().next().map(|h| h.own.clone()),
+            Mode::V2 => host.v2.as_ref().map(|v| v.own.clone()),
+        };
+        let Some(own) = own else {
+            return Ok(Vec::new());
+        };
+        Ok(fs::read_dir(own.join(LB_DIR))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+
     /// Moves `pid` into it (every hierarchy).
     pub fn add_process(&self, pid: i32) -> Result<()> {
         for dir in self.paths() {
