@@ -255,6 +255,10 @@ pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
             .volumes()
             .as_ref()
             .map(|p| p.iter().map(|k| (k.clone(), json!({}))).collect());
+        // Docker's own fields, which the OCI config type does not carry: from the blob.
+        let raw: serde_json::Value =
+            serde_json::from_slice(&store.content().read_verified(&image.config_digest)?)?;
+        let docker_field = |k: &str| raw["config"].get(k).cloned().unwrap_or(json!(null));
         out.push(json!({
             "Id": image.config_digest.to_string(),
             "RepoTags": tags,
@@ -272,6 +276,9 @@ pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "Labels": c.labels(),
                 "Volumes": volumes,
                 "StopSignal": c.stop_signal(),
+                "Healthcheck": docker_field("Healthcheck"),
+                "Shell": docker_field("Shell"),
+                "OnBuild": docker_field("OnBuild"),
             },
             "RootFS": { "Type": "layers", "Layers": image.config.rootfs().diff_ids() },
             "Size": image.size(),

@@ -430,7 +430,11 @@ fn workdir_makes_its_directory_and_onbuild_triggers_run_in_the_child() {
         &["cat", "/trigger.txt", "/child-ctx/data.txt"],
     );
     assert_eq!(out, "triggered\nchild data");
-    // The child does not pass the triggers on.
+    // The parent carries its triggers; the child does not pass them on.
+    assert_eq!(
+        config(&env, "parent")["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /trigger.txt", "COPY . /child-ctx/"])
+    );
     assert!(
         config(&env, "child")["OnBuild"].is_null(),
         "{}",

@@ -256,6 +256,29 @@ fn private_mounts() -> Result<(), BuildError> {
         .map_err(|e| BuildError::new(format!("building: {}", e.message)))
 }
 
+/// A RUN as its history entry shows it (BuildKit's `runCommandString`): the stage's build
+/// args first, `|N K=V...` (a value from Env when Env sets the name), then the argv.
+fn run_history(state: &StageState, args: &[String]) -> String {
+    let env = state.run.env();
+    let mut words: Vec<String> = state
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = env
+                .iter()
+                .rev()
+                .find(|(e, _)| e == k)
+                .map_or(v, |(_, ev)| ev);
+            format!("{k}={v}")
+        })
+        .collect();
+    if !words.is_empty() {
+        words.insert(0, format!("|{}", words.len()));
+    }
+    words.extend(args.iter().cloned());
+    words.join(" ")
+}
+
 fn key_of(parts: &Value) -> Digest {
     Digest::of(&serde_json::to_vec(parts).expect("json"))
 }
@@ -314,10 +337,12 @@ impl Builder<'_> {
                 Ok(StageState::from_image(image, config, key))
             }
             Base::Stage(i) => {
+                // A stage built on another keeps its ARGs (BuildKit copies them), but did
+                // not set CMD itself.
                 let mut s = results.lock().expect("results")[*i]
                     .clone()
                     .expect("a stage's base is built before it");
-                s.args.clear();
+                s.run.new_stage();
                 Ok(s)
             }
         }
@@ -420,6 +445,20 @@ impl Builder<'_> {
                         state.args.push((decl.name.clone(), v));
                     }
                 }
+                let declared: Vec<String> = a
+                    .args
+                    .iter()
+                    .filter_map(|d| {
+                        let v = state.args.iter().find(|(k, _)| *k == d.name)?;
+                        Some(format!("{}={}", v.0, v.1))
+                    })
+                    .collect();
+                let text = if declared.is_empty() {
+                    ins.original.trim().to_string()
+                } else {
+                    format!("ARG {}", declared.join(" "))
+                };
+                self.history(&mut state, text, true);
                 state.key = key_of(&json!({ "parent": state.key.to_string(), "arg": state.args }));
                 Ok(state)
             }
@@ -465,25 +504,25 @@ impl Builder<'_> {
             }
             _ => {
                 let args = state.args.clone();
-                let applied = state
+                let created_by = state
                     .run
                     .apply(ins, &args)
-                    .map_err(|e| BuildError::at(ins, e.to_string()))?;
-                if !applied {
-                    return Err(BuildError::at(
-                        ins,
-                        format!("{} is not supported here", ins.original.trim()),
-                    ));
-                }
+                    .map_err(|e| BuildError::at(ins, e.to_string()))?
+                    .ok_or_else(|| {
+                        BuildError::at(
+                            ins,
+                            format!("{} is not supported here", ins.original.trim()),
+                        )
+                    })?;
                 let key = key_of(&json!({
                     "parent": state.key.to_string(),
-                    "instruction": ins.original.trim(),
+                    "instruction": created_by,
                     "config": state.run.config,
                 }));
                 if let Command::Workdir(_) = ins.command {
-                    return self.workdir_step(state, ins, name, key);
+                    return self.workdir_step(state, ins, name, key, created_by);
                 }
-                self.history(&mut state, ins.original.trim().to_string(), true);
+                self.history(&mut state, created_by, true);
                 state.key = key;
                 Ok(state)
             }
@@ -498,6 +537,7 @@ impl Builder<'_> {
         ins: &Instruction,
         name: &str,
         key: Digest,
+        created_by: String,
     ) -> Result<StageState, BuildError> {
         let dir = state
             .run
@@ -509,16 +549,25 @@ impl Builder<'_> {
         let view = self.view(state.image.as_ref())?;
         let rel = dir.trim_start_matches('/');
         if rel.is_empty() || view.join(rel).is_dir() {
-            self.history(&mut state, ins.original.trim().to_string(), true);
+            self.history(&mut state, created_by, true);
             state.key = key;
             return Ok(state);
         }
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
-        let created_by = ins.original.trim().to_string();
+        // Made as the stage's USER, as BuildKit does.
+        let user = state
+            .run
+            .config
+            .get("User")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(|u| copy::resolve_owner(u, &view))
+            .transpose()
+            .map_err(|m| BuildError::at(ins, m))?;
         self.files_step(state, v, t, key, created_by, |upper| {
-            copy::make_dirs(upper, &view, Path::new(&dir), None).map_err(|m| BuildError::at(ins, m))
+            copy::make_dirs(upper, &view, Path::new(&dir), user).map_err(|m| BuildError::at(ins, m))
         })
     }
 
@@ -785,7 +834,7 @@ impl Builder<'_> {
             "run": args, "script": script, "env": env, "user": user, "cwd": cwd,
             "network_none": network, "mounts": prepared.key,
         }));
-        let created_by = format!("RUN {} # buildkit", args.join(" "));
+        let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
@@ -1073,11 +1122,18 @@ impl Builder<'_> {
             "copy": op.digest().map_err(|m| BuildError::at(ins, m))?.to_string(),
             "from": from_key,
         }));
-        let created_by = format!(
-            "{} {} # buildkit",
-            if unpack { "ADD" } else { "COPY" },
-            [sources.clone(), vec![dest.clone()]].concat().join(" ")
-        );
+        // BuildKit's form: the flags that shape the files, then sources and destination.
+        let mut words = vec![if unpack { "ADD" } else { "COPY" }.to_string()];
+        if let copy::Source::Image(..) = from {
+            let f = ins.flags.iter().find(|f| f.starts_with("--from="));
+            words.extend(f.cloned());
+        }
+        words.extend(chown.as_ref().map(|c| format!("--chown={c}")));
+        words.extend(chmod.map(|c| format!("--chmod={c}")));
+        words.extend(sources.iter().cloned());
+        words.extend(files.inline.iter().map(|f| format!("<<{}", f.name)));
+        words.push(dest.clone());
+        let created_by = format!("{} # buildkit", words.join(" "));
         self.files_step(state, v, t, key, created_by, |upper| {
             op.write(upper).map_err(|m| BuildError::at(ins, m))
         })

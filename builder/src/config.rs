@@ -45,6 +45,11 @@ impl ImageConfig {
         }
     }
 
+    /// A new stage starts on this config: CMD was not set by it (yet).
+    pub fn new_stage(&mut self) {
+        self.cmd_set = false;
+    }
+
     /// `Env` as ordered pairs; later entries win, as in a shell.
     pub fn env(&self) -> Vec<(String, String)> {
         self.strings("Env")
@@ -101,13 +106,14 @@ impl ImageConfig {
         self.set_strings("Env", env);
     }
 
-    /// Applies `ins` if it is a metadata instruction; returns whether it was one. `args`
-    /// are the build arguments in scope (they expand like Env, which wins over them).
+    /// Applies `ins` if it is a metadata instruction; returns its history entry's
+    /// `created_by` as BuildKit writes it, or None when it is no metadata instruction.
+    /// `args` are the build arguments in scope (they expand like Env, which wins over them).
     pub fn apply(
         &mut self,
         ins: &Instruction,
         args: &[(String, String)],
-    ) -> Result<bool, ConfigError> {
+    ) -> Result<Option<String>, ConfigError> {
         let line = ins.start_line;
         let mut scope: BTreeMap<String, String> = args.iter().cloned().collect();
         scope.extend(self.env());
@@ -119,39 +125,46 @@ impl ImageConfig {
                     message: e.to_string(),
                 })
         };
-        match &ins.command {
+        let created_by = match &ins.command {
             Command::Env(kv) => {
+                // Every pair is expanded with the environment from before the instruction
+                // (docker's `ENV abc=bye def=$abc` gives def the old abc).
+                let mut pairs = Vec::new();
                 for pair in &kv.pairs {
-                    // Each pair sees the ones before it (`ENV A=1 B=$A`).
-                    let value = {
-                        let mut scope: BTreeMap<String, String> = args.iter().cloned().collect();
-                        scope.extend(self.env());
-                        lex.process_word(&pair.value, &scope)
-                            .map_err(|e| ConfigError::Expand {
-                                line,
-                                message: e.to_string(),
-                            })?
-                    };
-                    let key = word(&pair.key)?;
-                    self.set_env(&key, &value);
+                    pairs.push((word(&pair.key)?, word(&pair.value)?));
                 }
+                let text = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>();
+                for (k, v) in pairs {
+                    self.set_env(&k, &v);
+                }
+                format!("ENV {}", text.join(" "))
             }
             Command::Label(kv) => {
+                let mut text = Vec::new();
                 for pair in &kv.pairs {
                     let (k, v) = (word(&pair.key)?, word(&pair.value)?);
+                    text.push(format!("{k}={v}"));
                     self.map_insert("Labels", k, json!(v));
                 }
+                format!("LABEL {}", text.join(" "))
             }
             Command::Expose(e) => {
+                let mut all = Vec::new();
                 for spec in &e.ports {
                     for port in expose_ports(&word(spec)?)
                         .map_err(|message| ConfigError::Invalid { line, message })?
                     {
+                        all.push(port.clone());
                         self.map_insert("ExposedPorts", port, json!({}));
                     }
                 }
+                format!("EXPOSE [{}]", all.join(" "))
             }
             Command::Volume(v) => {
+                let mut all = Vec::new();
                 for p in &v.paths {
                     let p = word(p)?;
                     if p.trim().is_empty() {
@@ -160,11 +173,15 @@ impl ImageConfig {
                             message: "VOLUME specified can not be an empty string".into(),
                         });
                     }
+                    all.push(p.clone());
                     self.map_insert("Volumes", p, json!({}));
                 }
+                format!("VOLUME [{}]", all.join(" "))
             }
             Command::User(u) => {
-                self.config.insert("User".into(), json!(word(&u.user)?));
+                let user = word(&u.user)?;
+                self.config.insert("User".into(), json!(user));
+                format!("USER {user}")
             }
             Command::Workdir(w) => {
                 let dir = word(&w.path)?;
@@ -174,25 +191,32 @@ impl ImageConfig {
                     .and_then(Value::as_str)
                     .unwrap_or("/")
                     .to_string();
-                self.config
-                    .insert("WorkingDir".into(), json!(join_workdir(&current, &dir)));
+                let dir = join_workdir(&current, &dir);
+                self.config.insert("WorkingDir".into(), json!(dir));
+                format!("WORKDIR {dir}")
             }
             Command::Cmd(c) => {
                 let cmd = self.command_form(&c.args, c.shell_form);
-                self.set_strings("Cmd", cmd);
+                self.set_strings("Cmd", cmd.clone());
                 self.cmd_set = true;
+                format!("CMD {}", go_quoted(&cmd))
             }
             Command::Entrypoint(c) => {
                 let ep = self.command_form(&c.args, c.shell_form);
-                self.set_strings("Entrypoint", ep);
+                self.set_strings("Entrypoint", ep.clone());
                 if !self.cmd_set {
                     self.config.insert("Cmd".into(), Value::Null);
                 }
+                format!("ENTRYPOINT {}", go_quoted(&ep))
             }
-            Command::Shell(s) => self.set_strings("Shell", s.shell.clone()),
+            Command::Shell(s) => {
+                self.set_strings("Shell", s.shell.clone());
+                format!("SHELL [{}]", s.shell.join(" "))
+            }
             Command::Stopsignal(s) => {
-                self.config
-                    .insert("StopSignal".into(), json!(word(&s.signal)?));
+                let sig = word(&s.signal)?;
+                self.config.insert("StopSignal".into(), json!(sig));
+                format!("STOPSIGNAL {sig}")
             }
             Command::Healthcheck(h) => {
                 let mut hc = Map::new();
@@ -209,16 +233,21 @@ impl ImageConfig {
                     }
                 }
                 self.config.insert("Healthcheck".into(), Value::Object(hc));
+                ins.original.trim().to_string()
             }
             Command::Onbuild(o) => {
                 let mut triggers = self.strings("OnBuild");
                 triggers.push(o.expression.clone());
                 self.set_strings("OnBuild", triggers);
+                format!("ONBUILD {}", o.expression)
             }
-            Command::Maintainer(m) => self.author = Some(m.name.clone()),
-            _ => return Ok(false),
-        }
-        Ok(true)
+            Command::Maintainer(m) => {
+                self.author = Some(m.name.clone());
+                format!("MAINTAINER {}", m.name)
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(created_by))
     }
 
     /// A CMD or ENTRYPOINT as the config holds it: the exec form as written, the shell form
@@ -266,6 +295,15 @@ pub fn change_instruction(cfg: &mut ImageConfig, change: &str) -> Result<(), Con
         cfg.apply(&ins, &[])?;
     }
     Ok(())
+}
+
+/// Go's `%q` of a string list, as BuildKit's history shows CMD and ENTRYPOINT.
+fn go_quoted(list: &[String]) -> String {
+    let quoted: Vec<String> = list
+        .iter()
+        .map(|s| serde_json::to_string(s).expect("a string serialises"))
+        .collect();
+    format!("[{}]", quoted.join(" "))
 }
 
 /// A WORKDIR against the current one: absolute as given, relative joined; cleaned.
@@ -316,7 +354,9 @@ mod tests {
         let df = lb_parser::parse(dockerfile.as_bytes()).unwrap();
         for ins in &df.instructions[1..] {
             assert!(
-                cfg.apply(ins, &[("A".into(), "from-arg".into())]).unwrap(),
+                cfg.apply(ins, &[("A".into(), "from-arg".into())])
+                    .unwrap()
+                    .is_some(),
                 "{}",
                 ins.original
             );
@@ -334,7 +374,7 @@ mod tests {
         );
         apply_all(
             &mut cfg,
-            "FROM x\nENV B=2 C=$B\nENV PATH=/usr/bin:$PATH\nLABEL k=$C \"two words\"=v\nEXPOSE 80 53/udp 8000-8001\n\
+            "FROM x\nENV B=2 C=$B\nENV C=$B\nENV PATH=/usr/bin:$PATH\nLABEL k=$C \"two words\"=v\nEXPOSE 80 53/udp 8000-8001\n\
              VOLUME [\"/data\", \"/logs\"]\nUSER app:$C\nWORKDIR /srv\nWORKDIR sub/../app\nSTOPSIGNAL SIGQUIT\n\
              ENTRYPOINT [\"/ep\"]\nSHELL [\"/bin/bash\", \"-c\"]\nHEALTHCHECK --interval=5s CMD check\n\
              ONBUILD RUN echo hi\nMAINTAINER someone\nLABEL arg=$A\n",

@@ -418,7 +418,7 @@ pub(crate) fn make_dirs(
 
 /// `--chown=user[:group]`, names looked up in the image's own files; a bare numeric user
 /// gets the same numeric group, as in BuildKit.
-fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), String> {
+pub(crate) fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), String> {
     let read = |f: &str| fs::read_to_string(target.join(f)).unwrap_or_default();
     let u = lb_runtime::user::resolve(spec, &read("etc/passwd"), &read("etc/group"))
         .map_err(|e| format!("--chown={spec}: {e}"))?;
