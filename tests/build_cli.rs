@@ -531,3 +531,30 @@ fn a_killed_build_leaves_the_store_whole_and_prune_clears_its_scratch() {
     let (code, _, log) = build(&env, &["-t", "slow", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{log}");
 }
+
+#[test]
+fn copy_exclude_and_parents() {
+    let Some(env) = setup() else { return };
+    let (code, _, log) = build(
+        &env,
+        &["-t", "xp", case("copy-exclude-parents").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "xp",
+        &["find", "/excluded", "/kept", "-type", "f"],
+    );
+    let mut files: Vec<&str> = out.lines().collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/excluded/a/deep/two.txt",
+            "/excluded/a/one.txt",
+            "/kept/src/a/one.txt",
+            "/kept/src/b/three.txt"
+        ]
+    );
+}

@@ -128,6 +128,17 @@ impl StageState {
     }
 }
 
+/// What COPY and ADD flags shape the files.
+#[derive(Clone, Copy)]
+struct CopyFlags<'a> {
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    /// ADD: local archives are unpacked.
+    unpack: bool,
+    parents: bool,
+    excludes: &'a [String],
+}
+
 /// A RUN heredoc that is a script (`#!`): its name and body, run as `/dev/pipes/NAME`.
 type Script = (String, String);
 
@@ -470,16 +481,14 @@ impl Builder<'_> {
                         .source_image(f, results)
                         .map_err(|m| BuildError::at(ins, m))?,
                 };
-                self.copy_step(
-                    state,
-                    ins,
-                    name,
-                    from,
-                    &c.files,
-                    c.chown.as_deref(),
-                    c.chmod.as_deref(),
-                    false,
-                )
+                let flags = CopyFlags {
+                    chown: c.chown.as_deref(),
+                    chmod: c.chmod.as_deref(),
+                    unpack: false,
+                    parents: c.parents,
+                    excludes: &c.excludes,
+                };
+                self.copy_step(state, ins, name, from, &c.files, &flags)
             }
             Command::Add(a) => {
                 if let Some(url) = a.files.sources.iter().find(|s| s.contains("://")) {
@@ -491,16 +500,14 @@ impl Builder<'_> {
                     ));
                 }
                 let from = copy::Source::Context(self.opts.context.clone());
-                self.copy_step(
-                    state,
-                    ins,
-                    name,
-                    from,
-                    &a.files,
-                    a.chown.as_deref(),
-                    a.chmod.as_deref(),
-                    a.unpack != Some(false),
-                )
+                let flags = CopyFlags {
+                    chown: a.chown.as_deref(),
+                    chmod: a.chmod.as_deref(),
+                    unpack: a.unpack != Some(false),
+                    parents: false,
+                    excludes: &a.excludes,
+                };
+                self.copy_step(state, ins, name, from, &a.files, &flags)
             }
             _ => {
                 let args = state.args.clone();
@@ -1050,10 +1057,15 @@ impl Builder<'_> {
         name: &str,
         from: copy::Source,
         files: &lb_parser::Sources,
-        chown: Option<&str>,
-        chmod: Option<&str>,
-        unpack: bool,
+        flags: &CopyFlags,
     ) -> Result<StageState, BuildError> {
+        let CopyFlags {
+            chown,
+            chmod,
+            unpack,
+            parents,
+            excludes,
+        } = *flags;
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
@@ -1100,6 +1112,17 @@ impl Builder<'_> {
             write().map_err(|e| BuildError::new(format!("{}: {e}", path.display())))?;
             inline.push(path);
         }
+        let exclude_patterns = if excludes.is_empty() {
+            None
+        } else {
+            let patterns = excludes
+                .iter()
+                .map(|e| word(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ignore = crate::ignore::Ignore::parse(&patterns.join("\n"))
+                .map_err(|m| BuildError::at(ins, format!("--exclude: {m}")))?;
+            Some(std::sync::Arc::new(ignore))
+        };
         let spec = copy::CopySpec {
             inline: &inline,
             sources: &sources,
@@ -1108,6 +1131,8 @@ impl Builder<'_> {
             chown: chown.as_deref(),
             chmod,
             unpack,
+            parents,
+            excludes: exclude_patterns,
         };
         let from_image = matches!(from, copy::Source::Image(..));
         let visible = if from_image {
@@ -1130,6 +1155,10 @@ impl Builder<'_> {
         }
         words.extend(chown.as_ref().map(|c| format!("--chown={c}")));
         words.extend(chmod.map(|c| format!("--chmod={c}")));
+        if parents {
+            words.push("--parents".into());
+        }
+        words.extend(excludes.iter().map(|e| format!("--exclude={e}")));
         words.extend(sources.iter().cloned());
         words.extend(files.inline.iter().map(|f| format!("<<{}", f.name)));
         words.push(dest.clone());

@@ -33,36 +33,38 @@ struct Item {
 }
 
 /// Which paths of a source a build sees: all of an image's, the context's less what
-/// `.dockerignore` leaves out.
+/// `.dockerignore` leaves out, less what a COPY's `--exclude` patterns leave out; each
+/// filter's patterns are relative to its root.
 #[derive(Clone, Default)]
 pub struct Visible {
-    context: Option<(PathBuf, std::sync::Arc<crate::ignore::Ignore>)>,
+    filters: Vec<(PathBuf, std::sync::Arc<crate::ignore::Ignore>)>,
 }
 
 impl std::fmt::Debug for Visible {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.context {
-            Some((root, _)) => write!(f, "Visible(context {})", root.display()),
-            None => write!(f, "Visible(all)"),
-        }
+        let roots: Vec<_> = self.filters.iter().map(|(r, _)| r.display()).collect();
+        write!(f, "Visible(filters at {roots:?})")
     }
 }
 
 impl Visible {
     pub fn context(root: &Path, ignore: std::sync::Arc<crate::ignore::Ignore>) -> Visible {
-        Visible {
-            context: Some((root.to_path_buf(), ignore)),
-        }
+        Visible::default().with(root, ignore)
+    }
+
+    /// This, less what `ignore` excludes below `root`.
+    pub fn with(mut self, root: &Path, ignore: std::sync::Arc<crate::ignore::Ignore>) -> Visible {
+        self.filters.push((root.to_path_buf(), ignore));
+        self
     }
 
     pub fn shows(&self, path: &Path) -> bool {
-        match &self.context {
-            Some((root, ignore)) => match path.strip_prefix(root) {
+        self.filters
+            .iter()
+            .all(|(root, ignore)| match path.strip_prefix(root) {
                 Ok(rel) if !rel.as_os_str().is_empty() => !ignore.excluded(rel),
                 _ => true,
-            },
-            None => true,
-        }
+            })
     }
 }
 
@@ -77,6 +79,7 @@ pub struct CopyOp {
     keep_owner: bool,
     chmod: Option<u32>,
     visible: Visible,
+    excludes: Option<std::sync::Arc<crate::ignore::Ignore>>,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -155,6 +158,11 @@ pub struct CopySpec<'a> {
     pub chmod: Option<&'a str>,
     /// ADD: local archives are unpacked.
     pub unpack: bool,
+    /// `--exclude` patterns, relative to each source.
+    pub excludes: Option<std::sync::Arc<crate::ignore::Ignore>>,
+    /// `--parents`: each source lands under the destination at its own path from the
+    /// source's root.
+    pub parents: bool,
 }
 
 impl CopyOp {
@@ -176,6 +184,8 @@ impl CopyOp {
             chown,
             chmod,
             unpack,
+            parents,
+            ref excludes,
         } = *spec;
         let to = absolute_dest(dest, workdir);
         let mut matched: Vec<PathBuf> = Vec::new();
@@ -221,7 +231,14 @@ impl CopyOp {
         let mut items = Vec::new();
         for from in matched {
             let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-            let item = if md.is_dir() {
+            let item = if parents && from.starts_with(root) {
+                let rel = from.strip_prefix(root).unwrap_or(&from).to_path_buf();
+                Item {
+                    to: to.join(rel),
+                    from,
+                    unpack: false,
+                }
+            } else if md.is_dir() {
                 Item {
                     from,
                     to: to.clone(),
@@ -262,8 +279,18 @@ impl CopyOp {
             owner,
             keep_owner: from_image,
             visible: visible.clone(),
+            excludes: excludes.clone(),
             chmod,
         })
+    }
+
+    /// What of `item` is copied: the source's visible paths less `--exclude`'s, whose
+    /// patterns are relative to the item.
+    fn visible_in(&self, item: &Item) -> Visible {
+        match &self.excludes {
+            Some(ex) => self.visible.clone().with(&item.from, ex.clone()),
+            None => self.visible.clone(),
+        }
     }
 
     /// The digest of everything the copy writes: paths where they land, types, modes,
@@ -286,7 +313,7 @@ impl CopyOp {
                 item.to.display(),
                 item.unpack
             ));
-            add(&tree_digest(&item.from, self.keep_owner, &self.visible)?.to_string());
+            add(&tree_digest(&item.from, self.keep_owner, &self.visible_in(item))?.to_string());
         }
         Ok(h.finish().0)
     }
@@ -321,7 +348,13 @@ impl CopyOp {
                 continue;
             }
             let mut files = Vec::new();
-            walk(&item.from, Path::new(""), true, &self.visible, &mut files)?;
+            walk(
+                &item.from,
+                Path::new(""),
+                true,
+                &self.visible_in(item),
+                &mut files,
+            )?;
             // Directories' metadata last, once their contents are written.
             let mut dirs = Vec::new();
             for (path, rel, md) in files {
@@ -546,6 +579,8 @@ mod tests {
                 chown: None,
                 chmod: None,
                 unpack: false,
+                parents: false,
+                excludes: None,
             };
             CopyOp::resolve(ctx.path(), &Visible::default(), false, target.path(), &spec)
         };

@@ -9,13 +9,14 @@ use std::path::Path;
 
 use regex::Regex;
 
+#[derive(Debug)]
 struct Pattern {
     regex: Regex,
     exclusion: bool,
 }
 
-/// The patterns of one context.
-#[derive(Default)]
+/// The patterns of one context (or one COPY's `--exclude`s).
+#[derive(Default, Debug)]
 pub struct Ignore {
     patterns: Vec<Pattern>,
 }
