@@ -71,6 +71,19 @@ impl ContentStore {
         })
     }
 
+    /// A writer for a blob the caller hashes itself ([`CallerHashedWriter`]).
+    pub fn writer_hashed_by_caller(&self) -> Result<CallerHashedWriter, Error> {
+        let temp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.ingest)
+            .map_err(|e| Error::io(&self.ingest, e))?;
+        Ok(CallerHashedWriter {
+            temp,
+            written: 0,
+            blobs: self.blobs.clone(),
+        })
+    }
+
     /// Stores `bytes` (a manifest, a config) and returns its digest.
     pub fn put(&self, bytes: &[u8]) -> Result<BlobInfo, Error> {
         let digest = Digest::of(bytes);
@@ -204,43 +217,105 @@ impl BlobWriter {
         expected_size: Option<u64>,
     ) -> Result<BlobInfo, Error> {
         let (digest, size, temp) = self.out.finish();
-        if let Some(want) = expected_size {
-            if want != size {
-                return Err(Error::SizeMismatch {
-                    expected: want,
-                    actual: size,
-                });
-            }
-        }
-        if let Some(want) = expected {
-            if *want != digest {
-                return Err(Error::DigestMismatch {
-                    expected: *want,
-                    actual: digest,
-                });
-            }
-        }
-        let target = self.blobs.join(digest.hex());
-        if target.is_file() {
-            // Equal content is stored once; the temporary file goes away on drop.
-            return Ok(BlobInfo { digest, size });
-        }
-        // Durable before visible: data, then the rename, then the directory entry.
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(temp.path(), e))?;
-        temp.persist(&target)
-            .map_err(|e| Error::io(&target, e.error))?;
-        File::open(&self.blobs)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&self.blobs, e))?;
-        Ok(BlobInfo { digest, size })
+        publish(&self.blobs, digest, size, temp, expected, expected_size)
     }
+}
+
+/// A blob writer whose bytes the caller hashes itself (a layer diff hashes its tar for
+/// the diffID, which for an uncompressed layer is the blob's digest): one hash, not two.
+pub struct CallerHashedWriter {
+    temp: tempfile::NamedTempFile,
+    written: u64,
+    blobs: PathBuf,
+}
+
+impl Write for CallerHashedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.temp.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+impl CallerHashedWriter {
+    /// Makes the blob visible under `digest`, the sha256 the caller computed over exactly
+    /// the bytes it wrote, after checking their count.
+    pub fn commit(self, digest: Digest, size: u64) -> Result<BlobInfo, Error> {
+        publish(
+            &self.blobs,
+            digest,
+            self.written,
+            self.temp,
+            None,
+            Some(size),
+        )
+    }
+}
+
+/// Checks a written blob against what was expected, then makes it durable and visible
+/// under its digest (stored once: equal content already there stands).
+fn publish(
+    blobs: &Path,
+    digest: Digest,
+    size: u64,
+    temp: tempfile::NamedTempFile,
+    expected: Option<&Digest>,
+    expected_size: Option<u64>,
+) -> Result<BlobInfo, Error> {
+    if let Some(want) = expected_size {
+        if want != size {
+            return Err(Error::SizeMismatch {
+                expected: want,
+                actual: size,
+            });
+        }
+    }
+    if let Some(want) = expected {
+        if *want != digest {
+            return Err(Error::DigestMismatch {
+                expected: *want,
+                actual: digest,
+            });
+        }
+    }
+    let target = blobs.join(digest.hex());
+    if target.is_file() {
+        // Equal content is stored once; the temporary file goes away on drop.
+        return Ok(BlobInfo { digest, size });
+    }
+    // Durable before visible: data, then the rename, then the directory entry.
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(temp.path(), e))?;
+    temp.persist(&target)
+        .map_err(|e| Error::io(&target, e.error))?;
+    File::open(blobs)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(blobs, e))?;
+    Ok(BlobInfo { digest, size })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_hashed_blob_lands_under_the_callers_digest_and_size_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let mut w = store.writer_hashed_by_caller().unwrap();
+        w.write_all(b"layer bytes").unwrap();
+        let info = w.commit(Digest::of(b"layer bytes"), 11).unwrap();
+        assert_eq!(store.read_verified(&info.digest).unwrap(), b"layer bytes");
+        let mut w = store.writer_hashed_by_caller().unwrap();
+        w.write_all(b"short").unwrap();
+        assert!(w.commit(Digest::of(b"short!"), 6).is_err());
+        assert!(store.info(&Digest::of(b"short!")).is_err());
+    }
 
     #[test]
     fn put_read_verify_list_remove() {

@@ -253,10 +253,12 @@ impl Store {
         upper: &std::path::Path,
         opts: crate::diff::DiffOptions,
     ) -> Result<StoredLayer, Error> {
-        let mut w = self.content().writer()?;
+        // write_diff hashes the tar for its diffID, which for an uncompressed layer is the
+        // blob's digest: the blob writer does not hash it a second time.
+        let mut w = self.content().writer_hashed_by_caller()?;
         let diff =
             crate::diff::write_diff(upper, &mut w, crate::diff::LayerCompression::None, opts)?;
-        let blob = w.commit(Some(&diff.diff_id), Some(diff.size))?;
+        let blob = w.commit(diff.diff_id, diff.size)?;
         Ok(StoredLayer {
             digest: blob.digest,
             size: blob.size,

@@ -27,7 +27,7 @@ mod store;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use container::ContainerRecord;
-pub use content::{BlobInfo, BlobWriter, ContentStore};
+pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
 pub use error::Error;
