@@ -4,8 +4,9 @@
 set -euo pipefail
 
 need_apt=()
-# skopeo and umoci: interop tests read lb's store with them; busybox-static: the test base image.
-for pkg in build-essential pkg-config ca-certificates git skopeo umoci busybox-static; do
+# skopeo and umoci: interop tests read lb's store with them; busybox-static: the test base image;
+# procps (pgrep) and bsdutils (script, a terminal for the -t tests): used by the CLI tests.
+for pkg in build-essential pkg-config ca-certificates git skopeo umoci busybox-static procps bsdutils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
