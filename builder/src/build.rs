@@ -99,6 +99,23 @@ impl StageState {
             .collect()
     }
 
+    /// A string field of the run config (`User`, `WorkingDir`), empty when unset.
+    fn config_str(&self, key: &str) -> String {
+        self.run
+            .config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// The working directory steps run and copy in: WORKDIR's, else `/`.
+    fn workdir(&self) -> String {
+        Some(self.config_str("WorkingDir"))
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
     /// The variables a step's words expand with: ARGs, then Env over them.
     fn scope(&self) -> BTreeMap<String, String> {
         let mut scope: BTreeMap<String, String> = self.args.iter().cloned().collect();
@@ -546,13 +563,7 @@ impl Builder<'_> {
         key: Digest,
         created_by: String,
     ) -> Result<StageState, BuildError> {
-        let dir = state
-            .run
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .unwrap_or("/")
-            .to_string();
+        let dir = state.workdir();
         let view = self.view(state.image.as_ref())?;
         let rel = dir.trim_start_matches('/');
         if rel.is_empty() || view.join(rel).is_dir() {
@@ -810,19 +821,8 @@ impl Builder<'_> {
             .run_args(&state, run)
             .map_err(|m| BuildError::at(ins, m))?;
         let mut env = Self::run_env(&state);
-        let config_str = |k: &str| {
-            state
-                .run
-                .config
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let user = config_str("User");
-        let cwd = Some(config_str("WorkingDir"))
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into());
+        let user = state.config_str("User");
+        let cwd = state.workdir();
         let network = match run.network {
             Some(lb_parser::NetworkMode::None) => true,
             Some(lb_parser::NetworkMode::Host) => false,
@@ -1082,13 +1082,7 @@ impl Builder<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let dest = word(&files.dest)?;
         let chown = chown.map(word).transpose()?;
-        let workdir = state
-            .run
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .unwrap_or("/")
-            .to_string();
+        let workdir = state.workdir();
         let (root, from_key) = match &from {
             copy::Source::Context(dir) => (dir.clone(), json!("context")),
             copy::Source::Image(image, key) => (self.view(Some(image))?, json!(key.to_string())),

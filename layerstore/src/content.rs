@@ -59,26 +59,26 @@ impl ContentStore {
         })
     }
 
-    /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
-    pub fn writer(&self) -> Result<BlobWriter, Error> {
-        let temp = tempfile::Builder::new()
+    /// A temporary file in `ingest/`, where blobs are written before they are committed.
+    fn ingest_file(&self) -> Result<tempfile::NamedTempFile, Error> {
+        tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.ingest)
-            .map_err(|e| Error::io(&self.ingest, e))?;
+            .map_err(|e| Error::io(&self.ingest, e))
+    }
+
+    /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
+    pub fn writer(&self) -> Result<BlobWriter, Error> {
         Ok(BlobWriter {
-            out: Digester::new(temp),
+            out: Digester::new(self.ingest_file()?),
             blobs: self.blobs.clone(),
         })
     }
 
     /// A writer for a blob the caller hashes itself ([`CallerHashedWriter`]).
     pub fn writer_hashed_by_caller(&self) -> Result<CallerHashedWriter, Error> {
-        let temp = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.ingest)
-            .map_err(|e| Error::io(&self.ingest, e))?;
         Ok(CallerHashedWriter {
-            temp,
+            temp: self.ingest_file()?,
             written: 0,
             blobs: self.blobs.clone(),
         })
