@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
     #[arg(long)]
     secret: Vec<String>,
+    /// Also write the result: type=docker|oci,dest=FILE[,name=REF] (an image archive),
+    /// type=tar,dest=FILE (its file system) or type=local,dest=DIR
+    #[arg(short, long)]
+    output: Vec<String>,
     /// The build context: a directory, a tar archive (plain, gzip or zstd), or `-` for a
     /// tar or a bare Dockerfile on standard input
     context: PathBuf,
@@ -180,6 +184,51 @@ fn secret(spec: &str) -> anyhow::Result<(String, lb_builder::SecretSource)> {
     Ok((id, src))
 }
 
+/// One `--output`: what to write and where.
+enum Output {
+    /// An image archive (`lb save`'s, which docker and OCI tools load) under these names.
+    Archive {
+        dest: PathBuf,
+        names: Vec<Reference>,
+    },
+    /// The file system as a tar.
+    Tar { dest: PathBuf },
+    /// The file system written into a directory.
+    Local { dest: PathBuf },
+}
+
+fn output(spec: &str, tags: &[Reference]) -> anyhow::Result<Output> {
+    let (mut typ, mut dest, mut names) = (None, None, Vec::new());
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("type", v)) => typ = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            Some(("name", v)) => {
+                for n in v.split(',') {
+                    names
+                        .push(Reference::parse(n).with_context(|| format!("--output name {n:?}"))?);
+                }
+            }
+            _ => bail!("--output {spec:?}: unexpected {field:?}"),
+        }
+    }
+    let dest = dest.ok_or_else(|| anyhow::anyhow!("--output {spec:?}: dest= is required"))?;
+    match typ.as_deref() {
+        Some("docker" | "oci") => {
+            if names.is_empty() {
+                names = tags.to_vec();
+            }
+            if names.is_empty() {
+                bail!("--output {spec:?}: an image archive needs a name (-t NAME or name=)");
+            }
+            Ok(Output::Archive { dest, names })
+        }
+        Some("tar") => Ok(Output::Tar { dest }),
+        Some("local") => Ok(Output::Local { dest }),
+        other => bail!("--output {spec:?}: type {other:?}: want docker, oci, tar or local"),
+    }
+}
+
 fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
     items
         .iter()
@@ -216,6 +265,11 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .tag
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("invalid tag {t:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let outputs = args
+        .output
+        .iter()
+        .map(|o| output(o, &tags))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut build_args = BTreeMap::new();
     for a in &args.build_arg {
@@ -282,6 +336,34 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     for t in &tags {
         store.name_image(t, &image)?;
+    }
+    for out in &outputs {
+        match out {
+            Output::Archive { dest, names } => {
+                for n in names {
+                    store.name_image(n, &image)?;
+                }
+                crate::image_cmds::write_archive(Some(dest), |w| Ok(store.save(names, w)?))?;
+            }
+            Output::Tar { dest } => crate::image_cmds::write_archive(Some(dest), |w| {
+                Ok(lb_builder::write_flattened(store, &image, w)?)
+            })?,
+            Output::Local { dest } => {
+                let tar = tempfile::NamedTempFile::new()?;
+                lb_builder::write_flattened(store, &image, std::io::BufWriter::new(tar.as_file()))?;
+                std::fs::create_dir_all(dest)
+                    .with_context(|| format!("cannot create {}", dest.display()))?;
+                lb_layerstore::apply_layer(
+                    std::fs::File::open(tar.path())?,
+                    dest,
+                    lb_layerstore::ApplyOptions {
+                        whiteouts: lb_layerstore::Whiteouts::Delete,
+                        privileged: true,
+                    },
+                )
+                .with_context(|| format!("writing {}", dest.display()))?;
+            }
+        }
     }
     let id = image.config_digest.to_string();
     if let Some(f) = &args.iidfile {

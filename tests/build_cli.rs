@@ -558,3 +558,66 @@ fn copy_exclude_and_parents() {
         ]
     );
 }
+
+#[test]
+fn output_writes_an_image_archive_a_file_system_tar_or_a_directory() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap();
+    let (fs_tar, local, archive) = (dir.join("fs.tar"), dir.join("local"), dir.join("img.tar"));
+    let outputs = [
+        format!("type=tar,dest={}", fs_tar.display()),
+        format!("type=local,dest={}", local.display()),
+        format!("type=docker,dest={},name=exported:1", archive.display()),
+    ];
+    let (code, _, log) = build(
+        &env,
+        &[
+            "-o",
+            &outputs[0],
+            "-o",
+            &outputs[1],
+            "--output",
+            &outputs[2],
+            case("basic").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    // The file system, flattened: the base's files and the build's.
+    let mut names = Vec::new();
+    for e in tar::Archive::new(std::fs::File::open(&fs_tar).unwrap())
+        .entries()
+        .unwrap()
+    {
+        names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    assert!(
+        names.contains(&"app/run.txt".to_string()) && names.contains(&"bin/busybox".to_string()),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| !n.contains(".wh.")));
+    assert_eq!(
+        std::fs::read_to_string(local.join("app/run.txt")).unwrap(),
+        "hello from /app\nfile a\nfile b\n"
+    );
+    // The image archive loads into another store and runs.
+    let other = dir.join("other");
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&other)
+        .args(["load", "-i", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&other)
+        .args(["run", "--rm", "exported:1"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "hello from /app\nfile a\nfile b\n");
+    // An archive needs a name.
+    let bad = format!("type=oci,dest={}", dir.join("x.tar").display());
+    let (code, _, log) = build(&env, &["-o", &bad, case("basic").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(log.contains("needs a name"), "{log}");
+}

@@ -273,6 +273,40 @@ pub fn reap_killed_builds() {
     }
 }
 
+/// Writes `image`'s file system, flattened (whiteouts applied), to `out` as one tar: the
+/// layers' snapshots seen through a read-only overlay in a mount namespace of this
+/// process's own (the build's, or made here).
+pub fn write_flattened(
+    store: &Store,
+    image: &Image,
+    out: impl std::io::Write,
+) -> Result<(), BuildError> {
+    private_mounts()?;
+    let mut lowers = store.prepare_snapshots(image).map_err(store_err)?;
+    lowers.reverse();
+    let scratch = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(store.root())
+        .map_err(|e| BuildError::new(format!("{}: {e}", store.root().display())))?;
+    // A read-only overlay needs two lowers; an empty one also hides a lone layer's whiteouts.
+    let empty = scratch.path().join("empty");
+    let view = scratch.path().join("view");
+    for d in [&empty, &view] {
+        std::fs::create_dir_all(d).map_err(|e| BuildError::new(format!("{}: {e}", d.display())))?;
+    }
+    lowers.push(empty);
+    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)
+        .map_err(|e| BuildError::new(e.message))?;
+    let written = lb_layerstore::write_diff(
+        &view,
+        out,
+        lb_layerstore::LayerCompression::None,
+        DiffOptions::default(),
+    );
+    let _ = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
+    written.map(|_| ()).map_err(store_err)
+}
+
 fn store_err(e: lb_layerstore::Error) -> BuildError {
     BuildError::new(e.to_string())
 }
