@@ -975,9 +975,8 @@ pub struct ExportArgs {
 }
 
 /// `lb export`: the container's whole file system (its image's layers with its own changes
-/// on top) as one tar, as `docker export` writes it. The merged view is a read-only overlay
-/// mounted in a mount namespace of this process's own, so nothing of it is seen outside and
-/// it goes away with the process, even when killed.
+/// on top) as one tar, as `docker export` writes it (`write_merged`: a read-only overlay in
+/// a mount namespace of this process's own, seen by no one and gone with the process).
 pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let c = store.container(&args.container)?;
     let dir = store.container_dir(&c.id);
@@ -988,25 +987,9 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .rev(),
     );
-    if lowers.len() < 2 {
-        // A read-only overlay needs two lowers; an image with no layers adds an empty one.
-        let empty = dir.join("empty");
-        std::fs::create_dir_all(&empty)?;
-        lowers.push(empty);
-    }
-    lb_runtime::rootfs::private_mount_namespace().context("export")?;
-    let view = tempfile::tempdir_in(&dir)?;
-    lb_runtime::rootfs::mount_overlay_readonly(&lowers, view.path())?;
     crate::image_cmds::write_archive(args.output.as_deref(), |out| {
-        lb_layerstore::write_diff(
-            view.path(),
-            out,
-            lb_layerstore::LayerCompression::None,
-            lb_layerstore::DiffOptions::default(),
-        )?;
-        Ok(())
+        Ok(lb_builder::write_merged(lowers, &dir, out)?)
     })?;
-    let _ = nix::mount::umount2(view.path(), nix::mount::MntFlags::MNT_DETACH);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -273,21 +273,30 @@ pub fn reap_killed_builds() {
     }
 }
 
-/// Writes `image`'s file system, flattened (whiteouts applied), to `out` as one tar: the
-/// layers' snapshots seen through a read-only overlay in a mount namespace of this
-/// process's own (the build's, or made here).
+/// Writes `image`'s file system, flattened (whiteouts applied), to `out` as one tar.
 pub fn write_flattened(
     store: &Store,
     image: &Image,
     out: impl std::io::Write,
 ) -> Result<(), BuildError> {
-    private_mounts()?;
     let mut lowers = store.prepare_snapshots(image).map_err(store_err)?;
     lowers.reverse();
+    write_merged(lowers, store.root(), out)
+}
+
+/// Writes the merged file system of `lowers` (top first: snapshots, a container's upper
+/// dir) as one tar, whiteouts applied: the layers seen through a read-only overlay mounted
+/// in a mount namespace of this process's own, in a scratch directory under `scratch_in`.
+pub fn write_merged(
+    mut lowers: Vec<PathBuf>,
+    scratch_in: &Path,
+    out: impl std::io::Write,
+) -> Result<(), BuildError> {
+    private_mounts()?;
     let scratch = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempdir_in(store.root())
-        .map_err(|e| BuildError::new(format!("{}: {e}", store.root().display())))?;
+        .tempdir_in(scratch_in)
+        .map_err(|e| BuildError::new(format!("{}: {e}", scratch_in.display())))?;
     // A read-only overlay needs two lowers; an empty one also hides a lone layer's whiteouts.
     let empty = scratch.path().join("empty");
     let view = scratch.path().join("view");

@@ -19,7 +19,9 @@ mod ignore;
 mod mounts;
 pub mod plan;
 
-pub use build::{BuildOptions, Event, Progress, build, reap_killed_builds, write_flattened};
+pub use build::{
+    BuildOptions, Event, Progress, build, reap_killed_builds, write_flattened, write_merged,
+};
 pub use config::{ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;
 pub use mounts::SecretSource;
