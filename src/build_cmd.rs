@@ -31,6 +31,16 @@ pub struct BuildArgs {
     /// Run every step, using no cached result
     #[arg(long = "no-cache")]
     no_cache: bool,
+    /// Run the steps of these stages, using no cached result
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
+    /// Pull newer base images (nothing to pull from until the registry client: bases are
+    /// the store's own)
+    #[arg(long)]
+    pull: bool,
+    /// The platform to build for: only this machine's (linux/amd64 here) until emulation
+    #[arg(long)]
+    platform: Option<String>,
     /// Set a label on the image (KEY=VALUE)
     #[arg(long)]
     label: Vec<String>,
@@ -282,6 +292,19 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             },
         };
     }
+    if let Some(p) = &args.platform {
+        let here = lb_builder::plan::platform_args()
+            .into_iter()
+            .find(|(k, _)| k == "BUILDPLATFORM")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        if p.split(',').any(|p| p != here) {
+            bail!("--platform {p}: lb builds for this machine's platform only ({here})");
+        }
+    }
+    if args.pull {
+        eprintln!("lb: --pull: no registry client yet; the bases in the store are used");
+    }
     let network_none = match args.network.as_str() {
         "default" | "host" => false,
         "none" => true,
@@ -305,6 +328,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,
+        no_cache_stages: args.no_cache_filter.clone(),
         network_none,
         labels: key_values(&args.label, "--label")?,
         source_date_epoch,

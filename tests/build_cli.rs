@@ -621,3 +621,26 @@ fn output_writes_an_image_archive_a_file_system_tar_or_a_directory() {
     assert_eq!(code, 1);
     assert!(log.contains("needs a name"), "{log}");
 }
+
+#[test]
+fn no_cache_filter_reruns_the_named_stages_only_and_platform_is_checked() {
+    let Some(env) = setup() else { return };
+    let dir = case("multistage");
+    let (code, _, log) = build(&env, &[dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (code, _, log) = build(&env, &["--no-cache-filter", "one", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    // Stage one's RUN reruns; stage two's stays cached.
+    let one_line = log
+        .lines()
+        .find(|l| l.contains("[one 2/2] RUN"))
+        .expect("stage one's RUN");
+    let vertex = one_line.split(' ').next().unwrap();
+    assert!(!log.contains(&format!("{vertex} CACHED")), "{log}");
+    let two_line = log.lines().find(|l| l.contains("[two 2/2] RUN")).unwrap();
+    let vertex = two_line.split(' ').next().unwrap();
+    assert!(log.contains(&format!("{vertex} CACHED")), "{log}");
+    let (code, _, log) = build(&env, &["--platform", "linux/s390x", dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(log.contains("this machine's platform only"), "{log}");
+}

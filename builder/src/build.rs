@@ -34,6 +34,8 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// `--no-cache`: every step runs.
     pub no_cache: bool,
+    /// `--no-cache-filter`: the steps of these stages (by name or index) run.
+    pub no_cache_stages: Vec<String>,
     /// `--network none`: RUN steps get a network namespace of their own with only `lo`;
     /// otherwise they share the host's network, as `docker build --network host`.
     pub network_none: bool,
@@ -87,6 +89,8 @@ struct StageState {
     /// When its newest layer was made (RFC 3339): the time its history entries and its
     /// image carry, so that a rebuild from the cache gives the very same image.
     created: String,
+    /// The stage is in `--no-cache-filter`: its steps run whatever the cache holds.
+    no_cache: bool,
 }
 
 impl StageState {
@@ -141,6 +145,7 @@ impl StageState {
             args: Vec::new(),
             key,
             created,
+            no_cache: false,
         }
     }
 }
@@ -397,6 +402,7 @@ impl Builder<'_> {
                     args: Vec::new(),
                     key: Digest::of(b"scratch"),
                     created: self.created.clone(),
+                    no_cache: false,
                 })
             }
             Base::Image(name) => {
@@ -456,6 +462,10 @@ impl Builder<'_> {
             name: &label(1, &stage.from),
         });
         let mut state = self.base_state(stage, results)?;
+        state.no_cache = self.opts.no_cache_stages.iter().any(|f| {
+            stage.name.as_deref() == Some(f.to_lowercase().as_str())
+                || f.parse::<usize>() == Ok(stage.index)
+        });
         self.progress.event(Event::Done {
             vertex: v,
             seconds: t.elapsed().as_secs_f64(),
@@ -692,7 +702,7 @@ impl Builder<'_> {
 
     /// Looks `key` up; on a hit the state becomes the recorded image's.
     fn cached(&self, state: &StageState, key: Digest) -> Result<Option<StageState>, BuildError> {
-        if self.opts.no_cache {
+        if self.opts.no_cache || state.no_cache {
             return Ok(None);
         }
         let Some(image) = self.store.cache_get(&key) else {
@@ -701,6 +711,7 @@ impl Builder<'_> {
         let config = self.raw_config(&image)?;
         let mut hit = StageState::from_image(image, config, key);
         hit.args = state.args.clone();
+        hit.no_cache = state.no_cache;
         Ok(Some(hit))
     }
 
