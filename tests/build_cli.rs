@@ -644,3 +644,79 @@ fn no_cache_filter_reruns_the_named_stages_only_and_platform_is_checked() {
     assert_eq!(code, 1);
     assert!(log.contains("this machine's platform only"), "{log}");
 }
+
+/// A one-file HTTP server on loopback: answers every request with `body` (and a
+/// Last-Modified date), for as many requests as `count`.
+fn serve(body: &'static [u8], count: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut req);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, head.as_bytes());
+            let _ = std::io::Write::write_all(&mut stream, body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_fetches_a_url_checks_its_checksum_and_keys_on_its_content() {
+    let Some(env) = setup() else { return };
+    let port = serve(b"fetched body\n", 16);
+    let dir = env.root.parent().unwrap().join("url");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sum = "sha256:6d6b6f2a4a4c48f8f4b2a0d4b7b4c9b5e0d2e5f3a1c9e8d7f6a5b4c3d2e1f0a9";
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM busybox\nADD http://127.0.0.1:{port}/files/data.txt /dl/\nADD http://127.0.0.1:{port}/x /named.txt\n"),
+    )
+    .unwrap();
+    let build_env = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+            .arg("--root")
+            .arg(&env.root)
+            .arg("build")
+            .args(args)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), text(&out.stderr))
+    };
+    let (code, log) = build_env(&["-t", "fetched", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "fetched",
+        &[
+            "sh",
+            "-c",
+            "cat /dl/data.txt /named.txt; stat -c '%a %Y' /dl/data.txt",
+        ],
+    );
+    assert_eq!(out, "fetched body\nfetched body\n600 784111777\n");
+    // Fetched again, same content: the step is a cache hit.
+    let (code, log) = build_env(&["-t", "fetched", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    // A wrong --checksum fails the step, naming both digests.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/files/data.txt /dl/\n"),
+    )
+    .unwrap();
+    let (code, log) = build_env(&[dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("digest mismatch") && log.contains(sum),
+        "{log}"
+    );
+}

@@ -159,6 +159,8 @@ struct CopyFlags<'a> {
     unpack: bool,
     parents: bool,
     excludes: &'a [String],
+    /// ADD `--checksum`: what a fetched URL must hash to.
+    checksum: Option<&'a str>,
 }
 
 /// A RUN heredoc that is a script (`#!`): its name and body, run as `/dev/pipes/NAME`.
@@ -557,16 +559,20 @@ impl Builder<'_> {
                     unpack: false,
                     parents: c.parents,
                     excludes: &c.excludes,
+                    checksum: None,
                 };
                 self.copy_step(state, ins, name, from, &c.files, &flags)
             }
             Command::Add(a) => {
-                if let Some(url) = a.files.sources.iter().find(|s| s.contains("://")) {
+                if let Some(git) = a
+                    .files
+                    .sources
+                    .iter()
+                    .find(|s| s.starts_with("git@") || s.ends_with(".git"))
+                {
                     return Err(BuildError::at(
                         ins,
-                        format!(
-                            "ADD {url}: fetching URLs comes with the network support of a later issue; use a local file"
-                        ),
+                        format!("ADD {git}: git sources are not supported by lb yet"),
                     ));
                 }
                 let from = copy::Source::Context(self.opts.context.clone());
@@ -576,6 +582,7 @@ impl Builder<'_> {
                     unpack: a.unpack != Some(false),
                     parents: false,
                     excludes: &a.excludes,
+                    checksum: a.checksum.as_deref(),
                 };
                 self.copy_step(state, ins, name, from, &a.files, &flags)
             }
@@ -1119,6 +1126,7 @@ impl Builder<'_> {
             unpack,
             parents,
             excludes,
+            checksum,
         } = *flags;
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
@@ -1129,7 +1137,7 @@ impl Builder<'_> {
             lex.process_word(w, &scope)
                 .map_err(|e| BuildError::at(ins, e.to_string()))
         };
-        let sources = files
+        let mut sources = files
             .sources
             .iter()
             .map(|s| word(s))
@@ -1159,6 +1167,22 @@ impl Builder<'_> {
             };
             write().map_err(|e| BuildError::new(format!("{}: {e}", path.display())))?;
             inline.push(path);
+        }
+        // ADD's URLs are fetched (every build: their content is the key) into files too.
+        let urls: Vec<String> = sources
+            .iter()
+            .filter(|s| crate::fetch::is_url(s))
+            .cloned()
+            .collect();
+        if !urls.is_empty() && checksum.is_some() && urls.len() > 1 {
+            return Err(BuildError::at(ins, "--checksum takes a single URL source"));
+        }
+        sources.retain(|s| !crate::fetch::is_url(s));
+        for url in &urls {
+            inline.push(
+                crate::fetch::fetch(url, &inline_dir, checksum)
+                    .map_err(|m| BuildError::at(ins, m))?,
+            );
         }
         let exclude_patterns = if excludes.is_empty() {
             None
@@ -1208,6 +1232,7 @@ impl Builder<'_> {
         }
         words.extend(excludes.iter().map(|e| format!("--exclude={e}")));
         words.extend(sources.iter().cloned());
+        words.extend(urls.iter().cloned());
         words.extend(files.inline.iter().map(|f| format!("<<{}", f.name)));
         words.push(dest.clone());
         let created_by = format!("{} # buildkit", words.join(" "));

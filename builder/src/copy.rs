@@ -219,6 +219,8 @@ impl CopyOp {
                 matched.push(p);
             }
         }
+        // Inline sources (heredocs, fetched URLs) are never unpacked.
+        let local = matched.len();
         matched.extend(inline.iter().cloned());
         if matched.is_empty() {
             return Err("no source files were specified".into());
@@ -229,7 +231,8 @@ impl CopyOp {
             || wildcard
             || in_root(target, &to).is_dir();
         let mut items = Vec::new();
-        for from in matched {
+        for (n, from) in matched.into_iter().enumerate() {
+            let unpack = unpack && n < local;
             let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
             let item = if parents && from.starts_with(root) {
                 let rel = from.strip_prefix(root).unwrap_or(&from).to_path_buf();

@@ -15,6 +15,7 @@ mod build;
 pub mod config;
 mod copy;
 mod error;
+mod fetch;
 mod ignore;
 mod mounts;
 pub mod plan;
