@@ -627,3 +627,51 @@ fn workdir_under_user_belongs_to_the_user() {
     );
     assert_eq!(out, "755 65534:65534\n");
 }
+
+#[test]
+fn from_scratch_with_a_file_from_an_image() {
+    let Some(env) = setup() else { return };
+    build_case(&env, "scratch-base", &[]);
+    let (code, out, err) = run_image(&env, &[], "scratch-base", &[]);
+    assert_eq!((code, out.as_str()), (0, "from scratch\n"), "{err}");
+    let c = config(&env, "scratch-base");
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("PATH=")),
+        "{c}"
+    );
+    let (_, out, _) = run_image(
+        &env,
+        &["--entrypoint", "/bin/busybox"],
+        "scratch-base",
+        &["ls", "/"],
+    );
+    assert_eq!(out, "bin\ndev\netc\nproc\nsys\n");
+}
+
+#[test]
+fn run_sees_args_under_env() {
+    let Some(env) = setup() else { return };
+    build_case(&env, "arg-env-precedence", &["--build-arg", "UNDECLARED=x"]);
+    assert_eq!(
+        sh(&env, "arg-env-precedence", "cat /seen.txt"),
+        "from-env arg-value [unset]\n"
+    );
+}
+
+#[test]
+fn a_secret_as_a_variable_is_in_no_layer_or_history() {
+    let Some(env) = setup() else { return };
+    let file = env.root.parent().unwrap().join("api-token");
+    std::fs::write(&file, "s3cr3t-value").unwrap();
+    let secret = format!("id=api,src={}", file.display());
+    let id = build_case(&env, "secret-env", &["--secret", &secret]);
+    assert_eq!(sh(&env, "secret-env", "cat /token-length"), "12 chars\n");
+    let config = serde_json::to_string(&image_json(&env, &id)).unwrap();
+    assert!(!config.contains("s3cr3t"), "{config}");
+    let layer = last_layer_entries(&env, &id);
+    assert!(layer.iter().all(|e| !e.contains("secrets")), "{layer:?}");
+}
