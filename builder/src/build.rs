@@ -966,13 +966,7 @@ impl Builder<'_> {
         self.run_process(ins, v, &args, id, spec, layers, rootfs, user)?;
         crate::mounts::remove_stubs(&upper, &lower_view, &prepared.stubs);
         drop(prepared);
-        let state = self.commit(state, &upper, key, created_by)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        self.progress.event(Event::Done {
-            vertex: v,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        Ok(state)
+        self.finish_layer(state, &dir, key, created_by, v, t)
     }
 
     /// RUN's mounts, their words expanded with the stage's variables.
@@ -1261,8 +1255,22 @@ impl Builder<'_> {
         std::fs::create_dir_all(&upper)
             .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
         fill(&upper)?;
-        let state = self.commit(state, &upper, key, created_by)?;
-        let _ = std::fs::remove_dir_all(&dir);
+        self.finish_layer(state, &dir, key, created_by, v, t)
+    }
+
+    /// A step's end once `dir/upper` holds its changes: the layer committed (and the upper
+    /// dir kept as its snapshot), the step's scratch removed, its vertex done.
+    fn finish_layer(
+        &self,
+        state: StageState,
+        dir: &Path,
+        key: Digest,
+        created_by: String,
+        v: usize,
+        t: Instant,
+    ) -> Result<StageState, BuildError> {
+        let state = self.commit(state, &dir.join("upper"), key, created_by)?;
+        let _ = std::fs::remove_dir_all(dir);
         self.progress.event(Event::Done {
             vertex: v,
             seconds: t.elapsed().as_secs_f64(),
