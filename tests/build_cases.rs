@@ -3,38 +3,12 @@
 //! reading its config (through `lb inspect`, or the config blob itself for what `inspect`
 //! does not show: Healthcheck, Shell, history).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 mod common;
 use common::*;
-
-fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/build")
-        .join(name)
-}
-
-/// `lb build --iidfile IID ARGS...`: (exit code, image id, progress).
-fn build(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let iid = env.root.parent().unwrap().join("iid");
-    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
-        .arg("--root")
-        .arg(&env.root)
-        .arg("build")
-        .arg("--iidfile")
-        .arg(&iid)
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lb build");
-    let id = std::fs::read_to_string(&iid).unwrap_or_default();
-    let _ = std::fs::remove_file(&iid);
-    (out.status.code().unwrap_or(-1), id, text(&out.stderr))
-}
 
 /// Builds the case `name` tagged `name` (with `extra` options first); the image id.
 fn build_case(env: &Env, name: &str, extra: &[&str]) -> String {
@@ -45,14 +19,6 @@ fn build_case(env: &Env, name: &str, extra: &[&str]) -> String {
     assert_eq!(code, 0, "{log}");
     assert!(id.starts_with("sha256:"), "{id}");
     id
-}
-
-/// The image's `Config` as `lb inspect` shows it.
-fn config(env: &Env, image: &str) -> Value {
-    let out = lb(env, &["inspect", image]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["Config"].clone()
 }
 
 fn blob(env: &Env, digest: &str) -> Vec<u8> {

@@ -3,55 +3,11 @@
 //! by rebuilding (unchanged, an edited COPY'd file, an unused build arg) and reproducibility
 //! by two `--no-cache` builds under SOURCE_DATE_EPOCH.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 mod common;
 use common::*;
-
-fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/build")
-        .join(name)
-}
-
-/// `lb build ARGS...` with SOURCE_DATE_EPOCH as given: (exit code, image id, progress).
-fn build_with<S: AsRef<std::ffi::OsStr>>(
-    env: &Env,
-    args: &[S],
-    epoch: Option<&str>,
-) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lb"));
-    c.arg("--root")
-        .arg(&env.root)
-        .arg("build")
-        .args(args)
-        .stdin(Stdio::null());
-    match epoch {
-        Some(e) => c.env("SOURCE_DATE_EPOCH", e),
-        None => c.env_remove("SOURCE_DATE_EPOCH"),
-    };
-    let out: Output = c.output().expect("run lb build");
-    let iid = env.root.parent().unwrap().join("iid");
-    let id = std::fs::read_to_string(&iid).unwrap_or_default();
-    let _ = std::fs::remove_file(&iid);
-    (out.status.code().unwrap_or(-1), id, text(&out.stderr))
-}
-
-/// `lb build --iidfile IID ARGS...`: (exit code, image id, progress).
-fn build(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let iid = env.root.parent().unwrap().join("iid");
-    let mut all = vec!["--iidfile".to_string(), iid.display().to_string()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    build_with(env, &all, None)
-}
-
-fn config(env: &Env, image: &str) -> serde_json::Value {
-    let out = lb(env, &["inspect", image]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0]["Config"].clone()
-}
 
 /// A copy of a testdata case in a temporary directory, to edit.
 fn scratch_copy(env: &Env, name: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 //! against it. Each test binary uses a part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub struct Env {
@@ -58,4 +58,51 @@ pub fn run_image(env: &Env, opts: &[&str], image: &str, cmd: &[&str]) -> (i32, S
 /// `lb run --rm OPTS... busybox ARGS...`: (exit code, stdout, stderr).
 pub fn run(env: &Env, opts: &[&str], cmd: &[&str]) -> (i32, String, String) {
     run_image(env, opts, "busybox", cmd)
+}
+
+/// The build case `testdata/build/NAME`.
+pub fn case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/build")
+        .join(name)
+}
+
+/// `lb build ARGS...` with SOURCE_DATE_EPOCH as given: (exit code, image id from the
+/// iidfile when the args name `ENVDIR/iid`, progress).
+pub fn build_with<S: AsRef<std::ffi::OsStr>>(
+    env: &Env,
+    args: &[S],
+    epoch: Option<&str>,
+) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lb"));
+    c.arg("--root")
+        .arg(&env.root)
+        .arg("build")
+        .args(args)
+        .stdin(Stdio::null());
+    match epoch {
+        Some(e) => c.env("SOURCE_DATE_EPOCH", e),
+        None => c.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    let out: Output = c.output().expect("run lb build");
+    let iid = env.root.parent().unwrap().join("iid");
+    let id = std::fs::read_to_string(&iid).unwrap_or_default();
+    let _ = std::fs::remove_file(&iid);
+    (out.status.code().unwrap_or(-1), id, text(&out.stderr))
+}
+
+/// `lb build --iidfile IID ARGS...`: (exit code, image id, progress).
+pub fn build(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let iid = env.root.parent().unwrap().join("iid");
+    let mut all = vec!["--iidfile".to_string(), iid.display().to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    build_with(env, &all, None)
+}
+
+/// The image's `Config` as `lb inspect` shows it.
+pub fn config(env: &Env, image: &str) -> serde_json::Value {
+    let out = lb(env, &["inspect", image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Config"].clone()
 }
