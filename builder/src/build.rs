@@ -477,10 +477,9 @@ impl Builder<'_> {
             let name = label(k + 2, ins);
             state = self.step(state, ins, &name, results)?;
         }
-        // The stage's image, for stages that build on it or copy from it.
-        if state.image.as_ref().map(|i| i.manifest.layers().len()) != Some(state.layers.len())
-            || state.image.is_none()
-        {
+        // Stages that build on it or copy from it read its files through an image: a
+        // stage with no layer step (scratch and metadata only) has none yet.
+        if state.image.is_none() {
             state.image = Some(self.write(&state).map_err(store_err)?);
         }
         Ok(state)
