@@ -167,26 +167,6 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` for the container, in its directory.
-fn write_etc(dir: &Path, hostname: &str, host_network: bool) -> anyhow::Result<PathBuf> {
-    let etc = dir.join("etc");
-    std::fs::create_dir_all(&etc)?;
-    let hosts = if host_network {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        )
-    };
-    std::fs::write(etc.join("hosts"), hosts)?;
-    std::fs::write(
-        etc.join("resolv.conf"),
-        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
-    )?;
-    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
-    Ok(etc)
-}
-
 fn now() -> String {
     lb_layerstore::rfc3339(
         std::time::SystemTime::now()
@@ -265,7 +245,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
     };
     let dir = store.create_container(&record)?;
-    write_etc(&dir, &hostname, host_network)?;
+    lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
     let launch = |stdio| launch_of(&record, &dir, stdio);
     if args.process.detach {
         let code = detach(store, &record, &dir, launch(lb_runtime::Stdio::Inherit)?)?;

@@ -422,11 +422,9 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
         }
     }
     for f in ["hosts", "resolv.conf", "hostname"] {
-        mounts.push(mount(
+        mounts.push(lb_runtime::defaults::etc_bind(
             &format!("/etc/{f}"),
-            "bind",
-            &etc.join(f).display().to_string(),
-            vec!["rbind".into(), "rprivate".into()],
+            &etc.join(f),
         ));
     }
     mounts.extend(user_mounts(opts)?);

@@ -609,6 +609,10 @@ fn from_scratch_with_a_file_from_an_image() {
             .any(|e| e.as_str().unwrap().starts_with("PATH=")),
         "{c}"
     );
+    assert_eq!(
+        c["WorkingDir"], "/",
+        "BuildKit's empty image has WorkingDir /"
+    );
     let (_, out, _) = run_image(
         &env,
         &["--entrypoint", "/bin/busybox"],
@@ -640,4 +644,21 @@ fn a_secret_as_a_variable_is_in_no_layer_or_history() {
     assert!(!config.contains("s3cr3t"), "{config}");
     let layer = last_layer_entries(&env, &id);
     assert!(layer.iter().all(|e| !e.contains("secrets")), "{layer:?}");
+}
+
+#[test]
+fn run_sees_the_hosts_resolver_and_keeps_no_etc_files() {
+    let Some(env) = setup() else { return };
+    let id = build_case(&env, "run-etc-files", &[]);
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(sh(&env, "run-etc-files", "cat /resolv-seen"), host);
+    assert!(
+        sh(&env, "run-etc-files", "cat /hosts-seen").contains("localhost"),
+        "no localhost in the step's /etc/hosts"
+    );
+    // The files were bound over mount points the step made: the layer holds neither.
+    let mut entries = last_layer_entries(&env, &id);
+    entries.retain(|e| !e.is_empty());
+    entries.sort();
+    assert_eq!(entries, ["etc/", "hosts-seen", "resolv-seen"]);
 }

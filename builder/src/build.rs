@@ -388,7 +388,11 @@ impl Builder<'_> {
                 let config = json!({
                     "architecture": arch,
                     "os": os,
-                    "config": { "Env": [format!("PATH={}", lb_runtime::DEFAULT_PATH)] },
+                    // BuildKit's empty image: the default PATH and `/` as WorkingDir.
+                    "config": {
+                        "Env": [format!("PATH={}", lb_runtime::DEFAULT_PATH)],
+                        "WorkingDir": "/",
+                    },
                     "rootfs": { "type": "layers", "diff_ids": [] },
                     "history": [],
                 });
@@ -883,7 +887,7 @@ impl Builder<'_> {
         let mut env = Self::run_env(&state);
         let user = state.config_str("User");
         let cwd = state.workdir();
-        let network = match run.network {
+        let network_none = match run.network {
             Some(lb_parser::NetworkMode::None) => true,
             Some(lb_parser::NetworkMode::Host) => false,
             _ => self.opts.network_none,
@@ -899,7 +903,7 @@ impl Builder<'_> {
         let key = key_of(&json!({
             "parent": state.key.to_string(),
             "run": args, "script": script, "env": env, "user": user, "cwd": cwd,
-            "network_none": network, "mounts": prepared.key,
+            "network_none": network_none, "mounts": prepared.key,
         }));
         let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
         let v = self.next_vertex();
@@ -918,7 +922,7 @@ impl Builder<'_> {
                 .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
         }
         env.extend(prepared.env.iter().cloned());
-        let mut spec = lb_runtime::defaults::docker_spec(args.clone(), network);
+        let mut spec = lb_runtime::defaults::docker_spec(args.clone(), network_none);
         if let Some(p) = spec.process_mut() {
             p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
             p.set_cwd(PathBuf::from(&cwd));
@@ -929,6 +933,28 @@ impl Builder<'_> {
         }
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.extend(prepared.mounts.iter().cloned());
+        // The host's resolver and a hosts file, as BuildKit binds them into every RUN (the
+        // image's own are hidden for the step; mount points made for them are removed).
+        let etc = lb_runtime::defaults::write_etc_files(
+            &dir.join("files"),
+            "buildkitsandbox",
+            !network_none,
+        )
+        .and_then(|etc| {
+            // BuildKit's hosts file, whatever the network.
+            let hosts =
+                "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+            std::fs::write(etc.join("hosts"), hosts).map(|()| etc)
+        })
+        .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+        let mut stubs = prepared.stubs.clone();
+        for f in ["hosts", "resolv.conf"] {
+            mounts.push(lb_runtime::defaults::etc_bind(
+                &format!("/etc/{f}"),
+                &etc.join(f),
+            ));
+            stubs.push(PathBuf::from(format!("/etc/{f}")));
+        }
         if let Some((file, body)) = &script {
             let host = dir.join("script");
             let write = || -> std::io::Result<()> {
@@ -963,7 +989,7 @@ impl Builder<'_> {
         let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);
         self.run_process(ins, v, &args, id, spec, layers, rootfs, user)?;
-        crate::mounts::remove_stubs(&upper, &lower_view, &prepared.stubs);
+        crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
         self.finish_layer(state, &dir, key, created_by, v, t)
     }

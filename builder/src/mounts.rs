@@ -2,9 +2,9 @@
 //! builds, by `id` or target, `sharing=shared|locked|private`), `bind` (a path of the
 //! context, a stage or an image; read-only unless `rw`, when writes go to a throw-away
 //! copy), `tmpfs`, and `secret` (a file or variable given with `--secret`, never part of a
-//! layer or a cache key). Mount points the mounts had to create are removed from the
-//! step's upper directory afterwards (BuildKit's "mount stubs"), so they leave no trace
-//! in the layer.
+//! layer or a cache key). File mount points the mounts had to create are removed from
+//! the step's upper directory afterwards (BuildKit's "mount stubs"); directories made for
+//! them stay, as in docker 20.10.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -231,30 +231,19 @@ pub(crate) fn prepare(
     Ok(p)
 }
 
-/// Removes from `upper` the mount points `stubs` left, and the parents the mounts created,
-/// while they are empty and absent from the image (`lower_view`).
+/// Removes from `upper` the file mount points `stubs` left (empty files absent from the
+/// image, `lower_view`). Directories made for mount points stay, as docker 20.10's BuildKit
+/// leaves them: that is the reference the differential tests build against (BuildKit 0.10
+/// and later remove empty ones too).
 pub(crate) fn remove_stubs(upper: &Path, lower_view: &Path, stubs: &[PathBuf]) {
     for stub in stubs {
-        let mut at = stub.clone();
-        loop {
-            let rel = at.strip_prefix("/").unwrap_or(&at).to_path_buf();
-            if rel.as_os_str().is_empty()
-                || std::fs::symlink_metadata(lower_view.join(&rel)).is_ok()
-            {
-                break;
-            }
-            let p = upper.join(&rel);
-            let removed = match std::fs::symlink_metadata(&p) {
-                Ok(md) if md.is_dir() => std::fs::remove_dir(&p).is_ok(),
-                Ok(md) if md.is_file() && md.len() == 0 => std::fs::remove_file(&p).is_ok(),
-                _ => false,
-            };
-            if !removed {
-                break;
-            }
-            if !at.pop() {
-                break;
-            }
+        let rel = stub.strip_prefix("/").unwrap_or(stub);
+        if rel.as_os_str().is_empty() || std::fs::symlink_metadata(lower_view.join(rel)).is_ok() {
+            continue;
+        }
+        let p = upper.join(rel);
+        if std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0) {
+            let _ = std::fs::remove_file(&p);
         }
     }
 }

@@ -253,3 +253,40 @@ pub fn docker_spec(args: Vec<String>, own_network: bool) -> Spec {
         .build()
         .expect("spec")
 }
+
+/// Writes the `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` docker gives a container
+/// into `dir/etc` (the caller binds them over the image's): the host's resolver, and the
+/// host's hosts file on the host network or localhost and `hostname` otherwise.
+pub fn write_etc_files(
+    dir: &std::path::Path,
+    hostname: &str,
+    host_network: bool,
+) -> std::io::Result<std::path::PathBuf> {
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    let hosts = if host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        )
+    };
+    std::fs::write(etc.join("hosts"), hosts)?;
+    std::fs::write(
+        etc.join("resolv.conf"),
+        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+    )?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
+    Ok(etc)
+}
+
+/// A read-write bind of `source` at `destination`, as the `/etc` files are mounted.
+pub fn etc_bind(destination: &str, source: &std::path::Path) -> Mount {
+    MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(vec!["rbind".to_string(), "rprivate".to_string()])
+        .build()
+        .expect("bind mount")
+}

@@ -1,0 +1,349 @@
+//! Differential tests against docker's BuildKit: every `testdata/build/` case that docker
+//! 20.10 (Debian 12's `docker.io`) can build is built by both, and the results must agree
+//! on the flattened file tree (type, mode, owner, size, content, link target; mtimes aside)
+//! and on the image config fields a user sees (Env, Cmd, Entrypoint, WorkingDir, User,
+//! ExposedPorts, Labels, Volumes, StopSignal, Shell, Healthcheck, OnBuild).
+//!
+//! The test runs its own dockerd (no bridge, no iptables, a data root of its own that it
+//! removes) and loads the same busybox base into both as `busybox`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::*;
+
+/// Cases docker 20.10's built-in Dockerfile frontend (1.2) cannot build, and why. Every
+/// other case is compared, so a new case is covered without touching this file.
+const NOT_COMPARED: &[(&str, &str)] = &[
+    ("failing-run", "fails on purpose"),
+    (
+        "config-metadata",
+        "HEALTHCHECK --start-interval is newer than docker 20.10",
+    ),
+    (
+        "copy-exclude-parents",
+        "COPY --exclude/--parents need dockerfile 1.7",
+    ),
+    ("heredocs", "heredocs need dockerfile 1.4"),
+    (
+        "multistage-chain",
+        "docker 20.10 rejects a mixed-case stage reference",
+    ),
+    ("run-network-none", "RUN --network needs dockerfile 1.3"),
+    ("secret-env", "secret env= needs dockerfile 1.10"),
+];
+
+/// Build options a case needs, given to both builders.
+fn options(case: &str, secret: &Path) -> Vec<String> {
+    match case {
+        "arg-env-precedence" => vec!["--build-arg".into(), "UNDECLARED=x".into()],
+        "run-mounts" => vec![
+            "--secret".into(),
+            format!("id=token,src={}", secret.display()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A dockerd of this test's own, stopped (and its data removed) when dropped.
+struct Docker {
+    daemon: Child,
+    sock: String,
+    data: tempfile::TempDir,
+}
+
+impl Docker {
+    fn start() -> Option<Docker> {
+        if !lb_testkit::require_root("dockerd")
+            || !lb_testkit::require_tools(
+                "docker.io (dockerd and the docker CLI)",
+                &["/usr/sbin/dockerd", "/usr/bin/docker"],
+            )
+        {
+            return None;
+        }
+        // overlay2 needs a data root on a file system that is not itself an overlay.
+        let data = tempfile::Builder::new()
+            .prefix("lb-difftest.")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let sock = format!("unix://{}", data.path().join("docker.sock").display());
+        let daemon = Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(data.path().join("root"))
+            .arg("--exec-root")
+            .arg(data.path().join("exec"))
+            .arg("--pidfile")
+            .arg(data.path().join("docker.pid"))
+            .args(["-H", &sock, "--bridge=none", "--iptables=false"])
+            .args(["--ip-forward=false", "--ip-masq=false"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("dockerd.log")).unwrap())
+            .spawn()
+            .expect("start dockerd");
+        let docker = Docker { daemon, sock, data };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker.cmd(&["version"]).output().unwrap().status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer in 60 s: {}",
+                std::fs::read_to_string(docker.data.path().join("dockerd.log")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(docker)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("/usr/bin/docker");
+        c.env("DOCKER_HOST", &self.sock)
+            .env("DOCKER_BUILDKIT", "1")
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `docker ARGS...`, which must succeed: its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+        // dockerd leaves its overlay mounts only when killed hard; unmount what is left so
+        // the data root can go.
+        let _ = Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(self.data.path().join("root"))
+            .output();
+    }
+}
+
+/// What the tree comparison looks at for one path.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    kind: char,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    content: String,
+    link: String,
+}
+
+/// A flattened image (a tar as `--output type=tar` writes it), path -> entry. A hard link
+/// is read as its target's file: which of two linked names a writer stores first is its
+/// own choice.
+fn tree(tar_path: &Path) -> BTreeMap<String, Entry> {
+    let mut archive = tar::Archive::new(std::fs::File::open(tar_path).unwrap());
+    let mut tree = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = clean(&entry.path().unwrap().to_string_lossy());
+        if name.is_empty() {
+            continue;
+        }
+        let h = entry.header();
+        let kind = h.entry_type();
+        let link = h
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if kind.is_hard_link() {
+            let target: &Entry = &tree[&clean(&link)];
+            let copy = Entry {
+                link: String::new(),
+                content: target.content.clone(),
+                ..*target
+            };
+            tree.insert(name, copy);
+            continue;
+        }
+        let mut content = String::new();
+        if kind.is_file() {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            content = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        }
+        let kind = match () {
+            _ if kind.is_file() => 'f',
+            _ if kind.is_dir() => 'd',
+            _ if kind.is_symlink() => 'l',
+            _ => kind.as_byte() as char,
+        };
+        let h = entry.header();
+        tree.insert(
+            name,
+            Entry {
+                kind,
+                mode: h.mode().unwrap() & 0o7777,
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+                size: if kind == 'f' { h.size().unwrap() } else { 0 },
+                content,
+                link: if kind == 'l' { link } else { String::new() },
+            },
+        );
+    }
+    tree
+}
+
+fn clean(name: &str) -> String {
+    name.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// The config fields compared, absent and empty read alike (docker writes `null` where
+/// BuildKit left a field unset).
+fn fields(config: &Value) -> BTreeMap<&'static str, Value> {
+    const FIELDS: &[&str] = &[
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Labels",
+        "Volumes",
+        "StopSignal",
+        "Shell",
+        "Healthcheck",
+        "OnBuild",
+    ];
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    FIELDS
+        .iter()
+        .filter_map(|&f| {
+            let v = config.get(f).cloned().unwrap_or(Value::Null);
+            (!empty(&v)).then_some((f, v))
+        })
+        .collect()
+}
+
+#[test]
+fn testdata_cases_build_as_docker_builds_them() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let secret = work.path().join("token");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/build");
+    let mut cases: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| NOT_COMPARED.iter().all(|(skip, _)| skip != n))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 30, "only {} cases compared", cases.len());
+
+    let mut report = Vec::new();
+    for name in &cases {
+        let ctx = case(name);
+        let ctx = ctx.to_str().unwrap();
+        let opts = options(name, &secret);
+        let tag = format!("diff-{name}");
+        let tars: Vec<PathBuf> = ["docker", "lb"]
+            .iter()
+            .map(|who| work.path().join(format!("{name}.{who}.tar")))
+            .collect();
+        let out_tar = |t: &PathBuf| format!("type=tar,dest={}", t.display());
+
+        // docker: the image (for its config), then the same build as a flat tar (cached).
+        let mut args: Vec<&str> = vec!["build", "-q", "--network", "host", "-t", &tag];
+        args.extend(opts.iter().map(String::as_str));
+        args.push(ctx);
+        docker.ok(&args);
+        let docker_out = out_tar(&tars[0]);
+        let mut args: Vec<&str> = vec!["build", "-q", "--network", "host", "-o", &docker_out];
+        args.extend(opts.iter().map(String::as_str));
+        args.push(ctx);
+        docker.ok(&args);
+        let inspect: Value = serde_json::from_str(&docker.ok(&["image", "inspect", &tag])).unwrap();
+        let docker_config = fields(&inspect[0]["Config"]);
+
+        // lb: the same two builds.
+        let mut args: Vec<&str> = vec!["-t", &tag];
+        args.extend(opts.iter().map(String::as_str));
+        args.push(ctx);
+        let (code, id, log) = build(&env, &args);
+        assert_eq!(code, 0, "lb build {name}: {log}");
+        let lb_out = out_tar(&tars[1]);
+        let mut args: Vec<&str> = vec!["-o", &lb_out];
+        args.extend(opts.iter().map(String::as_str));
+        args.push(ctx);
+        let (code, _, log) = build(&env, &args);
+        assert_eq!(code, 0, "lb build -o {name}: {log}");
+        let blob = env
+            .root
+            .join("blobs/sha256")
+            .join(id.trim().strip_prefix("sha256:").unwrap());
+        let lb_image: Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+        let lb_config = fields(&lb_image["config"]);
+
+        let (theirs, ours) = (tree(&tars[0]), tree(&tars[1]));
+        assert!(!theirs.is_empty(), "{name}: docker's tree is empty");
+        for path in theirs
+            .keys()
+            .chain(ours.keys().filter(|p| !theirs.contains_key(*p)))
+        {
+            if theirs.get(path) != ours.get(path) {
+                report.push(format!(
+                    "{name}: /{path}: docker {:?}, lb {:?}",
+                    theirs.get(path),
+                    ours.get(path)
+                ));
+            }
+        }
+        for field in docker_config.keys().chain(lb_config.keys()) {
+            if docker_config.get(field) != lb_config.get(field) {
+                report.push(format!(
+                    "{name}: config {field}: docker {:?}, lb {:?}",
+                    docker_config.get(field),
+                    lb_config.get(field)
+                ));
+            }
+        }
+    }
+    report.dedup();
+    assert!(
+        report.is_empty(),
+        "lb and docker differ ({} cases compared):\n{}",
+        cases.len(),
+        report.join("\n")
+    );
+}
