@@ -178,6 +178,8 @@ struct Builder<'a> {
     created: String,
     /// What of the context the build sees (`.dockerignore`).
     context: copy::Visible,
+    /// Digests of the files builds read, remembered between builds by their stat.
+    digests: crate::digests::FileDigests,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -213,6 +215,7 @@ pub fn build(
         work,
         created,
         context: copy::Visible::context(&opts.context, std::sync::Arc::new(ignore)),
+        digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -236,10 +239,12 @@ pub fn build(
                 })
                 .collect()
         });
-        for r in outcome {
-            r?;
+        if let Some(Err(e)) = outcome.into_iter().find(Result::is_err) {
+            b.digests.save();
+            return Err(e);
         }
     }
+    b.digests.save();
     let mut state = results.lock().expect("results")[b.plan.target]
         .take()
         .expect("the target stage was built");
@@ -1038,6 +1043,7 @@ impl Builder<'_> {
             workdir: cwd,
             lower_view,
             secrets: &self.opts.secrets,
+            digests: &self.digests,
         };
         crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|m| BuildError::at(ins, m))
     }
@@ -1235,7 +1241,7 @@ impl Builder<'_> {
             .map_err(|m| BuildError::at(ins, m))?;
         let key = key_of(&json!({
             "parent": state.key.to_string(),
-            "copy": op.digest().map_err(|m| BuildError::at(ins, m))?.to_string(),
+            "copy": op.digest(&self.digests).map_err(|m| BuildError::at(ins, m))?.to_string(),
             "from": from_key,
         }));
         // BuildKit's form: the flags that shape the files, then sources and destination.

@@ -15,6 +15,8 @@ use std::path::{Component, Path, PathBuf};
 
 use lb_layerstore::{Digest, Digester, Image};
 
+use crate::digests::FileDigests;
+
 /// Where a COPY reads from.
 pub enum Source {
     /// The build context directory.
@@ -299,7 +301,7 @@ impl CopyOp {
     /// The digest of everything the copy writes: paths where they land, types, modes,
     /// owners, sizes, contents and link targets (not mtimes: an unchanged file touched
     /// again is the same input, as in BuildKit).
-    pub fn digest(&self) -> Result<Digest, String> {
+    pub fn digest(&self, digests: &FileDigests) -> Result<Digest, String> {
         let mut h = Digester::new(std::io::sink());
         let mut add = |s: &str| {
             use std::io::Write;
@@ -316,7 +318,8 @@ impl CopyOp {
                 item.to.display(),
                 item.unpack
             ));
-            add(&tree_digest(&item.from, self.keep_owner, &self.visible_in(item))?.to_string());
+            let visible = self.visible_in(item);
+            add(&tree_digest(&item.from, self.keep_owner, &visible, digests)?.to_string());
         }
         Ok(h.finish().0)
     }
@@ -499,19 +502,34 @@ fn walk(
 }
 
 /// The digest of a file or tree as a build reads it: relative paths, types, modes, sizes,
-/// contents and link targets, and owners when `with_owners` (not mtimes).
-pub fn tree_digest(path: &Path, with_owners: bool, visible: &Visible) -> Result<Digest, String> {
-    let mut h = Digester::new(std::io::sink());
+/// contents and link targets, and owners when `with_owners` (not mtimes). File contents
+/// are hashed in parallel, or taken from `digests` when their stat is unchanged.
+pub fn tree_digest(
+    path: &Path,
+    with_owners: bool,
+    visible: &Visible,
+    digests: &FileDigests,
+) -> Result<Digest, String> {
+    use rayon::prelude::*;
     let mut files = Vec::new();
     walk(path, Path::new(""), true, visible, &mut files)?;
-    for (path, rel, md) in files {
+    let contents: Vec<Option<Digest>> = files
+        .par_iter()
+        .map(|(path, _, md)| {
+            md.is_file()
+                .then(|| digests.digest(path, md))
+                .transpose()
+        })
+        .collect::<Result<_, String>>()?;
+    let mut h = Digester::new(std::io::sink());
+    for ((path, rel, md), content) in files.iter().zip(contents) {
         let kind = if md.is_dir() {
             "d".to_string()
         } else if md.file_type().is_symlink() {
-            let target = fs::read_link(&path).map(|t| t.display().to_string());
+            let target = fs::read_link(path).map(|t| t.display().to_string());
             format!("l {}", target.unwrap_or_default())
-        } else if md.is_file() {
-            format!("f {} {}", md.len(), file_digest(&path)?)
+        } else if let Some(content) = content {
+            format!("f {} {content}", md.len())
         } else {
             "o".to_string()
         };
@@ -527,13 +545,6 @@ pub fn tree_digest(path: &Path, with_owners: bool, visible: &Visible) -> Result<
         );
         std::io::Write::write_all(&mut h, line.as_bytes()).map_err(|e| e.to_string())?;
     }
-    Ok(h.finish().0)
-}
-
-fn file_digest(path: &Path) -> Result<Digest, String> {
-    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = Digester::new(std::io::sink());
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(h.finish().0)
 }
 
@@ -620,11 +631,11 @@ mod tests {
                 .contains("no source files")
         );
         // The digest changes with content, not with mtimes.
-        let d1 = op(&["src"], "/app").unwrap().digest().unwrap();
+        let d1 = op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap();
         fs::write(ctx.path().join("src/sub/b.txt"), "b").unwrap();
-        assert_eq!(op(&["src"], "/app").unwrap().digest().unwrap(), d1);
+        assert_eq!(op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap(), d1);
         fs::write(ctx.path().join("src/sub/b.txt"), "B").unwrap();
-        assert_ne!(op(&["src"], "/app").unwrap().digest().unwrap(), d1);
+        assert_ne!(op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap(), d1);
         // Written: contents, modes, parents.
         let upper = tempfile::tempdir().unwrap();
         op(&["src"], "/app/").unwrap().write(upper.path()).unwrap();

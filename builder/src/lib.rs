@@ -10,10 +10,12 @@
 //! - `plan`: the stages as a DAG, the ones the target needs, in parallel levels.
 //! - `build`: runs a plan: cache keys, RUN in the runtime, COPY/ADD (`copy`) into a fresh
 //!   upper dir, layers and images in the store, progress as events.
+//! - `digests`: the content digests of files builds read, remembered by their stat.
 
 mod build;
 pub mod config;
 mod copy;
+mod digests;
 mod error;
 mod fetch;
 mod ignore;

@@ -64,6 +64,7 @@ pub(crate) struct MountEnv<'a> {
     /// The image's file system before the step (to tell stubs).
     pub lower_view: &'a Path,
     pub secrets: &'a BTreeMap<String, SecretSource>,
+    pub digests: &'a crate::digests::FileDigests,
 }
 
 pub(crate) fn prepare(
@@ -148,7 +149,8 @@ pub(crate) fn prepare(
                 if std::fs::symlink_metadata(&path).is_err() {
                     return Err(format!("mount source \"/{}\": not found", rel.display()));
                 }
-                let digest = crate::copy::tree_digest(&path, from_image, &visible)?;
+                let digest =
+                    crate::copy::tree_digest(&path, from_image, &visible, env.digests)?;
                 let path = if m.read_only {
                     path
                 } else {
