@@ -77,9 +77,12 @@ impl ContentStore {
 
     /// A writer for a blob the caller hashes itself ([`CallerHashedWriter`]).
     pub fn writer_hashed_by_caller(&self) -> Result<CallerHashedWriter, Error> {
+        let temp = self.ingest_file()?;
+        let spool = crate::spool::Spool::new(temp.as_file(), temp.path())
+            .map_err(|e| Error::io(temp.path(), e))?;
         Ok(CallerHashedWriter {
-            temp: self.ingest_file()?,
-            written: 0,
+            temp,
+            spool,
             blobs: self.blobs.clone(),
         })
     }
@@ -223,21 +226,20 @@ impl BlobWriter {
 
 /// A blob writer whose bytes the caller hashes itself (a layer diff hashes its tar for
 /// the diffID, which for an uncompressed layer is the blob's digest): one hash, not two.
+/// Layers are large: the bytes are written on a thread of their own ([`crate::spool`]).
 pub struct CallerHashedWriter {
     temp: tempfile::NamedTempFile,
-    written: u64,
+    spool: crate::spool::Spool,
     blobs: PathBuf,
 }
 
 impl Write for CallerHashedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.temp.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
+        self.spool.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.temp.flush()
+        self.spool.flush()
     }
 }
 
@@ -245,14 +247,11 @@ impl CallerHashedWriter {
     /// Makes the blob visible under `digest`, the sha256 the caller computed over exactly
     /// the bytes it wrote, after checking their count.
     pub fn commit(self, digest: Digest, size: u64) -> Result<BlobInfo, Error> {
-        publish(
-            &self.blobs,
-            digest,
-            self.written,
-            self.temp,
-            None,
-            Some(size),
-        )
+        let written = self
+            .spool
+            .finish(self.temp.as_file())
+            .map_err(|e| Error::io(self.temp.path(), e))?;
+        publish(&self.blobs, digest, written, self.temp, None, Some(size))
     }
 }
 

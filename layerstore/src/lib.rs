@@ -23,6 +23,7 @@ mod gzip;
 mod image;
 mod reference;
 mod snapshot;
+mod spool;
 mod store;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
