@@ -170,6 +170,149 @@ impl Progress for Plain {
     }
 }
 
+/// BuildKit's tty view on a terminal: a header with the elapsed time and the steps done,
+/// one line per step (its time running while it runs, its last output line under it),
+/// each left in place with its time when it ends.
+struct Live {
+    bars: indicatif::MultiProgress,
+    header: indicatif::ProgressBar,
+    steps: Mutex<LiveSteps>,
+}
+
+#[derive(Default)]
+struct LiveSteps {
+    running: std::collections::HashMap<usize, LiveStep>,
+    started: usize,
+    done: usize,
+}
+
+/// A running step: its line, and one under it with its last output line.
+struct LiveStep {
+    bar: indicatif::ProgressBar,
+    output: Option<indicatif::ProgressBar>,
+    name: String,
+}
+
+impl LiveStep {
+    /// Leaves the step's line with `label` and its time on the right; the output goes.
+    fn end(self, label: String, secs: Option<f64>) {
+        if let Some(o) = self.output {
+            o.finish_and_clear();
+        }
+        self.bar.set_style(live_style(" => {wide_msg} {prefix}"));
+        self.bar
+            .set_prefix(secs.map(|s| format!("{s:.1}s")).unwrap_or_default());
+        self.bar.finish_with_message(label);
+    }
+}
+
+fn live_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .expect("progress template")
+        .with_key(
+            "secs",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1}s", s.elapsed().as_secs_f64());
+            },
+        )
+}
+
+impl Live {
+    fn new() -> Live {
+        let bars =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
+        let header = bars.add(indicatif::ProgressBar::new_spinner());
+        header.set_style(live_style("[+] Building {secs} {msg}"));
+        header.enable_steady_tick(std::time::Duration::from_millis(100));
+        Live {
+            bars,
+            header,
+            steps: Mutex::new(LiveSteps::default()),
+        }
+    }
+
+    /// A line of its own under the steps (what is done with the image).
+    fn line(&self, text: &str) {
+        let bar = self.bars.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(live_style(" {msg}"));
+        bar.finish_with_message(text.to_string());
+    }
+
+    fn finish(&self, outcome: &str) {
+        let mut steps = self.steps.lock().expect("steps");
+        for (_, step) in steps.running.drain() {
+            let label = format!("{} (canceled)", step.name);
+            step.end(label, None);
+        }
+        self.header
+            .finish_with_message(format!("({}/{}) {outcome}", steps.done, steps.started));
+    }
+}
+
+impl Progress for Live {
+    fn event(&self, e: Event<'_>) {
+        let mut steps = self.steps.lock().expect("steps");
+        match e {
+            Event::Start { vertex, name } => {
+                let bar = self.bars.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(live_style(" => {wide_msg} {secs}"));
+                bar.set_message(name.to_string());
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                let step = LiveStep {
+                    bar,
+                    output: None,
+                    name: name.to_string(),
+                };
+                steps.running.insert(vertex, step);
+                steps.started += 1;
+            }
+            Event::Output { vertex, line } => {
+                if let Some(step) = steps.running.get_mut(&vertex) {
+                    let out = step.output.get_or_insert_with(|| {
+                        let o = self
+                            .bars
+                            .insert_after(&step.bar, indicatif::ProgressBar::new_spinner());
+                        o.set_style(live_style(" => # {wide_msg}"));
+                        o
+                    });
+                    out.set_message(line.to_string());
+                }
+            }
+            Event::Cached { vertex } => {
+                if let Some(step) = steps.running.remove(&vertex) {
+                    let label = format!("CACHED {}", step.name);
+                    step.end(label, None);
+                    steps.done += 1;
+                }
+            }
+            Event::Done { vertex, seconds } => {
+                if let Some(step) = steps.running.remove(&vertex) {
+                    let label = step.name.clone();
+                    step.end(label, Some(seconds));
+                    steps.done += 1;
+                }
+            }
+        }
+        let (done, started) = (steps.done, steps.started);
+        self.header.set_message(format!("({done}/{started})"));
+    }
+}
+
+/// Where progress goes: `--progress` and whether standard error is a terminal decide.
+enum View {
+    Plain(Plain),
+    Live(Live),
+}
+
+impl Progress for View {
+    fn event(&self, e: Event<'_>) {
+        match self {
+            View::Plain(p) => p.event(e),
+            View::Live(l) => l.event(e),
+        }
+    }
+}
+
 /// `--secret id=ID[,src=FILE|,env=VAR]`; with neither, the variable named ID.
 fn secret(spec: &str) -> anyhow::Result<(String, lb_builder::SecretSource)> {
     let (mut id, mut src) = (None, None);
@@ -338,12 +481,25 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
     };
-    let progress = Plain {
-        start: Instant::now(),
-        quiet: args.quiet || args.progress == "quiet",
-        out: Mutex::new(std::io::stderr()),
+    let quiet = args.quiet || args.progress == "quiet";
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if args.progress == "tty" && !terminal {
+        eprintln!("WARNING: --progress tty: standard error is not a terminal; plain progress");
+    }
+    let progress = if !quiet && terminal && matches!(args.progress.as_str(), "auto" | "tty") {
+        View::Live(Live::new())
+    } else {
+        View::Plain(Plain {
+            start: Instant::now(),
+            quiet,
+            out: Mutex::new(std::io::stderr()),
+        })
     };
-    let image = match lb_builder::build(store, &df, &opts, &progress) {
+    let built = lb_builder::build(store, &df, &opts, &progress);
+    if let (View::Live(live), Err(_)) = (&progress, &built) {
+        live.finish("FAILED");
+    }
+    let image = match built {
         Ok(i) => i,
         Err(e) => {
             if let Some(line) = e.line {
@@ -393,12 +549,20 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &args.iidfile {
         std::fs::write(f, &id).with_context(|| format!("cannot write {}", f.display()))?;
     }
-    if progress.quiet {
-        println!("{id}");
-    } else {
-        eprintln!("#0 writing image {id} done");
-        for t in &tags {
-            eprintln!("#0 naming to {t} done");
+    match &progress {
+        _ if quiet => println!("{id}"),
+        View::Live(live) => {
+            live.line(&format!("=> writing image {id}"));
+            for t in &tags {
+                live.line(&format!("=> naming to {t}"));
+            }
+            live.finish("FINISHED");
+        }
+        View::Plain(_) => {
+            eprintln!("#0 writing image {id} done");
+            for t in &tags {
+                eprintln!("#0 naming to {t} done");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

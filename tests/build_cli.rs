@@ -677,3 +677,64 @@ fn add_fetches_a_url_checks_its_checksum_and_keys_on_its_content() {
         "{log}"
     );
 }
+
+#[test]
+fn a_terminal_gets_buildkits_live_view() {
+    let Some(env) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo from-the-step\nRUN exit 3\n",
+    )
+    .unwrap();
+    let ok = dir.path().join("ok.Dockerfile");
+    std::fs::write(&ok, "FROM busybox\nRUN echo from-the-step\n").unwrap();
+    let ctx = dir.path().display();
+    let shown = in_terminal(&env, &format!("build -t live -f {} {ctx}", ok.display()));
+    let plain = strip_escapes(&shown);
+    assert!(plain.contains("[+] Building"), "{plain}");
+    assert!(plain.contains("(2/2) FINISHED"), "{plain}");
+    assert!(
+        plain.contains("=> [stage-0 2/2] RUN echo from-the-step"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("=> naming to docker.io/library/live:latest"),
+        "{plain}"
+    );
+    // Not the plain format.
+    assert!(!plain.contains("#1 "), "{plain}");
+    // A failure: the view says so, then the error as in plain mode.
+    let shown = in_terminal(&env, &format!("build {ctx}"));
+    let plain = strip_escapes(&shown);
+    assert!(plain.contains("FAILED"), "{plain}");
+    assert!(plain.contains("exit code: 3"), "{plain}");
+    // --progress plain on a terminal is plain.
+    let shown = in_terminal(
+        &env,
+        &format!("build --progress plain -f {} {ctx}", ok.display()),
+    );
+    assert!(shown.contains("#2 CACHED"), "{shown}");
+}
+
+/// The text a terminal shows, without its control sequences.
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ params final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -285,22 +285,6 @@ fn export_writes_the_merged_file_system() {
     assert!(text(&o.stderr).contains("nosuch"), "{}", text(&o.stderr));
 }
 
-/// Runs `lb ARGS` under a pseudo-terminal of 45 rows and 123 columns (util-linux `script`),
-/// as a user's shell would; returns what the terminal showed.
-fn in_terminal(env: &Env, args: &str) -> String {
-    let cmd = format!(
-        "stty rows 45 cols 123; {} --root {} {args}",
-        env!("CARGO_BIN_EXE_lb"),
-        env.root.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script (util-linux)");
-    text(&out.stdout)
-}
-
 #[test]
 fn tty_is_a_real_terminal_with_the_callers_size() {
     let Some(env) = setup() else { return };

@@ -515,11 +515,7 @@ pub fn tree_digest(
     walk(path, Path::new(""), true, visible, &mut files)?;
     let contents: Vec<Option<Digest>> = files
         .par_iter()
-        .map(|(path, _, md)| {
-            md.is_file()
-                .then(|| digests.digest(path, md))
-                .transpose()
-        })
+        .map(|(path, _, md)| md.is_file().then(|| digests.digest(path, md)).transpose())
         .collect::<Result<_, String>>()?;
     let mut h = Digester::new(std::io::sink());
     for ((path, rel, md), content) in files.iter().zip(contents) {
@@ -631,11 +627,26 @@ mod tests {
                 .contains("no source files")
         );
         // The digest changes with content, not with mtimes.
-        let d1 = op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap();
+        let d1 = op(&["src"], "/app")
+            .unwrap()
+            .digest(&FileDigests::default())
+            .unwrap();
         fs::write(ctx.path().join("src/sub/b.txt"), "b").unwrap();
-        assert_eq!(op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap(), d1);
+        assert_eq!(
+            op(&["src"], "/app")
+                .unwrap()
+                .digest(&FileDigests::default())
+                .unwrap(),
+            d1
+        );
         fs::write(ctx.path().join("src/sub/b.txt"), "B").unwrap();
-        assert_ne!(op(&["src"], "/app").unwrap().digest(&FileDigests::default()).unwrap(), d1);
+        assert_ne!(
+            op(&["src"], "/app")
+                .unwrap()
+                .digest(&FileDigests::default())
+                .unwrap(),
+            d1
+        );
         // Written: contents, modes, parents.
         let upper = tempfile::tempdir().unwrap();
         op(&["src"], "/app/").unwrap().write(upper.path()).unwrap();

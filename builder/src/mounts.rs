@@ -149,8 +149,7 @@ pub(crate) fn prepare(
                 if std::fs::symlink_metadata(&path).is_err() {
                     return Err(format!("mount source \"/{}\": not found", rel.display()));
                 }
-                let digest =
-                    crate::copy::tree_digest(&path, from_image, &visible, env.digests)?;
+                let digest = crate::copy::tree_digest(&path, from_image, &visible, env.digests)?;
                 let path = if m.read_only {
                     path
                 } else {

@@ -51,7 +51,12 @@ impl Aligned {
 impl Drop for Aligned {
     fn drop(&mut self) {
         // SAFETY: allocated in new with this layout.
-        unsafe { dealloc(self.ptr, Layout::from_size_align(CHUNK, ALIGN).expect("layout")) }
+        unsafe {
+            dealloc(
+                self.ptr,
+                Layout::from_size_align(CHUNK, ALIGN).expect("layout"),
+            )
+        }
     }
 }
 
@@ -93,10 +98,7 @@ impl Spool {
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let next = self
-            .empty
-            .recv()
-            .map_err(|_| self.writer_error())?;
+        let next = self.empty.recv().map_err(|_| self.writer_error())?;
         let done = self.buf.replace(next).expect("buffer");
         let sent = self.full.as_ref().expect("open").send(done);
         sent.map_err(|_| self.writer_error())

@@ -106,3 +106,19 @@ pub fn config(env: &Env, image: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v[0]["Config"].clone()
 }
+
+/// Runs `lb ARGS` under a pseudo-terminal of 45 rows and 123 columns (util-linux `script`),
+/// as a user's shell would; returns what the terminal showed.
+pub fn in_terminal(env: &Env, args: &str) -> String {
+    let cmd = format!(
+        "stty rows 45 cols 123; {} --root {} {args}",
+        env!("CARGO_BIN_EXE_lb"),
+        env.root.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    text(&out.stdout)
+}
