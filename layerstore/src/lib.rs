@@ -15,6 +15,7 @@ mod apply;
 mod archive;
 mod cache;
 mod container;
+mod compressed;
 mod content;
 mod diff;
 mod digest;

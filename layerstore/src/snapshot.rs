@@ -68,7 +68,7 @@ impl Store {
             let target = self.snapshot_path(&chain);
             if !target.is_dir() {
                 let blob = Digest::from_str(layer.digest().as_ref())?;
-                self.commit_snapshot(&blob, diff_id, &target)?;
+                self.unpack_snapshot(self.content().open_blob(&blob)?, diff_id, &chain)?;
             }
             out.push(target);
         }
@@ -94,22 +94,27 @@ impl Store {
         Ok(false)
     }
 
-    fn commit_snapshot(
+    /// Unpacks `layer` (a layer blob's bytes: plain, gzip or zstd) as the snapshot
+    /// `chain_id`, checked against `diff_id`: applied into a temporary directory beside it,
+    /// committed by rename (a pull streams layers from the network straight through this).
+    /// Does nothing when the snapshot exists; the caller holds [`Store::writing`].
+    pub fn unpack_snapshot(
         &self,
-        blob: &Digest,
+        layer: impl std::io::Read,
         diff_id: &Digest,
-        target: &PathBuf,
+        chain_id: &Digest,
     ) -> Result<(), Error> {
+        let target = &self.snapshot_path(chain_id);
+        if target.is_dir() {
+            return Ok(());
+        }
         let dir = self.snapshots_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
-        let stats = apply_layer(
-            self.content().open_blob(blob)?,
-            tmp.path(),
-            ApplyOptions::for_snapshot(),
-        )?;
+        let stats = apply_layer(layer, tmp.path(), ApplyOptions::for_snapshot())?;
         if stats.diff_id != *diff_id {
             return Err(Error::DigestMismatch {
                 expected: *diff_id,
@@ -260,10 +265,9 @@ mod tests {
         let layer = b.into_inner().unwrap();
         let blob = store.content().put(&layer).unwrap();
         let wrong = Digest::of(b"something else");
-        let target = store.snapshot_path(&wrong);
         fs::create_dir_all(dir.path().join("snapshots")).unwrap();
         let e = store
-            .commit_snapshot(&blob.digest, &wrong, &target)
+            .unpack_snapshot(store.content().open_blob(&blob.digest).unwrap(), &wrong, &wrong)
             .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
         assert_eq!(
