@@ -34,10 +34,12 @@ pub struct BuildArgs {
     /// Run the steps of these stages, using no cached result
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
-    /// Pull newer base images (nothing to pull from until the registry client: bases are
-    /// the store's own)
+    /// Always fetch the images FROM and --from name again from their registries
     #[arg(long)]
     pull: bool,
+    /// Push every -t name to its registry after the build
+    #[arg(long)]
+    push: bool,
     /// The platform to build for: only this machine's (linux/amd64 here) until emulation
     #[arg(long)]
     platform: Option<String>,
@@ -445,9 +447,6 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             bail!("--platform {p}: lb builds for this machine's platform only ({here})");
         }
     }
-    if args.pull {
-        eprintln!("lb: --pull: no registry client yet; the bases in the store are used");
-    }
     let network_none = match args.network.as_str() {
         "default" | "host" => false,
         "none" => true,
@@ -480,6 +479,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
+        pull: args.pull,
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -495,7 +495,8 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             out: Mutex::new(std::io::stderr()),
         })
     };
-    let built = lb_builder::build(store, &df, &opts, &progress);
+    let registry = crate::registry_cmds::RegistrySource { store };
+    let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry));
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }
@@ -516,6 +517,14 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     for t in &tags {
         store.name_image(t, &image)?;
+    }
+    if args.push {
+        if tags.is_empty() {
+            bail!("--push: name the image with -t");
+        }
+        for t in &tags {
+            crate::registry_cmds::push_image(store, &image, t, &Default::default(), quiet)?;
+        }
     }
     for out in &outputs {
         match out {

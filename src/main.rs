@@ -11,6 +11,7 @@ mod build_cmd;
 mod container_cmds;
 mod image_cmds;
 mod parse_cmd;
+mod registry_cmds;
 mod run_spec;
 
 #[derive(Parser)]
@@ -52,6 +53,14 @@ enum Commands {
     Load(image_cmds::LoadArgs),
     /// Remove blobs that no image name reaches
     Prune,
+    /// Download an image from a registry
+    Pull(registry_cmds::PullArgs),
+    /// Upload an image to a registry
+    Push(registry_cmds::PushArgs),
+    /// Log in to a registry (credentials stored with mode 0600)
+    Login(registry_cmds::LoginArgs),
+    /// Log out from a registry
+    Logout(registry_cmds::LogoutArgs),
     /// Run a command in a new container
     Run(Box<container_cmds::RunArgs>),
     /// List containers
@@ -121,6 +130,10 @@ fn main() -> ExitCode {
         Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
         Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
+        Commands::Pull(args) => store().and_then(|s| registry_cmds::pull(&s, args)),
+        Commands::Push(args) => store().and_then(|s| registry_cmds::push(&s, args)),
+        Commands::Login(args) => registry_cmds::login(args),
+        Commands::Logout(args) => registry_cmds::logout(args),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
     };
     match result {

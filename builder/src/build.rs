@@ -45,6 +45,15 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--secret`s by id, for `RUN --mount=type=secret`.
     pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
+    /// `--pull`: images named in FROM and `--from` are fetched again even when stored.
+    pub pull: bool,
+}
+
+/// Where images the store lacks come from: the registry, wired in by the caller (the
+/// builder knows nothing of registries).
+pub trait ImageSource: Sync {
+    /// Fetches `name` into the store and names it there; the image.
+    fn fetch(&self, name: &Reference) -> Result<Image, String>;
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
@@ -180,14 +189,17 @@ struct Builder<'a> {
     context: copy::Visible,
     /// Digests of the files builds read, remembered between builds by their stat.
     digests: crate::digests::FileDigests,
+    source: Option<&'a dyn ImageSource>,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
+/// Images the store lacks (or all named ones, with `opts.pull`) come from `source`.
 pub fn build(
     store: &Store,
     df: &Dockerfile,
     opts: &BuildOptions,
     progress: &dyn Progress,
+    source: Option<&dyn ImageSource>,
 ) -> Result<Image, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
     reap_killed_builds();
@@ -216,6 +228,7 @@ pub fn build(
         created,
         context: copy::Visible::context(&opts.context, std::sync::Arc::new(ignore)),
         digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
+        source,
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -436,11 +449,18 @@ impl Builder<'_> {
         }
     }
 
+    /// The image `name`: from the store, else (or always, with `--pull`) from the source.
     fn image_named(&self, name: &str) -> Result<Image, String> {
         let r = Reference::parse(name).map_err(|e| format!("invalid reference {name:?}: {e}"))?;
-        self.store.image(&r).map_err(|_| {
-            format!("{name}: image not found locally (lb pull arrives with the registry client)")
-        })
+        if !self.opts.pull {
+            if let Ok(image) = self.store.image(&r) {
+                return Ok(image);
+            }
+        }
+        match self.source {
+            Some(source) => source.fetch(&r),
+            None => Err(format!("{name}: image not found locally")),
+        }
     }
 
     fn raw_config(&self, image: &Image) -> Result<Value, BuildError> {

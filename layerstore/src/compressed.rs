@@ -54,10 +54,8 @@ impl Store {
             }
             LayerCompression::Zstd(level) => {
                 let mut enc = zstd::stream::write::Encoder::new(&mut w, level).map_err(ctx)?;
-                enc.multithread(
-                    std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-                )
-                .map_err(ctx)?;
+                enc.multithread(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+                    .map_err(ctx)?;
                 std::io::copy(&mut input, &mut enc).map_err(ctx)?;
                 enc.finish().map_err(ctx)?.flush().map_err(ctx)?;
             }
@@ -81,15 +79,20 @@ mod tests {
     fn a_layer_is_compressed_once_and_decompresses_to_itself() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let tar: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 7).to_le_bytes()).collect();
+        let tar: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 7).to_le_bytes())
+            .collect();
         let layer = store.content().put(&tar).unwrap().digest;
         for c in [LayerCompression::Gzip(6), LayerCompression::Zstd(3)] {
             let first = store.compressed_layer(&layer, c).unwrap();
             assert!(first.size < tar.len() as u64 / 4, "{first:?}");
             let blob = store.content().read_verified(&first.digest).unwrap();
             let mut back = Vec::new();
-            std::io::Read::read_to_end(&mut crate::apply::decompressed(&blob[..]).unwrap(), &mut back)
-                .unwrap();
+            std::io::Read::read_to_end(
+                &mut crate::apply::decompressed(&blob[..]).unwrap(),
+                &mut back,
+            )
+            .unwrap();
             assert_eq!(back, tar);
             // Remembered: the same blob, even with a different level asked.
             let again = match c {

@@ -14,8 +14,8 @@
 mod apply;
 mod archive;
 mod cache;
-mod container;
 mod compressed;
+mod container;
 mod content;
 mod diff;
 mod digest;

@@ -267,7 +267,11 @@ mod tests {
         let wrong = Digest::of(b"something else");
         fs::create_dir_all(dir.path().join("snapshots")).unwrap();
         let e = store
-            .unpack_snapshot(store.content().open_blob(&blob.digest).unwrap(), &wrong, &wrong)
+            .unpack_snapshot(
+                store.content().open_blob(&blob.digest).unwrap(),
+                &wrong,
+                &wrong,
+            )
             .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
         assert_eq!(

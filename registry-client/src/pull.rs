@@ -1,0 +1,450 @@
+//! `lb pull`: manifest (an index or manifest list resolved to this platform's image),
+//! config, then the layers, several at once, each streamed once: the bytes from the
+//! network go into the content store (checked against the descriptor's digest and size)
+//! and, decompressed on the way, straight into the layer's snapshot (checked against the
+//! config's diffID). Layers already stored are skipped. Nothing is named until all of it
+//! is in; a failed or killed pull leaves only unnamed blobs and temporary directories
+//! that `lb prune` removes, and a re-run fetches what is missing.
+
+use std::io::{self, Read};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lb_layerstore::{Compression, Digest, Image, Reference, Store};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::Error;
+use crate::client::{Registry, expect_ok};
+
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const ACCEPTED: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+/// Larger manifests and configs are refused (distribution's own limit is 4 MiB).
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// What to pull for.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// `os/arch[/variant]`; default this machine's.
+    pub platform: Option<String>,
+    /// Layers fetched at once.
+    pub parallel: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> PullOptions {
+        PullOptions {
+            platform: None,
+            parallel: 4,
+        }
+    }
+}
+
+/// What a pull tells as it goes (docker's lines).
+pub trait PullProgress: Sync {
+    fn line(&self, text: &str);
+}
+
+/// A manifest as fetched: its bytes (verified against `digest`), media type, digest.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// `GET /v2/NAME/manifests/REF`, checked against the digest when REF is one.
+pub fn get_manifest(reg: &Registry, path: &str, reference: &str) -> Result<Fetched, Error> {
+    let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
+    let scope = format!("repository:{path}:pull");
+    let resp = reg.send(&scope, &|c| c.get(&url).header(ACCEPT, ACCEPTED))?;
+    let resp = expect_ok(resp, &url)?;
+    let header_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+    let bytes = read_limited(resp, MAX_DOCUMENT, &url)?;
+    let digest = Digest::of(&bytes);
+    if let Ok(want) = Digest::from_str(reference) {
+        if want != digest {
+            return Err(Error::Verify(format!(
+                "{url}: the manifest's digest is {digest}, not {want}"
+            )));
+        }
+    }
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Verify(format!("{url}: the manifest is not JSON: {e}")))?;
+    let media_type = body["mediaType"]
+        .as_str()
+        .map(str::to_string)
+        .or(header_type)
+        .unwrap_or_else(|| {
+            if body.get("manifests").is_some() {
+                MEDIA_OCI_INDEX.to_string()
+            } else {
+                MEDIA_OCI_MANIFEST.to_string()
+            }
+        });
+    if body["schemaVersion"].as_i64() != Some(2) {
+        return Err(Error::Unsupported(format!(
+            "{url}: manifest schema {} (only schema 2 is supported)",
+            body["schemaVersion"]
+        )));
+    }
+    Ok(Fetched {
+        bytes,
+        media_type,
+        digest,
+    })
+}
+
+fn read_limited(
+    resp: reqwest::blocking::Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    resp.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::Verify(format!("{url}: larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// The (os, architecture, variant) wanted.
+fn wanted_platform(p: Option<&str>) -> Result<(String, String, Option<String>), Error> {
+    match p {
+        None => {
+            let (os, arch) = lb_layerstore::host_platform();
+            Ok((os.into(), arch.into(), None))
+        }
+        Some(p) => {
+            let parts: Vec<&str> = p.split('/').collect();
+            match parts[..] {
+                [os, arch] => Ok((os.into(), arch.into(), None)),
+                [os, arch, v] => Ok((os.into(), arch.into(), Some(v.into()))),
+                _ => Err(Error::Unsupported(format!(
+                    "--platform {p}: want os/arch[/variant]"
+                ))),
+            }
+        }
+    }
+}
+
+/// The image manifest for the platform: `fetched` itself, or the index entry that
+/// matches (fetched by digest).
+fn resolve_platform(
+    reg: &Registry,
+    path: &str,
+    fetched: Fetched,
+    platform: Option<&str>,
+) -> Result<Fetched, Error> {
+    if fetched.media_type != MEDIA_OCI_INDEX && fetched.media_type != MEDIA_DOCKER_LIST {
+        return Ok(fetched);
+    }
+    let (os, arch, variant) = wanted_platform(platform)?;
+    let index: Value = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| Error::Verify(format!("the index: {e}")))?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let matches = |e: &Value| {
+        let p = &e["platform"];
+        p["os"] == os.as_str()
+            && p["architecture"] == arch.as_str()
+            && variant
+                .as_deref()
+                .is_none_or(|v| p["variant"].as_str() == Some(v))
+    };
+    let chosen = entries.iter().find(|e| matches(e)).ok_or_else(|| {
+        Error::NotFound(format!(
+            "no matching manifest for {os}/{arch}{} in the manifest list entries",
+            variant
+                .as_deref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
+        ))
+    })?;
+    let digest = chosen["digest"]
+        .as_str()
+        .ok_or_else(|| Error::Verify("an index entry without digest".into()))?;
+    get_manifest(reg, path, digest)
+}
+
+/// A blob's bytes from the registry, `GET /v2/NAME/blobs/DIGEST`.
+fn get_blob(
+    reg: &Registry,
+    path: &str,
+    digest: &str,
+) -> Result<reqwest::blocking::Response, Error> {
+    let url = reg.url(&format!("/v2/{path}/blobs/{digest}"));
+    let scope = format!("repository:{path}:pull");
+    let resp = reg.send(&scope, &|c| c.get(&url))?;
+    expect_ok(resp, &url)
+}
+
+/// Reads through `inner` into `out` (the blob being stored), counting and hashing, and
+/// fails the read that goes past the descriptor's size or ends with the wrong digest:
+/// the unpacking that reads through it then fails before its snapshot is committed.
+struct Checked<'a, R> {
+    inner: R,
+    out: &'a mut lb_layerstore::BlobWriter,
+    hash: sha2::Sha256,
+    seen: u64,
+    size: u64,
+    digest: Digest,
+}
+
+impl<R: Read> Read for Checked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            let hex: String = self
+                .hash
+                .clone()
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let got = Digest::from_str(&format!("sha256:{hex}"))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if self.seen != self.size {
+                return Err(io::Error::other(format!(
+                    "blob {}: {} bytes, the descriptor says {}",
+                    self.digest, self.seen, self.size
+                )));
+            }
+            if got != self.digest {
+                return Err(io::Error::other(format!(
+                    "blob {}: the bytes hash to {got}",
+                    self.digest
+                )));
+            }
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if self.seen > self.size {
+            return Err(io::Error::other(format!(
+                "blob {}: more bytes than the descriptor's {}",
+                self.digest, self.size
+            )));
+        }
+        self.hash.update(&buf[..n]);
+        io::Write::write_all(self.out, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The compression a layer media type says (None: not a layer type lb can unpack).
+fn layer_compression(media_type: &str) -> Option<Compression> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// Pulls `reference` into `store` and names it; the image.
+pub fn pull(
+    store: &Store,
+    reg: &Registry,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &dyn PullProgress,
+) -> Result<Image, Error> {
+    let path = &reference.path;
+    let tag_or_digest = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => lb_layerstore::DEFAULT_TAG.to_string(),
+    };
+    let _writing = store.writing()?;
+    let top = get_manifest(reg, path, &tag_or_digest)?;
+    let top_digest = top.digest;
+    let fetched = resolve_platform(reg, path, top, opts.platform.as_deref())?;
+    if fetched.media_type != MEDIA_OCI_MANIFEST && fetched.media_type != MEDIA_DOCKER_MANIFEST {
+        return Err(Error::Unsupported(format!(
+            "{reference}: manifest media type {}",
+            fetched.media_type
+        )));
+    }
+    let manifest = ImageManifest::from_reader(&fetched.bytes[..])
+        .map_err(|e| Error::Verify(format!("{reference}: the manifest: {e}")))?;
+
+    // The config, checked against its descriptor, read for the diffIDs.
+    let cdesc = manifest.config();
+    let config_digest = Digest::from_str(cdesc.digest().as_ref())?;
+    let config_bytes = if store.content().contains(&config_digest) {
+        store.content().read_verified(&config_digest)?
+    } else {
+        let resp = get_blob(reg, path, &config_digest.to_string())?;
+        let bytes = read_limited(resp, MAX_DOCUMENT, &config_digest.to_string())?;
+        if Digest::of(&bytes) != config_digest || bytes.len() as u64 != cdesc.size() {
+            return Err(Error::Verify(format!(
+                "{reference}: the config blob does not match its descriptor ({config_digest}, {} bytes)",
+                cdesc.size()
+            )));
+        }
+        bytes
+    };
+    let config = ImageConfiguration::from_reader(&config_bytes[..])
+        .map_err(|e| Error::Verify(format!("{reference}: the image config: {e}")))?;
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Digest::from_str(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layers = manifest.layers();
+    if layers.len() != diff_ids.len() {
+        return Err(Error::Verify(format!(
+            "{reference}: {} layers but {} diff_ids in the config",
+            layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let chains = lb_layerstore::chain_ids(&diff_ids);
+
+    // The layers, `parallel` at once.
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..opts.parallel.clamp(1, 16).min(layers.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= layers.len() || failed.lock().expect("failed").is_some() {
+                        return;
+                    }
+                    let r = fetch_layer(
+                        store,
+                        reg,
+                        path,
+                        &layers[i],
+                        &diff_ids[i],
+                        &chains[i],
+                        progress,
+                    );
+                    if let Err(e) = r {
+                        failed.lock().expect("failed").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("failed") {
+        return Err(e);
+    }
+
+    let config_info = store.content().put(&config_bytes)?;
+    debug_assert_eq!(config_info.digest, config_digest);
+    let stored = store.content().put(&fetched.bytes)?;
+    let desc = Descriptor::new(
+        MediaType::from(fetched.media_type.as_str()),
+        stored.size,
+        oci_spec::image::Digest::from_str(&stored.digest.to_string())
+            .map_err(|e| Error::Verify(e.to_string()))?,
+    );
+    let image = store.image_by_manifest(stored.digest)?;
+    store.set_name(reference, &desc)?;
+    // Where these blobs are, for cross-repository mounts when pushing them elsewhere.
+    for l in layers {
+        if let Ok(d) = Digest::from_str(l.digest().as_ref()) {
+            crate::push::remember_blob(store, &reg.domain, path, &d);
+        }
+    }
+    crate::push::remember_blob(store, &reg.domain, path, &config_digest);
+    progress.line(&format!("Digest: {top_digest}"));
+    Ok(image)
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// One layer: nothing when its blob and snapshot are stored; its snapshot from the blob
+/// when only the blob is; else fetched, stored and unpacked in one pass.
+fn fetch_layer(
+    store: &Store,
+    reg: &Registry,
+    path: &str,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    chain: &Digest,
+    progress: &dyn PullProgress,
+) -> Result<(), Error> {
+    let digest = Digest::from_str(desc.digest().as_ref())?;
+    let have_blob = store
+        .content()
+        .info(&digest)
+        .is_ok_and(|i| i.size == desc.size());
+    let have_snapshot = store.snapshot_path(chain).is_dir();
+    if have_blob && have_snapshot {
+        progress.line(&format!("{}: Already exists", short(&digest)));
+        return Ok(());
+    }
+    if have_blob {
+        store.unpack_snapshot(store.content().open_blob(&digest)?, diff_id, chain)?;
+        progress.line(&format!("{}: Pull complete", short(&digest)));
+        return Ok(());
+    }
+    let media_type = desc.media_type().to_string();
+    let Some(compression) = layer_compression(&media_type) else {
+        return Err(Error::Unsupported(format!(
+            "layer {digest}: media type {media_type}"
+        )));
+    };
+    let resp = get_blob(reg, path, &digest.to_string())?;
+    let mut writer = store.content().writer()?;
+    let mut checked = Checked {
+        inner: io::BufReader::with_capacity(1 << 20, resp),
+        out: &mut writer,
+        hash: sha2::Sha256::new(),
+        seen: 0,
+        size: desc.size(),
+        digest,
+    };
+    // The bytes must be what the media type says: a gzip descriptor served zstd (or
+    // plain) bytes is refused before anything is unpacked.
+    let head = io::BufRead::fill_buf(&mut checked.inner).map_err(|e| Error::Transport {
+        url: digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    let served = Compression::detect(head);
+    if served != compression && !(compression == Compression::None && head.is_empty()) {
+        return Err(Error::Verify(format!(
+            "layer {digest}: the descriptor says {media_type} but the bytes are {served:?}"
+        )));
+    }
+    store.unpack_snapshot(&mut checked, diff_id, chain)?;
+    // Whatever the unpacking left unread still belongs to the blob, and is checked.
+    let rest = io::copy(&mut checked, &mut io::sink());
+    let committed = rest
+        .map_err(|e| Error::Verify(e.to_string()))
+        .and_then(|_| Ok(writer.commit(Some(&digest), Some(desc.size()))?));
+    if let Err(e) = committed {
+        // The snapshot was made from bytes that failed their check at the very end.
+        let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
+        return Err(e);
+    }
+    progress.line(&format!("{}: Pull complete", short(&digest)));
+    Ok(())
+}

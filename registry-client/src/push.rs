@@ -1,0 +1,310 @@
+//! `lb push`: each blob the registry lacks (asked with HEAD first) is mounted from another
+//! repository of the same registry when lb knows it is there, else uploaded (in one PUT,
+//! or in PATCH chunks when large); the manifest goes last, so the registry never names
+//! an image whose blobs it lacks. Layers lb built are kept uncompressed and compressed
+//! once for pushing (gzip by default, zstd on request), the result remembered
+//! (`Store::compressed_layer`); an image whose layers are all compressed already (a
+//! pulled one) is pushed with its manifest byte for byte, so its digest is kept.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lb_layerstore::{Digest, Image, LayerCompression, Reference, Store};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::client::{Registry, expect_ok};
+use crate::pull::MEDIA_OCI_MANIFEST;
+
+/// How to push.
+#[derive(Debug, Clone, Copy)]
+pub struct PushOptions {
+    /// How local uncompressed layers are compressed: `Gzip(level)` or `Zstd(level)`.
+    pub compression: LayerCompression,
+    /// Blobs larger than this go up in chunks of this size (PATCH), smaller in one PUT.
+    pub chunk_size: u64,
+    /// Blobs uploaded at once.
+    pub parallel: usize,
+}
+
+impl Default for PushOptions {
+    fn default() -> PushOptions {
+        PushOptions {
+            compression: LayerCompression::Gzip(6),
+            chunk_size: 64 << 20,
+            parallel: 4,
+        }
+    }
+}
+
+/// What a push tells as it goes.
+pub trait PushProgress: Sync {
+    fn line(&self, text: &str);
+}
+
+/// Which repositories of a registry are known to hold a blob (from pulls and pushes):
+/// `registries/<domain>/<blob hex>`, a repository per line. A hint for cross-repository
+/// mounts, never trusted for more.
+fn known_dir(store: &Store, domain: &str) -> std::path::PathBuf {
+    store
+        .root()
+        .join("registries")
+        .join(domain.replace('/', "_"))
+}
+
+/// Records that `path` on `domain` holds `digest`.
+pub fn remember_blob(store: &Store, domain: &str, path: &str, digest: &Digest) {
+    let dir = known_dir(store, domain);
+    let file = dir.join(digest.hex());
+    let mut repos = std::fs::read_to_string(&file).unwrap_or_default();
+    if repos.lines().any(|l| l == path) {
+        return;
+    }
+    repos.push_str(path);
+    repos.push('\n');
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        std::io::Write::write_all(&mut tmp, repos.as_bytes())?;
+        tmp.persist(&file).map_err(|e| e.error)?;
+        Ok(())
+    };
+    let _ = write();
+}
+
+fn known_elsewhere(store: &Store, domain: &str, path: &str, digest: &Digest) -> Option<String> {
+    std::fs::read_to_string(known_dir(store, domain).join(digest.hex()))
+        .ok()?
+        .lines()
+        .find(|l| *l != path && !l.is_empty())
+        .map(str::to_string)
+}
+
+/// A blob to send: where its bytes are and what the manifest says of it.
+struct Blob {
+    digest: Digest,
+    size: u64,
+}
+
+/// Pushes `image` to `target` (its registry is `reg`); the pushed manifest's digest.
+pub fn push(
+    store: &Store,
+    reg: &Registry,
+    image: &Image,
+    target: &Reference,
+    opts: &PushOptions,
+    progress: &dyn PushProgress,
+) -> Result<(Digest, u64), Error> {
+    let _writing = store.writing()?;
+    let path = target.path.as_str();
+    // The layers as they go up: uncompressed local ones compressed (once, remembered).
+    let mut layers = Vec::new();
+    let mut recompressed = false;
+    for l in image.manifest.layers() {
+        let digest = Digest::from_str(l.digest().as_ref())?;
+        let media = l.media_type().to_string();
+        if media == lb_layerstore::MEDIA_LAYER_TAR {
+            let c = store.compressed_layer(&digest, opts.compression)?;
+            let media = match opts.compression {
+                LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
+                _ => "application/vnd.oci.image.layer.v1.tar+gzip",
+            };
+            layers.push((c.digest, c.size, media.to_string()));
+            recompressed = true;
+        } else {
+            layers.push((digest, l.size(), media));
+        }
+    }
+    let mut blobs: Vec<Blob> = layers
+        .iter()
+        .map(|(d, s, _)| Blob {
+            digest: *d,
+            size: *s,
+        })
+        .collect();
+    blobs.push(Blob {
+        digest: image.config_digest,
+        size: image.manifest.config().size(),
+    });
+
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..opts.parallel.clamp(1, 16).min(blobs.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= blobs.len() || failed.lock().expect("failed").is_some() {
+                        return;
+                    }
+                    if let Err(e) = upload_blob(store, reg, path, &blobs[i], opts, progress) {
+                        failed.lock().expect("failed").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("failed") {
+        return Err(e);
+    }
+
+    // The manifest last: the stored one as it is, or one naming the compressed layers.
+    let (bytes, media_type) = if recompressed {
+        let config = image.manifest.config();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {
+                "mediaType": config.media_type().to_string(),
+                "digest": config.digest().to_string(),
+                "size": config.size(),
+            },
+            "layers": layers.iter().map(|(d, s, m)| json!({
+                "mediaType": m, "digest": d.to_string(), "size": s,
+            })).collect::<Vec<Value>>(),
+        });
+        (
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+            MEDIA_OCI_MANIFEST.to_string(),
+        )
+    } else {
+        let bytes = store.content().read_verified(&image.manifest_digest)?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let media = v["mediaType"]
+            .as_str()
+            .unwrap_or(MEDIA_OCI_MANIFEST)
+            .to_string();
+        (bytes, media)
+    };
+    let reference = target
+        .tag
+        .clone()
+        .unwrap_or_else(|| Digest::of(&bytes).to_string());
+    let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
+    let scope = format!("repository:{path}:pull,push");
+    let resp = reg.send(&scope, &|c| {
+        c.put(&url)
+            .header(CONTENT_TYPE, &media_type)
+            .body(bytes.clone())
+    })?;
+    expect_ok(resp, &url)?;
+    Ok((Digest::of(&bytes), bytes.len() as u64))
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// A blob the registry may lack: HEAD, then a mount, then an upload.
+fn upload_blob(
+    store: &Store,
+    reg: &Registry,
+    path: &str,
+    blob: &Blob,
+    opts: &PushOptions,
+    progress: &dyn PushProgress,
+) -> Result<(), Error> {
+    let scope = format!("repository:{path}:pull,push");
+    let head_url = reg.url(&format!("/v2/{path}/blobs/{}", blob.digest));
+    let head = reg.send(&scope, &|c| c.head(&head_url))?;
+    if head.status().is_success() {
+        progress.line(&format!("{}: Layer already exists", short(&blob.digest)));
+        remember_blob(store, &reg.domain, path, &blob.digest);
+        return Ok(());
+    }
+    let mut location = None;
+    if let Some(from) = known_elsewhere(store, &reg.domain, path, &blob.digest) {
+        let url = reg.url(&format!(
+            "/v2/{path}/blobs/uploads/?mount={}&from={from}",
+            blob.digest
+        ));
+        let scopes = format!("{scope} repository:{from}:pull");
+        let resp = reg.send(&scopes, &|c| c.post(&url).header(CONTENT_LENGTH, "0"))?;
+        if resp.status() == StatusCode::CREATED {
+            progress.line(&format!("{}: Mounted from {from}", short(&blob.digest)));
+            remember_blob(store, &reg.domain, path, &blob.digest);
+            return Ok(());
+        }
+        if resp.status() == StatusCode::ACCEPTED {
+            location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+    }
+    let mut location = match location {
+        Some(l) => l,
+        None => {
+            let url = reg.url(&format!("/v2/{path}/blobs/uploads/"));
+            let resp = reg.send(&scope, &|c| c.post(&url).header(CONTENT_LENGTH, "0"))?;
+            let resp = expect_ok(resp, &url)?;
+            upload_location(&resp, &url)?
+        }
+    };
+    let file = store.content().path(&blob.digest);
+    let open = || {
+        std::fs::File::open(&file).map_err(|e| Error::Io {
+            path: file.clone(),
+            reason: e.to_string(),
+        })
+    };
+    if blob.size > opts.chunk_size {
+        let mut start = 0u64;
+        while start < blob.size {
+            let len = opts.chunk_size.min(blob.size - start);
+            let url = reg.url(&location);
+            let resp = reg.send(&scope, &|c| {
+                let mut f = open().expect("blob opened above");
+                let _ = f.seek(SeekFrom::Start(start));
+                c.patch(&url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, format!("{start}-{}", start + len - 1))
+                    .header(CONTENT_LENGTH, len)
+                    .body(reqwest::blocking::Body::sized(f.take(len), len))
+            })?;
+            let resp = expect_ok(resp, &url)?;
+            location = upload_location(&resp, &url)?;
+            start += len;
+        }
+        let url = with_digest(&reg.url(&location), &blob.digest);
+        let resp = reg.send(&scope, &|c| c.put(&url).header(CONTENT_LENGTH, "0"))?;
+        expect_ok(resp, &url)?;
+    } else {
+        open()?;
+        let url = with_digest(&reg.url(&location), &blob.digest);
+        let resp = reg.send(&scope, &|c| {
+            let f = open().expect("blob opened above");
+            c.put(&url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, blob.size)
+                .body(reqwest::blocking::Body::sized(f, blob.size))
+        })?;
+        expect_ok(resp, &url)?;
+    }
+    remember_blob(store, &reg.domain, path, &blob.digest);
+    progress.line(&format!("{}: Pushed", short(&blob.digest)));
+    Ok(())
+}
+
+fn upload_location(resp: &reqwest::blocking::Response, url: &str) -> Result<String, Error> {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Status {
+            url: url.to_string(),
+            status: resp.status().as_u16(),
+            message: "no Location for the upload".into(),
+        })
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
