@@ -66,3 +66,105 @@ pub fn busybox_rootfs(dir: &Path) -> Option<std::path::PathBuf> {
     );
     Some(tar)
 }
+
+/// A CNCF distribution registry (Debian's `docker-registry`) on a free loopback port,
+/// storing under its own directory; killed when dropped.
+pub struct TestRegistry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`: the domain of references to it.
+    pub addr: String,
+    pub dir: std::path::PathBuf,
+}
+
+/// How a [`TestRegistry`] lets clients in.
+pub enum RegistryAuth<'a> {
+    Anonymous,
+    /// An htpasswd file (bcrypt) of the users.
+    Htpasswd(&'a Path),
+    /// Bearer tokens from `realm`, for `service`, signed by `issuer` with a key whose
+    /// certificate is `root_cert` (PEM).
+    Token {
+        realm: &'a str,
+        service: &'a str,
+        issuer: &'a str,
+        root_cert: &'a Path,
+    },
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked: the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestRegistry {
+    /// Starts a registry under `dir`; `None` when the test is skipped (no docker-registry).
+    pub fn start(dir: &Path, auth: RegistryAuth) -> Option<TestRegistry> {
+        if !require_tools("docker-registry", &["/usr/bin/docker-registry"]) {
+            return None;
+        }
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let auth = match auth {
+            RegistryAuth::Anonymous => String::new(),
+            RegistryAuth::Htpasswd(file) => format!(
+                "auth:\n  htpasswd:\n    realm: lb-test\n    path: {}\n",
+                file.display()
+            ),
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                root_cert,
+            } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                root_cert.display()
+            ),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            dir.join("data").display()
+        );
+        let config_file = dir.join("config.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config_file)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let reg = TestRegistry {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&reg.addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen on {} in 20 s: {}",
+                reg.addr,
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(reg)
+    }
+
+    /// Kills the registry now (a fault in the middle of a transfer).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
