@@ -552,3 +552,179 @@ fn bearer_token_flow_against_a_token_server() {
     let (code, out, _) = run_image(&other, &[], &name, &["echo", "bearer"]);
     assert_eq!((code, out.as_str()), (0, "bearer\n"));
 }
+
+/// Polls `cond` every 2 ms for up to 60 s.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn dir_has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+fn spawn_lb(env: &Env, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_registry_killed_mid_push_and_mid_pull_fails_clearly_and_a_rerun_completes() {
+    let Some(env) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous)
+    else {
+        return;
+    };
+    // Three layers of 24 MB of random data: long enough to be cut in the middle.
+    let ctx = dir.path().join("big");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN dd if=/dev/urandom of=/a bs=1M count=24\n\
+         RUN dd if=/dev/urandom of=/b bs=1M count=24\nRUN dd if=/dev/urandom of=/c bs=1M count=24\n",
+    )
+    .unwrap();
+    let name = format!("{}/faults/big:1", reg.addr);
+    let (code, _, log) = build(&env, &["-t", &name, ctx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+
+    // Killed while blobs are being uploaded.
+    let uploads = dir
+        .path()
+        .join("reg/data/docker/registry/v2/repositories/faults/big/_uploads");
+    let push = spawn_lb(&env, &["push", &name]);
+    wait_for("an upload to start", || dir_has_entries(&uploads));
+    reg.kill();
+    let out = push.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("pushing {name}")), "{err}");
+    assert!(err.contains("gave up after 5 tries"), "{err}");
+    // The store is as it was: the image is there and runs.
+    let (code, out, _) = run_image(&env, &[], &name, &["ls", "/a", "/b", "/c"]);
+    assert_eq!((code, out.as_str()), (0, "/a\n/b\n/c\n"));
+    reg.restart();
+    ok(&lb(&env, &["push", &name]));
+
+    // Killed while layers are being fetched: nothing is named, a rerun completes.
+    let other = setup().unwrap();
+    let ingest = other.root.join("ingest");
+    let pull = spawn_lb(&other, &["pull", &name]);
+    wait_for("a layer download to start", || {
+        std::fs::read_dir(&ingest).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+        })
+    });
+    reg.kill();
+    let out = pull.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("pulling {name}")));
+    let images = ok(&lb(&other, &["images"]));
+    assert!(!images.contains("faults/big"), "{images}");
+    reg.restart();
+    ok(&lb(&other, &["pull", &name]));
+    let (code, out, _) = run_image(&other, &[], &name, &["ls", "/a", "/b", "/c"]);
+    assert_eq!((code, out.as_str()), (0, "/a\n/b\n/c\n"));
+}
+
+/// The file a registry keeps blob `digest` in.
+fn registry_blob(reg_dir: &Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    reg_dir
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+#[test]
+fn blobs_with_the_wrong_bytes_size_or_media_type_are_refused_and_not_stored() {
+    let Some(env) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let reg_dir = dir.path().join("reg");
+    let Some(reg) = TestRegistry::start(&reg_dir, RegistryAuth::Anonymous) else {
+        return;
+    };
+    let name = format!("{}/bad/app:1", reg.addr);
+    let (code, _, log) = build(&env, &["-t", &name, case("basic").to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let digest = pushed_digest(&ok(&lb(&env, &["push", &name])));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry_blob(&reg_dir, &digest)).unwrap()).unwrap();
+    let top = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let top_digest = top["digest"].as_str().unwrap().to_string();
+    let blob = registry_blob(&reg_dir, &top_digest);
+    let good = std::fs::read(&blob).unwrap();
+    let other = setup().unwrap();
+    let refused = |why: &str| {
+        let out = lb(&other, &["pull", &name]);
+        assert_eq!(out.status.code(), Some(1), "{why}: {}", text(&out.stderr));
+        let hex = top_digest.strip_prefix("sha256:").unwrap();
+        assert!(
+            !other.root.join("blobs/sha256").join(hex).exists(),
+            "{why}: the bad blob was stored"
+        );
+        assert!(!ok(&lb(&other, &["images"])).contains("bad/app"), "{why}");
+        text(&out.stderr)
+    };
+
+    // The same size, other bytes.
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    std::fs::write(&blob, &flipped).unwrap();
+    refused("flipped byte");
+    // Longer than the descriptor says.
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"more");
+    std::fs::write(&blob, &longer).unwrap();
+    refused("longer");
+    std::fs::write(&blob, &good).unwrap();
+
+    // A manifest whose layer descriptor says zstd for gzip bytes.
+    let mut lying = manifest.clone();
+    let n = lying["layers"].as_array().unwrap().len();
+    lying["layers"][n - 1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+    let answer = http_put(
+        &reg.addr,
+        "/v2/bad/app/manifests/1",
+        "application/vnd.oci.image.manifest.v1+json",
+        lying.to_string().as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let err = refused("media type");
+    assert!(
+        err.contains("the descriptor says application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{err}"
+    );
+
+    // Put right, the pull goes through.
+    let answer = http_put(
+        &reg.addr,
+        "/v2/bad/app/manifests/1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    ok(&lb(&other, &["pull", &name]));
+}

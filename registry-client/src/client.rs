@@ -263,6 +263,39 @@ impl Registry {
     }
 }
 
+/// Waits before each retry of a transient failure: five tries in about three seconds.
+const BACKOFF_MS: [u64; 4] = [200, 400, 800, 1600];
+
+/// Whether `e` may pass if tried again: a dropped or refused connection, a 5xx.
+pub fn transient(e: &Error) -> bool {
+    match e {
+        Error::Transport { .. } => true,
+        Error::Status { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or has failed transiently five times
+/// (backing off in between); the last error says how many tries it took.
+pub fn retrying<T>(mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(e) if transient(&e) && tries < BACKOFF_MS.len() => {
+                std::thread::sleep(Duration::from_millis(BACKOFF_MS[tries]));
+                tries += 1;
+            }
+            Err(e) if tries > 0 && transient(&e) => {
+                return Err(Error::GaveUp {
+                    tries: tries + 1,
+                    last: Box::new(e),
+                });
+            }
+            r => return r,
+        }
+    }
+}
+
 /// `s` with everything but RFC 3986's unreserved characters percent-encoded.
 pub fn percent_encode(s: &str) -> String {
     s.bytes()

@@ -52,6 +52,8 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{last} (gave up after {tries} tries)")]
+    GaveUp { tries: usize, last: Box<Error> },
     #[error(transparent)]
     Store(#[from] lb_layerstore::Error),
 }

@@ -61,8 +61,13 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
-/// `GET /v2/NAME/manifests/REF`, checked against the digest when REF is one.
+/// `GET /v2/NAME/manifests/REF`, checked against the digest when REF is one (tried again
+/// after transient failures).
 pub fn get_manifest(reg: &Registry, path: &str, reference: &str) -> Result<Fetched, Error> {
+    crate::client::retrying(|| get_manifest_once(reg, path, reference))
+}
+
+fn get_manifest_once(reg: &Registry, path: &str, reference: &str) -> Result<Fetched, Error> {
     let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
     let scope = format!("repository:{path}:pull");
     let resp = reg.send(&scope, &|c| c.get(&url).header(ACCEPT, ACCEPTED))?;
@@ -107,11 +112,7 @@ pub fn get_manifest(reg: &Registry, path: &str, reference: &str) -> Result<Fetch
     })
 }
 
-fn read_limited(
-    resp: reqwest::blocking::Response,
-    limit: u64,
-    url: &str,
-) -> Result<Vec<u8>, Error> {
+fn read_limited(resp: impl Read, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     resp.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -183,16 +184,75 @@ fn resolve_platform(
     get_manifest(reg, path, digest)
 }
 
-/// A blob's bytes from the registry, `GET /v2/NAME/blobs/DIGEST`.
-fn get_blob(
-    reg: &Registry,
-    path: &str,
-    digest: &str,
-) -> Result<reqwest::blocking::Response, Error> {
-    let url = reg.url(&format!("/v2/{path}/blobs/{digest}"));
-    let scope = format!("repository:{path}:pull");
-    let resp = reg.send(&scope, &|c| c.get(&url))?;
-    expect_ok(resp, &url)
+/// A blob's bytes from the registry (`GET /v2/NAME/blobs/DIGEST`), read through
+/// connections that drop: the reader connects again (backing off, five tries per
+/// failure) and goes on where it was, with a `Range` request when the registry serves
+/// ranges, else skipping what it had. Whoever reads it never sees the interruption.
+struct BlobReader<'a> {
+    reg: &'a Registry,
+    url: String,
+    scope: String,
+    resp: Option<reqwest::blocking::Response>,
+    offset: u64,
+}
+
+impl<'a> BlobReader<'a> {
+    fn open(reg: &'a Registry, path: &str, digest: &str) -> Result<BlobReader<'a>, Error> {
+        let mut r = BlobReader {
+            reg,
+            url: reg.url(&format!("/v2/{path}/blobs/{digest}")),
+            scope: format!("repository:{path}:pull"),
+            resp: None,
+            offset: 0,
+        };
+        r.resp = Some(crate::client::retrying(|| r.connect())?);
+        Ok(r)
+    }
+
+    /// A response positioned at `offset`.
+    fn connect(&self) -> Result<reqwest::blocking::Response, Error> {
+        let offset = self.offset;
+        let resp = self.reg.send(&self.scope, &|c| {
+            let req = c.get(&self.url);
+            if offset > 0 {
+                req.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+            } else {
+                req
+            }
+        })?;
+        let ranged = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        let mut resp = expect_ok(resp, &self.url)?;
+        if offset > 0 && !ranged {
+            // No ranges here: read past what was had already.
+            io::copy(&mut (&mut resp).take(offset), &mut io::sink()).map_err(|e| {
+                Error::Transport {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        Ok(resp)
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let failed = match self.resp.as_mut().map(|r| r.read(buf)) {
+                Some(Ok(n)) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Some(Err(e)) => e,
+                None => io::Error::other("not connected"),
+            };
+            self.resp = None;
+            let again = crate::client::retrying(|| self.connect()).map_err(|e| {
+                io::Error::other(format!("{} (the connection dropped: {failed})", e))
+            })?;
+            self.resp = Some(again);
+        }
+    }
 }
 
 /// Reads through `inner` into `out` (the blob being stored), counting and hashing, and
@@ -294,7 +354,7 @@ pub fn pull(
     let config_bytes = if store.content().contains(&config_digest) {
         store.content().read_verified(&config_digest)?
     } else {
-        let resp = get_blob(reg, path, &config_digest.to_string())?;
+        let resp = BlobReader::open(reg, path, &config_digest.to_string())?;
         let bytes = read_limited(resp, MAX_DOCUMENT, &config_digest.to_string())?;
         if Digest::of(&bytes) != config_digest || bytes.len() as u64 != cdesc.size() {
             return Err(Error::Verify(format!(
@@ -412,7 +472,7 @@ fn fetch_layer(
             "layer {digest}: media type {media_type}"
         )));
     };
-    let resp = get_blob(reg, path, &digest.to_string())?;
+    let resp = BlobReader::open(reg, path, &digest.to_string())?;
     let mut writer = store.content().writer()?;
     let mut checked = Checked {
         inner: io::BufReader::with_capacity(1 << 20, resp),

@@ -141,7 +141,8 @@ pub fn push(
                     if i >= blobs.len() || failed.lock().expect("failed").is_some() {
                         return;
                     }
-                    if let Err(e) = upload_blob(store, reg, path, &blobs[i], opts, progress) {
+                    let up = || upload_blob(store, reg, path, &blobs[i], opts, progress);
+                    if let Err(e) = crate::client::retrying(up) {
                         failed.lock().expect("failed").get_or_insert(e);
                         return;
                     }
@@ -187,12 +188,14 @@ pub fn push(
         .unwrap_or_else(|| Digest::of(&bytes).to_string());
     let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
     let scope = format!("repository:{path}:pull,push");
-    let resp = reg.send(&scope, &|c| {
-        c.put(&url)
-            .header(CONTENT_TYPE, &media_type)
-            .body(bytes.clone())
+    crate::client::retrying(|| {
+        let resp = reg.send(&scope, &|c| {
+            c.put(&url)
+                .header(CONTENT_TYPE, &media_type)
+                .body(bytes.clone())
+        })?;
+        expect_ok(resp, &url)
     })?;
-    expect_ok(resp, &url)?;
     Ok((Digest::of(&bytes), bytes.len() as u64))
 }
 

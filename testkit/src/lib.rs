@@ -128,32 +128,45 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
             dir.join("data").display()
         );
-        let config_file = dir.join("config.yml");
-        std::fs::write(&config_file, config).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Self::spawn(dir, &addr);
+        Some(TestRegistry {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Runs the registry of `dir/config.yml` and waits until it listens on `addr`.
+    fn spawn(dir: &Path, addr: &str) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("registry.log"))
+            .unwrap();
         let child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
-            .arg(&config_file)
+            .arg(dir.join("config.yml"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let reg = TestRegistry {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
+        while std::net::TcpStream::connect(addr).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the registry did not listen on {} in 20 s: {}",
-                reg.addr,
+                "the registry did not listen on {addr} in 20 s: {}",
                 std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Some(reg)
+        child
+    }
+
+    /// Starts the registry again after [`TestRegistry::kill`], same address and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.dir, &self.addr);
     }
 
     /// Kills the registry now (a fault in the middle of a transfer).
