@@ -106,6 +106,70 @@ impl lb_registry::PushProgress for Lines {
     }
 }
 
+/// Pull progress on a terminal: a bar per layer as its bytes arrive, docker's lines
+/// above them.
+struct Bars {
+    bars: indicatif::MultiProgress,
+    layers: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars {
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            layers: Default::default(),
+        }
+    }
+}
+
+impl lb_registry::PullProgress for Bars {
+    fn line(&self, text: &str) {
+        let mut layers = self.layers.lock().expect("layers");
+        let done = text
+            .split_once(": ")
+            .and_then(|(id, what)| Some((layers.remove(id)?, what)));
+        match done {
+            Some((bar, what)) => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{prefix}: {msg}").expect("style"),
+                );
+                bar.finish_with_message(what.to_string());
+            }
+            None => {
+                let _ = self.bars.println(text);
+            }
+        }
+    }
+
+    fn bytes(&self, id: &str, done: u64, total: u64) {
+        let mut layers = self.layers.lock().expect("layers");
+        let bar = layers.entry(id.to_string()).or_insert_with(|| {
+            let bar = self.bars.add(indicatif::ProgressBar::new(total));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix}: Downloading [{bar:30}] {bytes}/{total_bytes}",
+                )
+                .expect("style")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(id.to_string());
+            bar
+        });
+        bar.set_position(done);
+    }
+}
+
+/// Plain lines, or bars on a terminal.
+fn pull_progress(quiet: bool) -> Box<dyn lb_registry::PullProgress> {
+    if !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines { quiet })
+    }
+}
+
 fn reference(s: &str) -> anyhow::Result<Reference> {
     Reference::parse(s).with_context(|| format!("invalid reference format: {s:?}"))
 }
@@ -135,7 +199,7 @@ fn pull_with(
     opts: &lb_registry::Options,
     quiet: bool,
 ) -> anyhow::Result<lb_layerstore::Image> {
-    let progress = Lines { quiet };
+    let progress = pull_progress(quiet);
     if !quiet {
         let tag = name.tag.as_deref().unwrap_or("");
         if !tag.is_empty() {
@@ -148,7 +212,7 @@ fn pull_with(
         platform,
         ..Default::default()
     };
-    let image = lb_registry::pull(store, &reg, name, &pull_opts, &progress)
+    let image = lb_registry::pull(store, &reg, name, &pull_opts, progress.as_ref())
         .with_context(|| format!("pulling {}", name.familiar()))?;
     Ok(image)
 }

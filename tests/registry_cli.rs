@@ -589,7 +589,8 @@ fn a_registry_killed_mid_push_and_mid_pull_fails_clearly_and_a_rerun_completes()
     else {
         return;
     };
-    // Three layers of 24 MB of random data: long enough to be cut in the middle.
+    // Layers of 40 and 24 MB of random data: long enough to be cut in the middle; the
+    // first goes up in 32 MiB chunks.
     let ctx = dir.path().join("big");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -727,4 +728,113 @@ fn blobs_with_the_wrong_bytes_size_or_media_type_are_refused_and_not_stored() {
     );
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     ok(&lb(&other, &["pull", &name]));
+}
+
+#[test]
+fn pull_by_digest_docker_schema2_pull_refresh_tls_and_terminal_bars() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools("skopeo and openssl", &["skopeo", "openssl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A registry on https with a self-signed certificate: loopback registries are
+    // insecure for docker, and for lb (https without checks, else http).
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let Some(reg) = TestRegistry::start_with(
+        &dir.path().join("reg"),
+        RegistryAuth::Anonymous,
+        Some((&cert, &key)),
+    ) else {
+        return;
+    };
+    // skopeo pushes docker's schema 2 (gzip layers, docker media types).
+    let v2 = format!("{}/v2s2/busybox:1", reg.addr);
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--format", "v2s2"])
+        .arg(format!(
+            "oci:{}:docker.io/library/busybox:latest",
+            env.root.display()
+        ))
+        .arg(format!("docker://{v2}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let other = setup().unwrap();
+    let out = lb(&other, &["pull", &v2]);
+    ok(&out);
+    let digest = text(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: ").map(str::to_string))
+        .unwrap();
+    // By digest, in a store that has none of it.
+    let fresh = setup().unwrap();
+    let pinned = format!("{}/v2s2/busybox@{digest}", reg.addr);
+    ok(&lb(&fresh, &["pull", &pinned]));
+    let (code, out, err) = run_image(&fresh, &[], &pinned, &["echo", "pinned"]);
+    assert_eq!((code, out.as_str()), (0, "pinned\n"), "{err}");
+    let wrong = format!("{}/v2s2/busybox@sha256:{}", reg.addr, "0".repeat(64));
+    assert_eq!(lb(&fresh, &["pull", &wrong]).status.code(), Some(1));
+
+    // --pull: a build takes the stored base until asked to fetch it again.
+    let base = format!("{}/v2s2/base:1", reg.addr);
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN cat /version > /seen\n"),
+    )
+    .unwrap();
+    let version = |env: &Env, v: &str| {
+        let vctx = dir.path().join(format!("v{v}"));
+        std::fs::create_dir_all(&vctx).unwrap();
+        std::fs::write(
+            vctx.join("Dockerfile"),
+            format!("FROM busybox\nRUN echo {v} > /version\n"),
+        )
+        .unwrap();
+        let (code, _, log) = build(env, &["--push", "-t", &base, vctx.to_str().unwrap()]);
+        assert_eq!(code, 0, "{log}");
+    };
+    version(&env, "1");
+    let (code, _, log) = build(&other, &["-t", "seen", ctx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(run_image(&other, &[], "seen", &["cat", "/seen"]).1, "1\n");
+    version(&env, "2");
+    let (code, _, log) = build(&other, &["-t", "seen", ctx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        run_image(&other, &[], "seen", &["cat", "/seen"]).1,
+        "1\n",
+        "the stored base"
+    );
+    let (code, _, log) = build(&other, &["--pull", "-t", "seen", ctx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        run_image(&other, &[], "seen", &["cat", "/seen"]).1,
+        "2\n",
+        "--pull fetched it"
+    );
+
+    // On a terminal, a bar per layer, left with docker's last word.
+    let bars = setup().unwrap();
+    let shown = in_terminal(&bars, &format!("pull {v2}"));
+    assert!(shown.contains("Pull complete"), "{shown}");
+    assert!(shown.contains("Status: Downloaded newer image"), "{shown}");
 }

@@ -20,8 +20,8 @@ use crate::auth::{AuthFiles, Challenge, Credentials, parse_challenge};
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `--tls-verify=false`: https without certificate checks, and plain http when the
-    /// registry does not speak https.
+    /// `--tls-verify=false`: the registry is insecure, as loopback ones always are:
+    /// https without certificate checks, and plain http when it does not speak https.
     pub tls_verify: bool,
     /// Directories holding `<registry>/ca.crt` (and any `*.crt`): CAs trusted for that
     /// registry on top of the system's (docker's `/etc/docker/certs.d`).
@@ -95,7 +95,9 @@ impl Registry {
             .connect_timeout(Duration::from_secs(15))
             .timeout(None)
             .pool_max_idle_per_host(8);
-        if !opts.tls_verify {
+        if insecure {
+            // docker's insecure registries (loopback ones by default): https whatever its
+            // certificate, else plain http.
             b = b.tls_danger_accept_invalid_certs(true);
         }
         for dir in &opts.cert_dirs {

@@ -49,9 +49,12 @@ impl Default for PullOptions {
     }
 }
 
-/// What a pull tells as it goes (docker's lines).
+/// What a pull tells as it goes: docker's lines (`ID: Pull complete`), and the bytes of
+/// each layer as they arrive (for progress bars; ignored by default).
 pub trait PullProgress: Sync {
     fn line(&self, text: &str);
+    /// `done` of the `total` bytes of the layer `id` (a short digest) are in.
+    fn bytes(&self, _id: &str, _done: u64, _total: u64) {}
 }
 
 /// A manifest as fetched: its bytes (verified against `digest`), media type, digest.
@@ -265,6 +268,7 @@ struct Checked<'a, R> {
     seen: u64,
     size: u64,
     digest: Digest,
+    progress: &'a dyn PullProgress,
 }
 
 impl<R: Read> Read for Checked<'_, R> {
@@ -294,7 +298,12 @@ impl<R: Read> Read for Checked<'_, R> {
             }
             return Ok(0);
         }
+        let before = self.seen;
         self.seen += n as u64;
+        if before >> 19 != self.seen >> 19 || self.seen == self.size {
+            self.progress
+                .bytes(&short(&self.digest), self.seen, self.size);
+        }
         if self.seen > self.size {
             return Err(io::Error::other(format!(
                 "blob {}: more bytes than the descriptor's {}",
@@ -481,6 +490,7 @@ fn fetch_layer(
         seen: 0,
         size: desc.size(),
         digest,
+        progress,
     };
     // The bytes must be what the media type says: a gzip descriptor served zstd (or
     // plain) bytes is refused before anything is unpacked.

@@ -102,6 +102,15 @@ pub fn free_port() -> u16 {
 impl TestRegistry {
     /// Starts a registry under `dir`; `None` when the test is skipped (no docker-registry).
     pub fn start(dir: &Path, auth: RegistryAuth) -> Option<TestRegistry> {
+        Self::start_with(dir, auth, None)
+    }
+
+    /// As [`TestRegistry::start`], serving https with `tls` (certificate, key) when given.
+    pub fn start_with(
+        dir: &Path,
+        auth: RegistryAuth,
+        tls: Option<(&Path, &Path)>,
+    ) -> Option<TestRegistry> {
         if !require_tools("docker-registry", &["/usr/bin/docker-registry"]) {
             return None;
         }
@@ -124,8 +133,16 @@ impl TestRegistry {
                 root_cert.display()
             ),
         };
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls}{auth}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("config.yml"), config).unwrap();
