@@ -360,6 +360,39 @@ fn basic_auth_login_push_pull_logout() {
     assert!(ok(&out).contains("Removing login credentials"));
     let out = lb_auth(&other, &auth, &["pull", &name], "");
     assert_eq!(out.status.code(), Some(1));
+
+    // docker's config.json: a credential helper for this registry is asked.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-lbtest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"tester\\\",\\\"Secret\\\":\\\"s3cret\\\"}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!("{{\"credHelpers\": {{\"{}\": \"lbtest\"}}}}", reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&other.root)
+        .args(["pull", &name])
+        .env("LB_AUTH_FILE", &auth)
+        .env("DOCKER_CONFIG", &docker)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    ok(&out);
 }
 
 /// A token server for the Bearer flow: `GET /token?service=..&scope=..` with Basic
