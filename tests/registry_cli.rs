@@ -33,6 +33,16 @@ fn lb_auth(env: &Env, auth: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `lb login -u tester --password-stdin ADDR` with `password`.
+fn login(env: &Env, auth: &Path, addr: &str, password: &str) -> Output {
+    lb_auth(
+        env,
+        auth,
+        &["login", "-u", "tester", "--password-stdin", addr],
+        password,
+    )
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -323,12 +333,7 @@ fn basic_auth_login_push_pull_logout() {
         text(&out.stderr)
     );
 
-    let out = lb_auth(
-        &env,
-        &auth,
-        &["login", "-u", "tester", "--password-stdin", &reg.addr],
-        "wrong\n",
-    );
+    let out = login(&env, &auth, &reg.addr, "wrong\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("login to"),
@@ -337,12 +342,7 @@ fn basic_auth_login_push_pull_logout() {
     );
     assert!(!auth.exists(), "a refused login stores nothing");
 
-    let out = lb_auth(
-        &env,
-        &auth,
-        &["login", "-u", "tester", "--password-stdin", &reg.addr],
-        "s3cret\n",
-    );
+    let out = login(&env, &auth, &reg.addr, "s3cret\n");
     assert_eq!(ok(&out), "Login Succeeded\n");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -565,12 +565,7 @@ fn bearer_token_flow_against_a_token_server() {
         "{}",
         text(&out.stderr)
     );
-    let out = lb_auth(
-        &env,
-        &auth,
-        &["login", "-u", "tester", "--password-stdin", &reg.addr],
-        "s3cret",
-    );
+    let out = login(&env, &auth, &reg.addr, "s3cret");
     assert_eq!(ok(&out), "Login Succeeded\n");
     let before = issued.load(std::sync::atomic::Ordering::SeqCst);
     ok(&lb_auth(&env, &auth, &["push", &name], ""));

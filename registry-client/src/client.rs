@@ -265,6 +265,11 @@ impl Registry {
     }
 }
 
+/// The 12 hex digits docker shows of a digest.
+pub(crate) fn short_id(d: &lb_layerstore::Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
 /// Waits before each retry of a transient failure: five tries in about three seconds.
 const BACKOFF_MS: [u64; 4] = [200, 400, 800, 1600];
 

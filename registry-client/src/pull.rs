@@ -302,7 +302,7 @@ impl<R: Read> Read for Checked<'_, R> {
         self.seen += n as u64;
         if before >> 19 != self.seen >> 19 || self.seen == self.size {
             self.progress
-                .bytes(&short(&self.digest), self.seen, self.size);
+                .bytes(&crate::client::short_id(&self.digest), self.seen, self.size);
         }
         if self.seen > self.size {
             return Err(io::Error::other(format!(
@@ -445,10 +445,6 @@ pub fn pull(
     Ok(image)
 }
 
-fn short(d: &Digest) -> String {
-    d.hex()[..12].to_string()
-}
-
 /// One layer: nothing when its blob and snapshot are stored; its snapshot from the blob
 /// when only the blob is; else fetched, stored and unpacked in one pass.
 fn fetch_layer(
@@ -467,12 +463,18 @@ fn fetch_layer(
         .is_ok_and(|i| i.size == desc.size());
     let have_snapshot = store.snapshot_path(chain).is_dir();
     if have_blob && have_snapshot {
-        progress.line(&format!("{}: Already exists", short(&digest)));
+        progress.line(&format!(
+            "{}: Already exists",
+            crate::client::short_id(&digest)
+        ));
         return Ok(());
     }
     if have_blob {
         store.unpack_snapshot(store.content().open_blob(&digest)?, diff_id, chain)?;
-        progress.line(&format!("{}: Pull complete", short(&digest)));
+        progress.line(&format!(
+            "{}: Pull complete",
+            crate::client::short_id(&digest)
+        ));
         return Ok(());
     }
     let media_type = desc.media_type().to_string();
@@ -515,6 +517,9 @@ fn fetch_layer(
         let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
         return Err(e);
     }
-    progress.line(&format!("{}: Pull complete", short(&digest)));
+    progress.line(&format!(
+        "{}: Pull complete",
+        crate::client::short_id(&digest)
+    ));
     Ok(())
 }

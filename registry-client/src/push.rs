@@ -201,10 +201,6 @@ pub fn push(
     Ok((Digest::of(&bytes), bytes.len() as u64))
 }
 
-fn short(d: &Digest) -> String {
-    d.hex()[..12].to_string()
-}
-
 /// A blob the registry may lack: HEAD, then a mount, then an upload.
 fn upload_blob(
     store: &Store,
@@ -218,7 +214,10 @@ fn upload_blob(
     let head_url = reg.url(&format!("/v2/{path}/blobs/{}", blob.digest));
     let head = reg.send(&scope, &|c| c.head(&head_url))?;
     if head.status().is_success() {
-        progress.line(&format!("{}: Layer already exists", short(&blob.digest)));
+        progress.line(&format!(
+            "{}: Layer already exists",
+            crate::client::short_id(&blob.digest)
+        ));
         remember_blob(store, &reg.domain, path, &blob.digest);
         return Ok(());
     }
@@ -231,7 +230,10 @@ fn upload_blob(
         let scopes = format!("{scope} repository:{from}:pull");
         let resp = reg.send(&scopes, &|c| c.post(&url).header(CONTENT_LENGTH, "0"))?;
         if resp.status() == StatusCode::CREATED {
-            progress.line(&format!("{}: Mounted from {from}", short(&blob.digest)));
+            progress.line(&format!(
+                "{}: Mounted from {from}",
+                crate::client::short_id(&blob.digest)
+            ));
             remember_blob(store, &reg.domain, path, &blob.digest);
             return Ok(());
         }
@@ -305,7 +307,10 @@ fn upload_blob(
         expect_ok(resp, &url)?;
     }
     remember_blob(store, &reg.domain, path, &blob.digest);
-    progress.line(&format!("{}: Pushed", short(&blob.digest)));
+    progress.line(&format!(
+        "{}: Pushed",
+        crate::client::short_id(&blob.digest)
+    ));
     Ok(())
 }
 
