@@ -517,7 +517,7 @@ fn percent_decode(s: &str) -> String {
 #[test]
 fn bearer_token_flow_against_a_token_server() {
     let Some(env) = setup() else { return };
-    if !lb_testkit::require_tools("openssl", &["openssl"]) {
+    if !lb_testkit::require_tools("openssl", &["/usr/bin/openssl"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -761,7 +761,7 @@ fn blobs_with_the_wrong_bytes_size_or_media_type_are_refused_and_not_stored() {
 #[test]
 fn pull_by_digest_docker_schema2_pull_refresh_tls_and_terminal_bars() {
     let Some(env) = setup() else { return };
-    if !lb_testkit::require_tools("skopeo and openssl", &["skopeo", "openssl"]) {
+    if !lb_testkit::require_tools("skopeo and openssl", &["skopeo", "/usr/bin/openssl"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
