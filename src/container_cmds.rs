@@ -96,7 +96,7 @@ pub struct RunArgs {
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     ulimit: Vec<String>,
-    /// Network mode: none or host
+    /// Network mode: none, host, or container:NAME (another container's network stack)
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
     /// Run an init inside the container that forwards signals and reaps processes
@@ -192,9 +192,32 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let lowers = store.prepare_snapshots(&image)?;
     let id = random_id()?;
     let host_network = args.network == "host";
+    // `--network container:NAME`: that container's network stack, hosts, resolver and
+    // host name, as docker shares them.
+    let joined = match args.network.strip_prefix("container:") {
+        Some(other) => {
+            let c = store.container(other)?;
+            let other_dir = store.container_dir(&c.id);
+            let st = State::load(&other_dir);
+            if !st.running() {
+                bail!("--network container:{other}: the container is not running");
+            }
+            if args.hostname.is_some() {
+                bail!(
+                    "--hostname: conflicting options: hostname and the network mode container:{other}"
+                );
+            }
+            Some((format!("/proc/{}/ns/net", st.pid), other_dir.join("etc")))
+        }
+        None => None,
+    };
     let hostname = args.hostname.clone().unwrap_or_else(|| {
         if host_network {
             host_hostname()
+        } else if let Some((_, etc)) = &joined {
+            std::fs::read_to_string(etc.join("hostname"))
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| id[..12].to_string())
         } else {
             id[..12].to_string()
         }
@@ -221,6 +244,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         security_opt: args.security_opt.clone(),
         ulimits: args.ulimit.clone(),
         network: args.network.clone(),
+        join_network: joined.as_ref().map(|(ns, _)| PathBuf::from(ns)),
     };
     let image_cfg = image_run_config(&image);
     // Validate everything before anything is written to the store.
@@ -246,6 +270,12 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let dir = store.create_container(&record)?;
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
+    if let Some((_, other_etc)) = &joined {
+        for f in ["hosts", "resolv.conf"] {
+            std::fs::copy(other_etc.join(f), dir.join("etc").join(f))
+                .with_context(|| format!("{}", other_etc.join(f).display()))?;
+        }
+    }
     let launch = |stdio| launch_of(&record, &dir, stdio);
     if args.process.detach {
         let code = detach(store, &record, &dir, launch(lb_runtime::Stdio::Inherit)?)?;

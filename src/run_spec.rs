@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     pub ulimits: Vec<String>,
     pub network: String,
+    /// `--network container:NAME`: the network namespace to join (`/proc/PID/ns/net` of
+    /// that container's first process), resolved by the caller.
+    pub join_network: Option<PathBuf>,
 }
 
 /// What the runtime is given besides the layers.
@@ -361,14 +364,29 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
     let own_network = match opts.network.as_str() {
         "none" => true,
         "host" => false,
+        n if n.starts_with("container:") => false,
         "bridge" | "default" => bail!(
-            "--network {}: bridge networking is not available yet; use --network none or host",
+            "--network {}: bridge networking is not available yet; use --network none, host or container:NAME",
             opts.network
         ),
-        other => bail!("--network {other}: unknown network (none, host)"),
+        other => bail!("--network {other}: unknown network (none, host, container:NAME)"),
     };
     let args = command_line(image, opts)?;
     let mut spec = defaults::docker_spec(args, own_network);
+    if let Some(ns) = &opts.join_network {
+        // Another container's network stack, joined rather than made.
+        if let Some(linux) = spec.linux_mut() {
+            let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+            namespaces.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(oci_spec::runtime::LinuxNamespaceType::Network)
+                    .path(ns.clone())
+                    .build()
+                    .expect("namespace"),
+            );
+            linux.set_namespaces(Some(namespaces));
+        }
+    }
     let mut nnp = false;
     let mut seccomp = !opts.privileged;
     for o in &opts.security_opt {
@@ -511,6 +529,7 @@ mod tests {
         RunOptions {
             hostname: "abc".into(),
             network: "none".into(),
+            join_network: None,
             ..Default::default()
         }
     }

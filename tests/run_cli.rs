@@ -809,3 +809,43 @@ fn the_image_config_is_honoured_as_docker_does() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn network_container_mode_joins_another_containers_stack() {
+    let Some(env) = setup() else { return };
+    let out = lb(
+        &env,
+        &[
+            "run", "-d", "--name", "web", "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fetch = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/group && exit 0; sleep 0.2; done; exit 1";
+    // Its loopback is web's: httpd answers there; the host name is web's too.
+    let (code, out, err) = run(&env, &["--network", "container:web"], &["sh", "-c", fetch]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "root:x:0:\nnogroup:x:65534:\n"),
+        "{err}"
+    );
+    let (_, web_host, _) = run(&env, &["--network", "container:web"], &["hostname"]);
+    let id = text(&lb(&env, &["ps", "-q", "--no-trunc"]).stdout);
+    assert_eq!(web_host.trim(), &id.trim()[..12]);
+    // A container with a stack of its own does not see it.
+    let (_, out, _) = run(
+        &env,
+        &[],
+        &["sh", "-c", "wget -qO- http://127.0.0.1:8080/group; true"],
+    );
+    assert_eq!(out, "");
+    // Errors name the cause.
+    let (code, _, err) = run(&env, &["--network", "container:nope"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no such container: nope"), "{err}");
+    let (code, _, err) = run(&env, &["--network", "container:web", "-h", "x"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("conflicting options"), "{err}");
+    assert!(lb(&env, &["rm", "-f", "web"]).status.success());
+    let (code, _, err) = run(&env, &["--network", "container:web"], &["true"]);
+    assert_eq!(code, 125, "{err}");
+}

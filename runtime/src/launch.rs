@@ -60,25 +60,29 @@ pub struct Container {
 }
 
 fn namespace_flags(spec: &Spec) -> CloneFlags {
-    use oci_spec::runtime::LinuxNamespaceType as T;
     let mut flags = CloneFlags::empty();
     let linux = spec.linux().clone().unwrap_or_default();
     for ns in linux.namespaces().as_deref().unwrap_or(&[]) {
         if ns.path().is_some() {
             continue;
         }
-        flags |= match ns.typ() {
-            T::Mount => CloneFlags::CLONE_NEWNS,
-            T::Pid => CloneFlags::CLONE_NEWPID,
-            T::Uts => CloneFlags::CLONE_NEWUTS,
-            T::Ipc => CloneFlags::CLONE_NEWIPC,
-            T::Network => CloneFlags::CLONE_NEWNET,
-            T::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-            T::User => CloneFlags::CLONE_NEWUSER,
-            T::Time => CloneFlags::empty(),
-        };
+        flags |= namespace_flag(ns.typ());
     }
     flags
+}
+
+fn namespace_flag(t: oci_spec::runtime::LinuxNamespaceType) -> CloneFlags {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    match t {
+        T::Mount => CloneFlags::CLONE_NEWNS,
+        T::Pid => CloneFlags::CLONE_NEWPID,
+        T::Uts => CloneFlags::CLONE_NEWUTS,
+        T::Ipc => CloneFlags::CLONE_NEWIPC,
+        T::Network => CloneFlags::CLONE_NEWNET,
+        T::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        T::User => CloneFlags::CLONE_NEWUSER,
+        T::Time => CloneFlags::empty(),
+    }
 }
 
 /// The capabilities the container keeps: what its seccomp filter is built for.
@@ -113,8 +117,29 @@ pub fn start(l: &Launch) -> Result<Container> {
     } else {
         None
     };
+    // Namespaces the spec names by path are joined (another container's network stack);
+    // opened now, so that a path that is gone fails before anything starts.
+    let mut joined = Vec::new();
+    for ns in l
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|x| x.namespaces().clone())
+        .unwrap_or_default()
+    {
+        if let Some(path) = ns.path() {
+            let flag = namespace_flag(ns.typ());
+            let fd = std::fs::File::open(path)
+                .map_err(|e| Error::setup(format!("open {}: {e}", path.display())))?;
+            joined.push((OwnedFd::from(fd), flag, path.clone()));
+        }
+    }
     let enter = || {
         cgroup.add_process(nix::unistd::getpid().as_raw())?;
+        for (fd, flag, path) in &joined {
+            nix::sched::setns(fd, *flag)
+                .map_err(|e| Error::sys(format!("join {}", path.display()), e))?;
+        }
         nix::sched::unshare(flags).map_err(|e| Error::sys("unshare namespaces", e))
     };
     match spawn(
