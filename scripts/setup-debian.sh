@@ -8,9 +8,10 @@ need_apt=()
 # procps (pgrep) and bsdutils (script, a terminal for the -t tests): used by the CLI tests;
 # docker.io: dockerd 20.10 with BuildKit, the reference tests/differential.rs builds against;
 # docker-registry (the CNCF distribution server) and apache2-utils (htpasswd): the registry
-# tests run their own registries on loopback; openssl signs their Bearer tokens.
+# tests run their own registries on loopback; openssl signs their Bearer tokens; iptables:
+# NAT for the bridge network, iproute2: the network tests look at links with `ip`.
 for pkg in build-essential pkg-config ca-certificates git skopeo umoci busybox-static procps bsdutils \
-           docker.io docker-registry apache2-utils openssl; do
+           docker.io docker-registry apache2-utils openssl iptables iproute2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -96,7 +96,8 @@ pub struct RunArgs {
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     ulimit: Vec<String>,
-    /// Network mode: none, host, or container:NAME (another container's network stack)
+    /// Network mode: none, host, bridge (lb0, NAT), or container:NAME (another container's
+    /// network stack)
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
     /// Run an init inside the container that forwards signals and reaps processes
@@ -167,6 +168,68 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Where lb's networks keep their state and where container `id`'s network namespace file
+/// is. The state (the IPAM) is the host's, as the bridge is: `$LB_NETWORK_DIR`, else
+/// `/run/lb/networks` (gone at reboot, as the links are); an address is held under
+/// `<store root>:<id>`. The namespace file is `<root>/netns/<id>`, outside the container's
+/// directory, so removing a container never trips over a mount.
+fn net_paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
+    let state = std::env::var_os("LB_NETWORK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/lb/networks"));
+    (
+        state,
+        store.root().join("netns").join(id),
+        format!("{}:{id}", store.root().display()),
+    )
+}
+
+/// Puts container `id` on the default bridge; its address.
+fn attach_bridge(store: &Store, id: &str) -> anyhow::Result<std::net::Ipv4Addr> {
+    let (state, netns, holder) = net_paths(store, id);
+    std::fs::create_dir_all(netns.parent().expect("netns dir"))?;
+    let net = lb_network::Network::default_bridge();
+    let a = lb_network::attach(&state, &net, &holder, id, &netns).context("--network bridge")?;
+    Ok(a.ip)
+}
+
+/// Takes container `id` off the bridge (what is left of it: safe to repeat).
+fn detach_bridge(store: &Store, id: &str) {
+    let (state, netns, holder) = net_paths(store, id);
+    let net = lb_network::Network::default_bridge();
+    if let Err(e) = lb_network::detach(&state, &net, &holder, id, &netns) {
+        eprintln!("lb: network cleanup of {id}: {e}");
+    }
+}
+
+fn on_bridge(record: &ContainerRecord) -> bool {
+    record.config["network"].as_str() == Some("bridge")
+}
+
+/// What a killed lb left on the bridge from this store: addresses, links and namespaces
+/// of containers that are gone or not running are released.
+fn reconcile_networks(store: &Store) {
+    let (state, _, mine) = net_paths(store, "");
+    if !state.exists() {
+        return;
+    }
+    let Ok(holders) = lb_network::attached(&state, &lb_network::Network::default_bridge()) else {
+        return;
+    };
+    for holder in holders {
+        let Some(id) = holder.strip_prefix(&mine) else {
+            continue; // another store's: its own lb reconciles it
+        };
+        let running = store
+            .container(id)
+            .map(|c| State::load(&store.container_dir(&c.id)).running())
+            .unwrap_or(false);
+        if !running {
+            detach_bridge(store, id);
+        }
+    }
+}
+
 fn now() -> String {
     lb_layerstore::rfc3339(
         std::time::SystemTime::now()
@@ -192,6 +255,10 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let lowers = store.prepare_snapshots(&image)?;
     let id = random_id()?;
     let host_network = args.network == "host";
+    let bridge = matches!(args.network.as_str(), "bridge" | "default");
+    if bridge {
+        reconcile_networks(store);
+    }
     // `--network container:NAME`: that container's network stack, hosts, resolver and
     // host name, as docker shares them.
     let joined = match args.network.strip_prefix("container:") {
@@ -244,7 +311,11 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         security_opt: args.security_opt.clone(),
         ulimits: args.ulimit.clone(),
         network: args.network.clone(),
-        join_network: joined.as_ref().map(|(ns, _)| PathBuf::from(ns)),
+        join_network: if bridge {
+            Some(net_paths(store, &id).1)
+        } else {
+            joined.as_ref().map(|(ns, _)| PathBuf::from(ns))
+        },
     };
     let image_cfg = image_run_config(&image);
     // Validate everything before anything is written to the store.
@@ -266,10 +337,27 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "tty": args.process.tty,
             "init": args.init,
             "lowers": lowers,
+            "network": if bridge { "bridge" } else { args.network.as_str() },
         }),
     };
     let dir = store.create_container(&record)?;
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
+    if bridge {
+        let ip = match attach_bridge(store, &id) {
+            Ok(ip) => ip,
+            Err(e) => {
+                detach_bridge(store, &id);
+                let _ = store.remove_container(&id);
+                return Err(e);
+            }
+        };
+        // docker's hosts file on a bridge: the container's own address under its name.
+        let hosts = dir.join("etc/hosts");
+        let mut text = std::fs::read_to_string(&hosts)?;
+        text = text.replace(&format!("127.0.1.1\t{hostname}\n"), "");
+        text.push_str(&format!("{ip}\t{hostname}\n"));
+        std::fs::write(&hosts, text)?;
+    }
     if let Some((_, other_etc)) = &joined {
         for f in ["hosts", "resolv.conf"] {
             std::fs::copy(other_etc.join(f), dir.join("etc").join(f))
@@ -324,6 +412,9 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             e.code
         }
     };
+    if bridge {
+        detach_bridge(store, &id);
+    }
     if args.rm {
         store.remove_container(&id)?;
     }
@@ -463,6 +554,9 @@ fn detach(
                     st.exit_code = code;
                     st.finished_at = now();
                     let _ = st.save(dir, !record.auto_remove);
+                    if on_bridge(record) {
+                        detach_bridge(store, &record.id);
+                    }
                     if auto_remove {
                         let _ = store.remove_container(&record.id);
                     }
@@ -495,6 +589,9 @@ fn detach(
                 .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
                 .unwrap_or((125, format!("the container did not start: {msg}")));
             eprintln!("lb: {text}");
+            if on_bridge(record) {
+                detach_bridge(store, &record.id);
+            }
             if auto_remove {
                 let _ = store.remove_container(&record.id);
             }
@@ -895,6 +992,9 @@ pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
             if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&c.id) {
                 cg.remove()?;
             }
+            if on_bridge(&c) {
+                detach_bridge(store, &c.id);
+            }
             store.remove_container(&c.id)?;
             Ok(())
         })();
@@ -1108,6 +1208,10 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
             let dir = store.container_dir(&c.id);
             if State::load(&dir).running() {
                 return Ok(ExitCode::SUCCESS);
+            }
+            if on_bridge(&c) {
+                reconcile_networks(store);
+                attach_bridge(store, &c.id)?;
             }
             detach(
                 store,

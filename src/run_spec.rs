@@ -365,11 +365,9 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
         "none" => true,
         "host" => false,
         n if n.starts_with("container:") => false,
-        "bridge" | "default" => bail!(
-            "--network {}: bridge networking is not available yet; use --network none, host or container:NAME",
-            opts.network
-        ),
-        other => bail!("--network {other}: unknown network (none, host, container:NAME)"),
+        // A namespace lb makes and wires before the container starts, joined by path.
+        "bridge" | "default" => false,
+        other => bail!("--network {other}: unknown network (none, host, bridge, container:NAME)"),
     };
     let args = command_line(image, opts)?;
     let mut spec = defaults::docker_spec(args, own_network);
@@ -701,7 +699,7 @@ mod tests {
             plan(
                 &image(),
                 &RunOptions {
-                    network: "bridge".into(),
+                    network: "nosuch".into(),
                     ..opts()
                 },
                 Path::new("/e")

@@ -1,0 +1,133 @@
+//! lb's container networking: a bridge on the host (`lb0`, 10.213.0.0/16 by default: a
+//! private range unlikely to clash), a network namespace per container kept in a file
+//! (bind-mounted, so the container's runtime joins it by path), a veth pair between the two
+//! with an address from an IPAM kept beside the store, a default route, and outbound NAT.
+//! Links, addresses and routes go through netlink (rtnetlink); NAT and forwarding through
+//! the host's iptables. It knows nothing of images or containers beyond an id: the caller
+//! attaches a container before starting it and detaches it after.
+
+mod ipam;
+mod link;
+mod nat;
+mod netns;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub use ipam::Ipam;
+
+/// What can go wrong setting a network up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {reason}")]
+    Setup { what: String, reason: String },
+}
+
+impl Error {
+    pub(crate) fn setup(what: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+        Error::Setup {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A bridge network: its bridge device and IPv4 subnet (the gateway is its first address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub bridge: String,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// docker's default network, `bridge`, here on `lb0`.
+    pub fn default_bridge() -> Network {
+        Network {
+            name: "bridge".into(),
+            bridge: "lb0".into(),
+            subnet: Ipv4Addr::new(10, 213, 0, 0),
+            prefix: 16,
+        }
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet) + 1)
+    }
+
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix)
+    }
+}
+
+/// A container's place on a network.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    /// The file holding the container's network namespace: the runtime joins it by path.
+    pub netns: PathBuf,
+    /// The host end of the veth pair.
+    pub host_link: String,
+}
+
+/// The host end's name: `lbv` + the container id's first 11 characters (IFNAMSIZ 15).
+fn host_link(id: &str) -> String {
+    format!("lbv{}", &id[..id.len().min(11)])
+}
+
+/// Sets up container `id` on `net`: the bridge (made on first use, with NAT), an address
+/// from the IPAM in `state_dir` (held under `holder`: one IPAM serves every store on the
+/// host, as the bridge does), a network namespace in `netns_file`, the veth pair, `eth0`
+/// with the address, `lo` up and a default route through the bridge. Undone when any step
+/// fails.
+pub fn attach(
+    state_dir: &Path,
+    net: &Network,
+    holder: &str,
+    id: &str,
+    netns_file: &Path,
+) -> Result<Attachment> {
+    link::ensure_bridge(net)?;
+    nat::ensure(net)?;
+    let ipam = Ipam::open(state_dir, net)?;
+    let ip = ipam.allocate(holder)?;
+    let host = host_link(id);
+    let done = (|| {
+        netns::create(netns_file)?;
+        link::connect(net, &host, netns_file, ip)?;
+        Ok(Attachment {
+            ip,
+            netns: netns_file.to_path_buf(),
+            host_link: host.clone(),
+        })
+    })();
+    if done.is_err() {
+        let _ = link::remove(&host);
+        let _ = netns::remove(netns_file);
+        let _ = ipam.release(holder);
+    }
+    done
+}
+
+/// Undoes [`attach`]: the veth pair, the namespace file, the address. Parts already gone
+/// are fine (a second detach, or one after a crash, finishes the job).
+pub fn detach(
+    state_dir: &Path,
+    net: &Network,
+    holder: &str,
+    id: &str,
+    netns_file: &Path,
+) -> Result<()> {
+    let link = link::remove(&host_link(id));
+    let ns = netns::remove(netns_file);
+    let ip = Ipam::open(state_dir, net)?.release(holder);
+    link.and(ns).and(ip)
+}
+
+/// The holders of addresses on `net` in `state_dir` (for reconciling after a crash).
+pub fn attached(state_dir: &Path, net: &Network) -> Result<Vec<String>> {
+    Ipam::open(state_dir, net)?.holders()
+}

@@ -1,0 +1,44 @@
+//! A network namespace kept in a file, as `ip netns add` keeps one: a thread unshares a new
+//! network namespace and bind-mounts its `/proc/thread-self/ns/net` onto the file, so the
+//! namespace lives (with nothing in it) until the file is unmounted.
+
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use crate::{Error, Result};
+
+/// Makes a new network namespace held by `file` (created empty).
+pub fn create(file: &Path) -> Result<()> {
+    std::fs::File::create(file).map_err(|e| Error::setup(file.display().to_string(), e))?;
+    let target = file.to_path_buf();
+    // unshare affects only the calling thread's namespace: a thread of its own, which
+    // ends right after.
+    std::thread::spawn(move || -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::setup("unshare a network namespace", e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::setup(format!("bind the namespace to {}", target.display()), e))
+    })
+    .join()
+    .map_err(|_| Error::setup("network namespace", "the thread panicked"))?
+}
+
+/// Drops the namespace `file` holds and the file (nothing when they are gone already).
+pub fn remove(file: &Path) -> Result<()> {
+    match umount2(file, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(Error::setup(format!("unmount {}", file.display()), e)),
+    }
+    match std::fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::setup(file.display().to_string(), e)),
+    }
+}

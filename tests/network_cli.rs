@@ -1,0 +1,170 @@
+//! Container networking: `--network bridge` (lb0, an address from the IPAM, a default
+//! route, NAT), `none`, and what is left after `rm` or a killed lb. All traffic stays on
+//! this machine: the bridge and the namespaces the tests make.
+
+use std::process::{Command, Stdio};
+
+mod common;
+use common::*;
+
+/// Links whose name starts with `lbv` (the host ends of lb's veth pairs).
+fn host_links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("lbv"))
+        .collect()
+}
+
+fn leftovers(env: &Env, id: &str) -> Vec<String> {
+    let mut left: Vec<String> = host_links()
+        .into_iter()
+        .filter(|l| id.starts_with(&l[3..]))
+        .collect();
+    if env.root.join("netns").join(id).exists() {
+        left.push(format!("netns/{id}"));
+    }
+    let ipam = std::fs::read_to_string("/run/lb/networks/bridge.json").unwrap_or_default();
+    if ipam.contains(id) {
+        left.push(format!("address of {id}"));
+    }
+    left
+}
+
+#[test]
+fn bridge_gives_an_address_a_route_and_a_peer_to_talk_to_and_cleans_up() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools(
+        "iproute2 and iptables",
+        &["/usr/sbin/ip", "/usr/sbin/iptables"],
+    ) {
+        return;
+    }
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "bridge",
+            "--name",
+            "web",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let web = text(&out.stdout).trim().to_string();
+    let (code, ip, err) = run_image(&env, &[], "busybox", &["true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ip.is_empty());
+    // web's address, as its /etc/hosts names it.
+    let hosts = text(&lb(&env, &["exec", "web", "cat", "/etc/hosts"]).stdout);
+    let web_ip = hosts
+        .lines()
+        .find(|l| l.ends_with(&web[..12]))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{hosts}"))
+        .to_string();
+    assert!(web_ip.starts_with("10.213."), "{web_ip}");
+    // Another container on the bridge: its own address, a default route through lb0, and
+    // web answers it.
+    let script = format!(
+        "ip -4 -o addr show eth0 | awk '{{print $4}}'; ip route | grep default; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://{web_ip}/group && exit 0; sleep 0.2; done; exit 1"
+    );
+    let (code, out, err) = run(&env, &["--network", "bridge"], &["sh", "-c", &script]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("10.213.") && lines[0].ends_with("/16"),
+        "{out}"
+    );
+    assert_ne!(
+        lines[0].split('/').next(),
+        Some(web_ip.as_str()),
+        "two containers, one address"
+    );
+    assert_eq!(lines[1].trim(), "default via 10.213.0.1 dev eth0", "{out}");
+    assert!(out.contains("root:x:0:"), "{out}");
+    // `none`: only lo.
+    let (code, out, _) = run(&env, &["--network", "none"], &["ls", "/sys/class/net"]);
+    assert_eq!((code, out.as_str()), (0, "lo\n"));
+    // rm: nothing of web is left.
+    assert!(
+        !leftovers(&env, &web).is_empty(),
+        "web is attached while it runs"
+    );
+    assert!(lb(&env, &["rm", "-f", "web"]).status.success());
+    assert_eq!(leftovers(&env, &web), Vec::<String>::new());
+}
+
+#[test]
+fn what_a_killed_lb_left_on_the_bridge_is_reconciled() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools(
+        "iproute2 and iptables",
+        &["/usr/sbin/ip", "/usr/sbin/iptables"],
+    ) {
+        return;
+    }
+    // A foreground `lb run` killed with SIGKILL: its container dies with it (PID 1 of its
+    // namespace is lb's child), but its address, veth and namespace stay behind.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args([
+            "run",
+            "--network",
+            "bridge",
+            "--name",
+            "victim",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let ps = text(&lb(&env, &["ps", "-q", "--no-trunc"]).stdout);
+        if let Some(id) = ps.lines().next() {
+            break id.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The container goes with its monitor; stop it for sure.
+    let _ = lb(&env, &["kill", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !text(&lb(&env, &["ps", "-q"]).stdout).trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !leftovers(&env, &id).is_empty(),
+        "the kill left nothing to reconcile"
+    );
+    // The next bridge run reconciles.
+    let (code, _, err) = run(&env, &["--network", "bridge"], &["true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(leftovers(&env, &id), Vec::<String>::new());
+}
