@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Publish a container's port on the host ([IP:][HOSTPORT:]CTRPORT[/tcp|udp])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     #[command(flatten)]
     process: ProcessArgs,
     /// Overwrite the image's ENTRYPOINT
@@ -202,6 +208,63 @@ fn detach_bridge(store: &Store, id: &str) {
     }
 }
 
+/// Binds the host sockets of `specs` (before the container starts: a port in use fails
+/// the run), returning them with the ports actually bound.
+fn bind_ports(
+    specs: &[lb_network::ports::PortSpec],
+) -> anyhow::Result<Vec<lb_network::ports::Bound>> {
+    specs
+        .iter()
+        .map(|s| lb_network::ports::bind(*s).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// The published ports a record holds.
+fn record_ports(record: &ContainerRecord) -> Vec<lb_network::ports::PortSpec> {
+    record.config["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .filter_map(|p| {
+            // "IP:HOST->CTR/PROTO" as `ps` shows it
+            let (host, ctr) = p.split_once("->")?;
+            let (ip, hp) = host.rsplit_once(':')?;
+            lb_network::ports::parse_publish(&format!("{ip}:{hp}:{ctr}")).ok()
+        })
+        .collect()
+}
+
+/// docker's hosts file on a bridge: the container's own address under its host name, as
+/// the last line (replacing the 127.0.1.1 line, or the address of an earlier start).
+fn name_in_hosts(dir: &Path, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
+    let hostname = std::fs::read_to_string(dir.join("etc/hostname"))?;
+    let hostname = hostname.trim();
+    let hosts = dir.join("etc/hosts");
+    let text = std::fs::read_to_string(&hosts)?;
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) != Some(hostname))
+        .collect();
+    let own = format!("{ip}\t{hostname}");
+    lines.push(&own);
+    // In place: the file is bind-mounted into the container.
+    std::fs::write(&hosts, lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// The container's address on the bridge, from its hosts file (the last line names it).
+fn bridge_ip(dir: &Path) -> Option<std::net::Ipv4Addr> {
+    let hosts = std::fs::read_to_string(dir.join("etc/hosts")).ok()?;
+    hosts
+        .lines()
+        .last()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn on_bridge(record: &ContainerRecord) -> bool {
     record.config["network"].as_str() == Some("bridge")
 }
@@ -259,6 +322,37 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     if bridge {
         reconcile_networks(store);
     }
+    let mut publish: Vec<lb_network::ports::PortSpec> = args
+        .publish
+        .iter()
+        .map(|p| lb_network::ports::parse_publish(p))
+        .collect::<Result<_, _>>()?;
+    if args.publish_all {
+        for p in image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default()
+        {
+            let mut spec = lb_network::ports::parse_publish(&p)
+                .with_context(|| format!("the image exposes {p:?}"))?;
+            spec.host_port = 0;
+            publish.push(spec);
+        }
+    }
+    if !publish.is_empty() && !bridge {
+        if args.network == "host" {
+            eprintln!("WARNING: Published ports are discarded when using host network mode");
+            publish.clear();
+        } else {
+            bail!(
+                "conflicting options: port publishing and the network mode {}",
+                args.network
+            );
+        }
+    }
+    let bound = bind_ports(&publish)?;
     // `--network container:NAME`: that container's network stack, hosts, resolver and
     // host name, as docker shares them.
     let joined = match args.network.strip_prefix("container:") {
@@ -338,6 +432,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "init": args.init,
             "lowers": lowers,
             "network": if bridge { "bridge" } else { args.network.as_str() },
+            "ports": bound.iter().map(|b| b.spec().to_string()).collect::<Vec<_>>(),
         }),
     };
     let dir = store.create_container(&record)?;
@@ -351,12 +446,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                 return Err(e);
             }
         };
-        // docker's hosts file on a bridge: the container's own address under its name.
-        let hosts = dir.join("etc/hosts");
-        let mut text = std::fs::read_to_string(&hosts)?;
-        text = text.replace(&format!("127.0.1.1\t{hostname}\n"), "");
-        text.push_str(&format!("{ip}\t{hostname}\n"));
-        std::fs::write(&hosts, text)?;
+        name_in_hosts(&dir, ip)?;
     }
     if let Some((_, other_etc)) = &joined {
         for f in ["hosts", "resolv.conf"] {
@@ -366,7 +456,13 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let launch = |stdio| launch_of(&record, &dir, stdio);
     if args.process.detach {
-        let code = detach(store, &record, &dir, launch(lb_runtime::Stdio::Inherit)?)?;
+        let code = detach(
+            store,
+            &record,
+            &dir,
+            launch(lb_runtime::Stdio::Inherit)?,
+            bound,
+        )?;
         if code == ExitCode::SUCCESS {
             println!("{}", record.id);
         }
@@ -389,6 +485,11 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..State::default()
             };
             st.save(&dir, !record.auto_remove)?;
+            if let Some(ip) = bridge_ip(&dir).filter(|_| bridge) {
+                for b in bound {
+                    lb_network::ports::relay(b, ip);
+                }
+            }
             c.forward_signals();
             let code = c.wait()?;
             if let Some(r) = relay {
@@ -503,6 +604,7 @@ fn detach(
     record: &ContainerRecord,
     dir: &Path,
     mut launch: lb_runtime::Launch,
+    ports: Vec<lb_network::ports::Bound>,
 ) -> anyhow::Result<ExitCode> {
     let auto_remove = record.auto_remove;
     let tty = record.config["tty"].as_bool().unwrap_or(false);
@@ -546,6 +648,13 @@ fn detach(
                         for fd in 0..3 {
                             // SAFETY: replacing the standard descriptors of this process.
                             unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                        }
+                    }
+                    // The published ports' relays live in this monitor, as long as the
+                    // container.
+                    if let Some(ip) = bridge_ip(dir).filter(|_| on_bridge(record)) {
+                        for b in ports {
+                            lb_network::ports::relay(b, ip);
                         }
                     }
                     copy_logs(dir, streams);
@@ -773,7 +882,19 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
             cmd,
             format!("{} ago", ago(&c.created)),
             status_text(&st),
-            "",
+            if st.running() {
+                c.config["ports"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            },
             c.name
         );
     }
@@ -1209,15 +1330,29 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
             if State::load(&dir).running() {
                 return Ok(ExitCode::SUCCESS);
             }
+            let mut ports = Vec::new();
             if on_bridge(&c) {
                 reconcile_networks(store);
-                attach_bridge(store, &c.id)?;
+                // The monitor of the last run may still be letting go of the ports.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                ports = loop {
+                    match bind_ports(&record_ports(&c)) {
+                        Ok(p) => break p,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                let ip = attach_bridge(store, &c.id)?;
+                name_in_hosts(&dir, ip)?;
             }
             detach(
                 store,
                 &c,
                 &dir,
                 launch_of(&c, &dir, lb_runtime::Stdio::Inherit)?,
+                ports,
             )
         })();
         match result {

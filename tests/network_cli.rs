@@ -168,3 +168,88 @@ fn what_a_killed_lb_left_on_the_bridge_is_reconciled() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(leftovers(&env, &id), Vec::<String>::new());
 }
+
+/// `GET /PATH` over HTTP/1.0 at `addr`, retried while the server comes up: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = std::net::TcpStream::connect(addr).and_then(|mut s| {
+            write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        });
+        match got {
+            Ok(r) if r.starts_with("HTTP/1.") => {
+                return r
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_string())
+                    .unwrap_or_default();
+            }
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => panic!("GET {addr}{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_published_port_answers_on_loopback_and_survives_a_restart() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools(
+        "iproute2 and iptables",
+        &["/usr/sbin/ip", "/usr/sbin/iptables"],
+    ) {
+        return;
+    }
+    let port = lb_testkit::free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "bridge",
+            "-p",
+            &publish,
+            "--name",
+            "pub",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
+    let ps = text(&lb(&env, &["ps"]).stdout);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    // The port is taken while pub runs.
+    let (code, _, err) = run(&env, &["--network", "bridge", "-p", &publish], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("already"), "{err}");
+    // Stopped and started again: the same port answers.
+    assert!(lb(&env, &["stop", "-t", "1", "pub"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port outlived the container"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(lb(&env, &["start", "pub"]).status.success());
+    assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
+    assert!(lb(&env, &["rm", "-f", "pub"]).status.success());
+    // Ports need a network of the container's own.
+    let (code, _, err) = run(&env, &["-p", "80"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("conflicting options"), "{err}");
+}
