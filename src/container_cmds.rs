@@ -102,8 +102,8 @@ pub struct RunArgs {
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     ulimit: Vec<String>,
-    /// Network mode: none, host, bridge (lb0, NAT), or container:NAME (another container's
-    /// network stack)
+    /// Network: none, host, bridge (lb0, NAT), a network made with `lb network create`, or
+    /// container:NAME (another container's network stack)
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
     /// Run an init inside the container that forwards signals and reaps processes
@@ -174,40 +174,6 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Where lb's networks keep their state and where container `id`'s network namespace file
-/// is. The state (the IPAM) is the host's, as the bridge is: `$LB_NETWORK_DIR`, else
-/// `/run/lb/networks` (gone at reboot, as the links are); an address is held under
-/// `<store root>:<id>`. The namespace file is `<root>/netns/<id>`, outside the container's
-/// directory, so removing a container never trips over a mount.
-fn net_paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
-    let state = std::env::var_os("LB_NETWORK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/lb/networks"));
-    (
-        state,
-        store.root().join("netns").join(id),
-        format!("{}:{id}", store.root().display()),
-    )
-}
-
-/// Puts container `id` on the default bridge; its address.
-fn attach_bridge(store: &Store, id: &str) -> anyhow::Result<std::net::Ipv4Addr> {
-    let (state, netns, holder) = net_paths(store, id);
-    std::fs::create_dir_all(netns.parent().expect("netns dir"))?;
-    let net = lb_network::Network::default_bridge();
-    let a = lb_network::attach(&state, &net, &holder, id, &netns).context("--network bridge")?;
-    Ok(a.ip)
-}
-
-/// Takes container `id` off the bridge (what is left of it: safe to repeat).
-fn detach_bridge(store: &Store, id: &str) {
-    let (state, netns, holder) = net_paths(store, id);
-    let net = lb_network::Network::default_bridge();
-    if let Err(e) = lb_network::detach(&state, &net, &holder, id, &netns) {
-        eprintln!("lb: network cleanup of {id}: {e}");
-    }
-}
-
 /// Binds the host sockets of `specs` (before the container starts: a port in use fails
 /// the run), returning them with the ports actually bound.
 fn bind_ports(
@@ -235,61 +201,10 @@ fn record_ports(record: &ContainerRecord) -> Vec<lb_network::ports::PortSpec> {
         .collect()
 }
 
-/// docker's hosts file on a bridge: the container's own address under its host name, as
-/// the last line (replacing the 127.0.1.1 line, or the address of an earlier start).
-fn name_in_hosts(dir: &Path, ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
-    let hostname = std::fs::read_to_string(dir.join("etc/hostname"))?;
-    let hostname = hostname.trim();
-    let hosts = dir.join("etc/hosts");
-    let text = std::fs::read_to_string(&hosts)?;
-    let mut lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.split_whitespace().nth(1) != Some(hostname))
-        .collect();
-    let own = format!("{ip}\t{hostname}");
-    lines.push(&own);
-    // In place: the file is bind-mounted into the container.
-    std::fs::write(&hosts, lines.join("\n") + "\n")?;
-    Ok(())
-}
-
-/// The container's address on the bridge, from its hosts file (the last line names it).
-fn bridge_ip(dir: &Path) -> Option<std::net::Ipv4Addr> {
-    let hosts = std::fs::read_to_string(dir.join("etc/hosts")).ok()?;
-    hosts
-        .lines()
-        .last()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn on_bridge(record: &ContainerRecord) -> bool {
-    record.config["network"].as_str() == Some("bridge")
-}
-
-/// What a killed lb left on the bridge from this store: addresses, links and namespaces
-/// of containers that are gone or not running are released.
-fn reconcile_networks(store: &Store) {
-    let (state, _, mine) = net_paths(store, "");
-    if !state.exists() {
-        return;
-    }
-    let Ok(holders) = lb_network::attached(&state, &lb_network::Network::default_bridge()) else {
-        return;
-    };
-    for holder in holders {
-        let Some(id) = holder.strip_prefix(&mine) else {
-            continue; // another store's: its own lb reconciles it
-        };
-        let running = store
-            .container(id)
-            .map(|c| State::load(&store.container_dir(&c.id)).running())
-            .unwrap_or(false);
-        if !running {
-            detach_bridge(store, id);
-        }
+/// Takes `record`'s container off its network, if it is on one of lb's.
+fn leave_network(store: &Store, record: &ContainerRecord) {
+    if let Some(net) = crate::network_cmds::of_record(store, record) {
+        crate::network_cmds::detach(store, &net, &record.id);
     }
 }
 
@@ -318,9 +233,10 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let lowers = store.prepare_snapshots(&image)?;
     let id = random_id()?;
     let host_network = args.network == "host";
-    let bridge = matches!(args.network.as_str(), "bridge" | "default");
+    let network = crate::network_cmds::lookup(store, &args.network)?;
+    let bridge = network.is_some();
     if bridge {
-        reconcile_networks(store);
+        crate::network_cmds::reconcile(store);
     }
     let mut publish: Vec<lb_network::ports::PortSpec> = args
         .publish
@@ -406,7 +322,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         ulimits: args.ulimit.clone(),
         network: args.network.clone(),
         join_network: if bridge {
-            Some(net_paths(store, &id).1)
+            Some(crate::network_cmds::netns_file(store, &id))
         } else {
             joined.as_ref().map(|(ns, _)| PathBuf::from(ns))
         },
@@ -431,22 +347,22 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "tty": args.process.tty,
             "init": args.init,
             "lowers": lowers,
-            "network": if bridge { "bridge" } else { args.network.as_str() },
+            "network": network.as_ref().map_or(args.network.as_str(), |n| n.name.as_str()),
             "ports": bound.iter().map(|b| b.spec().to_string()).collect::<Vec<_>>(),
         }),
     };
     let dir = store.create_container(&record)?;
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
-    if bridge {
-        let ip = match attach_bridge(store, &id) {
-            Ok(ip) => ip,
+    let mut ip = None;
+    if let Some(net) = &network {
+        match crate::network_cmds::attach(store, net, &id, &dir) {
+            Ok(a) => ip = Some(a),
             Err(e) => {
-                detach_bridge(store, &id);
+                crate::network_cmds::detach(store, net, &id);
                 let _ = store.remove_container(&id);
                 return Err(e);
             }
-        };
-        name_in_hosts(&dir, ip)?;
+        }
     }
     if let Some((_, other_etc)) = &joined {
         for f in ["hosts", "resolv.conf"] {
@@ -485,7 +401,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..State::default()
             };
             st.save(&dir, !record.auto_remove)?;
-            if let Some(ip) = bridge_ip(&dir).filter(|_| bridge) {
+            if let Some(ip) = ip {
                 for b in bound {
                     lb_network::ports::relay(b, ip);
                 }
@@ -513,8 +429,8 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             e.code
         }
     };
-    if bridge {
-        detach_bridge(store, &id);
+    if let Some(net) = &network {
+        crate::network_cmds::detach(store, net, &id);
     }
     if args.rm {
         store.remove_container(&id)?;
@@ -652,7 +568,7 @@ fn detach(
                     }
                     // The published ports' relays live in this monitor, as long as the
                     // container.
-                    if let Some(ip) = bridge_ip(dir).filter(|_| on_bridge(record)) {
+                    if let Some(ip) = crate::network_cmds::address(dir, record) {
                         for b in ports {
                             lb_network::ports::relay(b, ip);
                         }
@@ -663,9 +579,7 @@ fn detach(
                     st.exit_code = code;
                     st.finished_at = now();
                     let _ = st.save(dir, !record.auto_remove);
-                    if on_bridge(record) {
-                        detach_bridge(store, &record.id);
-                    }
+                    leave_network(store, record);
                     if auto_remove {
                         let _ = store.remove_container(&record.id);
                     }
@@ -698,9 +612,7 @@ fn detach(
                 .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
                 .unwrap_or((125, format!("the container did not start: {msg}")));
             eprintln!("lb: {text}");
-            if on_bridge(record) {
-                detach_bridge(store, &record.id);
-            }
+            leave_network(store, record);
             if auto_remove {
                 let _ = store.remove_container(&record.id);
             }
@@ -1113,9 +1025,7 @@ pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
             if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&c.id) {
                 cg.remove()?;
             }
-            if on_bridge(&c) {
-                detach_bridge(store, &c.id);
-            }
+            leave_network(store, &c);
             store.remove_container(&c.id)?;
             Ok(())
         })();
@@ -1331,8 +1241,8 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut ports = Vec::new();
-            if on_bridge(&c) {
-                reconcile_networks(store);
+            if let Some(net) = crate::network_cmds::of_record(store, &c) {
+                crate::network_cmds::reconcile(store);
                 // The monitor of the last run may still be letting go of the ports.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 ports = loop {
@@ -1344,8 +1254,7 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                         Err(e) => return Err(e),
                     }
                 };
-                let ip = attach_bridge(store, &c.id)?;
-                name_in_hosts(&dir, ip)?;
+                crate::network_cmds::attach(store, &net, &c.id, &dir)?;
             }
             detach(
                 store,

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod build_cmd;
 mod container_cmds;
 mod image_cmds;
+mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;
 mod run_spec;
@@ -83,6 +84,9 @@ enum Commands {
     Start(container_cmds::StartArgs),
     /// Write a container's file system as a tar archive
     Export(container_cmds::ExportArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network_cmds::NetworkCommands),
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Commands::Push(args) => store().and_then(|s| registry_cmds::push(&s, args)),
         Commands::Login(args) => registry_cmds::login(args),
         Commands::Logout(args) => registry_cmds::logout(args),
+        Commands::Network(cmd) => store().and_then(|s| network_cmds::run(&s, cmd)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
     };
     match result {

@@ -364,10 +364,12 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
     let own_network = match opts.network.as_str() {
         "none" => true,
         "host" => false,
-        n if n.starts_with("container:") => false,
-        // A namespace lb makes and wires before the container starts, joined by path.
-        "bridge" | "default" => false,
-        other => bail!("--network {other}: unknown network (none, host, bridge, container:NAME)"),
+        // Another container's namespace, or one lb made and wired for a bridge network:
+        // joined by path.
+        _ if opts.join_network.is_some() => false,
+        other => bail!(
+            "--network {other}: unknown network (none, host, bridge, container:NAME, a network's name)"
+        ),
     };
     let args = command_line(image, opts)?;
     let mut spec = defaults::docker_spec(args, own_network);

@@ -69,7 +69,7 @@ fn bridge_gives_an_address_a_route_and_a_peer_to_talk_to_and_cleans_up() {
     let hosts = text(&lb(&env, &["exec", "web", "cat", "/etc/hosts"]).stdout);
     let web_ip = hosts
         .lines()
-        .find(|l| l.ends_with(&web[..12]))
+        .find(|l| l.contains(&web[..12]))
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("{hosts}"))
         .to_string();
@@ -252,4 +252,106 @@ fn a_published_port_answers_on_loopback_and_survives_a_restart() {
     let (code, _, err) = run(&env, &["-p", "80"], &["true"]);
     assert_eq!(code, 125);
     assert!(err.contains("conflicting options"), "{err}");
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools(
+        "iproute2 and iptables",
+        &["/usr/sbin/ip", "/usr/sbin/iptables"],
+    ) {
+        return;
+    }
+    let out = lb(&env, &["network", "create", "appnet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ls = text(&lb(&env, &["network", "ls"]).stdout);
+    assert!(ls.contains("appnet") && ls.contains("bridge"), "{ls}");
+    let again = lb(&env, &["network", "create", "appnet"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("already exists"));
+    let out = lb(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "appnet",
+            "--name",
+            "web",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let web = text(&out.stdout).trim().to_string();
+    // By name, from a container that joins later; and web knows it by name while it runs.
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web/group && break; sleep 0.2; done; \
+                  grep -c client /etc/hosts";
+    let (code, out, err) = run(
+        &env,
+        &["--network", "appnet", "--name", "client"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "root:x:0:\nnogroup:x:65534:\n1\n"),
+        "{err}"
+    );
+    // Gone from web's hosts once it left.
+    let hosts = text(&lb(&env, &["exec", "web", "cat", "/etc/hosts"]).stdout);
+    assert!(!hosts.contains("client"), "{hosts}");
+    // Not on the network: the name does not resolve.
+    let (_, out, _) = run(
+        &env,
+        &["--network", "bridge"],
+        &["sh", "-c", "wget -qO- http://web/group; true"],
+    );
+    assert_eq!(out, "");
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&lb(&env, &["network", "inspect", "appnet"]).stdout).unwrap();
+    let subnet = inspect[0]["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        subnet.starts_with("10.214.") && subnet.ends_with("/24"),
+        "{subnet}"
+    );
+    assert_eq!(inspect[0]["Containers"][&web]["Name"], "web");
+    // A network in use is not removed; once empty it is, with its bridge.
+    let out = lb(&env, &["network", "rm", "appnet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("active endpoints"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bridge = inspect[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lb(&env, &["rm", "-f", "web"]).status.success());
+    assert!(leftovers(&env, &web).is_empty());
+    assert!(lb(&env, &["network", "rm", "appnet"]).status.success());
+    let links = text(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(!links.contains(&bridge), "{links}");
+    let (code, _, err) = run(&env, &["--network", "appnet"], &["true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("network appnet not found"), "{err}");
+    assert_eq!(
+        lb(&env, &["network", "rm", "bridge"]).status.code(),
+        Some(1)
+    );
 }

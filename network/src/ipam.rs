@@ -29,8 +29,10 @@ impl Ipam {
     pub fn open(dir: &Path, net: &Network) -> Result<Ipam> {
         std::fs::create_dir_all(dir).map_err(|e| Error::setup(dir.display().to_string(), e))?;
         Ok(Ipam {
-            file: dir.join(format!("{}.json", net.name)),
-            lock: dir.join(format!("{}.lock", net.name)),
+            // Named after the bridge: unique on the host, as network names across stores
+            // need not be.
+            file: dir.join(format!("{}.json", net.bridge)),
+            lock: dir.join(format!("{}.lock", net.bridge)),
             net: net.clone(),
         })
     }

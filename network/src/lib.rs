@@ -132,3 +132,13 @@ pub fn detach(
 pub fn attached(state_dir: &Path, net: &Network) -> Result<Vec<String>> {
     Ipam::open(state_dir, net)?.holders()
 }
+
+/// Whether an address of this host is in `subnet/prefix`.
+pub fn subnet_in_use(subnet: Ipv4Addr, prefix: u8) -> Result<bool> {
+    link::subnet_in_use(subnet, prefix)
+}
+
+/// Removes `net`'s bridge (when no container uses it any more).
+pub fn remove_bridge(net: &Network) -> Result<()> {
+    link::remove(&net.bridge)
+}

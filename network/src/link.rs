@@ -157,3 +157,34 @@ pub fn remove(name: &str) -> Result<()> {
         }
     })
 }
+
+/// Whether any address of this host lies in `subnet/prefix` (a subnet for a new network
+/// must not clash with one in use).
+pub fn subnet_in_use(subnet: Ipv4Addr, prefix: u8) -> Result<bool> {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    };
+    with_handle("host addresses", async |h| {
+        let mut addrs = h.address().get().execute();
+        while let Some(a) = addrs.try_next().await? {
+            for attr in a.attributes {
+                if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) =
+                    attr
+                {
+                    let other = if a.header.prefix_len == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(a.header.prefix_len))
+                    };
+                    let m = mask & other;
+                    if u32::from(ip) & m == u32::from(subnet) & m {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    })
+}
