@@ -447,10 +447,11 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             bail!("--platform {p}: lb builds for this machine's platform only ({here})");
         }
     }
-    let network_none = match args.network.as_str() {
-        "default" | "host" => false,
-        "none" => true,
-        other => bail!("--network {other}: want default, host or none"),
+    let (network_none, bridge) = match args.network.as_str() {
+        "default" | "host" => (false, false),
+        "none" => (true, false),
+        "bridge" => (false, true),
+        other => bail!("--network {other}: want default, host, none or bridge"),
     };
     if !matches!(args.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!(
@@ -496,7 +497,9 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let registry = crate::registry_cmds::RegistrySource { store };
-    let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry));
+    let network = crate::network_cmds::BuildBridge { store };
+    let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
+    let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }

@@ -104,7 +104,7 @@ pub struct RunArgs {
     ulimit: Vec<String>,
     /// Network: none, host, bridge (lb0, NAT), a network made with `lb network create`, or
     /// container:NAME (another container's network stack)
-    #[arg(long, alias = "net", default_value = "none")]
+    #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
@@ -235,9 +235,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let host_network = args.network == "host";
     let network = crate::network_cmds::lookup(store, &args.network)?;
     let bridge = network.is_some();
-    if bridge {
-        crate::network_cmds::reconcile(store);
-    }
+    crate::network_cmds::reconcile(store);
     let mut publish: Vec<lb_network::ports::PortSpec> = args
         .publish
         .iter()
@@ -575,11 +573,13 @@ fn detach(
                     }
                     copy_logs(dir, streams);
                     let code = c.wait().unwrap_or(255);
+                    // Off the network before the exit is recorded: whoever waits for it
+                    // (stop, rm, wait) finds the links and addresses gone.
+                    leave_network(store, record);
                     st.status = Status::Exited;
                     st.exit_code = code;
                     st.finished_at = now();
                     let _ = st.save(dir, !record.auto_remove);
-                    leave_network(store, record);
                     if auto_remove {
                         let _ = store.remove_container(&record.id);
                     }
@@ -754,6 +754,7 @@ fn status_text(st: &State) -> String {
 }
 
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
+    crate::network_cmds::reconcile(store);
     let mut rows = Vec::new();
     for c in store.containers()?.into_iter().rev() {
         let st = State::load(&store.container_dir(&c.id));
@@ -1006,6 +1007,7 @@ pub struct RmArgs {
 }
 
 pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
+    crate::network_cmds::reconcile(store);
     let mut code = ExitCode::SUCCESS;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<()> {
@@ -1243,6 +1245,9 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
             let mut ports = Vec::new();
             if let Some(net) = crate::network_cmds::of_record(store, &c) {
                 crate::network_cmds::reconcile(store);
+                // Created again, not exited: a reconcile by another lb meanwhile must not
+                // take the network this start is setting up.
+                State::default().save(&dir, true)?;
                 // The monitor of the last run may still be letting go of the ports.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 ports = loop {

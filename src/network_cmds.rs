@@ -151,6 +151,27 @@ fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
     )
 }
 
+/// RUN steps of `lb build --network bridge` on the default bridge: each step container
+/// (`build-<lb pid>-<hash>`) gets an address, links and a namespace of its own for its run.
+pub struct BuildBridge<'a> {
+    pub store: &'a Store,
+}
+
+impl lb_builder::RunNetwork for BuildBridge<'_> {
+    fn attach(&self, id: &str) -> Result<PathBuf, String> {
+        let (state, netns, holder) = paths(self.store, id);
+        std::fs::create_dir_all(netns.parent().expect("netns dir")).map_err(|e| e.to_string())?;
+        let net = Network::default_bridge();
+        lb_network::attach(&state, &net, &holder, id, &netns)
+            .map(|a| a.netns)
+            .map_err(|e| format!("--network bridge: {e}"))
+    }
+
+    fn detach(&self, id: &str) {
+        detach(self.store, &Network::default_bridge(), id);
+    }
+}
+
 /// The namespace file a container on a network runs in.
 pub fn netns_file(store: &Store, id: &str) -> PathBuf {
     paths(store, id).1
@@ -265,8 +286,9 @@ pub fn address(dir: &Path, record: &ContainerRecord) -> Option<Ipv4Addr> {
     own_address(dir, record)
 }
 
-/// What a killed lb left from this store on any network: the addresses, links and
-/// namespaces of containers that are gone or not running.
+/// What a killed lb left on lb's networks: the addresses, links and namespaces of
+/// containers that are gone or have exited (in any store, so a deleted store's too). Run
+/// by every `lb run`, `ps`, `rm` and `start`.
 pub fn reconcile(store: &Store) {
     let (state, _, mine) = paths(store, "");
     if !state.exists() {
@@ -283,18 +305,39 @@ pub fn reconcile(store: &Store) {
             continue;
         };
         for holder in holders {
-            let Some(id) = holder.strip_prefix(&mine) else {
-                continue; // another store's: its own lb reconciles it
+            let Some((root, id)) = holder.rsplit_once(':') else {
+                continue;
             };
-            let running = store
-                .container(id)
-                .map(|c| State::load(&store.container_dir(&c.id)).running())
-                .unwrap_or(false);
-            if !running {
+            // Gone, or exited (a dead process reads as exited), in whichever store it was
+            // (a test's deleted store included); a container still being created
+            // (attached, not yet started) is left alone.
+            // Its directory: where this store keeps a container, under its store's root.
+            let own = store.container_dir(id);
+            let rel = own.strip_prefix(store.root()).unwrap_or(&own);
+            let dir = Path::new(root).join(rel);
+            let ended = match build_pid(id) {
+                // A build step's: ended when that build's lb is gone.
+                Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+                None => {
+                    !dir.exists() || State::load(&dir).status == lb_runtime::state::Status::Exited
+                }
+            };
+            if !ended {
+                continue;
+            }
+            if holder.starts_with(&mine) {
                 detach(store, &net, id);
+            } else {
+                let netns = Path::new(root).join("netns").join(id);
+                let _ = lb_network::detach(&state, &net, &holder, id, &netns);
             }
         }
     }
+}
+
+/// The lb pid in a build step's id (`build-<pid>-<hash>`).
+fn build_pid(id: &str) -> Option<u32> {
+    id.strip_prefix("build-")?.split('-').next()?.parse().ok()
 }
 
 pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
@@ -405,7 +448,9 @@ fn rm(store: &Store, a: RmArgs) -> anyhow::Result<ExitCode> {
                     names.join(", ")
                 );
             }
-            lb_network::remove_bridge(&network_of_definition(&d)?)?;
+            let net = network_of_definition(&d)?;
+            lb_network::remove_bridge(&net)?;
+            lb_network::forget(&paths(store, "").0, &net);
             std::fs::remove_file(definitions_dir(store).join(format!("{name}.json")))?;
             Ok(())
         })();

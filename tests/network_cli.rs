@@ -21,12 +21,12 @@ fn host_links() -> Vec<String> {
 fn leftovers(env: &Env, id: &str) -> Vec<String> {
     let mut left: Vec<String> = host_links()
         .into_iter()
-        .filter(|l| id.starts_with(&l[3..]))
+        .filter(|l| id.ends_with(&l[3..]))
         .collect();
     if env.root.join("netns").join(id).exists() {
         left.push(format!("netns/{id}"));
     }
-    let ipam = std::fs::read_to_string("/run/lb/networks/bridge.json").unwrap_or_default();
+    let ipam = std::fs::read_to_string("/run/lb/networks/lb0.json").unwrap_or_default();
     if ipam.contains(id) {
         left.push(format!("address of {id}"));
     }
@@ -149,23 +149,16 @@ fn what_a_killed_lb_left_on_the_bridge_is_reconciled() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    // The container goes with its monitor; stop it for sure.
-    let _ = lb(&env, &["kill", &id]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !text(&lb(&env, &["ps", "-q"]).stdout).trim().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the container is still running"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     assert!(
         !leftovers(&env, &id).is_empty(),
         "the kill left nothing to reconcile"
     );
-    // The next bridge run reconciles.
-    let (code, _, err) = run(&env, &["--network", "bridge"], &["true"]);
-    assert_eq!(code, 0, "{err}");
+    // The container outlives its lb; stop it (`kill` and `wait` leave networks alone).
+    let _ = lb(&env, &["kill", &id]);
+    let _ = lb(&env, &["wait", &id]);
+    assert!(!leftovers(&env, &id).is_empty());
+    // The next lb command that looks at containers reconciles.
+    assert!(lb(&env, &["ps"]).status.success());
     assert_eq!(leftovers(&env, &id), Vec::<String>::new());
 }
 
@@ -249,7 +242,7 @@ fn a_published_port_answers_on_loopback_and_survives_a_restart() {
     assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
     assert!(lb(&env, &["rm", "-f", "pub"]).status.success());
     // Ports need a network of the container's own.
-    let (code, _, err) = run(&env, &["-p", "80"], &["true"]);
+    let (code, _, err) = run(&env, &["--network", "none", "-p", "80"], &["true"]);
     assert_eq!(code, 125);
     assert!(err.contains("conflicting options"), "{err}");
 }
@@ -354,4 +347,46 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         lb(&env, &["network", "rm", "bridge"]).status.code(),
         Some(1)
     );
+}
+
+#[test]
+fn build_run_steps_on_the_bridge() {
+    let Some(env) = setup() else { return };
+    if !lb_testkit::require_tools(
+        "iproute2 and iptables",
+        &["/usr/sbin/ip", "/usr/sbin/iptables"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\n\
+         RUN ip -4 -o addr show eth0 | awk '{print $4}' > /addr && ip route | grep default > /route\n\
+         RUN --network=none ls /sys/class/net > /none\n",
+    )
+    .unwrap();
+    let ctx = dir.path().to_str().unwrap();
+    let (code, _, log) = build(&env, &["--network", "bridge", "-t", "nb", ctx]);
+    assert_eq!(code, 0, "{log}");
+    let (code, out, err) = run_image(
+        &env,
+        &["--network", "none"],
+        "nb",
+        &["cat", "/addr", "/route", "/none"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("10.213.") && lines[0].ends_with("/16"),
+        "{out}"
+    );
+    assert_eq!(lines[1].trim(), "default via 10.213.0.1 dev eth0");
+    assert_eq!(lines[2], "lo");
+    // The steps' links and addresses went with them.
+    let ipam = std::fs::read_to_string("/run/lb/networks/lb0.json").unwrap_or_default();
+    assert!(!ipam.contains(&env.root.display().to_string()), "{ipam}");
+    let (code, _, log) = build(&env, &["--network", "bogus", ctx]);
+    assert_eq!(code, 1);
+    assert!(log.contains("--network bogus"), "{log}");
 }

@@ -121,7 +121,7 @@ fn confinement_by_default() {
         "{out}"
     );
     // --network none: loopback only, and up.
-    let (_, out, _) = run(&env, &[], &["cat", "/proc/net/dev"]);
+    let (_, out, _) = run(&env, &["--network", "none"], &["cat", "/proc/net/dev"]);
     let ifaces: Vec<&str> = out
         .lines()
         .skip(2)

@@ -49,6 +49,15 @@ pub struct BuildOptions {
     pub pull: bool,
 }
 
+/// A network RUN steps join instead of the host's (`--network bridge`), wired in by the
+/// caller: the builder knows nothing of bridges.
+pub trait RunNetwork: Sync {
+    /// Sets up a network namespace for the step container `id`; the file its spec joins.
+    fn attach(&self, id: &str) -> Result<PathBuf, String>;
+    /// Undoes `attach`, whether the step succeeded or not.
+    fn detach(&self, id: &str);
+}
+
 /// Where images the store lacks come from: the registry, wired in by the caller (the
 /// builder knows nothing of registries).
 pub trait ImageSource: Sync {
@@ -190,6 +199,7 @@ struct Builder<'a> {
     /// Digests of the files builds read, remembered between builds by their stat.
     digests: crate::digests::FileDigests,
     source: Option<&'a dyn ImageSource>,
+    network: Option<&'a dyn RunNetwork>,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -200,6 +210,7 @@ pub fn build(
     opts: &BuildOptions,
     progress: &dyn Progress,
     source: Option<&dyn ImageSource>,
+    network: Option<&dyn RunNetwork>,
 ) -> Result<Image, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
     reap_killed_builds();
@@ -229,6 +240,7 @@ pub fn build(
         context: copy::Visible::context(&opts.context, std::sync::Arc::new(ignore)),
         digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
         source,
+        network,
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -917,6 +929,12 @@ impl Builder<'_> {
             Some(lb_parser::NetworkMode::Host) => false,
             _ => self.opts.network_none,
         };
+        // `--network bridge` (the caller's network) unless the step asks for none or host.
+        let bridged = if run.network.is_none() && !network_none {
+            self.network
+        } else {
+            None
+        };
         let dir = self.step_dir()?;
         // The image's file system, to tell the mount points mounts create: only with mounts.
         let lower_view = if run.mounts.is_empty() {
@@ -947,7 +965,8 @@ impl Builder<'_> {
                 .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
         }
         env.extend(prepared.env.iter().cloned());
-        let mut spec = lb_runtime::defaults::docker_spec(args.clone(), network_none);
+        let mut spec =
+            lb_runtime::defaults::docker_spec(args.clone(), network_none && bridged.is_none());
         if let Some(p) = spec.process_mut() {
             p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
             p.set_cwd(PathBuf::from(&cwd));
@@ -1013,7 +1032,25 @@ impl Builder<'_> {
         };
         let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);
-        self.run_process(ins, v, &args, id, spec, layers, rootfs, user)?;
+        if let Some(net) = bridged {
+            let ns = net.attach(&id).map_err(|m| BuildError::at(ins, m))?;
+            if let Some(linux) = spec.linux_mut() {
+                let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+                namespaces.push(
+                    oci_spec::runtime::LinuxNamespaceBuilder::default()
+                        .typ(oci_spec::runtime::LinuxNamespaceType::Network)
+                        .path(ns)
+                        .build()
+                        .expect("namespace"),
+                );
+                linux.set_namespaces(Some(namespaces));
+            }
+        }
+        let ran = self.run_process(ins, v, &args, id.clone(), spec, layers, rootfs, user);
+        if let Some(net) = bridged {
+            net.detach(&id);
+        }
+        ran?;
         crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
         self.finish_layer(state, &dir, key, created_by, v, t)

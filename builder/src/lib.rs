@@ -23,8 +23,8 @@ mod mounts;
 pub mod plan;
 
 pub use build::{
-    BuildOptions, Event, ImageSource, Progress, build, reap_killed_builds, write_flattened,
-    write_merged,
+    BuildOptions, Event, ImageSource, Progress, RunNetwork, build, reap_killed_builds,
+    write_flattened, write_merged,
 };
 pub use config::{ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;

@@ -74,9 +74,18 @@ pub struct Attachment {
     pub host_link: String,
 }
 
-/// The host end's name: `lbv` + the container id's first 11 characters (IFNAMSIZ 15).
-fn host_link(id: &str) -> String {
-    format!("lbv{}", &id[..id.len().min(11)])
+/// The host end's name: `lbv` + the id's last 11 characters (IFNAMSIZ is 15; the end of a
+/// container id or of a build step's `build-<pid>-<hash>` is what differs).
+pub fn host_link(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(11)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("lbv{tail}")
 }
 
 /// Sets up container `id` on `net`: the bridge (made on first use, with NAT), an address
@@ -141,4 +150,11 @@ pub fn subnet_in_use(subnet: Ipv4Addr, prefix: u8) -> Result<bool> {
 /// Removes `net`'s bridge (when no container uses it any more).
 pub fn remove_bridge(net: &Network) -> Result<()> {
     link::remove(&net.bridge)
+}
+
+/// Drops `net`'s IPAM state (the network is gone).
+pub fn forget(state_dir: &Path, net: &Network) {
+    for ext in ["json", "lock"] {
+        let _ = std::fs::remove_file(state_dir.join(format!("{}.{ext}", net.bridge)));
+    }
 }
