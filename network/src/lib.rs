@@ -101,7 +101,15 @@ pub fn attach(
     netns_file: &Path,
 ) -> Result<Attachment> {
     link::ensure_bridge(net)?;
-    nat::ensure(net)?;
+    // The NAT rules once per boot (the state dir is on /run): iptables costs a process
+    // each, most of a bridge container's start otherwise.
+    let nat_done = state_dir.join(format!("{}.nat", net.bridge));
+    if !nat_done.exists() {
+        nat::ensure(net)?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| Error::setup(state_dir.display().to_string(), e))?;
+        let _ = std::fs::write(&nat_done, "");
+    }
     let ipam = Ipam::open(state_dir, net)?;
     let ip = ipam.allocate(holder)?;
     let host = host_link(id);
@@ -154,7 +162,7 @@ pub fn remove_bridge(net: &Network) -> Result<()> {
 
 /// Drops `net`'s IPAM state (the network is gone).
 pub fn forget(state_dir: &Path, net: &Network) {
-    for ext in ["json", "lock"] {
+    for ext in ["json", "lock", "nat"] {
         let _ = std::fs::remove_file(state_dir.join(format!("{}.{ext}", net.bridge)));
     }
 }

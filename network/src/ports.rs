@@ -145,10 +145,10 @@ pub fn relay(bound: Bound, container: Ipv4Addr) {
                             return;
                         };
                         let up = std::thread::spawn(move || {
-                            let _ = io::copy(&mut a_r, &mut b_w);
+                            let _ = pump(&mut a_r, &mut b_w);
                             let _ = b_w.shutdown(std::net::Shutdown::Write);
                         });
-                        let _ = io::copy(&mut b_r, &mut a_w);
+                        let _ = pump(&mut b_r, &mut a_w);
                         let _ = a_w.shutdown(std::net::Shutdown::Write);
                         let _ = up.join();
                     });
@@ -189,6 +189,24 @@ pub fn relay(bound: Bound, container: Ipv4Addr) {
                 }
             });
         }
+    }
+}
+
+/// Copies until end of stream with a 256 KiB buffer (`io::copy`'s 8 KiB made a published
+/// port a third as fast as the container's own address).
+fn pump(from: &mut TcpStream, to: &mut TcpStream) -> io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n = 0;
+    loop {
+        let got = match from.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..got])?;
+        n += got as u64;
     }
 }
 
