@@ -33,6 +33,17 @@ fn leftovers(env: &Env, id: &str) -> Vec<String> {
     left
 }
 
+/// `lb run -d --network NETWORK [OPTS] --name NAME busybox httpd` serving /etc on port 80;
+/// the container's id.
+fn start_httpd(env: &Env, network: &str, name: &str, opts: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--network", network, "--name", name];
+    args.extend_from_slice(opts);
+    args.extend(["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let out = lb(env, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
 #[test]
 fn bridge_gives_an_address_a_route_and_a_peer_to_talk_to_and_cleans_up() {
     let Some(env) = setup() else { return };
@@ -42,29 +53,7 @@ fn bridge_gives_an_address_a_route_and_a_peer_to_talk_to_and_cleans_up() {
     ) {
         return;
     }
-    let out = lb(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "bridge",
-            "--name",
-            "web",
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/etc",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let web = text(&out.stdout).trim().to_string();
-    let (code, ip, err) = run_image(&env, &[], "busybox", &["true"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(ip.is_empty());
+    let web = start_httpd(&env, "bridge", "web", &[]);
     // web's address, as its /etc/hosts names it.
     let hosts = text(&lb(&env, &["exec", "web", "cat", "/etc/hosts"]).stdout);
     let web_ip = hosts
@@ -199,27 +188,7 @@ fn a_published_port_answers_on_loopback_and_survives_a_restart() {
     }
     let port = lb_testkit::free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let out = lb(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "bridge",
-            "-p",
-            &publish,
-            "--name",
-            "pub",
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/etc",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    start_httpd(&env, "bridge", "pub", &["-p", &publish]);
     let addr = format!("127.0.0.1:{port}");
     assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
     let ps = text(&lb(&env, &["ps"]).stdout);
@@ -263,26 +232,7 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     let again = lb(&env, &["network", "create", "appnet"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("already exists"));
-    let out = lb(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "appnet",
-            "--name",
-            "web",
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/etc",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let web = text(&out.stdout).trim().to_string();
+    let web = start_httpd(&env, "appnet", "web", &[]);
     // By name, from a container that joins later; and web knows it by name while it runs.
     let script = "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web/group && break; sleep 0.2; done; \
                   grep -c client /etc/hosts";
