@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Container start latency, side by side in one run: `lb run --rm bb true` against raw
+# Container start latency, side by side in one run: `lb run --rm --network none bb true` against raw
 # `runc run` and crun on an OCI bundle of the same busybox root file system, running `true`
 # (issue 4: lb's median at most 1.0x runc's). Also lb's peak RSS (/usr/bin/time -v).
+# `--network none`: the bundle's spec gives an empty network namespace, as none does; the
+# bridge (lb run's default) is timed by benches/network.sh.
 #
 # Run: bash benches/run_start.sh
 #
@@ -49,7 +51,7 @@ mkdir -p "$out"
 bash "$here/testdata/make-busybox-rootfs.sh" "$tmp/bb.tar"
 "$lb" --root "$LB_ROOT" import "$tmp/bb.tar" bb >/dev/null
 # (b) once, untimed: unpacks the snapshot.
-"$lb" --root "$LB_ROOT" run --rm bb true
+"$lb" --root "$LB_ROOT" run --rm --network none bb true
 
 # The OCI bundle: the same tar, runc's default spec (pid, net, ipc, uts, mount namespaces,
 # 3 capabilities, no seccomp) with `true`, no terminal and a writable root (as umoci's and
@@ -91,7 +93,7 @@ done
 # (c) side by side, one hyperfine run, no shell in between (-N).
 json=$out/run_start.json
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" \
-  -n lb "$lb --root $LB_ROOT run --rm bb true" \
+  -n lb "$lb --root $LB_ROOT run --rm --network none bb true" \
   -n runc "$runc_cmd" \
   -n crun "$crun_cmd" \
   -n unshare-sh "$unshare_sh" \
@@ -100,7 +102,7 @@ hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" \
 # (e) lb's peak RSS: ru_maxrss of lb and what it waits for (its forked helpers, `true`).
 rss=()
 for _ in 1 2 3 4 5; do
-  rss+=("$(/usr/bin/time -v "$lb" --root "$LB_ROOT" run --rm bb true 2>&1 >/dev/null |
+  rss+=("$(/usr/bin/time -v "$lb" --root "$LB_ROOT" run --rm --network none bb true 2>&1 >/dev/null |
     awk -F': ' '/Maximum resident set size/ {print $2}')")
 done
 
