@@ -566,7 +566,7 @@ fn detach(
                     }
                     // The published ports' relays live in this monitor, as long as the
                     // container.
-                    if let Some(ip) = crate::network_cmds::address(dir, record) {
+                    if let Some(ip) = crate::network_cmds::address(dir) {
                         for b in ports {
                             lb_network::ports::relay(b, ip);
                         }

@@ -159,17 +159,22 @@ pub struct BuildBridge<'a> {
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
     fn attach(&self, id: &str) -> Result<PathBuf, String> {
-        let (state, netns, holder) = paths(self.store, id);
-        std::fs::create_dir_all(netns.parent().expect("netns dir")).map_err(|e| e.to_string())?;
-        let net = Network::default_bridge();
-        lb_network::attach(&state, &net, &holder, id, &netns)
+        attach_links(self.store, &Network::default_bridge(), id)
             .map(|a| a.netns)
-            .map_err(|e| format!("--network bridge: {e}"))
+            .map_err(|e| format!("{e:#}"))
     }
 
     fn detach(&self, id: &str) {
         detach(self.store, &Network::default_bridge(), id);
     }
+}
+
+/// Address, namespace and links for `id` on `net` (a container or a build step).
+fn attach_links(store: &Store, net: &Network, id: &str) -> anyhow::Result<lb_network::Attachment> {
+    let (state, netns, holder) = paths(store, id);
+    std::fs::create_dir_all(netns.parent().expect("netns dir"))?;
+    lb_network::attach(&state, net, &holder, id, &netns)
+        .with_context(|| format!("--network {}", net.name))
 }
 
 /// The namespace file a container on a network runs in.
@@ -181,10 +186,7 @@ pub fn netns_file(store: &Store, id: &str) -> PathBuf {
 /// hosts file; on a user network also the names of the others there, and its name in
 /// theirs. Its address.
 pub fn attach(store: &Store, net: &Network, id: &str, dir: &Path) -> anyhow::Result<Ipv4Addr> {
-    let (state, netns, holder) = paths(store, id);
-    std::fs::create_dir_all(netns.parent().expect("netns dir"))?;
-    let a = lb_network::attach(&state, net, &holder, id, &netns)
-        .with_context(|| format!("--network {}", net.name))?;
+    let a = attach_links(store, net, id)?;
     let me = host_names(store, id, dir);
     let mut lines = vec![format!("{}\t{me}", a.ip)];
     if net.name != "bridge" {
@@ -262,14 +264,14 @@ fn peers(store: &Store, net: &Network, id: &str) -> Vec<(String, PathBuf, Ipv4Ad
             if !State::load(&dir).running() {
                 return None;
             }
-            let ip = own_address(&dir, &c)?;
+            let ip = address(&dir)?;
             Some((c.id, dir, ip))
         })
         .collect()
 }
 
 /// A container's address, from the line of its hosts file that names its host name.
-fn own_address(dir: &Path, _c: &ContainerRecord) -> Option<Ipv4Addr> {
+pub fn address(dir: &Path) -> Option<Ipv4Addr> {
     let hostname = std::fs::read_to_string(dir.join("etc/hostname")).ok()?;
     let hosts = std::fs::read_to_string(dir.join("etc/hosts")).ok()?;
     hosts
@@ -279,11 +281,6 @@ fn own_address(dir: &Path, _c: &ContainerRecord) -> Option<Ipv4Addr> {
         .next()?
         .parse()
         .ok()
-}
-
-/// The address a container's hosts file gives it.
-pub fn address(dir: &Path, record: &ContainerRecord) -> Option<Ipv4Addr> {
-    own_address(dir, record)
 }
 
 /// What a killed lb left on lb's networks: the addresses, links and namespaces of
@@ -482,7 +479,7 @@ fn inspect(store: &Store, a: InspectArgs) -> anyhow::Result<ExitCode> {
             if State::load(&dir).running() {
                 containers.insert(
                     c.id.clone(),
-                    json!({ "Name": c.name, "IPv4Address": own_address(&dir, &c)
+                    json!({ "Name": c.name, "IPv4Address": address(&dir)
                         .map(|ip| format!("{ip}/{}", d["Subnet"].as_str().and_then(|s| s.split('/').nth(1)).unwrap_or(""))) }),
                 );
             }
