@@ -353,7 +353,10 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
     let mut ip = None;
     if let Some(net) = &network {
-        match crate::network_cmds::attach(store, net, &id, &dir) {
+        let specs: Vec<_> = bound.iter().map(|b| b.spec()).collect();
+        let attached = crate::network_cmds::attach(store, net, &id, &dir)
+            .and_then(|a| crate::network_cmds::publish(store, net, &id, a, &specs).map(|()| a));
+        match attached {
             Ok(a) => ip = Some(a),
             Err(e) => {
                 crate::network_cmds::detach(store, net, &id);
@@ -1259,7 +1262,9 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                         Err(e) => return Err(e),
                     }
                 };
-                crate::network_cmds::attach(store, &net, &c.id, &dir)?;
+                let ip = crate::network_cmds::attach(store, &net, &c.id, &dir)?;
+                let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
+                crate::network_cmds::publish(store, &net, &c.id, ip, &specs)?;
             }
             detach(
                 store,

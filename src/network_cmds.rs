@@ -177,6 +177,18 @@ fn attach_links(store: &Store, net: &Network, id: &str) -> anyhow::Result<lb_net
         .with_context(|| format!("--network {}", net.name))
 }
 
+/// DNAT rules for container `id`'s published ports at `ip` (the relays serve loopback).
+pub fn publish(
+    store: &Store,
+    net: &Network,
+    id: &str,
+    ip: Ipv4Addr,
+    ports: &[lb_network::ports::PortSpec],
+) -> anyhow::Result<()> {
+    let (state, _, holder) = paths(store, id);
+    lb_network::publish(&state, net, &holder, ip, ports).context("publishing ports")
+}
+
 /// The namespace file a container on a network runs in.
 pub fn netns_file(store: &Store, id: &str) -> PathBuf {
     paths(store, id).1

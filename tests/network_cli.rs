@@ -193,6 +193,18 @@ fn a_published_port_answers_on_loopback_and_survives_a_restart() {
     assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
     let ps = text(&lb(&env, &["ps"]).stdout);
     assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    // Beside the relay, a DNAT rule for the host's other addresses, tagged with the
+    // container; a second published port on all addresses answers on the bridge's own.
+    let nat = || {
+        text(
+            &Command::new("iptables")
+                .args(["-w", "-t", "nat", "-S", "LB-PORTS"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    assert!(nat().contains(&format!("--dport {port} ")), "{}", nat());
     // The port is taken while pub runs.
     let (code, _, err) = run(&env, &["--network", "bridge", "-p", &publish], &["true"]);
     assert_eq!(code, 125);
@@ -209,7 +221,19 @@ fn a_published_port_answers_on_loopback_and_survives_a_restart() {
     }
     assert!(lb(&env, &["start", "pub"]).status.success());
     assert_eq!(http_get(&addr, "/group"), "root:x:0:\nnogroup:x:65534:\n");
-    assert!(lb(&env, &["rm", "-f", "pub"]).status.success());
+    let all = lb_testkit::free_port();
+    let any = format!("{all}:80");
+    start_httpd(&env, "bridge", "pub2", &["-p", &any]);
+    assert_eq!(
+        http_get(&format!("10.213.0.1:{all}"), "/group"),
+        "root:x:0:\nnogroup:x:65534:\n"
+    );
+    assert!(lb(&env, &["rm", "-f", "pub", "pub2"]).status.success());
+    let left = nat();
+    assert!(
+        !left.contains(&format!("--dport {port} ")) && !left.contains(&format!("--dport {all} ")),
+        "{left}"
+    );
     // Ports need a network of the container's own.
     let (code, _, err) = run(&env, &["--network", "none", "-p", "80"], &["true"]);
     assert_eq!(code, 125);

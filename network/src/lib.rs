@@ -140,14 +140,39 @@ pub fn detach(
     netns_file: &Path,
 ) -> Result<()> {
     let link = link::remove(&host_link(id));
+    let rules = if state_dir.join("ports").exists() {
+        nat::remove_ports(holder)
+    } else {
+        Ok(())
+    };
     let ns = netns::remove(netns_file);
     let ip = Ipam::open(state_dir, net)?.release(holder);
-    link.and(ns).and(ip)
+    link.and(rules).and(ns).and(ip)
 }
 
 /// The holders of addresses on `net` in `state_dir` (for reconciling after a crash).
 pub fn attached(state_dir: &Path, net: &Network) -> Result<Vec<String>> {
     Ipam::open(state_dir, net)?.holders()
+}
+
+/// DNAT rules for `ports` of the container at `ip` (tagged with `holder`; a relay still
+/// serves loopback and the bridge itself).
+pub fn publish(
+    state_dir: &Path,
+    net: &Network,
+    holder: &str,
+    ip: Ipv4Addr,
+    ports: &[ports::PortSpec],
+) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    // Detaching looks for port rules only once some were made (an iptables call each).
+    let _ = std::fs::write(state_dir.join("ports"), "");
+    for p in ports {
+        nat::add_port(net, p, ip, holder)?;
+    }
+    Ok(())
 }
 
 /// Whether an address of this host is in `subnet/prefix`.
