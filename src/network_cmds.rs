@@ -100,19 +100,8 @@ fn network_of_definition(d: &Value) -> anyhow::Result<Network> {
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
-    let (ip, prefix) = s
-        .split_once('/')
-        .with_context(|| format!("invalid subnet {s:?}: want A.B.C.D/N"))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .with_context(|| format!("invalid subnet {s:?}"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| (8..=30).contains(p))
-        .with_context(|| format!("invalid subnet {s:?}: the prefix must be 8 to 30"))?;
-    let mask = u32::MAX << (32 - u32::from(prefix));
-    Ok((Ipv4Addr::from(u32::from(ip) & mask), prefix))
+    lb_network::parse_cidr(s)
+        .with_context(|| format!("invalid subnet {s:?}: want A.B.C.D/N with N from 8 to 30"))
 }
 
 /// The network a `--network` value names: the default bridge, a user network, or None

@@ -45,13 +45,18 @@ pub struct Network {
 }
 
 impl Network {
-    /// docker's default network, `bridge`, here on `lb0`.
+    /// docker's default network, `bridge`, here on `lb0`: 10.213.0.0/16, or the subnet in
+    /// `$LB_BRIDGE_SUBNET` (docker's `--bip`; set it before the first container runs).
     pub fn default_bridge() -> Network {
+        let (subnet, prefix) = std::env::var("LB_BRIDGE_SUBNET")
+            .ok()
+            .and_then(|s| parse_cidr(&s))
+            .unwrap_or((Ipv4Addr::new(10, 213, 0, 0), 16));
         Network {
             name: "bridge".into(),
             bridge: "lb0".into(),
-            subnet: Ipv4Addr::new(10, 213, 0, 0),
-            prefix: 16,
+            subnet,
+            prefix,
         }
     }
 
@@ -62,6 +67,15 @@ impl Network {
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
     }
+}
+
+/// `A.B.C.D/N` with N from 8 to 30, as the network address (host bits cleared).
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, prefix) = s.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| (8..=30).contains(p))?;
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    Some((Ipv4Addr::from(u32::from(ip) & mask), prefix))
 }
 
 /// A container's place on a network.
@@ -189,5 +203,31 @@ pub fn remove_bridge(net: &Network) -> Result<()> {
 pub fn forget(state_dir: &Path, net: &Network) {
     for ext in ["json", "lock", "nat"] {
         let _ = std::fs::remove_file(state_dir.join(format!("{}.{ext}", net.bridge)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_to_their_network_address() {
+        assert_eq!(
+            parse_cidr("10.1.2.3/16"),
+            Some((Ipv4Addr::new(10, 1, 0, 0), 16))
+        );
+        assert_eq!(
+            parse_cidr("172.30.5.0/24"),
+            Some((Ipv4Addr::new(172, 30, 5, 0), 24))
+        );
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/31",
+            "10.0.0.0/4",
+            "x/16",
+            "10.0.0.0/x",
+        ] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
+        }
     }
 }
