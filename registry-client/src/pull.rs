@@ -11,11 +11,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lb_layerstore::{Compression, Digest, Image, Reference, Store};
+use lb_layerstore::{Compression, Digest, Digester, Image, Reference, Store};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
-use sha2::Digest as _;
 
 use crate::Error;
 use crate::client::{Registry, expect_ok};
@@ -258,13 +257,14 @@ impl Read for BlobReader<'_> {
     }
 }
 
-/// Reads through `inner` into `out` (the blob being stored), counting and hashing, and
-/// fails the read that goes past the descriptor's size or ends with the wrong digest:
-/// the unpacking that reads through it then fails before its snapshot is committed.
+/// Reads through `inner` into the blob being stored, counting and hashing (the one hash
+/// of these bytes: the blob writer takes the digest from here), and fails the read that
+/// goes past the descriptor's size or ends with the wrong digest: the unpacking that reads
+/// through it then fails before its snapshot is committed.
 struct Checked<'a, R> {
     inner: R,
-    out: &'a mut lb_layerstore::BlobWriter,
-    hash: sha2::Sha256,
+    /// Until the end of the stream: the bytes go to the blob through a digester.
+    out: Option<Digester<&'a mut lb_layerstore::CallerHashedWriter>>,
     seen: u64,
     size: u64,
     digest: Digest,
@@ -273,17 +273,12 @@ struct Checked<'a, R> {
 
 impl<R: Read> Read for Checked<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(0); // checked at the end already
+        };
         let n = self.inner.read(buf)?;
         if n == 0 {
-            let hex: String = self
-                .hash
-                .clone()
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let got = Digest::from_str(&format!("sha256:{hex}"))
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let (got, _, _) = self.out.take().expect("digester").finish();
             if self.seen != self.size {
                 return Err(io::Error::other(format!(
                     "blob {}: {} bytes, the descriptor says {}",
@@ -310,8 +305,7 @@ impl<R: Read> Read for Checked<'_, R> {
                 self.digest, self.size
             )));
         }
-        self.hash.update(&buf[..n]);
-        io::Write::write_all(self.out, &buf[..n])?;
+        io::Write::write_all(out, &buf[..n])?;
         Ok(n)
     }
 }
@@ -484,11 +478,10 @@ fn fetch_layer(
         )));
     };
     let resp = BlobReader::open(reg, path, &digest.to_string())?;
-    let mut writer = store.content().writer()?;
+    let mut writer = store.content().writer_hashed_by_caller()?;
     let mut checked = Checked {
         inner: io::BufReader::with_capacity(1 << 20, resp),
-        out: &mut writer,
-        hash: sha2::Sha256::new(),
+        out: Some(Digester::new(&mut writer)),
         seen: 0,
         size: desc.size(),
         digest,
@@ -509,9 +502,17 @@ fn fetch_layer(
     store.unpack_snapshot(&mut checked, diff_id, chain)?;
     // Whatever the unpacking left unread still belongs to the blob, and is checked.
     let rest = io::copy(&mut checked, &mut io::sink());
+    let ended = checked.out.is_none();
+    drop(checked);
+    // The digest and size were checked at the end of the stream (`Checked`).
     let committed = rest
         .map_err(|e| Error::Verify(e.to_string()))
-        .and_then(|_| Ok(writer.commit(Some(&digest), Some(desc.size()))?));
+        .and_then(|_| {
+            if !ended {
+                return Err(Error::Verify(format!("blob {digest}: not read to its end")));
+            }
+            Ok(writer.commit(digest, desc.size())?)
+        });
     if let Err(e) = committed {
         // The snapshot was made from bytes that failed their check at the very end.
         let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
