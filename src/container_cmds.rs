@@ -464,6 +464,9 @@ fn launch_of(
             lowers,
             upper: dir.join("upper"),
             work: dir.join("work"),
+            // A container's upper dir is its state (`lb commit`, `lb start` again): synced
+            // when it is unmounted, as docker's.
+            volatile: false,
         },
         rootfs: dir.join("rootfs"),
         user: config["user"].as_str().map(str::to_string),

@@ -1029,6 +1029,9 @@ impl Builder<'_> {
             lowers,
             upper: upper.clone(),
             work: dir.join("work"),
+            // Not synced at unmount: the step's layer blob is written durably, and the store
+            // marks the snapshot this upper dir becomes as unsynced until it is.
+            volatile: true,
         };
         let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);

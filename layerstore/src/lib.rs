@@ -1,12 +1,14 @@
 //! lb's store: the content-addressed centre that builds commit into, `run` mounts from and
 //! `push`/`pull` move blobs in and out of.
 //!
-//! Today it holds the foundations: [`Digest`] (the one place digests are computed and
-//! parsed), the [`ContentStore`] (blobs written from a stream while hashed, fsynced and
-//! renamed into `blobs/sha256/<hex>`, never visible half-written, verifiable on read, stored
-//! once), [`apply_layer`] (a layer unpacked so that no entry can write outside its target),
-//! and docker's image [`Reference`] normalisation. Images, names, snapshots, layer diff,
-//! save/load and GC come next (see the layer-store issue and ARCHITECTURE.md).
+//! It holds [`Digest`] (the one place digests are computed and parsed), the [`ContentStore`]
+//! (blobs written from a stream while hashed, fsynced and renamed into
+//! `blobs/sha256/<hex>`, never visible half-written, verifiable on read, stored once),
+//! [`apply_layer`] (a layer unpacked so that no entry can write outside its target), docker's
+//! image [`Reference`] normalisation, and on top of them images and names, snapshots (each
+//! layer unpacked once; a machine crash cannot leave a damaged one in use), layer diffs,
+//! compression, build cache records, container records, save/load and GC (ARCHITECTURE.md
+//! has the map).
 //!
 //! This crate knows nothing of Dockerfiles, builds or containers: it stores bytes, images and
 //! file trees, and answers what is stored.
@@ -26,6 +28,7 @@ mod reference;
 mod snapshot;
 mod spool;
 mod store;
+mod unsynced;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use container::ContainerRecord;

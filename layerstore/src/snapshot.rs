@@ -3,7 +3,9 @@
 //!
 //! A snapshot is applied into a temporary directory beside its final place, checked against
 //! the layer's diffID, and committed by rename: a crash leaves a `.tmp-*` directory that
-//! prune removes, never a half snapshot under a chain id. Two processes preparing the same
+//! prune removes, never a half snapshot under a chain id. Its files are not synced one by
+//! one: the store records it as unsynced first (see `unsynced.rs`), so that one a machine
+//! crash may have damaged is unpacked again from its blob. Two processes preparing the same
 //! snapshot both apply; the first rename wins and the other drops its copy.
 
 use std::fs;
@@ -84,6 +86,9 @@ impl Store {
         let snapshots = self.snapshots_dir();
         fs::create_dir_all(&snapshots).map_err(|e| Error::io(&snapshots, e))?;
         let target = self.snapshot_path(chain_id);
+        if !target.is_dir() {
+            self.mark_unsynced(&chain_id.hex())?;
+        }
         if !target.is_dir() && fs::rename(dir, &target).is_ok() {
             fs::File::open(&snapshots)
                 .and_then(|d| d.sync_all())
@@ -122,6 +127,7 @@ impl Store {
             });
         }
         let tmp = tmp.keep();
+        self.mark_unsynced(&chain_id.hex())?;
         match fs::rename(&tmp, target) {
             Ok(()) => {}
             // Someone else committed the same snapshot first: theirs stands.

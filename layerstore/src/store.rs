@@ -59,10 +59,12 @@ impl Store {
         if !layout.exists() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             content,
-        })
+        };
+        store.settle_unsynced()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {

@@ -21,6 +21,12 @@ pub struct RootfsLayers {
     pub lowers: Vec<PathBuf>,
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// Mount with overlayfs' `volatile`: the upper file system is never synced for the
+    /// overlay, above all not when it is unmounted (otherwise the container's exit waits
+    /// for every byte it wrote, and everything else dirty on that file system, to reach the
+    /// disk). For an upper dir whose durability the caller sees to: a build step's, which
+    /// becomes a snapshot the store marks as unsynced, with the layer blob as its durable copy.
+    pub volatile: bool,
 }
 
 fn last_errno() -> std::io::Error {
@@ -47,7 +53,20 @@ pub fn private_mount_namespace() -> Result<()> {
 /// descriptor, so neither the 4 KiB option string nor path lengths limit the layer count;
 /// kernels without `lowerdir+` (before 6.8) get the classic option string.
 pub fn mount_overlay(layers: &RootfsLayers, target: &Path) -> Result<()> {
-    mount_overlay_of(&layers.lowers, Some((&layers.upper, &layers.work)), target)
+    let rw = Upper {
+        dir: &layers.upper,
+        work: &layers.work,
+        volatile: layers.volatile,
+    };
+    mount_overlay_of(&layers.lowers, Some(rw), target)
+}
+
+/// The writable part of an overlay.
+#[derive(Clone, Copy)]
+struct Upper<'a> {
+    dir: &'a Path,
+    work: &'a Path,
+    volatile: bool,
 }
 
 /// Mounts a read-only overlay of `lowers` (top first, at least two) at `target`: the merged
@@ -56,7 +75,7 @@ pub fn mount_overlay_readonly(lowers: &[PathBuf], target: &Path) -> Result<()> {
     mount_overlay_of(lowers, None, target)
 }
 
-fn mount_overlay_of(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
+fn mount_overlay_of(lowers: &[PathBuf], rw: Option<Upper>, target: &Path) -> Result<()> {
     match mount_overlay_fsconfig(lowers, rw, target) {
         Ok(()) => Ok(()),
         Err(e)
@@ -64,16 +83,27 @@ fn mount_overlay_of(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Pat
         {
             let lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
             let mut data = format!("lowerdir={}", lowers.join(":"));
-            if let Some((upper, work)) = rw {
-                data += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+            if let Some(rw) = rw {
+                data += &format!(
+                    ",upperdir={},workdir={}",
+                    rw.dir.display(),
+                    rw.work.display()
+                );
             }
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(data.as_str()),
-            )
+            let legacy = |data: &str| {
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data),
+                )
+            };
+            // `volatile` came with Linux 5.10; without it the mount merely syncs at the end.
+            match rw.filter(|rw| rw.volatile) {
+                Some(_) => legacy(&format!("{data},volatile")).or_else(|_| legacy(&data)),
+                None => legacy(&data),
+            }
             .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))
         }
         Err(e) => Err(Error::sys(
@@ -85,7 +115,7 @@ fn mount_overlay_of(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Pat
 
 fn mount_overlay_fsconfig(
     lowers: &[PathBuf],
-    rw: Option<(&Path, &Path)>,
+    rw: Option<Upper>,
     target: &Path,
 ) -> std::io::Result<()> {
     // SAFETY: plain system calls on owned descriptors and NUL-terminated strings.
@@ -122,9 +152,21 @@ fn mount_overlay_fsconfig(
         for lower in lowers {
             set_fd(c"lowerdir+", lower)?;
         }
-        if let Some((upper, work)) = rw {
-            set_fd(c"upperdir", upper)?;
-            set_fd(c"workdir", work)?;
+        if let Some(rw) = rw {
+            set_fd(c"upperdir", rw.dir)?;
+            set_fd(c"workdir", rw.work)?;
+            if rw.volatile
+                && libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_SET_FLAG,
+                    c"volatile".as_ptr(),
+                    std::ptr::null::<u8>(),
+                    0,
+                ) < 0
+            {
+                return Err(last_errno());
+            }
         }
         if libc::syscall(
             libc::SYS_fsconfig,
