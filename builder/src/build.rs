@@ -1269,13 +1269,13 @@ impl Builder<'_> {
                     .map_err(|m| BuildError::at(ins, m))?,
             );
         }
-        let exclude_patterns = if excludes.is_empty() {
+        let patterns = excludes
+            .iter()
+            .map(|e| word(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let exclude_patterns = if patterns.is_empty() {
             None
         } else {
-            let patterns = excludes
-                .iter()
-                .map(|e| word(e))
-                .collect::<Result<Vec<_>, _>>()?;
             let ignore = crate::ignore::Ignore::parse(&patterns.join("\n"))
                 .map_err(|m| BuildError::at(ins, format!("--exclude: {m}")))?;
             Some(std::sync::Arc::new(ignore))
@@ -1297,8 +1297,15 @@ impl Builder<'_> {
         } else {
             self.context.clone()
         };
-        let op = copy::CopyOp::resolve(&root, &visible, from_image, &target, &spec)
+        let mut op = copy::CopyOp::resolve(&root, &visible, from_image, &target, &spec)
             .map_err(|m| BuildError::at(ins, m))?;
+        if let copy::Source::Image(image, _) = &from {
+            let chain = image
+                .chain_id()
+                .map_err(store_err)?
+                .map_or_else(|| "empty".to_string(), |c| c.to_string());
+            op = op.with_content_id(format!("{chain} exclude {patterns:?}"));
+        }
         let key = key_of(&json!({
             "parent": state.key.to_string(),
             "copy": op.digest(&self.digests).map_err(|m| BuildError::at(ins, m))?.to_string(),

@@ -82,6 +82,10 @@ pub struct CopyOp {
     chmod: Option<u32>,
     visible: Visible,
     excludes: Option<std::sync::Arc<crate::ignore::Ignore>>,
+    /// Where the sources were resolved.
+    root: PathBuf,
+    /// The source's content as a whole, when it has a name for it (an image's chain id).
+    content_id: Option<String>,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -286,7 +290,18 @@ impl CopyOp {
             visible: visible.clone(),
             excludes: excludes.clone(),
             chmod,
+            root: root.to_path_buf(),
+            content_id: None,
         })
+    }
+
+    /// Names the source's whole content (an image's chain id, with anything else that
+    /// decides which of its files are copied, such as `--exclude`'s patterns): the digest
+    /// then takes the name and each source's path instead of reading the files, since
+    /// the same name means the same files.
+    pub fn with_content_id(mut self, id: String) -> CopyOp {
+        self.content_id = Some(id);
+        self
     }
 
     /// What of `item` is copied: the source's visible paths less `--exclude`'s, whose
@@ -318,8 +333,16 @@ impl CopyOp {
                 item.to.display(),
                 item.unpack
             ));
-            let visible = self.visible_in(item);
-            add(&tree_digest(&item.from, self.keep_owner, &visible, digests)?.to_string());
+            match &self.content_id {
+                Some(id) => {
+                    let rel = item.from.strip_prefix(&self.root).unwrap_or(&item.from);
+                    add(&format!("content {id} {}", rel.display()));
+                }
+                None => {
+                    let visible = self.visible_in(item);
+                    add(&tree_digest(&item.from, self.keep_owner, &visible, digests)?.to_string());
+                }
+            }
         }
         Ok(h.finish().0)
     }
@@ -655,5 +678,23 @@ mod tests {
             "B"
         );
         assert!(upper.path().join("app/a.txt").is_file());
+
+        // A source named by its content id is not read: the id and the paths decide.
+        let named = |id: &str, src: &str| {
+            op(&[src], "/app")
+                .unwrap()
+                .with_content_id(id.into())
+                .digest(&FileDigests::default())
+                .unwrap()
+        };
+        let before = named("chain-1", "src");
+        fs::write(
+            ctx.path().join("src/sub/b.txt"),
+            "changed under the same id",
+        )
+        .unwrap();
+        assert_eq!(named("chain-1", "src"), before);
+        assert_ne!(named("chain-2", "src"), before);
+        assert_ne!(named("chain-1", "src/sub"), before);
     }
 }

@@ -32,6 +32,19 @@ impl Image {
     pub fn size(&self) -> u64 {
         self.manifest.layers().iter().map(|l| l.size()).sum()
     }
+
+    /// The chain id of all its layers (OCI's ChainID of the last): its file system's
+    /// content, whatever its config says; `None` for an image with no layers.
+    pub fn chain_id(&self) -> Result<Option<Digest>, Error> {
+        let diff_ids = self
+            .config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::chain_ids(&diff_ids).pop())
+    }
 }
 
 /// The platform this lb runs on, in OCI's words.
