@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::Error;
-use crate::digest::{Digest, Digester};
+use crate::digest::{Digest, Digester, ThreadedDigester};
 
 /// How the layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +59,11 @@ pub fn write_diff(
     let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
     match compression {
         LayerCompression::None => {
-            let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, out));
+            // Hashed beside the tar's making (half its work otherwise), in 1 MiB pieces.
+            let mut tar = BufWriter::with_capacity(1 << 20, ThreadedDigester::new(out));
             let entries = write_tar(upper, &mut tar, opts)?;
-            let (diff_id, size, mut w) = tar.finish();
+            let digester = tar.into_inner().map_err(|e| ctx(e.into_error()))?;
+            let (diff_id, size, mut w) = digester.finish().map_err(ctx)?;
             w.flush().map_err(ctx)?;
             Ok(LayerDiff {
                 diff_id,
