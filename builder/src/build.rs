@@ -220,10 +220,12 @@ pub fn build(
     let work_parent = store.root().join("build");
     std::fs::create_dir_all(&work_parent)
         .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+    spread_subdirectories(&work_parent);
     let work = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(&work_parent)
         .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+    spread_subdirectories(work.path());
     let created = lb_layerstore::rfc3339(
         opts.source_date_epoch
             .unwrap_or_else(lb_layerstore::creation_time),
@@ -351,6 +353,24 @@ pub fn write_merged(
     );
     let _ = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
     written.map(|_| ()).map_err(store_err)
+}
+
+/// Asks the file system to place each new directory in `dir` far from its siblings (ext4's
+/// "top directory" flag, `chattr +T`: the Orlov allocator then starts each in a block group
+/// of its own): a step's upper dir then takes fresh inodes and contiguous blocks, instead of
+/// filling the group of every earlier step and scanning past inodes freed there recently
+/// (about 10% of a RUN writing 2000 files here). Other file systems ignore it or refuse;
+/// either is fine.
+fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::IFlags;
+    let Ok(d) = std::fs::File::open(dir) else {
+        return;
+    };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&d)
+        && !flags.contains(IFlags::TOPDIR)
+    {
+        let _ = rustix::fs::ioctl_setflags(&d, flags | IFlags::TOPDIR);
+    }
 }
 
 fn store_err(e: lb_layerstore::Error) -> BuildError {

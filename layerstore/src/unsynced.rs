@@ -8,7 +8,7 @@
 //! - a record of another boot names a snapshot that may have lost data: the snapshot is
 //!   removed, to be unpacked again from its blob when next used;
 //! - records of this boot older than [`SETTLE_SECS`] are dropped after a `syncfs` of the
-//!   store (cheap by then: the kernel writes dirty data back within about 30 s).
+//!   store.
 //!
 //! Both happen once per process, when it opens the store: before it holds any lock of the
 //! store (dropping snapshots takes the gc lock exclusively) or uses any snapshot.
@@ -21,8 +21,11 @@ use std::time::{Duration, SystemTime};
 use crate::Error;
 use crate::store::Store;
 
-/// Records of this boot at least this old are settled by one `syncfs`.
-const SETTLE_SECS: u64 = 60;
+/// Records of this boot at least this old are settled by one `syncfs`. The kernel has
+/// written their files back long before (within about 30 s); the sync waits only for what
+/// else is dirty on the file system then, so it is done seldom: every build starting more
+/// than a minute after the last would otherwise wait for it.
+const SETTLE_SECS: u64 = 600;
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`); "unknown" where there is none, which
 /// then makes every boot the same one (the records never expire a snapshot).
