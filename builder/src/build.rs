@@ -220,12 +220,15 @@ pub fn build(
     let work_parent = store.root().join("build");
     std::fs::create_dir_all(&work_parent)
         .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
-    spread_subdirectories(&work_parent);
     let work = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(&work_parent)
         .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
-    spread_subdirectories(work.path());
+    // RUN steps' dirs in a directory of their own whose children spread (see
+    // `spread_subdirectories`): a RUN may write much, COPY and WORKDIR steps mostly little.
+    let runs = work.path().join("run");
+    std::fs::create_dir(&runs).map_err(|e| BuildError::new(format!("{}: {e}", runs.display())))?;
+    lb_layerstore::spread_subdirectories(&runs);
     let created = lb_layerstore::rfc3339(
         opts.source_date_epoch
             .unwrap_or_else(lb_layerstore::creation_time),
@@ -353,24 +356,6 @@ pub fn write_merged(
     );
     let _ = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
     written.map(|_| ()).map_err(store_err)
-}
-
-/// Asks the file system to place each new directory in `dir` far from its siblings (ext4's
-/// "top directory" flag, `chattr +T`: the Orlov allocator then starts each in a block group
-/// of its own): a step's upper dir then takes fresh inodes and contiguous blocks, instead of
-/// filling the group of every earlier step and scanning past inodes freed there recently
-/// (about 10% of a RUN writing 2000 files here). Other file systems ignore it or refuse;
-/// either is fine.
-fn spread_subdirectories(dir: &Path) {
-    use rustix::fs::IFlags;
-    let Ok(d) = std::fs::File::open(dir) else {
-        return;
-    };
-    if let Ok(flags) = rustix::fs::ioctl_getflags(&d)
-        && !flags.contains(IFlags::TOPDIR)
-    {
-        let _ = rustix::fs::ioctl_setflags(&d, flags | IFlags::TOPDIR);
-    }
 }
 
 fn store_err(e: lb_layerstore::Error) -> BuildError {
@@ -829,10 +814,19 @@ impl Builder<'_> {
 
     /// A fresh directory for one step.
     fn step_dir(&self) -> Result<PathBuf, BuildError> {
+        self.step_dir_in(self.work.path())
+    }
+
+    /// A fresh directory for a RUN step, in a block group of its own.
+    fn run_step_dir(&self) -> Result<PathBuf, BuildError> {
+        self.step_dir_in(&self.work.path().join("run"))
+    }
+
+    fn step_dir_in(&self, parent: &Path) -> Result<PathBuf, BuildError> {
         let d = tempfile::Builder::new()
             .prefix("step-")
-            .tempdir_in(self.work.path())
-            .map_err(|e| BuildError::new(format!("{}: {e}", self.work.path().display())))?;
+            .tempdir_in(parent)
+            .map_err(|e| BuildError::new(format!("{}: {e}", parent.display())))?;
         Ok(d.keep())
     }
 
@@ -955,7 +949,7 @@ impl Builder<'_> {
         } else {
             None
         };
-        let dir = self.step_dir()?;
+        let dir = self.run_step_dir()?;
         // The image's file system, to tell the mount points mounts create: only with mounts.
         let lower_view = if run.mounts.is_empty() {
             dir.clone()

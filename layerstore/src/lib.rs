@@ -43,4 +43,5 @@ pub use image::{
 };
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use snapshot::chain_ids;
+pub use store::spread_subdirectories;
 pub use store::{PruneReport, REF_NAME, Store, default_root};

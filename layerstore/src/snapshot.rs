@@ -115,6 +115,7 @@ impl Store {
         }
         let dir = self.snapshots_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::spread_subdirectories(&dir);
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(&dir)

@@ -39,6 +39,26 @@ pub struct Store {
     content: ContentStore,
 }
 
+/// Asks the file system to place each new directory in `dir` far from its siblings (ext4's
+/// "top directory" flag, `chattr +T`: the Orlov allocator then starts each in a block group
+/// of its own). A RUN step's upper dir or a snapshot being unpacked then takes fresh inodes
+/// and contiguous blocks instead of filling the groups of earlier ones and scanning past
+/// inodes freed there lately: a RUN writing 2000 files of 100 KiB took 2.12 s against 2.27 s
+/// (means of 4, alternated, this machine). Not for directories that stay small: starting in
+/// a group not used lately reads its bitmaps first (about 5 ms a directory here). Other file
+/// systems ignore the flag or refuse it; either is fine.
+pub fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::IFlags;
+    let Ok(d) = std::fs::File::open(dir) else {
+        return;
+    };
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&d)
+        && !flags.contains(IFlags::TOPDIR)
+    {
+        let _ = rustix::fs::ioctl_setflags(&d, flags | IFlags::TOPDIR);
+    }
+}
+
 /// The root a command uses: `--root`, else `$LB_ROOT`, else `/var/lib/lb`.
 pub fn default_root(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
