@@ -465,8 +465,9 @@ fn launch_of(
             upper: dir.join("upper"),
             work: dir.join("work"),
             // A container's upper dir is its state (`lb commit`, `lb start` again): synced
-            // when it is unmounted, as docker's.
-            volatile: false,
+            // when it is unmounted, as docker's. A `--rm` container's goes with it, so its
+            // exit need not wait for its writes to reach the disk (podman's choice too).
+            volatile: record.auto_remove,
         },
         rootfs: dir.join("rootfs"),
         user: config["user"].as_str().map(str::to_string),

@@ -65,6 +65,32 @@ fn exit_codes_output_and_options() {
         &["sh", "-c", "ulimit -n"],
     );
     assert_eq!(out, "512\n");
+
+    // A `--rm` container's file system goes with it: mounted `volatile` (its exit does not
+    // wait for its writes to reach the disk); a kept container's is synced as docker's.
+    let root_mount = "grep ' / / ' /proc/self/mountinfo";
+    let (_, out, _) = run(&env, &["--network", "none"], &["sh", "-c", root_mount]);
+    assert!(out.contains("overlay") && out.contains("volatile"), "{out}");
+    let kept = lb(
+        &env,
+        &[
+            "run",
+            "--name",
+            "kept",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            root_mount,
+        ],
+    );
+    let out = text(&kept.stdout);
+    assert!(
+        out.contains("overlay") && !out.contains("volatile"),
+        "{out}"
+    );
+    assert!(lb(&env, &["rm", "kept"]).status.success());
 }
 
 fn lb_err(env: &Env, args: &[&str]) -> (i32, String, String) {
