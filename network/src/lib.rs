@@ -154,8 +154,17 @@ pub fn detach(
     netns_file: &Path,
 ) -> Result<()> {
     let link = link::remove(&host_link(id));
-    let rules = if state_dir.join("ports").exists() {
-        nat::remove_ports(holder)
+    // Port rules are looked for (an iptables process or two) only for a holder that made
+    // some; a `ports` file is the marker of lb versions that kept one for all.
+    let marker = ports_marker(state_dir, holder);
+    let legacy = state_dir.join("ports").is_file();
+    let rules = if marker.exists() || legacy {
+        nat::remove_ports(holder).and_then(|()| match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::setup(marker.display().to_string(), e))
+            }
+            _ => Ok(()),
+        })
     } else {
         Ok(())
     };
@@ -181,12 +190,26 @@ pub fn publish(
     if ports.is_empty() {
         return Ok(());
     }
-    // Detaching looks for port rules only once some were made (an iptables call each).
-    let _ = std::fs::write(state_dir.join("ports"), "");
+    // Detaching looks for this holder's port rules only when it made some.
+    let marker = ports_marker(state_dir, holder);
+    if let Some(dir) = marker.parent() {
+        if dir.is_file() {
+            let _ = std::fs::remove_file(dir);
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::setup(dir.display().to_string(), e))?;
+    }
+    std::fs::write(&marker, holder).map_err(|e| Error::setup(marker.display().to_string(), e))?;
     for p in ports {
         nat::add_port(net, p, ip, holder)?;
     }
     Ok(())
+}
+
+/// The file that says `holder` published ports: `ports/<container id>` (holders end in the
+/// container's id, unique across stores).
+fn ports_marker(state_dir: &Path, holder: &str) -> PathBuf {
+    let id = holder.rsplit([':', '/']).next().unwrap_or(holder);
+    state_dir.join("ports").join(id)
 }
 
 /// Whether an address of this host is in `subnet/prefix`.
