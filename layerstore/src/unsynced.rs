@@ -155,23 +155,26 @@ impl Store {
     /// This boot's records older than `age`: one `syncfs` puts their files on disk, then
     /// they go (records made after the sync began are kept for a later settling).
     fn settle_this_boot(&self, dir: &Path, age: Duration) -> Result<(), Error> {
-        let now = SystemTime::now();
+        let cutoff = SystemTime::now() - age;
+        let is_old = |mark: &Path| {
+            fs::metadata(mark)
+                .and_then(|md| md.modified())
+                .is_ok_and(|t| t <= cutoff)
+        };
         let old: Vec<PathBuf> = fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .flatten()
-            .filter(|m| {
-                m.metadata()
-                    .and_then(|md| md.modified())
-                    .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age))
-            })
             .map(|m| m.path())
+            .filter(|m| is_old(m))
             .collect();
         if old.is_empty() {
             return Ok(());
         }
         let root = fs::File::open(self.root()).map_err(|e| Error::io(self.root(), e))?;
         rustix::fs::syncfs(&root).map_err(|e| Error::io(self.root(), e.into()))?;
-        for mark in old {
+        // A record made again meanwhile (its snapshot pruned and made anew) is young now and
+        // stays.
+        for mark in old.iter().filter(|m| is_old(m)) {
             let _ = fs::remove_file(mark);
         }
         Ok(())
