@@ -33,17 +33,20 @@ impl Image {
         self.manifest.layers().iter().map(|l| l.size()).sum()
     }
 
-    /// The chain id of all its layers (OCI's ChainID of the last): its file system's
-    /// content, whatever its config says; `None` for an image with no layers.
-    pub fn chain_id(&self) -> Result<Option<Digest>, Error> {
-        let diff_ids = self
-            .config
+    /// Its layers' diffIDs, lowest first, as its config lists them.
+    pub fn diff_ids(&self) -> Result<Vec<Digest>, Error> {
+        self.config
             .rootfs()
             .diff_ids()
             .iter()
             .map(|d| d.parse::<Digest>())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::chain_ids(&diff_ids).pop())
+            .collect()
+    }
+
+    /// The chain id of all its layers (OCI's ChainID of the last): its file system's
+    /// content, whatever its config says; `None` for an image with no layers.
+    pub fn chain_id(&self) -> Result<Option<Digest>, Error> {
+        Ok(crate::chain_ids(&self.diff_ids()?).pop())
     }
 }
 

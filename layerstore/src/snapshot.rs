@@ -45,13 +45,7 @@ impl Store {
     /// lowest layer first.
     pub fn prepare_snapshots(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
         let _writing = self.writing()?;
-        let diff_ids = image
-            .config
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|d| Digest::from_str(d))
-            .collect::<Result<Vec<_>, _>>()?;
+        let diff_ids = image.diff_ids()?;
         let layers = image.manifest.layers();
         if layers.len() != diff_ids.len() {
             return Err(Error::Corrupt {
@@ -154,14 +148,7 @@ impl Store {
         };
         let mut live = std::collections::HashSet::new();
         for image in self.live_images()? {
-            let diff_ids = image
-                .config
-                .rootfs()
-                .diff_ids()
-                .iter()
-                .map(|d| Digest::from_str(d))
-                .collect::<Result<Vec<_>, _>>()?;
-            live.extend(chain_ids(&diff_ids).iter().map(Digest::hex));
+            live.extend(chain_ids(&image.diff_ids()?).iter().map(Digest::hex));
         }
         let mut removed = 0;
         for entry in entries.flatten() {

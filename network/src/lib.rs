@@ -155,10 +155,9 @@ pub fn detach(
 ) -> Result<()> {
     let link = link::remove(&host_link(id));
     // Port rules are looked for (an iptables process or two) only for a holder that made
-    // some; a `ports` file is the marker of lb versions that kept one for all.
+    // some.
     let marker = ports_marker(state_dir, holder);
-    let legacy = state_dir.join("ports").is_file();
-    let rules = if marker.exists() || legacy {
+    let rules = if marker.exists() {
         nat::remove_ports(holder).and_then(|()| match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::setup(marker.display().to_string(), e))
@@ -193,9 +192,6 @@ pub fn publish(
     // Detaching looks for this holder's port rules only when it made some.
     let marker = ports_marker(state_dir, holder);
     if let Some(dir) = marker.parent() {
-        if dir.is_file() {
-            let _ = std::fs::remove_file(dir);
-        }
         std::fs::create_dir_all(dir).map_err(|e| Error::setup(dir.display().to_string(), e))?;
     }
     std::fs::write(&marker, holder).map_err(|e| Error::setup(marker.display().to_string(), e))?;
