@@ -190,6 +190,9 @@ struct Builder<'a> {
     progress: &'a dyn Progress,
     plan: Plan,
     vertex: AtomicUsize,
+    /// Where steps' copies of secrets live, when the build was given any (a tmpfs,
+    /// unmounted before `work` is removed: fields drop in order).
+    secrets: Option<crate::mounts::SecretsTmpfs>,
     /// Scratch space for steps: upper dirs, mount points; on the store's file system so
     /// that an upper dir can be renamed into a snapshot.
     work: tempfile::TempDir,
@@ -234,7 +237,16 @@ pub fn build(
             .unwrap_or_else(lb_layerstore::creation_time),
     );
     let ignore = crate::ignore::Ignore::load(&opts.context).map_err(BuildError::new)?;
+    let secrets = if opts.secrets.is_empty() {
+        None
+    } else {
+        Some(
+            crate::mounts::SecretsTmpfs::mount(&work.path().join("secrets"))
+                .map_err(BuildError::new)?,
+        )
+    };
     let b = Builder {
+        secrets,
         store,
         opts,
         progress,
@@ -671,7 +683,10 @@ impl Builder<'_> {
         let dir = state.workdir();
         let view = self.view(state.image.as_ref())?;
         let rel = dir.trim_start_matches('/');
-        if rel.is_empty() || view.join(rel).is_dir() {
+        let exists = lb_rootpath::Root::open(&view)
+            .and_then(|r| r.metadata(Path::new(rel)))
+            .is_ok_and(|md| md.is_dir());
+        if rel.is_empty() || exists {
             self.history(&mut state, created_by, true);
             state.key = key;
             return Ok(state);
@@ -1117,6 +1132,7 @@ impl Builder<'_> {
             workdir: cwd,
             lower_view,
             secrets: &self.opts.secrets,
+            secrets_dir: self.secrets.as_ref().map(|s| s.path()),
             digests: &self.digests,
         };
         crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|m| BuildError::at(ins, m))

@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use lb_layerstore::{Digest, Digester, Image};
+use lb_rootpath::Root;
 
 use crate::digests::FileDigests;
 
@@ -58,6 +59,11 @@ impl Visible {
     pub fn with(mut self, root: &Path, ignore: std::sync::Arc<crate::ignore::Ignore>) -> Visible {
         self.filters.push((root.to_path_buf(), ignore));
         self
+    }
+
+    /// Whether some path may be hidden (a filter has patterns).
+    pub fn hides_anything(&self) -> bool {
+        self.filters.iter().any(|(_, ignore)| !ignore.is_empty())
     }
 
     pub fn shows(&self, path: &Path) -> bool {
@@ -130,8 +136,50 @@ fn glob_pattern(p: &str) -> String {
     p.replace("[^", "[!")
 }
 
-fn in_root(root: &Path, p: &Path) -> PathBuf {
-    root.join(p.strip_prefix("/").unwrap_or(p))
+/// The paths inside `root` that `pattern` (relative; Go's `filepath.Match` syntax in each
+/// component) matches, sorted. Each directory on the way is listed where it resolves
+/// inside the root, so a symlinked directory never lists the host's.
+fn glob_in_root(root: &Root, pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut found = vec![PathBuf::new()];
+    for part in pattern.components() {
+        let Component::Normal(part) = part else {
+            continue;
+        };
+        let text = part.to_string_lossy();
+        if !has_wildcard(&text) {
+            found.iter_mut().for_each(|f| f.push(part));
+            continue;
+        }
+        let pat =
+            glob::Pattern::new(&glob_pattern(&text)).map_err(|e| format!("bad pattern: {e}"))?;
+        let mut next = Vec::new();
+        for dir in &found {
+            let Ok(host) = root.host_path(dir, true) else {
+                continue;
+            };
+            let Ok(entries) = fs::read_dir(&host) else {
+                continue;
+            };
+            let mut names: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            names.sort();
+            next.extend(
+                names
+                    .into_iter()
+                    .filter(|n| pat.matches_with(&n.to_string_lossy(), opts))
+                    .map(|n| dir.join(n)),
+            );
+        }
+        found = next;
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Whether `path` is a tar archive, perhaps compressed (what ADD unpacks).
@@ -193,41 +241,49 @@ impl CopyOp {
             parents,
             ref excludes,
         } = *spec;
-        let to = absolute_dest(dest, workdir);
-        let mut matched: Vec<PathBuf> = Vec::new();
+        let src_root = Root::open(root).map_err(|e| e.to_string())?;
+        let dst_root = Root::open(target).map_err(|e| e.to_string())?;
+        // The destination as the image sees it: symlinks in the image followed inside it.
+        let to = dst_root
+            .resolve(&absolute_dest(dest, workdir), true)
+            .map_err(|e| format!("destination {dest}: {e}"))?;
+        // (the path as written, the path it resolves to inside the root)
+        let mut matched: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut wildcard = false;
+        let not_found = |rel: &Path| {
+            format!(
+                "failed to compute cache key: \"/{}\": not found",
+                rel.display()
+            )
+        };
         for src in sources {
             let rel =
                 clean_relative(src).ok_or_else(|| format!("{src}: outside the build context"))?;
-            if has_wildcard(src) {
+            let named = if has_wildcard(src) {
                 wildcard = true;
-                let pattern = root.join(glob_pattern(&rel.to_string_lossy()));
-                let opts = glob::MatchOptions {
-                    case_sensitive: true,
-                    require_literal_separator: true,
-                    require_literal_leading_dot: false,
-                };
-                let mut found: Vec<PathBuf> = glob::glob_with(&pattern.to_string_lossy(), opts)
-                    .map_err(|e| format!("{src}: bad pattern: {e}"))?
-                    .filter_map(Result::ok)
-                    .collect();
-                found.retain(|p| visible.shows(p));
-                found.sort();
-                matched.extend(found);
+                glob_in_root(&src_root, &rel).map_err(|e| format!("{src}: {e}"))?
             } else {
-                let p = root.join(&rel);
-                if fs::symlink_metadata(&p).is_err() || !visible.shows(&p) {
-                    return Err(format!(
-                        "failed to compute cache key: \"/{}\": not found",
-                        rel.display()
-                    ));
+                vec![rel.clone()]
+            };
+            for name in named {
+                // A source is read where it resolves inside its root (a symlink's target
+                // in the context or the stage, never on the host), and must be visible
+                // both as named and as resolved (a link cannot alias an ignored file).
+                let found = src_root
+                    .host_path(&name, true)
+                    .ok()
+                    .filter(|p| fs::symlink_metadata(p).is_ok())
+                    .filter(|p| visible.shows(&root.join(&name)) && visible.shows(p));
+                match found {
+                    Some(p) => matched.push((root.join(&name), p)),
+                    None if has_wildcard(src) => {}
+                    None => return Err(not_found(&rel)),
                 }
-                matched.push(p);
             }
         }
         // Inline sources (heredocs, fetched URLs) are never unpacked.
         let local = matched.len();
-        matched.extend(inline.iter().cloned());
+        matched.extend(inline.iter().map(|p| (p.clone(), p.clone())));
         if matched.is_empty() {
             return Err("no source files were specified".into());
         }
@@ -235,13 +291,13 @@ impl CopyOp {
             || dest.ends_with("/.")
             || matched.len() > 1
             || wildcard
-            || in_root(target, &to).is_dir();
+            || dst_root.metadata(&to).is_ok_and(|md| md.is_dir());
         let mut items = Vec::new();
-        for (n, from) in matched.into_iter().enumerate() {
+        for (n, (named, from)) in matched.into_iter().enumerate() {
             let unpack = unpack && n < local;
-            let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", from.display()))?;
-            let item = if parents && from.starts_with(root) {
-                let rel = from.strip_prefix(root).unwrap_or(&from).to_path_buf();
+            let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", named.display()))?;
+            let item = if parents && named.starts_with(root) {
+                let rel = named.strip_prefix(root).unwrap_or(&named).to_path_buf();
                 Item {
                     to: to.join(rel),
                     from,
@@ -260,7 +316,7 @@ impl CopyOp {
                     unpack: true,
                 }
             } else if dest_is_dir {
-                let name = from.file_name().map(PathBuf::from).unwrap_or_default();
+                let name = named.file_name().map(PathBuf::from).unwrap_or_default();
                 Item {
                     to: to.join(name),
                     from,
@@ -348,13 +404,17 @@ impl CopyOp {
     }
 
     /// Writes the copy into `upper`, a fresh upper directory over the target image.
+    /// Every destination is resolved inside `upper` (a link an earlier source of this
+    /// copy wrote is followed within it, never to the host); sources are read where they
+    /// were resolved, files opened without following a link.
     pub fn write(&self, upper: &Path) -> Result<(), String> {
+        let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
         for item in &self.items {
-            let dest = in_root(upper, &item.to);
             let from_md =
                 fs::metadata(&item.from).map_err(|e| format!("{}: {e}", item.from.display()))?;
             // A directory's contents land in `to`, which becomes a directory itself.
-            let parent_of = if from_md.is_dir() || item.unpack {
+            let into_dir = from_md.is_dir() || item.unpack;
+            let parent_of = if into_dir {
                 Some(item.to.as_path())
             } else {
                 item.to.parent()
@@ -362,6 +422,9 @@ impl CopyOp {
             if let Some(p) = parent_of {
                 make_dirs(upper, &self.target, p, self.owner)?;
             }
+            let dest = upper_root
+                .host_path(&item.to, into_dir)
+                .map_err(|e| format!("{}: {e}", item.to.display()))?;
             if item.unpack {
                 let f = fs::File::open(&item.from)
                     .map_err(|e| format!("{}: {e}", item.from.display()))?;
@@ -393,8 +456,16 @@ impl CopyOp {
                     dest.join(&rel)
                 };
                 if md.is_dir() {
-                    if !to.is_dir() {
-                        fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+                    match fs::symlink_metadata(&to) {
+                        Ok(existing) if existing.is_dir() => {}
+                        Ok(_) => {
+                            // A link or file this copy wrote: replaced, never followed.
+                            fs::remove_file(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+                            fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+                        }
+                        Err(_) => {
+                            fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?
+                        }
                     }
                     if !rel.as_os_str().is_empty() {
                         dirs.push((to, md));
@@ -402,15 +473,14 @@ impl CopyOp {
                 } else if md.file_type().is_symlink() {
                     let target =
                         fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    let _ = fs::remove_file(&to);
+                    remove_non_dir(&to)?;
                     std::os::unix::fs::symlink(&target, &to)
                         .map_err(|e| format!("{}: {e}", to.display()))?;
                     self.own(&to, &md)?;
                     set_mtime(&to, &md)?;
                 } else if md.is_file() {
-                    let _ = fs::remove_file(&to);
-                    fs::copy(&path, &to)
-                        .map_err(|e| format!("copy {} to {}: {e}", path.display(), to.display()))?;
+                    remove_non_dir(&to)?;
+                    copy_file(&path, &to)?;
                     self.own(&to, &md)?;
                     let mode = self.chmod.unwrap_or(md.mode() & 0o7777);
                     fs::set_permissions(&to, fs::Permissions::from_mode(mode))
@@ -449,17 +519,21 @@ pub(crate) fn make_dirs(
     dir: &Path,
     owner: Option<(u32, u32)>,
 ) -> Result<(), String> {
+    let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
+    let target_root = Root::open(target).map_err(|e| e.to_string())?;
     let mut at = PathBuf::from("/");
     for c in dir.components() {
         let Component::Normal(n) = c else { continue };
         at.push(n);
-        let in_upper = in_root(upper, &at);
-        if in_upper.is_dir() {
+        let in_upper = upper_root
+            .host_path(&at, true)
+            .map_err(|e| format!("{}: {e}", at.display()))?;
+        if fs::symlink_metadata(&in_upper).is_ok_and(|md| md.is_dir()) {
             continue;
         }
-        fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", in_upper.display()))?;
-        let err = |e: std::io::Error| format!("{}: {e}", in_upper.display());
-        match fs::metadata(in_root(target, &at)) {
+        fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", at.display()))?;
+        let err = |e: std::io::Error| format!("{}: {e}", at.display());
+        match target_root.metadata(&at) {
             Ok(md) if md.is_dir() => {
                 std::os::unix::fs::lchown(&in_upper, Some(md.uid()), Some(md.gid()))
                     .map_err(err)?;
@@ -478,10 +552,44 @@ pub(crate) fn make_dirs(
     Ok(())
 }
 
+/// Removes what is at `path` unless it is a directory (a link is removed, not followed).
+fn remove_non_dir(path: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if !md.is_dir() => {
+            fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Copies the regular file `from` to a new file `to`; neither end follows a link.
+fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(from)
+        .map_err(|e| format!("{}: {e}", from.display()))?;
+    let mut dst = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    std::io::copy(&mut src, &mut dst)
+        .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
+    Ok(())
+}
+
 /// `--chown=user[:group]`, names looked up in the image's own files; a bare numeric user
 /// gets the same numeric group, as in BuildKit.
 pub(crate) fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), String> {
-    let read = |f: &str| fs::read_to_string(target.join(f)).unwrap_or_default();
+    let root = Root::open(target).map_err(|e| e.to_string())?;
+    let read = |f: &str| {
+        root.read(Path::new(f))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
     let u = lb_runtime::user::resolve(spec, &read("etc/passwd"), &read("etc/group"))
         .map_err(|e| format!("--chown={spec}: {e}"))?;
     let gid = match spec.split_once(':') {
@@ -520,6 +628,49 @@ fn walk(
                 walk(&child, &rel.join(&n), false, visible, out)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Makes `to` a tree of what of `from` is visible: directories made with their metadata,
+/// links recreated (never followed), files hard-linked when `link` (a read-only view:
+/// the same inodes, nothing copied) or copied (a throw-away copy to write to).
+pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> Result<(), String> {
+    let mut files = Vec::new();
+    walk(from, Path::new(""), true, visible, &mut files)?;
+    let mut dirs = Vec::new();
+    for (path, rel, md) in files {
+        let at = if rel.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(&rel)
+        };
+        let err = |e: std::io::Error| format!("{}: {e}", at.display());
+        if md.is_dir() {
+            fs::create_dir(&at).map_err(err)?;
+            dirs.push((at, md));
+            continue;
+        }
+        if md.file_type().is_symlink() {
+            let target = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::os::unix::fs::symlink(&target, &at).map_err(err)?;
+        } else if md.is_file() {
+            if !(link && fs::hard_link(&path, &at).is_ok()) {
+                copy_file(&path, &at)?;
+                fs::set_permissions(&at, fs::Permissions::from_mode(md.mode() & 0o7777))
+                    .map_err(err)?;
+            }
+        } else {
+            continue; // devices, fifos and sockets are not part of a context
+        }
+        std::os::unix::fs::lchown(&at, Some(md.uid()), Some(md.gid())).map_err(err)?;
+        set_mtime(&at, &md)?;
+    }
+    for (at, md) in dirs.into_iter().rev() {
+        let err = |e: std::io::Error| format!("{}: {e}", at.display());
+        std::os::unix::fs::lchown(&at, Some(md.uid()), Some(md.gid())).map_err(err)?;
+        fs::set_permissions(&at, fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(err)?;
+        set_mtime(&at, &md)?;
     }
     Ok(())
 }

@@ -81,8 +81,11 @@ fn clean(p: &str) -> String {
 impl Ignore {
     /// Reads `CONTEXT/.dockerignore`; none is no patterns.
     pub fn load(context: &Path) -> Result<Ignore, String> {
-        match std::fs::read_to_string(context.join(".dockerignore")) {
-            Ok(text) => Ignore::parse(&text),
+        // Read inside the context: a link named .dockerignore cannot read a host file.
+        let read =
+            lb_rootpath::Root::open(context).and_then(|r| r.read(Path::new(".dockerignore")));
+        match read {
+            Ok(text) => Ignore::parse(&String::from_utf8_lossy(&text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
             Err(e) => Err(format!(".dockerignore: {e}")),
         }
@@ -107,6 +110,11 @@ impl Ignore {
             patterns.push(Pattern { regex, exclusion });
         }
         Ok(Ignore { patterns })
+    }
+
+    /// Whether there are no patterns (nothing is left out).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
     }
 
     /// Whether `rel` (relative to the context, `/`-separated) is left out of the context.

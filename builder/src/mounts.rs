@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use lb_parser::{MountType, Sharing};
+use lb_rootpath::Root;
 use oci_spec::runtime::{Mount, MountBuilder};
 use serde_json::{Value, json};
 
@@ -34,6 +35,74 @@ pub(crate) struct Prepared {
     pub stubs: Vec<PathBuf>,
     /// Held for the run: `sharing=locked` caches.
     pub _locks: Vec<std::fs::File>,
+    /// The step's private copies of its secrets, removed when the step is done.
+    pub _secrets: Vec<SecretCopy>,
+}
+
+/// A tmpfs in the build's own mount namespace that holds the copies of secrets the
+/// steps mount: never on disk, gone with the build.
+pub(crate) struct SecretsTmpfs(PathBuf);
+
+impl SecretsTmpfs {
+    pub fn mount(dir: &Path) -> Result<SecretsTmpfs, String> {
+        std::fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=0700"),
+        )
+        .map_err(|e| format!("mount a tmpfs for secrets on {}: {e}", dir.display()))?;
+        Ok(SecretsTmpfs(dir.to_path_buf()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SecretsTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// One secret as a step sees it: a file of its own on the secrets tmpfs with the mount's
+/// owner and mode (BuildKit's defaults: uid 0, gid 0, 0400), whatever the source's were.
+pub(crate) struct SecretCopy(PathBuf);
+
+impl SecretCopy {
+    fn write(
+        dir: Option<&Path>,
+        name: &str,
+        value: &[u8],
+        (uid, gid): (u32, u32),
+        mode: u32,
+    ) -> std::io::Result<SecretCopy> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = dir.ok_or_else(|| std::io::Error::other("no secrets were given to the build"))?;
+        let path = dir.join(lb_layerstore::Digest::of(name.as_bytes()).hex());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let copy = SecretCopy(path);
+        f.write_all(value)?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        Ok(copy)
+    }
+}
+
+impl Drop for SecretCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// What a mount reads from, when it reads from a file system.
@@ -64,6 +133,8 @@ pub(crate) struct MountEnv<'a> {
     /// The image's file system before the step (to tell stubs).
     pub lower_view: &'a Path,
     pub secrets: &'a BTreeMap<String, SecretSource>,
+    /// Where secrets' copies are written (a tmpfs), when the build was given any.
+    pub secrets_dir: Option<&'a Path>,
     pub digests: &'a crate::digests::FileDigests,
 }
 
@@ -145,26 +216,32 @@ pub(crate) fn prepare(
                 let from_image = from_key != "context";
                 let rel = crate::copy::clean_relative(&source)
                     .ok_or_else(|| format!("mount source {source}: outside its root"))?;
-                let path = root.join(&rel);
-                if std::fs::symlink_metadata(&path).is_err() {
-                    return Err(format!("mount source \"/{}\": not found", rel.display()));
+                // Resolved inside its root (a link in the context or the stage names a
+                // path of that root, never the host's), visible as named and as resolved.
+                let not_found = || format!("mount source \"/{}\": not found", rel.display());
+                let path = Root::open(&root)
+                    .and_then(|r| r.host_path(&rel, true))
+                    .map_err(|_| not_found())?;
+                if std::fs::symlink_metadata(&path).is_err()
+                    || !visible.shows(&root.join(&rel))
+                    || !visible.shows(&path)
+                {
+                    return Err(not_found());
                 }
                 let digest = crate::copy::tree_digest(&path, from_image, &visible, env.digests)?;
-                let path = if m.read_only {
-                    path
-                } else {
+                let path = if !m.read_only {
                     // Writes to a rw bind are thrown away: they go to a copy.
                     let copy = env.step_dir.join(format!("bind-{n}"));
-                    let st = std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&path)
-                        .arg(&copy)
-                        .status()
-                        .map_err(|e| format!("cp: {e}"))?;
-                    if !st.success() {
-                        return Err(format!("copying {} for a rw bind failed", path.display()));
-                    }
+                    crate::copy::mirror(&path, &visible, &copy, false)?;
                     copy
+                } else if visible.hides_anything() {
+                    // What .dockerignore leaves out is absent from the mounted tree, as
+                    // from the context BuildKit receives: a tree of links to what is seen.
+                    let tree = env.step_dir.join(format!("bind-{n}"));
+                    crate::copy::mirror(&path, &visible, &tree, true)?;
+                    tree
+                } else {
+                    path
                 };
                 p.mounts.push(bind(&target, &path, m.read_only));
                 p.key.push(json!({ "bind": target, "from": from_key, "source": source, "digest": digest.to_string(), "ro": m.read_only }));
@@ -198,34 +275,35 @@ pub(crate) fn prepare(
                     }
                     continue;
                 };
-                let file = match src {
-                    SecretSource::File(f) => f.clone(),
-                    SecretSource::Env(var) => {
-                        let value = std::env::var(var)
-                            .map_err(|_| format!("secret {id}: ${var} is not set"))?;
-                        let f = env.step_dir.join(format!("secret-{n}"));
-                        std::fs::write(&f, value).map_err(|e| format!("{}: {e}", f.display()))?;
-                        f
-                    }
+                let value = match src {
+                    SecretSource::File(f) => std::fs::read(f)
+                        .map_err(|e| format!("secret {id}: {}: {e}", f.display()))?,
+                    SecretSource::Env(var) => std::env::var(var)
+                        .map_err(|_| format!("secret {id}: ${var} is not set"))?
+                        .into_bytes(),
                 };
                 if let Some(var) = &m.env {
-                    let value =
-                        std::fs::read_to_string(&file).map_err(|e| format!("secret {id}: {e}"))?;
-                    p.env.push((var.clone(), value));
+                    p.env
+                        .push((var.clone(), String::from_utf8_lossy(&value).into_owned()));
                     if m.target.is_none() {
                         continue;
                     }
                 }
-                p.mounts.push(bind(&target, &file, true));
+                let copy = SecretCopy::write(
+                    env.secrets_dir,
+                    &format!("{}-{n}", env.step_dir.display()),
+                    &value,
+                    (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                    m.mode.unwrap_or(0o400),
+                )
+                .map_err(|e| format!("secret {id}: {e}"))?;
+                p.mounts.push(bind(&target, &copy.0, true));
+                p._secrets.push(copy);
             }
             MountType::Ssh => return Err("RUN --mount=type=ssh is not supported by lb yet".into()),
         }
-        if std::fs::symlink_metadata(
-            env.lower_view
-                .join(target.strip_prefix("/").unwrap_or(&target)),
-        )
-        .is_err()
-        {
+        let in_image = Root::open(env.lower_view).and_then(|r| r.symlink_metadata(&target));
+        if in_image.is_err() {
             p.stubs.push(target);
         }
     }
@@ -237,12 +315,18 @@ pub(crate) fn prepare(
 /// leaves them: that is the reference the differential tests build against (BuildKit 0.10
 /// and later remove empty ones too).
 pub(crate) fn remove_stubs(upper: &Path, lower_view: &Path, stubs: &[PathBuf]) {
+    let (Ok(lower), Ok(upper)) = (Root::open(lower_view), Root::open(upper)) else {
+        return;
+    };
     for stub in stubs {
         let rel = stub.strip_prefix("/").unwrap_or(stub);
-        if rel.as_os_str().is_empty() || std::fs::symlink_metadata(lower_view.join(rel)).is_ok() {
+        if rel.as_os_str().is_empty() || lower.symlink_metadata(rel).is_ok() {
             continue;
         }
-        let p = upper.join(rel);
+        // Resolved inside the upper dir: the step may have made a parent a link.
+        let Ok(p) = upper.host_path(rel, false) else {
+            continue;
+        };
         if std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0) {
             let _ = std::fs::remove_file(&p);
         }

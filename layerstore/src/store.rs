@@ -70,10 +70,56 @@ pub fn default_root(flag: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The store's directories that hold image or container files (setuid binaries among
+/// them): made and kept 0700, so no other host user reaches them.
+const PRIVATE_DIRS: &[&str] = &[
+    "blobs",
+    "ingest",
+    "snapshots",
+    "containers",
+    "build",
+    "cache",
+    "cache-mounts",
+    "compressed",
+    "unsynced",
+    "netns",
+    "networks",
+    "registries",
+];
+
+/// The store root as docker keeps its data root: 0711 (others may pass through to nothing
+/// they can name), every directory with content 0700; a store made by an older lb (0755)
+/// is fixed here, on open. A root the caller does not own is left as it is.
+fn restrict(root: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let set = |path: &Path, mode: u32| -> Result<(), Error> {
+        let md = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if md.permissions().mode() & 0o7777 != mode {
+            match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                other => other.map_err(|e| Error::io(path, e))?,
+            }
+        }
+        Ok(())
+    };
+    set(root, 0o711)?;
+    for name in PRIVATE_DIRS {
+        let dir = root.join(name);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::io(&dir, e));
+            }
+            _ => set(&dir, 0o700)?,
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store at `root`, creating its layout on first use.
     pub fn open(root: &Path) -> Result<Store, Error> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        restrict(root)?;
         let content = ContentStore::open(root)?;
         let layout = root.join("oci-layout");
         if !layout.exists() {

@@ -200,28 +200,12 @@ fn mount_overlay_fsconfig(
     Ok(())
 }
 
-/// `openat2(root, path, RESOLVE_IN_ROOT)`: `path` (absolute or not) as seen from inside
-/// `root`; symlinks and `..` can never leave it.
+/// `path` (absolute or not) opened as seen from inside `root`: the one resolver
+/// (`lb_rootpath`), so symlinks and `..` can never leave it.
 fn open_in_root(root: RawFd, path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
-    let p = CString::new(path.as_os_str().as_bytes())?;
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid pointers for the duration of the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            p.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    // SAFETY: `root` is a directory descriptor the caller holds open for the call.
+    let root = unsafe { std::os::fd::BorrowedFd::borrow_raw(root) };
+    lb_rootpath::open_in_root(root, path, flags)
 }
 
 /// Makes `path` exist inside `root` (a directory, or an empty file when `file`), creating
@@ -356,29 +340,7 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
         return mount_cgroups(root_fd, dest, flags);
     }
     if bind {
-        mount(
-            Some(&source),
-            &tpath,
-            None::<&str>,
-            MsFlags::MS_BIND | (flags & MsFlags::MS_REC),
-            None::<&str>,
-        )
-        .map_err(|e| Error::sys(&what, e))?;
-        // A bind mount takes its flags only on a remount; reopen the target so the remount
-        // applies to the new mount, not to what was under it.
-        let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-        if !extra.is_empty() {
-            let target =
-                open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(&what, e))?;
-            mount(
-                None::<&str>,
-                &fd_path(&target),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
-                None::<&str>,
-            )
-            .map_err(|e| Error::sys(format!("{what} (remount)"), e))?;
-        }
+        return bind_on(&source, &target, flags, propagation).map_err(|e| Error::sys(&what, e));
     } else {
         let data = data.join(",");
         mount(
@@ -400,6 +362,104 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
             None::<&str>,
         )
         .map_err(|e| Error::sys(format!("{what} (propagation)"), e))?;
+    }
+    Ok(())
+}
+
+/// A bind of `source` made on `target`, a descriptor already resolved inside the root:
+/// the tree is cloned detached (`open_tree`), given its flags there (`mount_setattr`:
+/// read-only, nosuid...), attached on the descriptor (`move_mount`), and its propagation
+/// set through the same mount descriptor. No path inside the container is resolved a
+/// second time, so a rename race in a shared volume can neither move where the bind lands
+/// nor leave it writable while remounting something else read-only (CVE-2021-30465).
+fn bind_on(
+    source: &Path,
+    target: &OwnedFd,
+    flags: MsFlags,
+    propagation: MsFlags,
+) -> std::io::Result<()> {
+    let src = CString::new(source.as_os_str().as_bytes())?;
+    let recursive = flags.contains(MsFlags::MS_REC);
+    let tree_flags = libc::OPEN_TREE_CLONE
+        | libc::OPEN_TREE_CLOEXEC
+        | if recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
+    // SAFETY: a valid C string; the result is checked.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            tree_flags,
+        )
+    };
+    if tree < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let setattr = |attr: &libc::mount_attr, recursive: bool| -> std::io::Result<()> {
+        let at = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+        // SAFETY: valid pointers for the duration of the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                at,
+                attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: an all-zero mount_attr is valid (nothing set).
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    for (ms, ma) in [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+    ] {
+        if flags.contains(ms) {
+            attr.attr_set |= ma;
+        }
+    }
+    if attr.attr_set & (libc::MOUNT_ATTR_NOATIME | libc::MOUNT_ATTR_STRICTATIME) != 0 {
+        attr.attr_clr |= libc::MOUNT_ATTR__ATIME;
+    }
+    if attr.attr_set != 0 {
+        setattr(&attr, recursive)?;
+    }
+    // SAFETY: both descriptors are valid; empty paths with the EMPTY_PATH flags.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if moved < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let kind = propagation & !MsFlags::MS_REC;
+    if !kind.is_empty() {
+        // SAFETY: as above.
+        let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+        attr.propagation = kind.bits();
+        setattr(&attr, propagation.contains(MsFlags::MS_REC))?;
     }
     Ok(())
 }

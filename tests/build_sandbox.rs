@@ -1,0 +1,361 @@
+//! The build's sandbox, tried as an attacker would: a hostile Dockerfile, build context or
+//! stage that names host paths through symlinks (absolute, `../`, a linked directory or
+//! parent), in `COPY`, `COPY --from`, wildcards and `RUN --mount=type=bind` (read-only and
+//! `rw`); `.dockerignore` bypasses (a link aliasing an ignored file, a bind mount of the
+//! context); secret mounts' owner and mode; the store's permissions for other host users.
+//! Each asserts that the host is untouched and that nothing outside the root reached the
+//! image, with BuildKit's answer where it has one (a source that resolves to nothing inside
+//! its root is "not found").
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::*;
+
+const SECRET: &str = "HOST-SECRET-7f3a";
+
+/// A host directory outside every context: `secret.txt` to leak, `victim/` to write into.
+struct Host {
+    dir: PathBuf,
+}
+
+impl Host {
+    fn new(env: &Env) -> Host {
+        let dir = env.root.parent().unwrap().join("host");
+        std::fs::create_dir_all(dir.join("victim")).unwrap();
+        std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
+        Host { dir }
+    }
+
+    /// Asserts that nothing was written into the host directory.
+    fn untouched(&self) {
+        let names: Vec<_> = std::fs::read_dir(self.dir.join("victim"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.is_empty(), "the build wrote into the host: {names:?}");
+        assert_eq!(
+            std::fs::read_to_string(self.dir.join("secret.txt")).unwrap(),
+            SECRET
+        );
+    }
+}
+
+/// A fresh context directory `name` holding `Dockerfile` and `files` (path, content).
+fn context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let ctx = env.root.parent().unwrap().join(name);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    for (path, content) in files {
+        let p = ctx.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    ctx
+}
+
+/// Whether any layer the store unpacked (every image's snapshots) holds `needle` in a
+/// file (`grep -r` follows no links).
+fn store_holds(env: &Env, needle: &str) -> bool {
+    Command::new("grep")
+        .args(["-rlqF", needle])
+        .arg(env.root.join("snapshots"))
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Builds `ctx` as `tag`: (exit code, progress).
+fn build_ctx(env: &Env, ctx: &Path, tag: &str) -> (i32, String) {
+    let (code, _, log) = build(
+        env,
+        &["--progress", "plain", "-t", tag, ctx.to_str().unwrap()],
+    );
+    (code, log)
+}
+
+#[test]
+fn copy_never_follows_a_link_out_of_the_context() {
+    let Some(env) = setup() else { return };
+    let host = Host::new(&env);
+    let secret = host.dir.join("secret.txt");
+    // (link name, link target, the COPY source that goes through it)
+    let depth = "../".repeat(host.dir.components().count() + 2);
+    let attacks = [
+        ("leak", secret.display().to_string(), "leak"),
+        ("upleak", format!("{depth}{}", secret.display()), "upleak"),
+        (
+            "linkdir",
+            host.dir.display().to_string(),
+            "linkdir/secret.txt",
+        ),
+        ("parent", "..".to_string(), "parent/host/secret.txt"),
+        ("globdir", host.dir.display().to_string(), "globdir/*.txt"),
+    ];
+    for (n, (link, target, source)) in attacks.iter().enumerate() {
+        let df = format!("FROM busybox\nCOPY {source} /x/\n");
+        let ctx = context(&env, &format!("copy-{n}"), &df, &[("ok.txt", "ok")]);
+        symlink(target, ctx.join(link)).unwrap();
+        let tag = format!("copy{n}");
+        let (code, log) = build_ctx(&env, &ctx, &tag);
+        assert!(!log.contains(SECRET), "{log}");
+        if code == 0 {
+            assert!(
+                !store_holds(&env, SECRET),
+                "COPY {source} through {link} -> {target} put the host file in the image"
+            );
+        } else {
+            assert!(
+                log.contains("not found") || log.contains("no source files"),
+                "{log}"
+            );
+        }
+    }
+    // A link whose target is inside the context is followed inside it, as BuildKit does.
+    let ctx = context(
+        &env,
+        "copy-inside",
+        "FROM busybox\nCOPY alias /a\nCOPY /abs/in.txt /b\n",
+        &[("real/in.txt", "inside")],
+    );
+    symlink("real/in.txt", ctx.join("alias")).unwrap();
+    symlink("/real", ctx.join("abs")).unwrap();
+    let (code, log) = build_ctx(&env, &ctx, "inside");
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "inside", &["cat", "/a", "/b"]);
+    assert_eq!(out, "insideinside");
+    host.untouched();
+}
+
+#[test]
+fn a_stage_cannot_reach_the_host_through_its_own_links() {
+    let Some(env) = setup() else { return };
+    let host = Host::new(&env);
+    let h = host.dir.display();
+    let up = "../".repeat(12);
+    let hrel = host.dir.strip_prefix("/").unwrap().display();
+    // COPY --from through an absolute and a `../` link the stage made.
+    let df = format!(
+        "FROM busybox AS s\nRUN ln -s {h} /link && ln -s {up}{hrel} /up\n\
+         FROM busybox\nCOPY --from=s /link/secret.txt /a\n"
+    );
+    let ctx = context(&env, "from-abs", &df, &[]);
+    let (code, log) = build_ctx(&env, &ctx, "fromabs");
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("not found"), "{log}");
+    let df = format!(
+        "FROM busybox AS s\nRUN ln -s {h} /link && ln -s {up}{hrel} /up\n\
+         FROM busybox\nCOPY --from=s /up/secret.txt /a\n"
+    );
+    let ctx = context(&env, "from-up", &df, &[]);
+    let (code, log) = build_ctx(&env, &ctx, "fromup");
+    assert_ne!(code, 0, "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+    // RUN --mount=type=bind from the stage, read-only and rw, through both links: the
+    // sources are not found inside the stage (BuildKit's answer), nothing is written.
+    for (n, (source, rw)) in [("link", ""), ("link", ",rw"), ("up", ",rw")]
+        .iter()
+        .enumerate()
+    {
+        let df = format!(
+            "FROM busybox AS s\nRUN ln -s {h} /link && ln -s {up}{hrel} /up\n\
+             FROM busybox\nRUN --mount=type=bind,from=s,source={source},target=/h{rw} \
+             sh -c 'cat /h/secret.txt; echo pwned > /h/victim/pwned'\n"
+        );
+        let ctx = context(&env, &format!("bind-stage-{n}"), &df, &[]);
+        let (code, log) = build_ctx(&env, &ctx, &format!("bindstage{n}"));
+        assert_ne!(code, 0, "{log}");
+        assert!(log.contains("not found"), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+    }
+    // A link inside the stage's own tree still works (followed inside the stage).
+    let df = "FROM busybox AS s\nRUN mkdir -p /data && echo staged > /data/f && ln -s /data /link\n\
+              FROM busybox\nRUN --mount=type=bind,from=s,source=link,target=/h cat /h/f > /seen\n\
+              COPY --from=s /link/f /copied\n";
+    let ctx = context(&env, "bind-stage-ok", df, &[]);
+    let (code, log) = build_ctx(&env, &ctx, "bindok");
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(&env, &[], "bindok", &["cat", "/seen", "/copied"]);
+    assert_eq!(out, "staged\nstaged\n");
+    host.untouched();
+}
+
+#[test]
+fn a_context_link_cannot_be_bound_to_the_host() {
+    let Some(env) = setup() else { return };
+    let host = Host::new(&env);
+    for (n, rw) in ["", ",rw"].iter().enumerate() {
+        let df = format!(
+            "FROM busybox\nRUN --mount=type=bind,source=leak,target=/h{rw} \
+             sh -c 'cat /h/secret.txt; echo pwned > /h/victim/pwned'\n"
+        );
+        let ctx = context(&env, &format!("bind-ctx-{n}"), &df, &[]);
+        symlink(&host.dir, ctx.join("leak")).unwrap();
+        let (code, log) = build_ctx(&env, &ctx, &format!("bindctx{n}"));
+        assert_ne!(code, 0, "{log}");
+        assert!(log.contains("not found"), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+    }
+    host.untouched();
+}
+
+#[test]
+fn dockerignore_holds_for_bind_mounts_and_aliases() {
+    let Some(env) = setup() else { return };
+    let files = [
+        (".dockerignore", "secret.txt\nprivate/\n"),
+        ("secret.txt", SECRET),
+        ("private/key", SECRET),
+        ("public.txt", "public"),
+    ];
+    // The whole context bound (read-only and rw): ignored files are absent.
+    let df = "FROM busybox\n\
+              RUN --mount=type=bind,target=/c sh -c 'ls -a /c | sort > /ro; cat /c/secret.txt /c/private/key /c/alias 2>/dev/null; true'\n\
+              RUN --mount=type=bind,target=/c,rw sh -c 'ls -a /c | sort > /rw; cat /c/secret.txt 2>/dev/null; true'\n";
+    let ctx = context(&env, "ignore-bind", df, &files);
+    symlink("secret.txt", ctx.join("alias")).unwrap();
+    let (code, log) = build_ctx(&env, &ctx, "ignorebind");
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+    let (_, out, _) = run_image(&env, &[], "ignorebind", &["cat", "/ro", "/rw"]);
+    let listing = ".\n..\n.dockerignore\nDockerfile\nalias\npublic.txt\n";
+    assert_eq!(out, format!("{listing}{listing}"));
+    // An ignored file as a mount's source, or a link to it, is not found.
+    for (n, source) in ["secret.txt", "alias", "private"].iter().enumerate() {
+        let df = format!("FROM busybox\nRUN --mount=type=bind,source={source},target=/s cat /s\n");
+        let ctx = context(&env, &format!("ignore-src-{n}"), &df, &files);
+        symlink("secret.txt", ctx.join("alias")).unwrap();
+        let (code, log) = build_ctx(&env, &ctx, &format!("ignoresrc{n}"));
+        assert_ne!(code, 0, "{log}");
+        assert!(log.contains("not found"), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+    }
+    // COPY of a link that aliases an ignored file (or a directory link into an ignored
+    // directory) is not found, as from the context BuildKit receives.
+    for (n, (link, target)) in [("alias", "secret.txt"), ("pdir", "private")]
+        .iter()
+        .enumerate()
+    {
+        let source = if *link == "pdir" { "pdir/key" } else { link };
+        let df = format!("FROM busybox\nCOPY {source} /x\n");
+        let ctx = context(&env, &format!("ignore-copy-{n}"), &df, &files);
+        symlink(target, ctx.join(link)).unwrap();
+        let (code, log) = build_ctx(&env, &ctx, &format!("ignorecopy{n}"));
+        assert_ne!(code, 0, "{log}");
+        assert!(log.contains("not found"), "{log}");
+    }
+}
+
+#[test]
+fn secrets_are_private_copies_with_buildkits_owner_and_mode() {
+    let Some(env) = setup() else { return };
+    let dir = env.root.parent().unwrap();
+    let secret = dir.join("token");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let df = "FROM busybox\n\
+              RUN --mount=type=secret,id=token stat -c '%a %u %g' /run/secrets/token > /default\n\
+              RUN --mount=type=secret,id=token,uid=1000,gid=1001,mode=0440 stat -c '%a %u %g' /run/secrets/token > /custom\n\
+              RUN --mount=type=secret,id=token,target=/tok sh -c 'echo gone > /tok' 2> /write-err; true\n\
+              USER 1000\n\
+              RUN --mount=type=secret,id=token sh -c 'cat /run/secrets/token || echo denied' > /tmp/user\n";
+    let ctx = context(&env, "secrets", df, &[]);
+    let arg = format!("id=token,src={}", secret.display());
+    let (code, _, log) = build(
+        &env,
+        &[
+            "--progress",
+            "plain",
+            "--secret",
+            &arg,
+            "-t",
+            "secrets",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &[],
+        "secrets",
+        &["cat", "/default", "/custom", "/tmp/user", "/write-err"],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("400 0 0"));
+    assert_eq!(lines.next(), Some("440 1000 1001"));
+    assert_eq!(lines.next(), Some("denied"));
+    assert!(
+        lines.next().unwrap_or("").contains("Read-only file system"),
+        "{out}"
+    );
+    // The host file is as it was, and the secret is in no layer.
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cr3t");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(!store_holds(&env, "s3cr3t"));
+}
+
+#[test]
+fn the_store_is_roots_alone() {
+    let Some(env) = setup() else { return };
+    // Open to the world above the store, so only the store's own modes protect it.
+    let parent = env.root.parent().unwrap();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A setuid root shell in an image's snapshot and in a container's upper dir.
+    let ctx = context(
+        &env,
+        "suid",
+        "FROM busybox\nRUN cp /bin/busybox /suid-sh && chmod 4755 /suid-sh\n",
+        &[],
+    );
+    let (code, log) = build_ctx(&env, &ctx, "suid");
+    assert_eq!(code, 0, "{log}");
+    let out = lb(
+        &env,
+        &["run", "-d", "--name", "keep", "suid", "sleep", "30"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&env.root), 0o711);
+    for d in ["containers", "snapshots", "build", "cache-mounts", "blobs"] {
+        assert_eq!(mode(&env.root.join(d)), 0o700, "{d}");
+    }
+    // Host user nobody finds no way in: every setuid copy below the store is out of reach.
+    let found = Command::new("find")
+        .arg(&env.root)
+        .args(["-perm", "-4000", "-type", "f"])
+        .output()
+        .unwrap();
+    let suid: Vec<String> = text(&found.stdout).lines().map(String::from).collect();
+    assert!(!suid.is_empty(), "the test's setuid file was not found");
+    for path in &suid {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                path,
+                "-c",
+                "id -u",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "nobody ran {path}: {}",
+            text(&out.stdout)
+        );
+    }
+    let _ = lb(&env, &["rm", "-f", "keep"]);
+    // A store an older lb left open is closed again when it is next opened.
+    for d in [&env.root, &env.root.join("snapshots")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(lb(&env, &["images"]).status.success());
+    assert_eq!(mode(&env.root), 0o711);
+    assert_eq!(mode(&env.root.join("snapshots")), 0o700);
+}
