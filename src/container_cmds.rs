@@ -2,7 +2,7 @@
 //! tie the store (images, snapshots, container records) to the runtime; the rules live in
 //! `run_spec` and the crates.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +109,12 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
+    /// Logging driver: json-file (the default) or none
+    #[arg(long = "log-driver", default_value = "json-file")]
+    log_driver: String,
+    /// Log driver options: max-size=SIZE (e.g. 10m), max-file=N
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
     /// The image, then the command and its arguments
     #[arg(
         value_name = "IMAGE [COMMAND] [ARG...]",
@@ -329,6 +335,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Validate everything before anything is written to the store.
     let dir_guess = store.container_dir(&id);
     let plan = run_spec::plan(&image_cfg, &opts, &dir_guess.join("etc"))?;
+    let (_, log_config) = crate::json_log::LogConfig::from_flags(&args.log_driver, &args.log_opt)?;
     let name = args.name.clone().unwrap_or_else(|| generated_name(&id));
     let record = ContainerRecord {
         id: id.clone(),
@@ -347,6 +354,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             "lowers": lowers,
             "network": network.as_ref().map_or(args.network.as_str(), |n| n.name.as_str()),
             "ports": bound.iter().map(|b| b.spec().to_string()).collect::<Vec<_>>(),
+            "log_config": log_config,
         }),
     };
     let dir = store.create_container(&record)?;
@@ -529,6 +537,7 @@ fn detach(
 ) -> anyhow::Result<ExitCode> {
     let auto_remove = record.auto_remove;
     let tty = record.config["tty"].as_bool().unwrap_or(false);
+    let log_config = crate::json_log::LogConfig::from_record(&record.config["log_config"])?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: lb is single-threaded here; the child only starts and follows the container.
     match unsafe { nix::unistd::fork() }? {
@@ -538,7 +547,7 @@ fn detach(
             let mut ready = std::fs::File::from(ready_w);
             // The container's output: a pty's master (`-t`, one stream, as docker logs it)
             // or a pipe for each stream.
-            let streams = match log_streams(tty) {
+            let streams = match log_streams(tty, &log_config) {
                 Ok((stdio, streams)) => {
                     launch.stdio = stdio;
                     streams
@@ -578,7 +587,16 @@ fn detach(
                             lb_network::ports::relay(b, ip);
                         }
                     }
-                    copy_logs(dir, streams);
+                    // Copying the output is the container's work: its CPU time is
+                    // charged to the container's cgroup (v1), so a flood is throttled by
+                    // the container's own limits. Back out before the container's
+                    // processes are killed at its end (`wait`).
+                    let charge = lb_runtime::cgroups::Cgroup::open(&record.id)
+                        .ok()
+                        .flatten()
+                        .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
+                    crate::json_log::copy(dir, &log_config, streams);
+                    drop(charge);
                     let code = c.wait().unwrap_or(255);
                     // Off the network before the exit is recorded: whoever waits for it
                     // (stop, rm, wait) finds the links and addresses gone.
@@ -628,20 +646,24 @@ fn detach(
     }
 }
 
-/// One line of docker's json-file log.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LogLine {
-    log: String,
-    stream: String,
-    time: String,
-}
-
-/// A detached container's standard streams, and the ends the monitor reads them from.
-fn log_streams(tty: bool) -> anyhow::Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'static str)>)> {
+/// A detached container's standard streams, and the ends the monitor reads them from
+/// (none with `--log-driver none` and no terminal: the output goes to /dev/null).
+fn log_streams(
+    tty: bool,
+    log_config: &crate::json_log::LogConfig,
+) -> anyhow::Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'static str)>)> {
     if tty {
         let pty = lb_runtime::tty::Pty::open()?;
         let stdio = pty.container_stdio()?;
         return Ok((stdio, vec![(pty.close_slave(), "stdout")]));
+    }
+    if *log_config == crate::json_log::LogConfig::None {
+        let stdio = lb_runtime::Stdio::Fds {
+            stdin: devnull()?,
+            stdout: devnull()?,
+            stderr: devnull()?,
+        };
+        return Ok((stdio, Vec::new()));
     }
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -651,72 +673,6 @@ fn log_streams(tty: bool) -> anyhow::Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'
         stderr: err_w,
     };
     Ok((stdio, vec![(out_r, "stdout"), (err_r, "stderr")]))
-}
-
-/// Copies the container's output streams into `log.json` until they close (a pty's master
-/// reads EIO once the container has closed its side).
-fn copy_logs(dir: &Path, streams: Vec<(OwnedFd, &'static str)>) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let Ok(mut log) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("log.json"))
-    else {
-        return;
-    };
-    let mut streams: Vec<(std::fs::File, &str, Vec<u8>)> = streams
-        .into_iter()
-        .map(|(fd, name)| (std::fs::File::from(fd), name, Vec::new()))
-        .collect();
-    let mut buf = vec![0u8; 64 * 1024];
-    while !streams.is_empty() {
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd> = streams
-                .iter()
-                .map(|(f, _, _)| PollFd::new(std::os::fd::AsFd::as_fd(f), PollFlags::POLLIN))
-                .collect();
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
-                continue;
-            }
-            fds.iter()
-                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-                .collect()
-        };
-        let mut closed = Vec::new();
-        for (i, (f, stream, pending)) in streams.iter_mut().enumerate() {
-            if !ready[i] {
-                continue;
-            }
-            let n = f.read(&mut buf).unwrap_or(0);
-            if n == 0 {
-                closed.push(i);
-                if !pending.is_empty() {
-                    write_log(&mut log, stream, std::mem::take(pending));
-                }
-                continue;
-            }
-            pending.extend_from_slice(&buf[..n]);
-            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                write_log(&mut log, stream, line);
-            }
-        }
-        for i in closed.into_iter().rev() {
-            streams.remove(i);
-        }
-    }
-}
-
-fn write_log(log: &mut std::fs::File, stream: &str, line: Vec<u8>) {
-    let entry = LogLine {
-        log: String::from_utf8_lossy(&line).into_owned(),
-        stream: stream.into(),
-        time: now(),
-    };
-    if let Ok(mut s) = serde_json::to_string(&entry) {
-        s.push('\n');
-        let _ = log.write_all(s.as_bytes());
-    }
 }
 
 #[derive(Args)]
@@ -838,63 +794,22 @@ pub struct LogsArgs {
 pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let c = store.container(&args.container)?;
     let dir = store.container_dir(&c.id);
-    let path = dir.join("log.json");
+    if crate::json_log::LogConfig::from_record(&c.config["log_config"])?
+        == crate::json_log::LogConfig::None
+    {
+        bail!("configured logging driver does not support reading");
+    }
     let tail: Option<usize> = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
     };
-    let print = |line: &str| {
-        if let Ok(l) = serde_json::from_str::<LogLine>(line) {
-            let text = if args.timestamps {
-                format!("{} {}", l.time, l.log)
-            } else {
-                l.log
-            };
-            if l.stream == "stderr" {
-                let _ = std::io::stderr().write_all(text.as_bytes());
-            } else {
-                let _ = std::io::stdout().write_all(text.as_bytes());
-            }
-        }
-    };
-    let mut file = match std::fs::File::open(&path) {
-        Ok(f) => std::io::BufReader::new(f),
-        Err(_) if !args.follow => return Ok(ExitCode::SUCCESS),
-        Err(_) => std::io::BufReader::new(std::fs::File::open("/dev/null")?),
-    };
-    let mut all = Vec::new();
-    let mut line = String::new();
-    while file.read_line(&mut line)? > 0 {
-        all.push(std::mem::take(&mut line));
-    }
-    let skip = tail.map_or(0, |t| all.len().saturating_sub(t));
-    for l in &all[skip..] {
-        print(l);
-    }
-    let _ = std::io::stdout().flush();
-    if args.follow {
-        let mut partial = String::new();
-        loop {
-            let n = file.read_line(&mut partial)?;
-            if n > 0 && partial.ends_with('\n') {
-                print(&partial);
-                let _ = std::io::stdout().flush();
-                partial.clear();
-                continue;
-            }
-            if n == 0 {
-                if !State::load(&dir).running() {
-                    // Drain what the monitor wrote before it recorded the exit.
-                    while file.read_line(&mut partial)? > 0 {
-                        print(&partial);
-                        partial.clear();
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    let running = || State::load(&dir).running();
+    crate::json_log::show(
+        &dir,
+        tail,
+        args.timestamps,
+        args.follow.then_some(&running as &dyn Fn() -> bool),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod build_cmd;
 mod container_cmds;
 mod image_cmds;
+mod json_log;
 mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;

@@ -253,6 +253,34 @@ impl Cgroup {
         }
     }
 
+    /// Charges the calling thread's CPU time to this cgroup until the guard returned is
+    /// dropped: in its v1 `cpu` and `cpuacct` hierarchies the thread alone moves in ("0" to
+    /// `tasks`; memory stays with the process), so work done for the container (its
+    /// monitor copying its output) is limited by its `--cpus` and counted as its own. The
+    /// thread must be the process's main thread (it goes back to the process's cgroup) and
+    /// leave before anything kills the cgroup's processes (`kill_all` would take its
+    /// process for the container's). None on v2, where a thread cannot be apart from its
+    /// process, or without those hierarchies.
+    pub fn charge_thread_cpu(&self) -> Result<Option<CpuCharge>> {
+        let Layout::V1(dirs) = &self.layout else {
+            return Ok(None);
+        };
+        let host = Host::detect()?;
+        let mut charge = CpuCharge { back: Vec::new() };
+        for d in dirs
+            .iter()
+            .filter(|d| d.controllers.iter().any(|c| c == "cpu" || c == "cpuacct"))
+        {
+            let Some(h) = host.v1.iter().find(|h| h.controllers == d.controllers) else {
+                continue;
+            };
+            // On failure the guard puts back the moves already made.
+            write_file(&d.path.join("tasks"), "0")?;
+            charge.back.push(h.own.join("tasks"));
+        }
+        Ok((!charge.back.is_empty()).then_some(charge))
+    }
+
     /// The pids in it.
     pub fn procs(&self) -> Result<Vec<i32>> {
         let mut pids = BTreeSet::new();
@@ -930,6 +958,21 @@ fn unescape_mountinfo(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A thread charging its CPU time to a container's cgroup (`Cgroup::charge_thread_cpu`);
+/// dropped, the thread is back in its process's cgroups.
+#[derive(Debug)]
+pub struct CpuCharge {
+    back: Vec<PathBuf>,
+}
+
+impl Drop for CpuCharge {
+    fn drop(&mut self) {
+        for tasks in &self.back {
+            let _ = write_file(tasks, "0");
+        }
+    }
 }
 
 /// One line of /proc/self/cgroup: `id:controllers:path`; v2 has no controllers.

@@ -1,0 +1,371 @@
+//! The monitor's side: a detached container's output streams into json-file entries.
+//!
+//! Memory is bounded whatever the container writes: one read buffer, at most `MAX_LINE`
+//! pending bytes per stream (a longer line is cut into partial entries, as docker's
+//! copier cuts it), and a batch of encoded entries written with one `write` once a read
+//! batch is done (or the batch is large). Only new bytes are searched for newlines. Reads
+//! are non-blocking and a stream gets a bounded number of them per turn, so a flooding
+//! stream neither starves the other nor keeps the monitor from writing.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{LOG_FILE, LogConfig, MAX_LINE, encode_entry, timestamp};
+
+/// One read's size: a pipe's worth of data and more.
+const READ_SIZE: usize = 256 * 1024;
+/// Reads of one stream per turn before the other gets its go and the batch is written.
+const READS_PER_TURN: usize = 4;
+/// A batch this large is written at once.
+const BATCH: usize = 512 * 1024;
+/// The pipes' capacity (F_SETPIPE_SZ): a flooding writer fills more per wake-up of the
+/// monitor. The pages are the writer's (the container's memory cgroup).
+const PIPE_SIZE: i32 = 1024 * 1024;
+
+/// Copies the container's output `streams` (read ends, and "stdout"/"stderr") into the
+/// logs in `dir` as `config` says, until every stream is closed (EOF, or EIO from a pty's
+/// master once the container's side is gone). A failing write drops entries (as docker
+/// drops them), never blocks the container.
+pub fn copy(dir: &Path, config: &LogConfig, streams: Vec<(OwnedFd, &'static str)>) {
+    // Without a file (driver none, or it cannot be opened) the streams are still drained:
+    // a container must not block on a full pipe.
+    let mut sink = match config {
+        LogConfig::None => None,
+        LogConfig::JsonFile { max_size, max_file } => {
+            LogFile::open(dir.join(LOG_FILE), *max_size, *max_file).ok()
+        }
+    };
+    let mut streams: Vec<Stream> = streams
+        .into_iter()
+        .map(|(fd, name)| {
+            set_nonblocking(&fd);
+            // SAFETY: F_SETPIPE_SZ on a descriptor this function owns (fails harmlessly on
+            // a pty).
+            unsafe {
+                libc::fcntl(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    libc::F_SETPIPE_SZ,
+                    PIPE_SIZE,
+                )
+            };
+            Stream {
+                file: File::from(fd),
+                name,
+                pending: Vec::with_capacity(MAX_LINE),
+                partial_time: None,
+                closed: false,
+            }
+        })
+        .collect();
+    let mut buf = vec![0u8; READ_SIZE];
+    while !streams.is_empty() {
+        if !wait_readable(&streams) {
+            continue;
+        }
+        for s in &mut streams {
+            for _ in 0..READS_PER_TURN {
+                match s.file.read(&mut buf) {
+                    Ok(0) => s.closed = true,
+                    Ok(n) => {
+                        if let Some(sink) = &mut sink {
+                            s.feed(&buf[..n], &timestamp(), sink);
+                        }
+                        if n < buf.len() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // EIO: a pty whose other side is closed; anything else ends it too.
+                    Err(_) => s.closed = true,
+                }
+                break;
+            }
+            if let (true, Some(sink)) = (s.closed, &mut sink) {
+                s.finish(sink);
+            }
+        }
+        streams.retain(|s| !s.closed);
+        if let Some(sink) = &mut sink {
+            sink.flush();
+        }
+    }
+}
+
+/// Blocks until a stream can be read (or has closed); false when poll failed (EINTR).
+fn wait_readable(streams: &[Stream]) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds: Vec<PollFd> = streams
+        .iter()
+        .map(|s| PollFd::new(s.file.as_fd(), PollFlags::POLLIN))
+        .collect();
+    poll(&mut fds, PollTimeout::NONE).is_ok()
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+/// One output stream and the start of its current line.
+struct Stream {
+    file: File,
+    name: &'static str,
+    /// The current line's bytes so far: fewer than `MAX_LINE`.
+    pending: Vec<u8>,
+    /// The first partial entry's time: the line's later pieces carry it too (docker's).
+    partial_time: Option<String>,
+    closed: bool,
+}
+
+impl Stream {
+    /// Logs the complete lines and full 16 KiB pieces in `pending` + `data`, keeping the
+    /// rest pending. Each byte is looked at once.
+    fn feed(&mut self, mut data: &[u8], now: &str, sink: &mut LogFile) {
+        while !data.is_empty() {
+            let room = MAX_LINE - self.pending.len();
+            let look = &data[..data.len().min(room)];
+            match super::find_newline(look) {
+                Some(q) => {
+                    let time = self.partial_time.take();
+                    let time = time.as_deref().unwrap_or(now);
+                    if self.pending.is_empty() {
+                        sink.entry(self.name, &look[..q], true, time);
+                    } else {
+                        self.pending.extend_from_slice(&look[..q]);
+                        sink.entry(self.name, &self.pending, true, time);
+                        self.pending.clear();
+                    }
+                    data = &data[q + 1..];
+                }
+                None => {
+                    if self.pending.is_empty() && look.len() == MAX_LINE {
+                        let time = self.partial_time.get_or_insert_with(|| now.to_string());
+                        sink.entry(self.name, look, false, time);
+                    } else {
+                        self.pending.extend_from_slice(look);
+                        if self.pending.len() == MAX_LINE {
+                            let time = self.partial_time.get_or_insert_with(|| now.to_string());
+                            sink.entry(self.name, &self.pending, false, time);
+                            self.pending.clear();
+                        }
+                    }
+                    data = &data[look.len()..];
+                }
+            }
+        }
+    }
+
+    /// At the stream's end, what is pending is logged as a partial entry (docker's).
+    fn finish(&mut self, sink: &mut LogFile) {
+        if !self.pending.is_empty() {
+            let time = self.partial_time.take().unwrap_or_else(timestamp);
+            sink.entry(self.name, &self.pending, false, &time);
+            self.pending.clear();
+        }
+    }
+}
+
+/// `log.json` and its rotation (docker's loggerutils.LogFile): once the current file holds
+/// `max_size` bytes, the next entry goes to a new one; with `max_file` > 1 the full one is
+/// kept as `log.json.1` (older ones shifted up, the oldest beyond `max_file - 1` removed),
+/// else it is truncated.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// The current file's size with the batch not yet written.
+    size: u64,
+    max_size: Option<u64>,
+    max_file: u32,
+    batch: Vec<u8>,
+}
+
+impl LogFile {
+    fn open(path: PathBuf, max_size: Option<u64>, max_file: u32) -> std::io::Result<LogFile> {
+        let file = Self::create(&path, false)?;
+        Ok(LogFile {
+            size: file.metadata()?.len(),
+            path,
+            file,
+            max_size,
+            max_file,
+            batch: Vec::with_capacity(BATCH + 2 * 6 * MAX_LINE),
+        })
+    }
+
+    fn create(path: &Path, truncate: bool) -> std::io::Result<File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(!truncate)
+            .write(true)
+            .truncate(truncate)
+            .mode(0o640)
+            .open(path)
+    }
+
+    fn entry(&mut self, stream: &str, line: &[u8], newline: bool, time: &str) {
+        if self.max_size.is_some_and(|max| self.size >= max) {
+            self.flush();
+            self.rotate();
+        }
+        let before = self.batch.len();
+        encode_entry(&mut self.batch, line, newline, stream, time);
+        self.size += (self.batch.len() - before) as u64;
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let _ = self.file.write_all(&self.batch);
+            self.batch.clear();
+        }
+    }
+
+    fn rotate(&mut self) {
+        if self.max_file > 1 {
+            let name = |i: u32| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(format!(".{i}"));
+                PathBuf::from(p)
+            };
+            let _ = std::fs::remove_file(name(self.max_file - 1));
+            for i in (2..self.max_file).rev() {
+                let _ = std::fs::rename(name(i - 1), name(i));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        if let Ok(f) = Self::create(&self.path, true) {
+            self.file = f;
+        }
+        self.size = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path, name: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Feeds `chunks` through a stream as reads would bring them; the entries' logs.
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LogFile::open(dir.path().join(LOG_FILE), None, 1).unwrap();
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let mut s = Stream {
+            file: File::from(r),
+            name: "stdout",
+            pending: Vec::new(),
+            partial_time: None,
+            closed: false,
+        };
+        for (i, c) in chunks.iter().enumerate() {
+            s.feed(c, &format!("t{i}"), &mut sink);
+        }
+        s.finish(&mut sink);
+        sink.flush();
+        entries(dir.path(), LOG_FILE)
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}@{}",
+                    e["log"].as_str().unwrap(),
+                    e["time"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_cut_at_16k_as_dockers_copier_cuts_them() {
+        let a = "a".repeat(MAX_LINE);
+        // Lines, a line across reads, and a trailing piece without a newline (logged at
+        // the end, stamped then).
+        let got = split(&[b"one\ntw", b"o\nthr", b"ee"]);
+        assert_eq!(got[..2], ["one\n@t0", "two\n@t1"]);
+        assert!(got[2].starts_with("three@20"), "{got:?}");
+        assert_eq!(got.len(), 3);
+        // Exactly 16 KiB and a newline: a full partial piece, then an empty last piece.
+        let mut line = a.clone().into_bytes();
+        line.push(b'\n');
+        assert_eq!(split(&[&line]), [format!("{a}@t0"), "\n@t0".to_string()]);
+        // 40 KiB across reads of odd sizes: pieces of 16 KiB, 16 KiB, the rest with the
+        // newline, all with the time the first piece was cut (when the third read filled
+        // it); the next line has its own.
+        let long = "b".repeat(40 * 1024);
+        let text = format!("{long}\nnext\n");
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(7000).collect();
+        let got = split(&chunks);
+        assert_eq!(
+            got.len(),
+            4,
+            "{:?}",
+            got.iter().map(|g| g.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(got[0], format!("{}@t2", &long[..MAX_LINE]));
+        assert_eq!(got[1], format!("{}@t2", &long[..MAX_LINE]));
+        assert_eq!(got[2], format!("{}\n@t2", &long[2 * MAX_LINE..]));
+        assert_eq!(got[3], "next\n@t5");
+    }
+
+    #[test]
+    fn rotation_keeps_max_file_files_of_about_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let mut sink = LogFile::open(path.clone(), Some(1000), 3).unwrap();
+        for i in 0..100 {
+            sink.entry("stdout", format!("line {i:03}").as_bytes(), true, "t");
+            if i % 7 == 0 {
+                sink.flush();
+            }
+        }
+        sink.flush();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["log.json", "log.json.1", "log.json.2"]);
+        let mut all = Vec::new();
+        for n in ["log.json.2", "log.json.1", "log.json"] {
+            let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
+            // One entry past max-size at most (docker checks before each write).
+            assert!(len < 1100, "{n}: {len}");
+            all.extend(entries(dir.path(), n));
+        }
+        let logs: Vec<&str> = all.iter().map(|e| e["log"].as_str().unwrap()).collect();
+        assert_eq!(*logs.last().unwrap(), "line 099\n");
+        // In order, with nothing lost within the files kept.
+        let first: usize = logs[0][5..8].parse().unwrap();
+        for (k, l) in logs.iter().enumerate() {
+            assert_eq!(*l, format!("line {:03}\n", first + k));
+        }
+        // Reopened (lb start), it goes on from the current file's size.
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut again = LogFile::open(path.clone(), Some(1000), 3).unwrap();
+        assert_eq!(again.size, before);
+        again.entry("stderr", b"more", true, "t");
+        again.flush();
+        assert_eq!(
+            entries(dir.path(), LOG_FILE).last().unwrap()["stream"],
+            "stderr"
+        );
+    }
+}
