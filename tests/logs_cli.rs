@@ -37,6 +37,15 @@ fn vm_rss_kib(pid: i64) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// utime + stime of a process, in clock ticks (100 a second).
+fn cpu_ticks(pid: i64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
 #[test]
 fn long_lines_are_cut_into_16k_entries() {
     let Some(env) = setup() else { return };
@@ -107,11 +116,27 @@ fn a_flood_leaves_the_monitor_small() {
         args.extend_from_slice(cmd);
         let dir = run_detached(&env, &args);
         let monitor = state(&dir)["monitor"].as_i64().unwrap();
+        // On a v1 host the copying thread's CPU time is the container's: it sits in the
+        // container's cpu cgroup and within its --cpus.
+        let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let cgroup = std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/cgroup"))
+            .unwrap_or_default();
+        let v1_cpu = cgroup
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+            .find(|(c, _)| c.split(',').any(|c| c == "cpu"));
+        let cpu_before = cpu_ticks(monitor);
         let start = Instant::now();
         let mut peak = 0;
         while start.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(250));
             peak = peak.max(vm_rss_kib(monitor).expect("the monitor runs"));
+        }
+        let used = (cpu_ticks(monitor) - cpu_before) as f64 / 100.0;
+        if let Some((_, path)) = v1_cpu {
+            assert!(path.ends_with(&id), "{cmd:?}: the copier is in {path}");
+            let allowed = 0.5 * start.elapsed().as_secs_f64() * 1.3 + 0.2;
+            assert!(used < allowed, "{cmd:?}: the monitor used {used} s of CPU");
         }
         let logged: u64 = ["log.json", "log.json.1"]
             .iter()
@@ -236,4 +261,33 @@ fn log_driver_none_and_bad_options() {
     }
     // Nothing was made for the refused runs.
     assert_eq!(text(&lb(&env, &["ps", "-aq"]).stdout), "");
+}
+
+#[test]
+fn follow_goes_on_across_rotations() {
+    let Some(env) = setup() else { return };
+    // About 25 entries a file: a rotation every quarter of a second or so.
+    let script =
+        "sleep 0.3; i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); sleep 0.01; done";
+    run_detached(
+        &env,
+        &[
+            "--name",
+            "fol",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=2",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    // Follows until the container ends: every line once, in order.
+    let out = lb(&env, &["logs", "-f", "fol"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want: String = (0..200).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(text(&out.stdout), want);
+    assert!(lb(&env, &["rm", "fol"]).status.success());
 }
