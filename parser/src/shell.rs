@@ -5,11 +5,20 @@
 //! Supported: `$V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?msg} ${V?msg} ${V#p} ${V##p}
 //! ${V%p} ${V%%p} ${V/p/r} ${V//p/r}`, single and double quotes, and the escape token.
 //! Patterns (`#`, `%`, `/`) know `*`, `?` and escapes, as BuildKit's do.
+//!
+//! A `${...}` inside a `${...}` is read by recursion, so the nesting is bounded
+//! ([`MAX_NESTING`]): a hostile word cannot overflow the stack of the thread expanding it
+//! (a build's stage threads have 2 MiB); past the bound the word is an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::text::{is_digit, is_letter, is_space};
+
+/// How deep `${...}` may nest in one word: far beyond any real Dockerfile, and well within
+/// a 2 MiB thread stack (a build's stage thread) even in a debug build, where a level
+/// takes about 5 KiB of stack (under 1 KiB optimised).
+pub const MAX_NESTING: usize = 200;
 
 /// Where variable values come from.
 pub trait Env {
@@ -121,6 +130,7 @@ impl Lexer {
             src,
             pos: 0,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -155,6 +165,8 @@ struct ShellWord<'a> {
     src: &'a str,
     pos: usize,
     raw_escapes: bool,
+    /// How many `${...}` the reader is inside.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -226,9 +238,16 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Step<(String, Vec<String>)> {
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "syntax error: more than {MAX_NESTING} nested ${{}} expansions"
+            ));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let out = self.stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         out
     }
@@ -781,5 +800,43 @@ mod tests {
             lex.process_word("$x ${y} ${z:-w}", &NoEnv).unwrap(),
             "$x ${y} ${z:-w}"
         );
+    }
+
+    /// `${a:+${a:+...x...}}` nested `depth` deep, optionally with each level in quotes.
+    fn nested(depth: usize, quoted: bool) -> String {
+        let (open, close) = if quoted {
+            ("${a:+\"", "\"}")
+        } else {
+            ("${a:+", "}")
+        };
+        format!("{}x{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    /// Nesting up to the bound expands (on a test thread's 2 MiB stack, unoptimised, as a
+    /// build's stage thread does); one more is an error, not a stack overflow, however deep.
+    #[test]
+    fn nesting_is_bounded() {
+        let env: Vec<(String, String)> = vec![("a".into(), "set".into())];
+        let lex = Lexer::new('\\');
+        for quoted in [false, true] {
+            let w = nested(MAX_NESTING, quoted);
+            assert_eq!(lex.process_word(&w, &env).unwrap(), "x", "{quoted}");
+            let e = lex
+                .process_word(&nested(MAX_NESTING + 1, quoted), &env)
+                .unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("syntax error: more than {MAX_NESTING} nested ${{}} expansions")
+            );
+            for depth in [5_000, 200_000] {
+                assert!(lex.process_word(&nested(depth, quoted), &env).is_err());
+                assert!(lex.process_words(&nested(depth, quoted), &NoEnv).is_err());
+            }
+        }
+        // Unterminated, the same: an error before the stack runs out.
+        assert!(lex.process_word(&"${a:-".repeat(100_000), &env).is_err());
+        // Nesting in sequence is no nesting: ten thousand side by side expand.
+        let flat = nested(3, false).repeat(10_000);
+        assert_eq!(lex.process_word(&flat, &env).unwrap(), "x".repeat(10_000));
     }
 }
