@@ -123,7 +123,7 @@ fn a_flood_leaves_the_monitor_small() {
             .unwrap_or_default();
         let v1_cpu = cgroup
             .lines()
-            .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+            .filter_map(|l| l.split_once(':')?.1.split_once(':'))
             .find(|(c, _)| c.split(',').any(|c| c == "cpu"));
         let cpu_before = cpu_ticks(monitor);
         let start = Instant::now();
