@@ -69,14 +69,16 @@ pub struct ShellError {
     pub message: String,
 }
 
+/// How much of a word an error quotes: a hostile 100 KB word is not repeated whole.
+const QUOTED_WORD_MAX: usize = 256;
+
 impl fmt::Display for ShellError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "failed to process {}: {}",
-            crate::text::quote(&self.word),
-            self.message
-        )
+        let word = match self.word.char_indices().nth(QUOTED_WORD_MAX) {
+            Some((cut, _)) => format!("{}...", crate::text::quote(&self.word[..cut])),
+            None => crate::text::quote(&self.word),
+        };
+        write!(f, "failed to process {word}: {}", self.message)
     }
 }
 
@@ -833,6 +835,10 @@ mod tests {
                 assert!(lex.process_words(&nested(depth, quoted), &NoEnv).is_err());
             }
         }
+        // The error quotes the start of such a word, not all of it.
+        let e = lex.process_word(&nested(5_000, false), &env).unwrap_err();
+        assert!(e.to_string().len() < 400, "{e}");
+        assert!(e.to_string().starts_with("failed to process \"${a:+${a:+"));
         // Unterminated, the same: an error before the stack runs out.
         assert!(lex.process_word(&"${a:-".repeat(100_000), &env).is_err());
         // Nesting in sequence is no nesting: ten thousand side by side expand.
