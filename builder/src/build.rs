@@ -645,9 +645,9 @@ impl Builder<'_> {
             }
             _ => {
                 let args = state.args.clone();
-                let created_by = state
+                let applied = state
                     .run
-                    .apply(ins, &args)
+                    .apply_change(ins, &args)
                     .map_err(|e| BuildError::at(ins, e.to_string()))?
                     .ok_or_else(|| {
                         BuildError::at(
@@ -655,10 +655,12 @@ impl Builder<'_> {
                             format!("{} is not supported here", ins.original.trim()),
                         )
                     })?;
+                // What the step changed, not the whole config: linear in the instructions.
+                let (created_by, change) = (applied.created_by, applied.change);
                 let key = key_of(&json!({
                     "parent": state.key.to_string(),
                     "instruction": created_by,
-                    "config": state.run.config,
+                    "change": change,
                 }));
                 if let Command::Workdir(_) = ins.command {
                     return self.workdir_step(state, ins, name, key, created_by);
@@ -727,6 +729,8 @@ impl Builder<'_> {
             return Ok(state);
         }
         state.run.config.remove("OnBuild");
+        // The key names the config: one without the triggers is another.
+        state.key = key_of(&json!({ "parent": state.key.to_string(), "onbuild": "consumed" }));
         for trigger in triggers {
             let bad = |m: String| BuildError::at(&stage.from, format!("ONBUILD {trigger}: {m}"));
             let tree =

@@ -5,7 +5,7 @@
 //! is joined to the current one). The config is docker's JSON object (`Env`, `Cmd`,
 //! `Labels`, ..., with `Healthcheck`, `OnBuild` and `Shell`, which the OCI config lacks).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use lb_parser::shell::Lexer;
 use lb_parser::{Command, Instruction};
@@ -28,11 +28,68 @@ const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// An image config being built: docker's `config` object, the image's author, and
 /// whether the current stage set CMD itself (an ENTRYPOINT drops an inherited CMD).
+///
+/// Each instruction costs time in what it says, not in the size of the config: `Env` is
+/// indexed by name (see [`EnvIndex`]), and what an instruction changed is returned
+/// ([`Applied::change`]) for a cache key, so that 100,000 ENV or LABEL lines are not
+/// quadratic.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageConfig {
     pub config: Map<String, Value>,
     pub author: Option<String>,
     cmd_set: bool,
+    env_index: EnvIndex,
+}
+
+/// Where each name stands in `Env`: a cache over the array, kept by [`ImageConfig::set_env`]
+/// and rebuilt when the array's length is not the one indexed (`Env` changed behind it).
+#[derive(Debug, Clone, Default)]
+struct EnvIndex {
+    /// Name -> the positions of its entries (an image may list a name twice).
+    positions: HashMap<String, Vec<usize>>,
+    /// The length of `Env` when indexed; None before.
+    len: Option<usize>,
+}
+
+/// A cache: configs are equal by their fields, whatever was indexed.
+impl PartialEq for EnvIndex {
+    fn eq(&self, _: &EnvIndex) -> bool {
+        true
+    }
+}
+
+/// What a metadata instruction did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Its history entry's `created_by`, as BuildKit writes it.
+    pub created_by: String,
+    /// Exactly what it set in the config (values expanded): with the config before, this
+    /// determines the config after, so a cache key needs this and the parent's key, never
+    /// the whole config (whose hashing made each step cost as much as the config's size).
+    pub change: Value,
+}
+
+/// An `Env` entry's name: up to the first `=`, or all of it.
+fn entry_name(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
+}
+
+/// The variables a metadata instruction's words expand with: `Env`, over the build args.
+struct Scope<'a> {
+    config: &'a ImageConfig,
+    args: &'a [(String, String)],
+}
+
+impl lb_parser::shell::Env for Scope<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.config.env_value(name).or_else(|| {
+            self.args
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        })
+    }
 }
 
 impl ImageConfig {
@@ -42,6 +99,7 @@ impl ImageConfig {
             config,
             author,
             cmd_set: false,
+            env_index: EnvIndex::default(),
         }
     }
 
@@ -95,15 +153,62 @@ impl ImageConfig {
         entry.as_object_mut().expect("object").insert(k, v);
     }
 
-    /// Sets `key=value` in `Env`, replacing an earlier value of `key`.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        let mut env = self.strings("Env");
-        let prefix = format!("{key}=");
-        match env.iter_mut().find(|e| e.starts_with(&prefix) || *e == key) {
-            Some(e) => *e = format!("{key}={value}"),
-            None => env.push(format!("{key}={value}")),
+    /// Indexes `Env` unless the index is current.
+    fn index_env(&mut self) {
+        let entries = match self.config.get("Env") {
+            Some(Value::Array(a)) => a.as_slice(),
+            _ => &[],
+        };
+        if self.env_index.len == Some(entries.len()) {
+            return;
         }
-        self.set_strings("Env", env);
+        let mut positions: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(e) = e.as_str() {
+                positions
+                    .entry(entry_name(e).to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        self.env_index = EnvIndex {
+            positions,
+            len: Some(entries.len()),
+        };
+    }
+
+    /// `name`'s value in `Env` (its last entry's), by the index: call `index_env` first.
+    fn env_value(&self, name: &str) -> Option<&str> {
+        let at = *self.env_index.positions.get(name)?.last()?;
+        let entry = self.config.get("Env")?.as_array()?.get(at)?.as_str()?;
+        Some(entry.split_once('=').map_or("", |(_, v)| v))
+    }
+
+    /// Sets `key=value` in `Env`, replacing every earlier entry of `key` (BuildKit's
+    /// `addEnv`), else appending it.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        if !matches!(self.config.get("Env"), Some(Value::Array(_))) {
+            self.config.insert("Env".into(), Value::Array(Vec::new()));
+        }
+        self.index_env();
+        let entry = format!("{key}={value}");
+        let Some(Value::Array(env)) = self.config.get_mut("Env") else {
+            unreachable!("Env was made an array")
+        };
+        match self.env_index.positions.get(key) {
+            Some(at) if !at.is_empty() => {
+                for &i in at {
+                    env[i] = Value::String(entry.clone());
+                }
+            }
+            _ => {
+                env.push(Value::String(entry));
+                self.env_index
+                    .positions
+                    .insert(key.to_string(), vec![env.len() - 1]);
+                self.env_index.len = Some(env.len());
+            }
+        }
     }
 
     /// Applies `ins` if it is a metadata instruction; returns its history entry's
@@ -114,109 +219,135 @@ impl ImageConfig {
         ins: &Instruction,
         args: &[(String, String)],
     ) -> Result<Option<String>, ConfigError> {
+        Ok(self.apply_change(ins, args)?.map(|a| a.created_by))
+    }
+
+    /// [`apply`](Self::apply), returning what the instruction changed as well. Costs time
+    /// in the instruction's size, not the config's.
+    pub fn apply_change(
+        &mut self,
+        ins: &Instruction,
+        args: &[(String, String)],
+    ) -> Result<Option<Applied>, ConfigError> {
         let line = ins.start_line;
-        let mut scope: BTreeMap<String, String> = args.iter().cloned().collect();
-        scope.extend(self.env());
+        self.index_env();
         let lex = Lexer::new('\\');
-        let word = |w: &str| {
+        // Words are expanded before the config changes (the scope borrows it): docker's
+        // `ENV abc=bye def=$abc` gives def the old abc, and no other instruction reads
+        // what it sets.
+        let expand = |config: &ImageConfig, w: &str| {
+            let scope = Scope { config, args };
             lex.process_word(w, &scope)
                 .map_err(|e| ConfigError::Expand {
                     line,
                     message: e.to_string(),
                 })
         };
-        let created_by = match &ins.command {
+        let pairs = |config: &ImageConfig, kv: &lb_parser::KeyValues| {
+            kv.pairs
+                .iter()
+                .map(|p| Ok((expand(config, &p.key)?, expand(config, &p.value)?)))
+                .collect::<Result<Vec<(String, String)>, ConfigError>>()
+        };
+        let (created_by, change) = match &ins.command {
             Command::Env(kv) => {
-                // Every pair is expanded with the environment from before the instruction
-                // (docker's `ENV abc=bye def=$abc` gives def the old abc).
-                let mut pairs = Vec::new();
-                for pair in &kv.pairs {
-                    pairs.push((word(&pair.key)?, word(&pair.value)?));
+                let pairs = pairs(self, kv)?;
+                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                for (k, v) in &pairs {
+                    self.set_env(k, v);
                 }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>();
-                for (k, v) in pairs {
-                    self.set_env(&k, &v);
-                }
-                format!("ENV {}", text.join(" "))
+                (format!("ENV {}", text.join(" ")), json!({ "Env": pairs }))
             }
             Command::Label(kv) => {
-                let mut text = Vec::new();
-                for pair in &kv.pairs {
-                    let (k, v) = (word(&pair.key)?, word(&pair.value)?);
-                    text.push(format!("{k}={v}"));
-                    self.map_insert("Labels", k, json!(v));
+                let pairs = pairs(self, kv)?;
+                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                for (k, v) in &pairs {
+                    self.map_insert("Labels", k.clone(), json!(v));
                 }
-                format!("LABEL {}", text.join(" "))
+                (
+                    format!("LABEL {}", text.join(" ")),
+                    json!({ "Labels": pairs }),
+                )
             }
             Command::Expose(e) => {
                 let mut all = Vec::new();
                 for spec in &e.ports {
-                    for port in expose_ports(&word(spec)?)
-                        .map_err(|message| ConfigError::Invalid { line, message })?
-                    {
-                        all.push(port.clone());
-                        self.map_insert("ExposedPorts", port, json!({}));
-                    }
+                    all.extend(
+                        expose_ports(&expand(self, spec)?)
+                            .map_err(|message| ConfigError::Invalid { line, message })?,
+                    );
                 }
-                format!("EXPOSE [{}]", all.join(" "))
+                for port in &all {
+                    self.map_insert("ExposedPorts", port.clone(), json!({}));
+                }
+                (
+                    format!("EXPOSE [{}]", all.join(" ")),
+                    json!({ "ExposedPorts": all }),
+                )
             }
             Command::Volume(v) => {
                 let mut all = Vec::new();
                 for p in &v.paths {
-                    let p = word(p)?;
+                    let p = expand(self, p)?;
                     if p.trim().is_empty() {
                         return Err(ConfigError::Invalid {
                             line,
                             message: "VOLUME specified can not be an empty string".into(),
                         });
                     }
-                    all.push(p.clone());
-                    self.map_insert("Volumes", p, json!({}));
+                    all.push(p);
                 }
-                format!("VOLUME [{}]", all.join(" "))
+                for p in &all {
+                    self.map_insert("Volumes", p.clone(), json!({}));
+                }
+                (
+                    format!("VOLUME [{}]", all.join(" ")),
+                    json!({ "Volumes": all }),
+                )
             }
             Command::User(u) => {
-                let user = word(&u.user)?;
+                let user = expand(self, &u.user)?;
                 self.config.insert("User".into(), json!(user));
-                format!("USER {user}")
+                (format!("USER {user}"), json!({ "User": user }))
             }
             Command::Workdir(w) => {
-                let dir = word(&w.path)?;
+                let dir = expand(self, &w.path)?;
                 let current = self
                     .config
                     .get("WorkingDir")
                     .and_then(Value::as_str)
-                    .unwrap_or("/")
-                    .to_string();
-                let dir = join_workdir(&current, &dir);
+                    .unwrap_or("/");
+                let dir = join_workdir(current, &dir);
                 self.config.insert("WorkingDir".into(), json!(dir));
-                format!("WORKDIR {dir}")
+                (format!("WORKDIR {dir}"), json!({ "WorkingDir": dir }))
             }
             Command::Cmd(c) => {
                 let cmd = self.command_form(&c.args, c.shell_form);
                 self.set_strings("Cmd", cmd.clone());
                 self.cmd_set = true;
-                format!("CMD {}", go_quoted(&cmd))
+                (format!("CMD {}", go_quoted(&cmd)), json!({ "Cmd": cmd }))
             }
             Command::Entrypoint(c) => {
                 let ep = self.command_form(&c.args, c.shell_form);
                 self.set_strings("Entrypoint", ep.clone());
+                let mut change = json!({ "Entrypoint": ep });
                 if !self.cmd_set {
                     self.config.insert("Cmd".into(), Value::Null);
+                    change["Cmd"] = Value::Null;
                 }
-                format!("ENTRYPOINT {}", go_quoted(&ep))
+                (format!("ENTRYPOINT {}", go_quoted(&ep)), change)
             }
             Command::Shell(s) => {
                 self.set_strings("Shell", s.shell.clone());
-                format!("SHELL [{}]", s.shell.join(" "))
+                (
+                    format!("SHELL [{}]", s.shell.join(" ")),
+                    json!({ "Shell": s.shell }),
+                )
             }
             Command::Stopsignal(s) => {
-                let sig = word(&s.signal)?;
+                let sig = expand(self, &s.signal)?;
                 self.config.insert("StopSignal".into(), json!(sig));
-                format!("STOPSIGNAL {sig}")
+                (format!("STOPSIGNAL {sig}"), json!({ "StopSignal": sig }))
             }
             Command::Healthcheck(h) => {
                 let mut hc = Map::new();
@@ -232,22 +363,39 @@ impl ImageConfig {
                         hc.insert(key.into(), json!(v));
                     }
                 }
-                self.config.insert("Healthcheck".into(), Value::Object(hc));
-                ins.original.trim().to_string()
+                let hc = Value::Object(hc);
+                self.config.insert("Healthcheck".into(), hc.clone());
+                (
+                    ins.original.trim().to_string(),
+                    json!({ "Healthcheck": hc }),
+                )
             }
             Command::Onbuild(o) => {
-                let mut triggers = self.strings("OnBuild");
-                triggers.push(o.expression.clone());
-                self.set_strings("OnBuild", triggers);
-                format!("ONBUILD {}", o.expression)
+                let triggers = self
+                    .config
+                    .entry("OnBuild")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if !triggers.is_array() {
+                    *triggers = Value::Array(Vec::new());
+                }
+                if let Value::Array(t) = triggers {
+                    t.push(json!(o.expression));
+                }
+                (
+                    format!("ONBUILD {}", o.expression),
+                    json!({ "OnBuild+": o.expression }),
+                )
             }
             Command::Maintainer(m) => {
                 self.author = Some(m.name.clone());
-                format!("MAINTAINER {}", m.name)
+                (
+                    format!("MAINTAINER {}", m.name),
+                    json!({ "author": m.name }),
+                )
             }
             _ => return Ok(None),
         };
-        Ok(Some(created_by))
+        Ok(Some(Applied { created_by, change }))
     }
 
     /// A CMD or ENTRYPOINT as the config holds it: the exec form as written, the shell form
@@ -435,5 +583,86 @@ mod tests {
         );
         assert!(change_instruction(&mut cfg, "EXPOSE 99999").is_err());
         assert!(change_instruction(&mut cfg, "ENV").is_err());
+    }
+
+    fn ins(dockerfile: &str) -> Instruction {
+        let df = lb_parser::parse(format!("FROM x\n{dockerfile}\n").as_bytes()).unwrap();
+        df.instructions[1].clone()
+    }
+
+    #[test]
+    fn env_is_indexed_and_set_replaces_every_entry_of_a_name() {
+        // A base image may list a name twice; the last entry is the one in effect.
+        let mut cfg = ImageConfig::from_base(
+            json!({"Env": ["A=1", "B", "A=2"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            None,
+        );
+        let a = cfg.apply_change(&ins("ENV C=$A$B"), &[]).unwrap().unwrap();
+        assert_eq!(a.change, json!({"Env": [["C", "2"]]}));
+        cfg.set_env("A", "3");
+        assert_eq!(cfg.config["Env"], json!(["A=3", "B", "A=3", "C=2"]));
+        // Env changed behind the index (another length) is indexed again.
+        cfg.config.insert("Env".into(), json!(["D=4"]));
+        cfg.apply(&ins("LABEL d=$D c=$C"), &[]).unwrap();
+        assert_eq!(cfg.config["Labels"], json!({"d": "4", "c": ""}));
+        // Env wins over a build arg; an arg fills in where Env has nothing.
+        let args = [
+            ("D".to_string(), "arg".to_string()),
+            ("E".into(), "e".into()),
+        ];
+        cfg.apply(&ins("ENV X=$D$E"), &args).unwrap();
+        assert_eq!(cfg.config["Env"], json!(["D=4", "X=4e"]));
+    }
+
+    /// The change stands for the config in cache keys: two instructions that leave different
+    /// configs never report the same change, however their history text reads.
+    #[test]
+    fn changes_tell_apart_what_history_text_does_not() {
+        let change = |cfg: &mut ImageConfig, text: &str| {
+            let a = cfg.apply_change(&ins(text), &[]).unwrap().unwrap();
+            (a.created_by, a.change)
+        };
+        let mut one = ImageConfig::default();
+        let mut two = ImageConfig::default();
+        let (t1, c1) = change(&mut one, r#"LABEL a="b c=d""#);
+        let (t2, c2) = change(&mut two, "LABEL a=b c=d");
+        assert_eq!(t1, t2);
+        assert_ne!(c1, c2);
+        assert_ne!(one, two);
+        // ENTRYPOINT drops an inherited CMD only when the stage did not set one: said so.
+        let mut inherited = ImageConfig::default();
+        let mut own = ImageConfig::default();
+        change(&mut own, "CMD [\"x\"]");
+        let (_, c1) = change(&mut inherited, "ENTRYPOINT [\"e\"]");
+        let (_, c2) = change(&mut own, "ENTRYPOINT [\"e\"]");
+        assert_eq!(c1, json!({"Entrypoint": ["e"], "Cmd": null}));
+        assert_eq!(c2, json!({"Entrypoint": ["e"]}));
+        assert_eq!(
+            change(&mut own, "ONBUILD RUN x").1,
+            json!({"OnBuild+": "RUN x"})
+        );
+        assert_eq!(own.config["OnBuild"], json!(["RUN x"]));
+    }
+
+    /// A config of 100,000 ENV and LABEL lines builds in time linear in them (a quadratic
+    /// one took minutes); the bound is loose, the figures are in `benches/parse.rs`.
+    #[test]
+    fn many_metadata_instructions_are_linear() {
+        let mut text = String::from("FROM x\n");
+        for i in 0..50_000 {
+            text.push_str(&format!("ENV e{i}=$e{}\nLABEL l{i}=v\n", i / 2));
+        }
+        let df = lb_parser::parse(text.as_bytes()).unwrap();
+        let t = std::time::Instant::now();
+        let mut cfg = ImageConfig::default();
+        for ins in &df.instructions[1..] {
+            cfg.apply_change(ins, &[]).unwrap().unwrap();
+        }
+        assert_eq!(cfg.env().len(), 50_000);
+        assert_eq!(cfg.config["Labels"].as_object().unwrap().len(), 50_000);
+        assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
     }
 }

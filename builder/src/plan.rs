@@ -3,7 +3,7 @@
 //! (petgraph). Only the stages the target needs are built; stages whose inputs are ready
 //! run at the same time ([`Plan::levels`]), the steps of one stage in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use lb_parser::shell::Lexer;
 use lb_parser::{Command, Dockerfile, Instruction};
@@ -104,6 +104,9 @@ pub fn plan(
     }
 
     let mut stages: Vec<Stage> = Vec::new();
+    // Stage names (lower-cased) to indexes: a lookup per FROM and `--from` costs the same
+    // however many stages came before.
+    let mut names: HashMap<String, usize> = HashMap::new();
     for (index, (from_ins, steps)) in df.stages().into_iter().enumerate() {
         let Command::From(from) = &from_ins.command else {
             unreachable!("stages start with FROM")
@@ -119,14 +122,14 @@ pub fn plan(
         }
         let base = if base_name.eq_ignore_ascii_case("scratch") {
             Base::Scratch
-        } else if let Some(s) = find_stage(&stages, &base_name) {
+        } else if let Some(s) = find_stage(&names, &base_name) {
             Base::Stage(s)
         } else {
             Base::Image(base_name)
         };
         let name = from.stage_name.as_ref().map(|n| n.to_lowercase());
         if let Some(n) = &name
-            && stages.iter().any(|s| s.name.as_ref() == Some(n))
+            && names.contains_key(n)
         {
             return Err(BuildError::at(
                 from_ins,
@@ -139,7 +142,7 @@ pub fn plan(
         }
         for step in steps {
             for from in step_sources(step) {
-                match resolve_from(&stages, &from) {
+                match resolve_from(&names, stages.len(), &from) {
                     Some(s) => deps.push(s),
                     None if from.parse::<usize>().is_ok() => {
                         return Err(BuildError::at(
@@ -155,6 +158,9 @@ pub fn plan(
         }
         deps.sort_unstable();
         deps.dedup();
+        if let Some(n) = &name {
+            names.insert(n.clone(), index);
+        }
         stages.push(Stage {
             index,
             name,
@@ -171,7 +177,7 @@ pub fn plan(
     }
     let target = match target {
         None => stages.len() - 1,
-        Some(t) => find_stage(&stages, t)
+        Some(t) => find_stage(&names, t)
             .ok_or_else(|| BuildError::new(format!("target stage \"{t}\" could not be found")))?,
     };
     let levels = levels(&stages, target);
@@ -183,17 +189,14 @@ pub fn plan(
     })
 }
 
-/// The stage a FROM names, by `AS` name (case-insensitive).
-fn find_stage(stages: &[Stage], name: &str) -> Option<usize> {
-    let lower = name.to_lowercase();
-    stages
-        .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+/// The stage a FROM names, by `AS` name (case-insensitive), among `names` (lower-cased).
+fn find_stage(names: &HashMap<String, usize>, name: &str) -> Option<usize> {
+    names.get(&name.to_lowercase()).copied()
 }
 
-/// A `--from` value: a stage name, or an earlier stage's index.
-fn resolve_from(stages: &[Stage], from: &str) -> Option<usize> {
-    find_stage(stages, from).or_else(|| from.parse::<usize>().ok().filter(|i| *i < stages.len()))
+/// A `--from` value: a stage name, or the index of one of the `count` earlier stages.
+fn resolve_from(names: &HashMap<String, usize>, count: usize, from: &str) -> Option<usize> {
+    find_stage(names, from).or_else(|| from.parse::<usize>().ok().filter(|i| *i < count))
 }
 
 /// The `--from` values a step reads: COPY's and RUN mounts'.
