@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build_cmd;
+mod closed_output;
 mod container_cmds;
 mod image_cmds;
 mod json_log;
@@ -100,6 +101,19 @@ enum SystemCommands {
 }
 
 fn main() -> ExitCode {
+    closed_output::install_hook();
+    // A print to a closed stdout or stderr panics (quietly, see the hook): the command
+    // unwinds, dropping what it holds, and lb dies of SIGPIPE as docker does.
+    match std::panic::catch_unwind(command) {
+        Ok(code) => code,
+        Err(p) if closed_output::is_closed_print_panic(p.as_ref()) => {
+            closed_output::die_of_sigpipe()
+        }
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+fn command() -> ExitCode {
     let cli = Cli::parse();
     let root = lb_layerstore::default_root(cli.root.as_deref());
     let store =
@@ -144,6 +158,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if closed_output::is_closed_stdout_error(&e) => closed_output::die_of_sigpipe(),
         Err(e) => {
             eprintln!("lb: {e:#}");
             ExitCode::from(1)
