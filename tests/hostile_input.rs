@@ -78,18 +78,21 @@ fn tail(log: &str) -> String {
     log[start..].to_string()
 }
 
-/// 20,000 ENV and LABEL lines (a quadratic builder took minutes for 10,000) build in time
+/// 30,000 ENV, LABEL and ARG lines (a quadratic builder took minutes for 10,000) build in time
 /// proportional to them; the bound is loose (a debug build on a busy machine), the
 /// figures are in `benches/parse.rs`.
 #[test]
-fn tens_of_thousands_of_env_and_label_lines_build() {
+fn tens_of_thousands_of_env_label_and_arg_lines_build() {
     let Some(env) = setup() else { return };
     let dir = env.root.parent().unwrap();
     let mut text = String::from("FROM busybox\n");
     for i in 0..10_000 {
-        text.push_str(&format!("ENV e{i}=v{i}\nLABEL l{i}=$e{i}\n"));
+        text.push_str(&format!(
+            "ENV e{i}=v{i}\nLABEL l{i}=$e{i}\nARG a{i}=$e{i}-$a{}\n",
+            i / 2
+        ));
     }
-    text.push_str("RUN test \"$e9999\" = v9999\n");
+    text.push_str("RUN test \"$e9999\" = v9999 && test \"$a9999\" = v9999-v4999-v2499-v1249-v624-v312-v156-v78-v39-v19-v9-v4-v2-v1-v0-\n");
     let ctx = dockerfile(dir, "many", &text);
     let t = Instant::now();
     let (code, _, log) = build(&env, &["-t", "many", &ctx]);

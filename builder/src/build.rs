@@ -102,7 +102,7 @@ struct StageState {
     run: ImageConfig,
     layers: Vec<oci_spec::image::Descriptor>,
     image: Option<Image>,
-    args: Vec<(String, String)>,
+    args: crate::config::Args,
     key: Digest,
     /// When its newest layer was made (RFC 3339): the time its history entries and its
     /// image carry, so that a rebuild from the cache gives the very same image.
@@ -160,7 +160,7 @@ impl StageState {
             image: Some(image),
             config,
             run,
-            args: Vec::new(),
+            args: Default::default(),
             key,
             created,
             no_cache: false,
@@ -452,7 +452,7 @@ impl Builder<'_> {
                     run,
                     layers: Vec::new(),
                     image: None,
-                    args: Vec::new(),
+                    args: Default::default(),
                     key: Digest::of(b"scratch"),
                     created: self.created.clone(),
                     no_cache: false,
@@ -563,13 +563,13 @@ impl Builder<'_> {
     ) -> Result<StageState, BuildError> {
         match &ins.command {
             Command::Arg(a) => {
-                let lex = Lexer::new('\\');
                 for decl in &a.args {
-                    let scope = state.scope();
                     let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
                         (Some(v), _) => Some(v.clone()),
                         (None, Some(d)) => Some(
-                            lex.process_word(d, &scope)
+                            state
+                                .run
+                                .expand(d, &state.args)
                                 .map_err(|e| BuildError::at(ins, e.to_string()))?,
                         ),
                         (None, None) => self
@@ -580,26 +580,27 @@ impl Builder<'_> {
                             .find(|(k, _)| *k == decl.name)
                             .map(|(_, v)| v.clone()),
                     };
-                    state.args.retain(|(k, _)| *k != decl.name);
-                    if let Some(v) = value {
-                        state.args.push((decl.name.clone(), v));
-                    }
+                    state.args.set(&decl.name, value);
                 }
-                let declared: Vec<String> = a
+                // The names declared with their values now: the key's part (the args before
+                // are the parent key's), and the history's.
+                let now: Vec<(&str, Option<&str>)> = a
                     .args
                     .iter()
-                    .filter_map(|d| {
-                        let v = state.args.iter().find(|(k, _)| *k == d.name)?;
-                        Some(format!("{}={}", v.0, v.1))
-                    })
+                    .map(|d| (d.name.as_str(), state.args.get(&d.name)))
+                    .collect();
+                let declared: Vec<String> = now
+                    .iter()
+                    .filter_map(|(k, v)| Some(format!("{k}={}", (*v)?)))
                     .collect();
                 let text = if declared.is_empty() {
                     ins.original.trim().to_string()
                 } else {
                     format!("ARG {}", declared.join(" "))
                 };
+                let key = key_of(&json!({ "parent": state.key.to_string(), "arg": now }));
                 self.history(&mut state, text, true);
-                state.key = key_of(&json!({ "parent": state.key.to_string(), "arg": state.args }));
+                state.key = key;
                 Ok(state)
             }
             Command::Run(run) => self.run_step(state, ins, run, name, results),
@@ -644,10 +645,9 @@ impl Builder<'_> {
                 self.copy_step(state, ins, name, from, &a.files, &flags)
             }
             _ => {
-                let args = state.args.clone();
                 let applied = state
                     .run
-                    .apply_change(ins, &args)
+                    .apply_change(ins, &state.args)
                     .map_err(|e| BuildError::at(ins, e.to_string()))?
                     .ok_or_else(|| {
                         BuildError::at(
@@ -932,7 +932,7 @@ impl Builder<'_> {
 
     /// The environment a RUN sees: build args, the image's Env over them, a PATH.
     fn run_env(state: &StageState) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = state.args.clone();
+        let mut env: Vec<(String, String)> = state.args.iter().cloned().collect();
         for (k, v) in state.run.env() {
             env.retain(|(e, _)| *e != k);
             env.push((k, v));

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use lb_parser::shell::Lexer;
+use lb_parser::shell::{Env, Lexer, ShellError};
 use lb_parser::{Command, Instruction};
 use serde_json::{Map, Value, json};
 
@@ -77,18 +77,62 @@ fn entry_name(entry: &str) -> &str {
 /// The variables a metadata instruction's words expand with: `Env`, over the build args.
 struct Scope<'a> {
     config: &'a ImageConfig,
-    args: &'a [(String, String)],
+    args: &'a dyn Env,
 }
 
-impl lb_parser::shell::Env for Scope<'_> {
+impl Env for Scope<'_> {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.config.env_value(name).or_else(|| {
-            self.args
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        })
+        self.config
+            .env_value(name)
+            .or_else(|| self.args.lookup(name))
+    }
+}
+
+/// `(name, value)` pairs as a scope: the last definition of a name wins.
+struct Pairs<'a>(&'a [(String, String)]);
+
+impl Env for Pairs<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.0.lookup(name)
+    }
+}
+
+/// A stage's build arguments in the order declared, indexed by name: declaring one costs
+/// the same however many came before (a name declared again moves to the end, its old
+/// place left empty).
+#[derive(Debug, Clone, Default)]
+pub struct Args {
+    slots: Vec<Option<(String, String)>>,
+    index: HashMap<String, usize>,
+}
+
+impl Args {
+    /// Declares `name` with `value`; None leaves it undefined (an `ARG` with no value and
+    /// no `--build-arg` drops an earlier one).
+    pub fn set(&mut self, name: &str, value: Option<String>) {
+        if let Some(at) = self.index.remove(name) {
+            self.slots[at] = None;
+        }
+        if let Some(v) = value {
+            self.index.insert(name.to_string(), self.slots.len());
+            self.slots.push(Some((name.to_string(), v)));
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let at = *self.index.get(name)?;
+        self.slots[at].as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// `(name, value)` in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = &(String, String)> {
+        self.slots.iter().flatten()
+    }
+}
+
+impl Env for Args {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 }
 
@@ -219,7 +263,13 @@ impl ImageConfig {
         ins: &Instruction,
         args: &[(String, String)],
     ) -> Result<Option<String>, ConfigError> {
-        Ok(self.apply_change(ins, args)?.map(|a| a.created_by))
+        Ok(self.apply_change(ins, &Pairs(args))?.map(|a| a.created_by))
+    }
+
+    /// Expands `word` with `Env` over `args`, as a metadata instruction's words expand.
+    pub fn expand(&mut self, word: &str, args: &dyn Env) -> Result<String, ShellError> {
+        self.index_env();
+        Lexer::new('\\').process_word(word, &Scope { config: self, args })
     }
 
     /// [`apply`](Self::apply), returning what the instruction changed as well. Costs time
@@ -227,7 +277,7 @@ impl ImageConfig {
     pub fn apply_change(
         &mut self,
         ins: &Instruction,
-        args: &[(String, String)],
+        args: &dyn Env,
     ) -> Result<Option<Applied>, ConfigError> {
         let line = ins.start_line;
         self.index_env();
@@ -497,6 +547,7 @@ fn expose_ports(spec: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_parser::shell::NoEnv;
 
     fn apply_all(cfg: &mut ImageConfig, dockerfile: &str) {
         let df = lb_parser::parse(dockerfile.as_bytes()).unwrap();
@@ -600,7 +651,10 @@ mod tests {
                 .clone(),
             None,
         );
-        let a = cfg.apply_change(&ins("ENV C=$A$B"), &[]).unwrap().unwrap();
+        let a = cfg
+            .apply_change(&ins("ENV C=$A$B"), &NoEnv)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.change, json!({"Env": [["C", "2"]]}));
         cfg.set_env("A", "3");
         assert_eq!(cfg.config["Env"], json!(["A=3", "B", "A=3", "C=2"]));
@@ -622,7 +676,7 @@ mod tests {
     #[test]
     fn changes_tell_apart_what_history_text_does_not() {
         let change = |cfg: &mut ImageConfig, text: &str| {
-            let a = cfg.apply_change(&ins(text), &[]).unwrap().unwrap();
+            let a = cfg.apply_change(&ins(text), &NoEnv).unwrap().unwrap();
             (a.created_by, a.change)
         };
         let mut one = ImageConfig::default();
@@ -659,10 +713,29 @@ mod tests {
         let t = std::time::Instant::now();
         let mut cfg = ImageConfig::default();
         for ins in &df.instructions[1..] {
-            cfg.apply_change(ins, &[]).unwrap().unwrap();
+            cfg.apply_change(ins, &NoEnv).unwrap().unwrap();
         }
         assert_eq!(cfg.env().len(), 50_000);
         assert_eq!(cfg.config["Labels"].as_object().unwrap().len(), 50_000);
         assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn args_keep_declaration_order_and_move_a_redeclared_name_last() {
+        let mut a = Args::default();
+        a.set("A", Some("1".into()));
+        a.set("B", Some("2".into()));
+        a.set("A", Some("3".into()));
+        a.set("C", Some("4".into()));
+        a.set("B", None);
+        let pairs: Vec<_> = a.iter().cloned().collect();
+        assert_eq!(
+            pairs,
+            vec![("A".into(), "3".into()), ("C".into(), "4".into())]
+        );
+        assert_eq!((a.get("A"), a.get("B")), (Some("3"), None));
+        let mut cfg = ImageConfig::default();
+        cfg.set_env("C", "env");
+        assert_eq!(cfg.expand("$A-$C", &a).unwrap(), "3-env");
     }
 }

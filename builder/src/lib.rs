@@ -26,7 +26,7 @@ pub use build::{
     BuildOptions, Event, ImageSource, Progress, RunNetwork, build, reap_killed_builds,
     write_flattened, write_merged,
 };
-pub use config::{Applied, ConfigError, ImageConfig, change_instruction};
+pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;
 pub use mounts::SecretSource;
 pub use plan::{Base, Plan, Stage, plan};
