@@ -46,9 +46,13 @@ pub struct BuildArgs {
     /// Set a label on the image (KEY=VALUE)
     #[arg(long)]
     label: Vec<String>,
-    /// Networking of RUN steps: host (default) or none
+    /// Networking of RUN steps: default (a namespace of each step's own on the bridge, with
+    /// NAT), bridge (the same), none, or host (the host's own network, as asked)
     #[arg(long, default_value = "default")]
     network: String,
+    /// Extra privileges for the build: network.host (`RUN --network=host` in the Dockerfile)
+    #[arg(long = "allow")]
+    allow: Vec<String>,
     /// Progress output: auto, plain, tty or quiet
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -448,11 +452,21 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (network_none, bridge) = match args.network.as_str() {
-        "default" | "host" => (false, false),
+        "default" | "bridge" => (false, true),
+        "host" => (false, false),
         "none" => (true, false),
-        "bridge" => (false, true),
-        other => bail!("--network {other}: want default, host, none or bridge"),
+        other => bail!("--network {other}: want default, bridge, host or none"),
     };
+    let mut allow_host_network = args.network == "host";
+    for a in &args.allow {
+        match a.as_str() {
+            "network.host" => allow_host_network = true,
+            "security.insecure" => {
+                bail!("--allow security.insecure: lb does not run insecure steps")
+            }
+            other => bail!("--allow {other}: want network.host"),
+        }
+    }
     if !matches!(args.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!(
             "--progress {}: want auto, plain, tty or quiet",
@@ -473,6 +487,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         network_none,
+        allow_host_network,
         labels: key_values(&args.label, "--label")?,
         source_date_epoch,
         secrets: args
@@ -497,7 +512,19 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let registry = crate::registry_cmds::RegistrySource { store };
-    let network = crate::network_cmds::BuildBridge { store };
+    // Namespaces for the RUN steps made ready while the build runs (before the build
+    // takes a mount namespace of its own: the filler's must be the host's).
+    let runs = df
+        .instructions
+        .iter()
+        .any(|i| matches!(i.command, lb_parser::Command::Run(_)));
+    if bridge && runs {
+        crate::network_cmds::start_pool_filler();
+    }
+    let network = crate::network_cmds::BuildBridge {
+        store,
+        claimed: Default::default(),
+    };
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
     let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);
     if let (View::Live(live), Err(_)) = (&progress, &built) {

@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Build an image from a Dockerfile
-    Build(build_cmd::BuildArgs),
+    Build(Box<build_cmd::BuildArgs>),
     /// Parse a Dockerfile and print it as BuildKit's dump or as typed JSON
     Parse(parse_cmd::ParseArgs),
     /// Create an image from a root file system tar
@@ -120,7 +120,7 @@ fn command() -> ExitCode {
         || -> anyhow::Result<lb_layerstore::Store> { Ok(lb_layerstore::Store::open(&root)?) };
     let result = match cli.command {
         Commands::Parse(args) => parse_cmd::run(args),
-        Commands::Build(args) => store().and_then(|s| build_cmd::build(&s, args)),
+        Commands::Build(args) => store().and_then(|s| build_cmd::build(&s, *args)),
         Commands::Import(args) => store().and_then(|s| image_cmds::import(&s, args)),
         Commands::Images(args) => store().and_then(|s| image_cmds::images(&s, args)),
         Commands::Tag(args) => store().and_then(|s| image_cmds::tag(&s, args)),

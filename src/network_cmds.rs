@@ -27,6 +27,16 @@ pub enum NetworkCommands {
     Rm(RmArgs),
     /// Show networks as JSON
     Inspect(InspectArgs),
+    /// Keep namespaces ready for build steps on the default bridge (started by lb build)
+    #[command(hide = true)]
+    PoolFill(PoolFillArgs),
+}
+
+#[derive(Args)]
+pub struct PoolFillArgs {
+    /// Keep the pool full while this process (a build) runs
+    #[arg(long)]
+    for_pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -125,36 +135,109 @@ pub fn of_record(store: &Store, record: &ContainerRecord) -> Option<Network> {
         .flatten()
 }
 
+fn paths_state() -> PathBuf {
+    std::env::var_os("LB_NETWORK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/lb/networks"))
+}
+
 /// The IPAM's directory (host-wide: `$LB_NETWORK_DIR`, else `/run/lb/networks`, gone at
 /// reboot as the links are), container `id`'s namespace file (`<root>/netns/<id>`, outside
 /// its directory so removing it never trips over a mount), and the IPAM holder
 /// (`<store root>:<id>`).
 fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
-    let state = std::env::var_os("LB_NETWORK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/lb/networks"));
     (
-        state,
+        paths_state(),
         store.root().join("netns").join(id),
         format!("{}:{id}", store.root().display()),
     )
 }
 
-/// RUN steps of `lb build --network bridge` on the default bridge: each step container
-/// (`build-<lb pid>-<hash>`) gets an address, links and a namespace of its own for its run.
+/// How many namespaces are kept ready for build steps.
+const POOL_SIZE: usize = 3;
+
+/// The host-wide pool of ready namespaces on the default bridge.
+fn build_pool() -> lb_network::pool::Pool {
+    lb_network::pool::Pool::new(&paths_state(), &Network::default_bridge())
+}
+
+/// Starts a filler of the build pool for this process, detached (it outlives this lb to
+/// top the pool up for the next build); it must start before the build makes its own
+/// mount namespace, so that the namespaces it holds stay in the host's.
+pub fn start_pool_filler() {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["network", "pool-fill", "--for-pid"])
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches the filler from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    if let Ok(mut child) = cmd.spawn() {
+        // Reaped by a thread so that it never lingers as a zombie of ours.
+        std::thread::spawn(move || child.wait());
+    }
+}
+
+/// RUN steps on the default bridge (`lb build`'s default network): each step container
+/// (`build-<lb pid>-<hash>`) gets a namespace of its own with an address and links: one
+/// the pool made ready (claimed in the host's mount namespace, where the filler holds it,
+/// and joined through this process's descriptor of it), else one made for it here.
 pub struct BuildBridge<'a> {
     pub store: &'a Store,
+    /// Steps' claimed pool entries and the descriptors they are joined through.
+    pub claimed: std::sync::Mutex<
+        std::collections::HashMap<String, (lb_network::pool::Claimed, std::fs::File)>,
+    >,
 }
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
     fn attach(&self, id: &str) -> Result<PathBuf, String> {
+        let pool = build_pool();
+        let claimed = lb_runtime::rootfs::in_host_mount_namespace(|| {
+            let c = pool.claim(std::process::id())?;
+            match std::fs::File::open(&c.file) {
+                Ok(f) => Some((c, f)),
+                Err(_) => {
+                    pool.release(c);
+                    None
+                }
+            }
+        })
+        .ok()
+        .flatten();
+        if let Some((c, f)) = claimed {
+            use std::os::fd::AsRawFd;
+            let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()));
+            self.claimed
+                .lock()
+                .expect("claimed")
+                .insert(id.to_string(), (c, f));
+            return Ok(path);
+        }
         attach_links(self.store, &Network::default_bridge(), id)
             .map(|a| a.netns)
             .map_err(|e| format!("{e:#}"))
     }
 
     fn detach(&self, id: &str) {
-        detach(self.store, &Network::default_bridge(), id);
+        let pooled = self.claimed.lock().expect("claimed").remove(id);
+        match pooled {
+            Some((c, f)) => {
+                drop(f);
+                build_pool().release(c);
+            }
+            None => detach(self.store, &Network::default_bridge(), id),
+        }
     }
 }
 
@@ -306,6 +389,9 @@ pub fn reconcile(store: &Store) {
             let Some((root, id)) = holder.rsplit_once(':') else {
                 continue;
             };
+            if holder.starts_with(lb_network::pool::HOLDER_PREFIX) {
+                continue; // the pool's filler keeps its own
+            }
             // Gone, or exited (a dead process reads as exited), in whichever store it was
             // (a test's deleted store included); a container still being created
             // (attached, not yet started) is left alone.
@@ -344,6 +430,10 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
         NetworkCommands::Ls => ls(store),
         NetworkCommands::Rm(a) => rm(store, a),
         NetworkCommands::Inspect(a) => inspect(store, a),
+        NetworkCommands::PoolFill(a) => {
+            build_pool().fill(POOL_SIZE, a.for_pid)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -39,6 +39,9 @@ pub struct BuildOptions {
     /// `--network none`: RUN steps get a network namespace of their own with only `lo`;
     /// otherwise they share the host's network, as `docker build --network host`.
     pub network_none: bool,
+    /// The `network.host` entitlement (`--allow network.host`, or `--network host`): a
+    /// Dockerfile's `RUN --network=host` is refused without it.
+    pub allow_host_network: bool,
     /// `--label`s added to the final image's config.
     pub labels: Vec<(String, String)>,
     /// `SOURCE_DATE_EPOCH`: image and history times, and no layer mtime later than it.
@@ -959,14 +962,30 @@ impl Builder<'_> {
         let cwd = state.workdir();
         let network_none = match run.network {
             Some(lb_parser::NetworkMode::None) => true,
+            Some(lb_parser::NetworkMode::Host) if !self.opts.allow_host_network => {
+                return Err(BuildError::at(
+                    ins,
+                    "RUN --network=host: network.host is not allowed (lb build --allow network.host)",
+                ));
+            }
             Some(lb_parser::NetworkMode::Host) => false,
             _ => self.opts.network_none,
         };
-        // `--network bridge` (the caller's network) unless the step asks for none or host.
-        let bridged = if run.network.is_none() && !network_none {
+        // The caller's network (the bridge: a namespace of the step's own) unless the step
+        // asks for none or host.
+        let asks_host = run.network == Some(lb_parser::NetworkMode::Host);
+        let bridged = if !asks_host && !network_none {
             self.network
         } else {
             None
+        };
+        // A step on the host's network says so, even when the whole build asked for it.
+        let shown;
+        let name = if run.network.is_none() && !network_none && bridged.is_none() {
+            shown = name.replacen("RUN ", "RUN --network=host ", 1);
+            &shown
+        } else {
+            name
         };
         let dir = self.run_step_dir()?;
         // The image's file system, to tell the mount points mounts create: only with mounts.
@@ -1015,7 +1034,7 @@ impl Builder<'_> {
         let etc = lb_runtime::defaults::write_etc_files(
             &dir.join("files"),
             "buildkitsandbox",
-            !network_none,
+            !network_none && bridged.is_none(),
         )
         .and_then(|etc| {
             // BuildKit's hosts file, whatever the network.

@@ -10,6 +10,7 @@ mod ipam;
 mod link;
 mod nat;
 mod netns;
+pub mod pool;
 pub mod ports;
 
 use std::net::Ipv4Addr;

@@ -272,12 +272,36 @@ pub fn write_etc_files(
         )
     };
     std::fs::write(etc.join("hosts"), hosts)?;
-    std::fs::write(
-        etc.join("resolv.conf"),
-        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
-    )?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = if host_network {
+        resolv
+    } else {
+        resolv_conf_for_own_network(&resolv)
+    };
+    std::fs::write(etc.join("resolv.conf"), resolv)?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
     Ok(etc)
+}
+
+/// The host's resolver configuration for a container with a network of its own, as docker
+/// writes it: loopback name servers (a local resolver such as systemd-resolved's) cannot
+/// be reached from there and are dropped; with none left, Google's public ones.
+pub fn resolv_conf_for_own_network(host: &str) -> String {
+    let loopback = |l: &str| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("nameserver")
+            && w.next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_loopback())
+    };
+    let mut out: Vec<&str> = host.lines().filter(|l| !loopback(l)).collect();
+    let has_server = out
+        .iter()
+        .any(|l| l.split_whitespace().next() == Some("nameserver"));
+    if !has_server {
+        out.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
+    }
+    out.join("\n") + "\n"
 }
 
 /// A read-write bind of `source` at `destination`, as the `/etc` files are mounted.

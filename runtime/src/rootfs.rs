@@ -37,6 +37,11 @@ fn last_errno() -> std::io::Error {
 /// nowhere: what it then mounts (views of images for `export` and builds) is seen by no
 /// one else and goes away with the process, even when it is killed.
 pub fn private_mount_namespace() -> Result<()> {
+    // The namespace left behind, for what must still be done in the host's view (network
+    // namespaces other processes made and hold by bind mounts).
+    if let Ok(f) = std::fs::File::open("/proc/thread-self/ns/mnt") {
+        let _ = HOST_MOUNT_NS.set(OwnedFd::from(f));
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::sys("a mount namespace of its own (needs root)", e))?;
     mount(
@@ -47,6 +52,30 @@ pub fn private_mount_namespace() -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| Error::sys("make / private", e))
+}
+
+/// The mount namespace this process had before [`private_mount_namespace`].
+static HOST_MOUNT_NS: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
+/// Runs `f` on a thread in the mount namespace this process had before it made its own
+/// (directly when it never did): mounts made there since (a namespace file another lb
+/// holds) are seen, and mounts `f` makes outlive this process. The thread first stops
+/// sharing its file system context, which `setns` into a mount namespace requires.
+pub fn in_host_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
+    let Some(ns) = HOST_MOUNT_NS.get() else {
+        return Ok(f());
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                .map_err(|e| Error::sys("unshare the file system context", e))?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| Error::sys("join the host's mount namespace", e))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::setup("the host mount namespace thread panicked")))
+    })
 }
 
 /// Mounts the overlay at `target`. The new mount API takes one lower per call by file

@@ -1,0 +1,206 @@
+//! Network namespaces made ready ahead of need, so that a build's RUN step gets one of its
+//! own (an address on the bridge, its veth, `eth0`, a default route) without waiting for
+//! the ~60 ms the kernel takes to make and move a veth pair. BuildKit keeps such a pool;
+//! here it is host-wide, as the bridge and the IPAM are, and outlives the lb that filled it.
+//!
+//! Every entry is a namespace file `ns-<token>` in `<state dir>/pool-<bridge>/` (a mount
+//! point: it cannot be renamed) beside an empty marker whose name is the entry's state;
+//! each change of state is one `rename` of the marker (whoever renames first owns the
+//! entry): `making-<pid>-<token>` (being set up by a filler) -> `ready-<token>` ->
+//! `taken-<pid>-<token>` (claimed by a build) -> `spent-<token>` (its step is done). A filler turns
+//! spent entries and those of dead processes back into nothing (the namespace file
+//! unmounted, which frees the namespace and the veth pair with it, and the address
+//! released) and tops the pool up. An entry's address is held as `pool:<token>`.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Network, Result};
+
+/// The IPAM holder of an entry's address.
+pub const HOLDER_PREFIX: &str = "pool:";
+
+/// The pool of ready namespaces on one network.
+pub struct Pool {
+    state_dir: PathBuf,
+    dir: PathBuf,
+    net: Network,
+}
+
+/// A namespace a build claimed: the file its step joins.
+#[derive(Debug)]
+pub struct Claimed {
+    pub file: PathBuf,
+    marker: PathBuf,
+    token: String,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A fresh token: 11 hex digits (the host link's name is `lbv` + the id's last 11).
+fn token() -> String {
+    let mut b = [0u8; 6];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut b)
+    });
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    hex[..11].to_string()
+}
+
+impl Pool {
+    pub fn new(state_dir: &Path, net: &Network) -> Pool {
+        Pool {
+            state_dir: state_dir.to_path_buf(),
+            dir: state_dir.join(format!("pool-{}", net.bridge)),
+            net: net.clone(),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// The number of ready entries.
+    pub fn ready(&self) -> usize {
+        self.names()
+            .iter()
+            .filter(|n| n.starts_with("ready-"))
+            .count()
+    }
+
+    /// Takes a ready entry for process `pid`, if there is one. The caller must see the
+    /// mounts of the filler's mount namespace (the host's) to open the file.
+    pub fn claim(&self, pid: u32) -> Option<Claimed> {
+        for name in self.names() {
+            let Some(token) = name.strip_prefix("ready-") else {
+                continue;
+            };
+            let marker = self.dir.join(format!("taken-{pid}-{token}"));
+            if std::fs::rename(self.dir.join(&name), &marker).is_ok() {
+                return Some(Claimed {
+                    file: self.dir.join(format!("ns-{token}")),
+                    marker,
+                    token: token.to_string(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Hands a claimed entry back, used: the next filler frees it.
+    pub fn release(&self, claimed: Claimed) {
+        let spent = self.dir.join(format!("spent-{}", claimed.token));
+        let _ = std::fs::rename(&claimed.marker, spent);
+    }
+
+    /// Frees what is spent or was left by a dead process, then makes entries until `keep`
+    /// are ready; while process `while_alive` runs, keeps doing so (it is a build taking
+    /// entries). One filler at a time: another running makes this return at once.
+    pub fn fill(&self, keep: usize, while_alive: Option<u32>) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::setup(self.dir.display().to_string(), e))?;
+        let lock = std::fs::File::create(self.dir.join("fill.lock"))
+            .map_err(|e| Error::setup(self.dir.display().to_string(), e))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Ok(());
+        }
+        self.collect(true);
+        loop {
+            while self.ready() < keep {
+                self.make()?;
+            }
+            match while_alive {
+                Some(pid) if alive(pid) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => break,
+            }
+            self.collect(false);
+        }
+        self.collect(true);
+        Ok(())
+    }
+
+    /// Makes one ready entry.
+    fn make(&self) -> Result<()> {
+        let token = token();
+        let making = self
+            .dir
+            .join(format!("making-{}-{token}", std::process::id()));
+        let err = |e: std::io::Error| Error::setup(making.display().to_string(), e);
+        std::fs::File::create(&making).map_err(err)?;
+        let holder = format!("{HOLDER_PREFIX}{token}");
+        let ns = self.dir.join(format!("ns-{token}"));
+        if let Err(e) = crate::attach(
+            &self.state_dir,
+            &self.net,
+            &holder,
+            &format!("pool-{token}"),
+            &ns,
+        ) {
+            let _ = std::fs::remove_file(&making);
+            return Err(e);
+        }
+        std::fs::rename(&making, self.dir.join(format!("ready-{token}"))).map_err(err)
+    }
+
+    /// Frees spent entries, those whose claimant or maker is gone, and (with `orphans`)
+    /// addresses held for entries that no longer exist.
+    fn collect(&self, orphans: bool) {
+        let names = self.names();
+        let mut live_tokens = Vec::new();
+        for name in &names {
+            let (state, rest) = name.split_once('-').unwrap_or((name, ""));
+            let (owner, token) = match state {
+                "ready" => (None, rest),
+                "spent" => (Some(0), rest),
+                "taken" | "making" => match rest.split_once('-') {
+                    Some((pid, token)) => (pid.parse::<u32>().ok().or(Some(0)), token),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let dead = owner.is_some_and(|pid| pid == 0 || !alive(pid));
+            if dead {
+                let holder = format!("{HOLDER_PREFIX}{token}");
+                let freed = crate::detach(
+                    &self.state_dir,
+                    &self.net,
+                    &holder,
+                    &format!("pool-{token}"),
+                    &self.dir.join(format!("ns-{token}")),
+                );
+                if freed.is_ok() {
+                    let _ = std::fs::remove_file(self.dir.join(name));
+                }
+            } else {
+                live_tokens.push(token.to_string());
+            }
+        }
+        if !orphans {
+            return;
+        }
+        let Ok(ipam) = crate::Ipam::open(&self.state_dir, &self.net) else {
+            return;
+        };
+        for holder in ipam.holders().unwrap_or_default() {
+            if let Some(token) = holder.strip_prefix(HOLDER_PREFIX)
+                && !live_tokens.iter().any(|t| t == token)
+            {
+                let _ = ipam.release(&holder);
+            }
+        }
+    }
+}

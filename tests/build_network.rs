@@ -1,0 +1,157 @@
+//! RUN steps' networks, tried as a hostile Dockerfile would: by default a step has a
+//! network namespace of its own on the bridge (as BuildKit gives each RUN its own), so it
+//! cannot reach services on the host's loopback, see the host's interfaces or connect to
+//! the host's abstract unix sockets, yet reaches the outside through the bridge. The host's
+//! network is an explicit opt-in: `lb build --network host`, or `RUN --network=host` with
+//! `--allow network.host` (refused without it), shown as such in the step's output.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod common;
+use common::*;
+
+/// A TCP server at `addr` that closes every connection at once (so a client's `nc`
+/// ends); its port and a function telling whether someone connected since it last asked.
+fn server(addr: &str) -> (u16, impl Fn() -> bool) {
+    let listener = TcpListener::bind(addr).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, move || count.swap(0, Ordering::SeqCst) > 0)
+}
+
+fn context(env: &Env, name: &str, dockerfile: &str) -> std::path::PathBuf {
+    let ctx = env.root.parent().unwrap().join(name);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    ctx
+}
+
+#[test]
+fn run_steps_have_a_network_of_their_own() {
+    let Some(env) = setup() else { return };
+    let (lport, loopback) = server("127.0.0.1:0");
+    let (aport, everywhere) = server("0.0.0.0:0");
+    let abstract_name = format!("lb-build-net-{}", std::process::id());
+    let addr =
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+    let _unix = UnixListener::bind_addr(&addr).unwrap();
+    // The host's interfaces other than lo, as its /proc/net/dev names them.
+    let mut dev = String::new();
+    std::fs::File::open("/proc/net/dev")
+        .unwrap()
+        .read_to_string(&mut dev)
+        .unwrap();
+    let host_links: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
+        .filter(|n| n != "lo" && n != "eth0")
+        .collect();
+    assert!(!host_links.is_empty(), "the host has no interface but lo");
+    let df = format!(
+        "FROM busybox\n\
+         RUN echo x | nc -w 1 127.0.0.1 {lport} ; cut -d: -f1 /proc/net/dev > /links; \
+         grep -c {abstract_name} /proc/net/unix > /unix; \
+         echo y | nc -w 1 10.213.0.1 {aport}; echo $? > /outbound\n"
+    );
+    let ctx = context(&env, "isolated", &df);
+    let (code, _, log) = build(
+        &env,
+        &[
+            "--progress",
+            "plain",
+            "-t",
+            "isolated",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(!loopback(), "a RUN step reached the host's 127.0.0.1");
+    assert!(
+        everywhere(),
+        "a RUN step did not reach the host through the bridge"
+    );
+    let (_, links, _) = run_image(&env, &["--network", "none"], "isolated", &["cat", "/links"]);
+    for l in &host_links {
+        assert!(
+            !links.lines().any(|x| x.trim() == l),
+            "a RUN step saw the host's {l}: {links}"
+        );
+    }
+    let (_, unix, _) = run_image(&env, &["--network", "none"], "isolated", &["cat", "/unix"]);
+    assert_eq!(
+        unix.trim(),
+        "0",
+        "a RUN step saw the host's abstract socket"
+    );
+
+    // The host's network on request, and said so in the step's output.
+    let ctx = context(
+        &env,
+        "host",
+        &format!("FROM busybox\nRUN echo x | nc -w 1 127.0.0.1 {lport}\n"),
+    );
+    let (code, _, log) = build(
+        &env,
+        &[
+            "--no-cache",
+            "--progress",
+            "plain",
+            "--network",
+            "host",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("RUN --network=host echo x"), "{log}");
+    assert!(loopback(), "--network host did not reach 127.0.0.1");
+
+    // A Dockerfile cannot grant itself the host's network.
+    let ctx = context(
+        &env,
+        "ask-host",
+        &format!("FROM busybox\nRUN --network=host echo x | nc -w 1 127.0.0.1 {lport}\n"),
+    );
+    let (code, _, log) = build(&env, &["--no-cache", ctx.to_str().unwrap()]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("network.host is not allowed"), "{log}");
+    assert!(log.contains("Dockerfile:2"), "{log}");
+    assert!(!loopback());
+    let (code, _, log) = build(
+        &env,
+        &[
+            "--no-cache",
+            "--allow",
+            "network.host",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(loopback());
+
+    // --network none: only lo.
+    let ctx = context(
+        &env,
+        "none",
+        "FROM busybox\nRUN cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' > /links\n",
+    );
+    let (code, _, log) = build(
+        &env,
+        &["--network", "none", "-t", "none", ctx.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{log}");
+    let (_, links, _) = run_image(&env, &["--network", "none"], "none", &["cat", "/links"]);
+    assert_eq!(links, "lo\n");
+}
