@@ -662,3 +662,18 @@ fn run_sees_the_hosts_resolver_and_keeps_no_etc_files() {
     entries.sort();
     assert_eq!(entries, ["etc/", "hosts-seen", "resolv-seen"]);
 }
+
+#[test]
+fn links_in_the_context_resolve_inside_it() {
+    let Some(env) = setup() else { return };
+    build_case(&env, "links-in-context", &[]);
+    let out = sh(
+        &env,
+        "links-in-context",
+        "cat /via-abs.txt /via-up.txt /alias; readlink /tree/hostlink; tr '\\n' ' ' < /listing",
+    );
+    assert_eq!(
+        out,
+        "inside\ninside\ndangling\n/etc/passwd\n. .. .dockerignore Dockerfile abs alias real tree up "
+    );
+}
