@@ -406,6 +406,12 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| ctx.dir.join("Dockerfile"));
     let source = match &ctx.dockerfile {
         Some(text) => text.clone(),
+        // CONTEXT/Dockerfile is the context's: a link there is followed inside it (a
+        // context cannot make lb read and print a host file as its Dockerfile); a file
+        // given with -f is the user's own.
+        None if args.file.is_none() => lb_rootpath::Root::open(&ctx.dir)
+            .and_then(|r| r.read(std::path::Path::new("Dockerfile")))
+            .with_context(|| format!("failed to read the Dockerfile {}", file.display()))?,
         None => std::fs::read(&file)
             .with_context(|| format!("failed to read the Dockerfile {}", file.display()))?,
     };

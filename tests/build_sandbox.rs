@@ -359,3 +359,37 @@ fn the_store_is_roots_alone() {
     assert_eq!(mode(&env.root), 0o711);
     assert_eq!(mode(&env.root.join("snapshots")), 0o700);
 }
+
+#[test]
+fn a_heredoc_name_cannot_write_outside_the_build() {
+    let Some(env) = setup() else { return };
+    let host = Host::new(&env);
+    let up = "../".repeat(16);
+    let victim = host.dir.join("victim/pwned");
+    let name = format!("{up}{}", victim.strip_prefix("/").unwrap().display());
+    let df = format!("FROM busybox\nCOPY <<{name} /x/\nhello\n{name}\n");
+    let ctx = context(&env, "heredoc-name", &df, &[]);
+    let (code, log) = build_ctx(&env, &ctx, "heredocname");
+    assert_eq!(code, 0, "{log}");
+    host.untouched();
+    let (_, out, _) = run_image(
+        &env,
+        &["--network", "none"],
+        "heredocname",
+        &["cat", "/x/pwned"],
+    );
+    assert_eq!(out, "hello\n");
+}
+
+#[test]
+fn a_context_cannot_make_a_host_file_its_dockerfile() {
+    let Some(env) = setup() else { return };
+    let host = Host::new(&env);
+    let ctx = env.root.parent().unwrap().join("df-link");
+    std::fs::create_dir_all(&ctx).unwrap();
+    symlink(host.dir.join("secret.txt"), ctx.join("Dockerfile")).unwrap();
+    let (code, log) = build_ctx(&env, &ctx, "dflink");
+    assert_ne!(code, 0, "{log}");
+    assert!(!log.contains(SECRET), "{log}");
+    assert!(log.contains("failed to read the Dockerfile"), "{log}");
+}

@@ -157,7 +157,10 @@ fn a_flood_leaves_the_monitor_small() {
 #[test]
 fn max_size_and_max_file_rotate_and_survive_a_restart() {
     let Some(env) = setup() else { return };
-    let script = "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done; echo err >&2";
+    // stderr last, once stdout is surely read: the two streams are copied side by side, so
+    // without the pause a loaded machine may log "err" between stdout lines (then rotated out).
+    let script =
+        "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done; sleep 0.5; echo err >&2";
     let dir = run_detached(
         &env,
         &[

@@ -1291,15 +1291,22 @@ impl Builder<'_> {
         // Heredoc sources become files of their own, named by their delimiters.
         let inline_dir = self.step_dir()?;
         let mut inline = Vec::new();
-        for f in &files.inline {
+        for (n, f) in files.inline.iter().enumerate() {
             let content = if f.expand {
                 word(&f.content)?
             } else {
                 f.content.clone()
             };
-            let path = inline_dir.join(&f.name);
+            // Named after the delimiter's last component (a delimiter is the Dockerfile's
+            // to choose: `../` in it must not write outside the step's scratch dir).
+            let file_name = copy::lexical(&f.name)
+                .0
+                .last()
+                .map_or_else(|| "heredoc".to_string(), |n| n.to_string());
+            let path = inline_dir.join(format!("heredoc-{n}")).join(file_name);
             let write = || -> std::io::Result<()> {
                 use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(path.parent().expect("heredoc dir"))?;
                 std::fs::write(&path, &content)?;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             };
