@@ -15,12 +15,30 @@ use std::path::Path;
 
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps, XattrFlags, chownat, linkat,
-    mkdirat, mknodat, openat2, statat, symlinkat, unlinkat, utimensat,
+    mkdirat, mknodat, statat, symlinkat, unlinkat, utimensat,
 };
 use rustix::io::Errno;
 
 use crate::Error;
 use crate::digest::{Digest, Digester};
+
+/// `openat2` through the one resolver (`lb_rootpath`: `EAGAIN` retried).
+fn openat2<Fd: AsFd>(
+    dir: Fd,
+    path: &str,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    lb_rootpath::openat2_with_mode(
+        dir.as_fd(),
+        Path::new(path),
+        flags.bits() as i32,
+        mode.bits(),
+        resolve.bits(),
+    )
+    .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
 
 /// How whiteouts in the layer are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,13 +25,21 @@ fn cstring(p: &OsStr) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path holds a NUL byte"))
 }
 
-/// `openat2(dir, path, flags, resolve)`, retried while the kernel answers `EAGAIN` (a
-/// rename elsewhere raced a `..` step; the kernel asks the caller to try again).
-fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+/// `openat2(dir, path, flags, mode, resolve)`, always close-on-exec, retried while the
+/// kernel answers `EAGAIN` (a rename or mount elsewhere raced a `..` step; the kernel asks
+/// the caller to try again). The one call every resolution inside a root goes through.
+pub fn openat2_with_mode(
+    dir: BorrowedFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let p = cstring(path.as_os_str())?;
     // SAFETY: an all-zero open_how is valid; the fields set below are plain integers.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = u64::from(mode);
     how.resolve = resolve;
     for _ in 0..1000 {
         // SAFETY: valid pointers for the duration of the call.
@@ -54,6 +62,10 @@ fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Result
         }
     }
     Err(io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+    openat2_with_mode(dir, path, flags, 0, resolve)
 }
 
 /// Opens `path` as seen from inside the directory `root` (absolute or relative, it makes
