@@ -11,8 +11,11 @@
 # Modes, as ../shared/peers/bench-peers.sh: cold (--no-cache), cached (unchanged rebuild), edit
 # (hyperfine --prepare rewrites one COPY'd file with new content before each run: small/edit.txt,
 # multistage/a.txt, bigfiles/stamp.txt, ctx10k/edit.txt). `hyperfine -N --warmup 1 --runs RUNS`;
-# docker and lb alternate per case and mode. Both get `-q --network host` and the same base tar
-# (../shared/peers/make-base.sh's busybox-rootfs.tar) as lbbase/busybox:latest.
+# docker and lb alternate per case and mode. Both get `-q` and the same base tar
+# (../shared/peers/make-base.sh's busybox-rootfs.tar) as lbbase/busybox:latest. docker gets
+# `--network host` (the lab dockerd has no bridge); lb its default, each RUN in a network
+# namespace of its own on the bridge (LB_NETWORK=host for the old comparison). LB_HOST_TOO=1 also
+# times lb with `--network host` in the same run (rows lbhost-*, and lb/lbhost in the summary).
 #
 # Needs root, /usr/bin/docker (Debian's 20.10 CLI; apt: docker.io), hyperfine, jq, python3 and
 # ../shared/peers (install-peers.sh installs the tools). Skips with a message otherwise.
@@ -113,7 +116,8 @@ awk '$1 > 0.5 {print "warning: load average " $1 " before the bench: other work 
 build_cmd() { # TOOL CASE EXTRA-FLAGS
   case $1 in
   docker) echo "$D build -q --network host $3 -t lbbench-$2 $ctx/$2" ;;
-  lb)     echo "$lb --root $store build -q --network host $3 -t lbbench-$2 $ctx/$2" ;;
+  lb)     echo "$lb --root $store build -q --network ${LB_NETWORK:-default} $3 -t lbbench-$2 $ctx/$2" ;;
+  lbhost) echo "$lb --root $store build -q --network host $3 -t lbbench-$2 $ctx/$2" ;;
   esac
 }
 hf() { # NAME CMD [hyperfine options ...]
@@ -131,7 +135,9 @@ hf() { # NAME CMD [hyperfine options ...]
 
 for t in $cases; do
   for mode in cold cached edit; do
-    for tool in docker lb; do
+    tools="docker lb"
+    [ "${LB_HOST_TOO:-0}" = 1 ] && tools="docker lb lbhost"
+    for tool in $tools; do
       case $mode in
       cold)   hf "$tool-$t-$mode" "$(build_cmd $tool "$t" --no-cache)" ;;
       cached) hf "$tool-$t-$mode" "$(build_cmd $tool "$t" '')" ;;
@@ -167,4 +173,16 @@ for t in sys.argv[2].split():
         except ValueError:
             rs, ok = "-", "-"
         print(f"| {t} | {c} | {d} | {l} | {rs} | {tg} | {ok} |")
+if any(k.startswith("lbhost-") for k in m):
+    print()
+    print("| case | mode | lb --network host s | lb (RUN isolated) s | isolated/host |")
+    print("|---|---|---|---|---|")
+    for t in sys.argv[2].split():
+        for c in ["cold", "cached", "edit"]:
+            h, l = m.get(f"lbhost-{t}-{c}", "-"), m.get(f"lb-{t}-{c}", "-")
+            try:
+                r = f"{float(l) / float(h):.2f}"
+            except ValueError:
+                r = "-"
+            print(f"| {t} | {c} | {h} | {l} | {r} |")
 PY

@@ -92,8 +92,17 @@ fn looks_like_tar(bytes: &[u8]) -> bool {
     head.len() == 512 && &head[257..262] == b"ustar"
 }
 
-fn unpack(archive: impl std::io::Read) -> anyhow::Result<tempfile::TempDir> {
+/// A directory for a context lb unpacks: root's alone (0700) before anything is in it, so
+/// no other host user reaches its files (a setuid binary in the archive) while it builds.
+fn context_dir() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new().prefix("lb-context-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+fn unpack(archive: impl std::io::Read) -> anyhow::Result<tempfile::TempDir> {
+    let dir = context_dir()?;
     lb_layerstore::apply_layer(
         archive,
         dir.path(),
@@ -120,7 +129,7 @@ fn context(arg: &std::path::Path) -> anyhow::Result<BuildContext> {
             });
         }
         // A bare Dockerfile: the context is empty.
-        let dir = tempfile::Builder::new().prefix("lb-context-").tempdir()?;
+        let dir = context_dir()?;
         return Ok(BuildContext {
             dir: dir.path().to_path_buf(),
             dockerfile: Some(input),
@@ -518,18 +527,10 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let registry = crate::registry_cmds::RegistrySource { store };
-    // Namespaces for the RUN steps made ready while the build runs (before the build
-    // takes a mount namespace of its own: the filler's must be the host's).
-    let runs = df
-        .instructions
-        .iter()
-        .any(|i| matches!(i.command, lb_parser::Command::Run(_)));
-    if bridge && runs {
-        crate::network_cmds::start_pool_filler();
-    }
     let network = crate::network_cmds::BuildBridge {
         store,
         claimed: Default::default(),
+        filler: std::sync::Once::new(),
     };
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
     let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);

@@ -154,7 +154,7 @@ fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
 }
 
 /// How many namespaces are kept ready for build steps.
-const POOL_SIZE: usize = 3;
+const POOL_SIZE: usize = 4;
 
 /// The host-wide pool of ready namespaces on the default bridge.
 fn build_pool() -> lb_network::pool::Pool {
@@ -162,9 +162,9 @@ fn build_pool() -> lb_network::pool::Pool {
 }
 
 /// Starts a filler of the build pool for this process, detached (it outlives this lb to
-/// top the pool up for the next build); it must start before the build makes its own
-/// mount namespace, so that the namespaces it holds stay in the host's.
-pub fn start_pool_filler() {
+/// top the pool up for the next build). Called from the host's mount namespace (the
+/// build has one of its own), so that the namespaces it holds are the host's.
+fn start_pool_filler() {
     use std::os::unix::process::CommandExt;
     let Ok(exe) = std::env::current_exe() else {
         return;
@@ -198,12 +198,16 @@ pub struct BuildBridge<'a> {
     pub claimed: std::sync::Mutex<
         std::collections::HashMap<String, (lb_network::pool::Claimed, std::fs::File)>,
     >,
+    /// The pool's filler is started with the first step that needs a namespace (a build
+    /// from the cache starts none).
+    pub filler: std::sync::Once,
 }
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
     fn attach(&self, id: &str) -> Result<PathBuf, String> {
         let pool = build_pool();
         let claimed = lb_runtime::rootfs::in_host_mount_namespace(|| {
+            self.filler.call_once(start_pool_filler);
             let c = pool.claim(std::process::id())?;
             match std::fs::File::open(&c.file) {
                 Ok(f) => Some((c, f)),

@@ -320,7 +320,7 @@ fn the_store_is_roots_alone() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&env.root), 0o711);
+    assert_eq!(mode(&env.root), 0o700);
     for d in ["containers", "snapshots", "build", "cache-mounts", "blobs"] {
         assert_eq!(mode(&env.root.join(d)), 0o700, "{d}");
     }
@@ -350,13 +350,31 @@ fn the_store_is_roots_alone() {
             text(&out.stdout)
         );
     }
+    // Nor can it hold a lock file of the store's (or of the host-wide network state) to
+    // stall every lb.
+    for lock in [env.root.join("index.lock"), env.root.join("gc.lock")] {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "flock",
+                "-n",
+            ])
+            .arg(&lock)
+            .arg("true")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nobody locked {}", lock.display());
+    }
+    assert_eq!(mode(Path::new("/run/lb/networks")), 0o700);
     let _ = lb(&env, &["rm", "-f", "keep"]);
     // A store an older lb left open is closed again when it is next opened.
     for d in [&env.root, &env.root.join("snapshots")] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     assert!(lb(&env, &["images"]).status.success());
-    assert_eq!(mode(&env.root), 0o711);
+    assert_eq!(mode(&env.root), 0o700);
     assert_eq!(mode(&env.root.join("snapshots")), 0o700);
 }
 
@@ -392,4 +410,94 @@ fn a_context_cannot_make_a_host_file_its_dockerfile() {
     assert_ne!(code, 0, "{log}");
     assert!(!log.contains(SECRET), "{log}");
     assert!(log.contains("failed to read the Dockerfile"), "{log}");
+}
+
+#[test]
+fn a_context_lb_unpacks_is_roots_alone_and_a_fifo_cannot_hang_it() {
+    let Some(env) = setup() else { return };
+    // A tar context (a setuid file in it) while its build runs: its directory is 0700.
+    let ctx = context(
+        &env,
+        "tar-ctx",
+        "FROM busybox\nADD p.tar /x/\nRUN sleep 2\n",
+        &[("suid", "#!/bin/sh\n")],
+    );
+    std::fs::set_permissions(ctx.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(ctx.join("p.tar"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let tar = env.root.parent().unwrap().join("ctx.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&ctx)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let before: Vec<PathBuf> = context_dirs();
+    let child = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(&env.root)
+        .args(["build", "-q", "-"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    while started.elapsed() < std::time::Duration::from_secs(10) && seen.is_none() {
+        seen = context_dirs().into_iter().find(|d| !before.contains(d));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dir = seen.expect("the build's context directory");
+    let mode = std::fs::metadata(&dir).map(|m| m.permissions().mode() & 0o777);
+    // The FIFO is no archive to open (and no file to copy): the build does not hang on it.
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    if let Ok(mode) = mode {
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}
+
+/// The directories lb unpacks contexts into.
+fn context_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lb-context-"))
+        })
+        .collect()
+}
+
+#[test]
+fn workdir_through_a_link_makes_the_directory_at_its_target() {
+    let Some(env) = setup() else { return };
+    let ctx = context(
+        &env,
+        "workdir-link",
+        "FROM busybox\nRUN mkdir /x && ln -s /x /app\nWORKDIR /app/sub\nRUN pwd > /where\n",
+        &[],
+    );
+    let (code, log) = build_ctx(&env, &ctx, "workdirlink");
+    assert_eq!(code, 0, "{log}");
+    let (_, out, _) = run_image(
+        &env,
+        &["--network", "none"],
+        "workdirlink",
+        &["sh", "-c", "test -L /app && test -d /x/sub && cat /where"],
+    );
+    // The step ran in the directory (its physical path: no shell set $PWD for it).
+    assert_eq!(out, "/x/sub\n");
 }

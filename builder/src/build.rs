@@ -685,13 +685,16 @@ impl Builder<'_> {
         key: Digest,
         created_by: String,
     ) -> Result<StageState, BuildError> {
-        let dir = state.workdir();
         let view = self.view(state.image.as_ref())?;
-        let rel = dir.trim_start_matches('/');
-        let exists = lb_rootpath::Root::open(&view)
-            .and_then(|r| r.metadata(Path::new(rel)))
-            .is_ok_and(|md| md.is_dir());
-        if rel.is_empty() || exists {
+        // Where the image's links lead, inside it (a WORKDIR through a link makes the
+        // directory at its target, as BuildKit does).
+        let root = lb_rootpath::Root::open(&view)
+            .map_err(|e| BuildError::new(format!("{}: {e}", view.display())))?;
+        let dir = root
+            .resolve(Path::new(&state.workdir()), true)
+            .map_err(|e| BuildError::at(ins, format!("WORKDIR {}: {e}", state.workdir())))?;
+        let exists = root.metadata(&dir).is_ok_and(|md| md.is_dir());
+        if dir == Path::new("/") || exists {
             self.history(&mut state, created_by, true);
             state.key = key;
             return Ok(state);
@@ -710,7 +713,7 @@ impl Builder<'_> {
             .transpose()
             .map_err(|m| BuildError::at(ins, m))?;
         self.files_step(state, v, t, key, created_by, |upper| {
-            copy::make_dirs(upper, &view, Path::new(&dir), user).map_err(|m| BuildError::at(ins, m))
+            copy::make_dirs(upper, &view, &dir, user).map_err(|m| BuildError::at(ins, m))
         })
     }
 

@@ -184,6 +184,10 @@ fn glob_in_root(root: &Root, pattern: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Whether `path` is a tar archive, perhaps compressed (what ADD unpacks).
 fn is_archive(path: &Path) -> bool {
+    // Only a regular file is opened: a FIFO in the context would block the build forever.
+    if !fs::metadata(path).is_ok_and(|md| md.is_file()) {
+        return false;
+    }
     let Ok(f) = fs::File::open(path) else {
         return false;
     };

@@ -87,9 +87,10 @@ const PRIVATE_DIRS: &[&str] = &[
     "registries",
 ];
 
-/// The store root as docker keeps its data root: 0711 (others may pass through to nothing
-/// they can name), every directory with content 0700; a store made by an older lb (0755)
-/// is fixed here, on open. A root the caller does not own is left as it is.
+/// The store root as docker keeps its data root: 0700 (no other host user reaches a file
+/// in it: a setuid binary in a snapshot, a lock file to hold), and every directory with
+/// content 0700 too, should the root be opened up; a store made by an older lb (0755) is
+/// fixed here, on open. A root the caller does not own is left as it is.
 fn restrict(root: &Path) -> Result<(), Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let set = |path: &Path, mode: u32| -> Result<(), Error> {
@@ -102,7 +103,7 @@ fn restrict(root: &Path) -> Result<(), Error> {
         }
         Ok(())
     };
-    set(root, 0o711)?;
+    set(root, 0o700)?;
     for name in PRIVATE_DIRS {
         let dir = root.join(name);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {

@@ -28,6 +28,8 @@ impl Drop for Locked {
 impl Ipam {
     pub fn open(dir: &Path, net: &Network) -> Result<Ipam> {
         std::fs::create_dir_all(dir).map_err(|e| Error::setup(dir.display().to_string(), e))?;
+        // root's alone: another host user holding a lock file here would stall every lb.
+        crate::private_dir(dir)?;
         Ok(Ipam {
             // Named after the bridge: unique on the host, as network names across stores
             // need not be.

@@ -36,6 +36,18 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Makes `dir` (the host-wide state: addresses, locks, the namespace pool) 0700 when it is
+/// not: no other host user may open a lock file in it and hold it.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::metadata(dir).map_err(|e| Error::setup(dir.display().to_string(), e))?;
+    if md.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::setup(dir.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
 /// A bridge network: its bridge device and IPv4 subnet (the gateway is its first address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {

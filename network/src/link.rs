@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures_util::stream::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::{Error, Network, Result};
@@ -82,31 +83,24 @@ pub fn ensure_bridge(net: &Network) -> Result<()> {
 
 /// A veth pair from the bridge (`host`, up, on the bridge) into the namespace of
 /// `netns_file` (`eth0` with `ip`, up; `lo` up; the default route through the gateway).
+/// The pair is made with its peer already in the namespace and named `eth0`, and the host
+/// end already on the bridge and up: one request, and no move of a link between namespaces
+/// (whose `synchronize_net` was most of a container's network start).
 pub fn connect(net: &Network, host: &str, netns_file: &Path, ip: Ipv4Addr) -> Result<()> {
-    let peer = format!("{host}p");
     let ns = std::fs::File::open(netns_file)
         .map_err(|e| Error::setup(netns_file.display().to_string(), e))?;
     with_handle(&format!("veth {host}"), async |h| {
-        h.link()
-            .add(LinkVeth::new(host, &peer).build())
-            .execute()
-            .await?;
         let bridge = index_of(h, &net.bridge).await?.unwrap_or_default();
-        let host_index = index_of(h, host).await?.unwrap_or_default();
+        let peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+            .name("eth0".to_string())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
         h.link()
-            .set(
-                LinkUnspec::new_with_index(host_index)
+            .add(
+                LinkVeth::new(host, "eth0")
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                     .controller(bridge)
                     .up()
-                    .build(),
-            )
-            .execute()
-            .await?;
-        let peer_index = index_of(h, &peer).await?.unwrap_or_default();
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(peer_index)
-                    .setns_by_fd(ns.as_raw_fd())
                     .build(),
             )
             .execute()
@@ -124,11 +118,7 @@ pub fn connect(net: &Network, host: &str, netns_file: &Path, ip: Ipv4Addr) -> Re
                     .set(LinkUnspec::new_with_index(lo).up().build())
                     .execute()
                     .await?;
-                let eth = index_of(h, &peer).await?.unwrap_or_default();
-                h.link()
-                    .set(LinkUnspec::new_with_index(eth).name("eth0").build())
-                    .execute()
-                    .await?;
+                let eth = index_of(h, "eth0").await?.unwrap_or_default();
                 h.address()
                     .add(eth, IpAddr::V4(ip), prefix)
                     .execute()

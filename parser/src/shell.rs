@@ -20,6 +20,10 @@ use crate::text::{is_digit, is_letter, is_space};
 /// takes about 5 KiB of stack (under 1 KiB optimised).
 pub const MAX_NESTING: usize = 200;
 
+/// The longest a word may grow by expansion (16 MiB: far above any real ENV, ARG or
+/// LABEL value, far below what a doubling chain would take).
+pub const MAX_EXPANDED: usize = 16 << 20;
+
 /// Where variable values come from.
 pub trait Env {
     fn lookup(&self, name: &str) -> Option<&str>;
@@ -265,6 +269,14 @@ impl ShellWord<'_> {
             }
             if ch == '$' {
                 let tmp = self.process_dollar()?;
+                // Each `$a` may double a word (`ARG a=$a$a`, forty times over): a word
+                // past MAX_EXPANDED bytes is an error, not all the host's memory.
+                if result.len() + tmp.len() > MAX_EXPANDED {
+                    return Err(format!(
+                        "an expanded word is longer than {} MiB",
+                        MAX_EXPANDED >> 20
+                    ));
+                }
                 result.push_str(&tmp);
                 words.add_string(&tmp);
             } else if quotes && ch == '\'' {
@@ -844,5 +856,27 @@ mod tests {
         // Nesting in sequence is no nesting: ten thousand side by side expand.
         let flat = nested(3, false).repeat(10_000);
         assert_eq!(lex.process_word(&flat, &env).unwrap(), "x".repeat(10_000));
+    }
+
+    /// A doubling chain (`ARG a=$a$a`, forty times) stops at MAX_EXPANDED bytes a word.
+    #[test]
+    fn expansion_is_bounded() {
+        let lex = Lexer::new('\\');
+        let mut value = "x".to_string();
+        let mut rounds = 0;
+        loop {
+            let env: Vec<(String, String)> = vec![("a".into(), value.clone())];
+            match lex.process_word("${a}$a", &env) {
+                Ok(v) => value = v,
+                Err(e) => {
+                    assert!(e.message.contains("longer than 16 MiB"), "{}", e.message);
+                    break;
+                }
+            }
+            rounds += 1;
+            assert!(rounds < 40, "never bounded");
+        }
+        assert_eq!(rounds, 24);
+        assert_eq!(value.len(), MAX_EXPANDED);
     }
 }
