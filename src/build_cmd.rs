@@ -531,6 +531,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         store,
         claimed: Default::default(),
         filler: std::sync::Once::new(),
+        used: Default::default(),
     };
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
     let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);

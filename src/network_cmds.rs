@@ -154,7 +154,7 @@ fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
 }
 
 /// How many namespaces are kept ready for build steps.
-const POOL_SIZE: usize = 4;
+const POOL_SIZE: usize = 6;
 
 /// The host-wide pool of ready namespaces on the default bridge.
 fn build_pool() -> lb_network::pool::Pool {
@@ -198,17 +198,35 @@ pub struct BuildBridge<'a> {
     pub claimed: std::sync::Mutex<
         std::collections::HashMap<String, (lb_network::pool::Claimed, std::fs::File)>,
     >,
-    /// The pool's filler is started with the first step that needs a namespace (a build
-    /// from the cache starts none).
+    /// The pool's filler: started when the pool runs low, or at the end of a build that
+    /// took from it (a build from the cache starts none).
     pub filler: std::sync::Once,
+    /// Whether a step asked for a namespace.
+    pub used: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for BuildBridge<'_> {
+    fn drop(&mut self) {
+        if self.used.load(std::sync::atomic::Ordering::Relaxed) && !self.filler.is_completed() {
+            let _ = lb_runtime::rootfs::in_host_mount_namespace(|| {
+                self.filler.call_once(start_pool_filler)
+            });
+        }
+    }
 }
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
     fn attach(&self, id: &str) -> Result<PathBuf, String> {
         let pool = build_pool();
+        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
         let claimed = lb_runtime::rootfs::in_host_mount_namespace(|| {
-            self.filler.call_once(start_pool_filler);
-            let c = pool.claim(std::process::id())?;
+            let c = pool.claim(std::process::id());
+            // Refilled now when the pool runs low (a build of many steps), else once the
+            // build is done (`Drop`): making namespaces then does not compete with its steps.
+            if c.is_none() || pool.ready() < 2 {
+                self.filler.call_once(start_pool_filler);
+            }
+            let c = c?;
             match std::fs::File::open(&c.file) {
                 Ok(f) => Some((c, f)),
                 Err(_) => {

@@ -120,8 +120,19 @@ impl Pool {
         }
         self.collect(true);
         loop {
-            while self.ready() < keep {
-                self.make()?;
+            let missing = keep.saturating_sub(self.ready());
+            if missing > 0 {
+                // In parallel: making one is mostly waiting on the kernel (RCU grace
+                // periods), hardly CPU.
+                std::thread::scope(|s| {
+                    let made: Vec<_> = (0..missing).map(|_| s.spawn(|| self.make())).collect();
+                    made.into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(Error::setup("pool", "a maker panicked")))
+                        })
+                        .collect::<Result<Vec<()>>>()
+                })?;
             }
             match while_alive {
                 Some(pid) if alive(pid) => std::thread::sleep(std::time::Duration::from_millis(20)),
@@ -156,11 +167,35 @@ impl Pool {
         std::fs::rename(&making, self.dir.join(format!("ready-{token}"))).map_err(err)
     }
 
+    /// Frees one entry: its namespace file unmounted (the kernel then tears the namespace
+    /// down and the veth pair with it, in its own time), its address released, its
+    /// marker removed. One a maker may have left half made loses its host link too.
+    fn free(&self, marker: &str, token: &str, half_made: bool) {
+        let holder = format!("{HOLDER_PREFIX}{token}");
+        let freed = if half_made {
+            crate::detach(
+                &self.state_dir,
+                &self.net,
+                &holder,
+                &format!("pool-{token}"),
+                &self.dir.join(format!("ns-{token}")),
+            )
+        } else {
+            crate::netns::remove(&self.dir.join(format!("ns-{token}")))
+                .and_then(|()| crate::Ipam::open(&self.state_dir, &self.net)?.release(&holder))
+        };
+        if freed.is_ok() {
+            let _ = std::fs::remove_file(self.dir.join(marker));
+        }
+    }
+
     /// Frees spent entries, those whose claimant or maker is gone, and (with `orphans`)
     /// addresses held for entries that no longer exist.
     fn collect(&self, orphans: bool) {
         let names = self.names();
         let mut live_tokens = Vec::new();
+        // (marker, token, whether it may be half made)
+        let mut dead_entries: Vec<(String, String, bool)> = Vec::new();
         for name in &names {
             let (state, rest) = name.split_once('-').unwrap_or((name, ""));
             let (owner, token) = match state {
@@ -174,21 +209,16 @@ impl Pool {
             };
             let dead = owner.is_some_and(|pid| pid == 0 || !alive(pid));
             if dead {
-                let holder = format!("{HOLDER_PREFIX}{token}");
-                let freed = crate::detach(
-                    &self.state_dir,
-                    &self.net,
-                    &holder,
-                    &format!("pool-{token}"),
-                    &self.dir.join(format!("ns-{token}")),
-                );
-                if freed.is_ok() {
-                    let _ = std::fs::remove_file(self.dir.join(name));
-                }
+                dead_entries.push((name.clone(), token.to_string(), state == "making"));
             } else {
                 live_tokens.push(token.to_string());
             }
         }
+        std::thread::scope(|s| {
+            for (marker, token, half_made) in &dead_entries {
+                s.spawn(move || self.free(marker, token, *half_made));
+            }
+        });
         if !orphans {
             return;
         }
