@@ -31,13 +31,6 @@ fn server(addr: &str) -> (u16, impl Fn() -> bool) {
     (port, move || count.swap(0, Ordering::SeqCst) > 0)
 }
 
-fn context(env: &Env, name: &str, dockerfile: &str) -> std::path::PathBuf {
-    let ctx = env.root.parent().unwrap().join(name);
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    ctx
-}
-
 #[test]
 fn run_steps_have_a_network_of_their_own() {
     let Some(env) = setup() else { return };
@@ -66,7 +59,7 @@ fn run_steps_have_a_network_of_their_own() {
          grep -c {abstract_name} /proc/net/unix > /unix; \
          echo y | nc -w 1 10.213.0.1 {aport}; echo $? > /outbound\n"
     );
-    let ctx = context(&env, "isolated", &df);
+    let ctx = context(&env, "isolated", &df, &[]);
     let (code, _, log) = build(
         &env,
         &[
@@ -102,6 +95,7 @@ fn run_steps_have_a_network_of_their_own() {
         &env,
         "host",
         &format!("FROM busybox\nRUN echo x | nc -w 1 127.0.0.1 {lport}\n"),
+        &[],
     );
     let (code, _, log) = build(
         &env,
@@ -123,6 +117,7 @@ fn run_steps_have_a_network_of_their_own() {
         &env,
         "ask-host",
         &format!("FROM busybox\nRUN --network=host echo x | nc -w 1 127.0.0.1 {lport}\n"),
+        &[],
     );
     let (code, _, log) = build(&env, &["--no-cache", ctx.to_str().unwrap()]);
     assert_eq!(code, 1, "{log}");
@@ -146,6 +141,7 @@ fn run_steps_have_a_network_of_their_own() {
         &env,
         "none",
         "FROM busybox\nRUN cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' > /links\n",
+        &[],
     );
     let (code, _, log) = build(
         &env,

@@ -43,19 +43,6 @@ impl Host {
     }
 }
 
-/// A fresh context directory `name` holding `Dockerfile` and `files` (path, content).
-fn context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
-    let ctx = env.root.parent().unwrap().join(name);
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    for (path, content) in files {
-        let p = ctx.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    ctx
-}
-
 /// Whether any layer the store unpacked (every image's snapshots) holds `needle` in a
 /// file (`grep -r` follows no links).
 fn store_holds(env: &Env, needle: &str) -> bool {

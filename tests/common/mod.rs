@@ -60,6 +60,20 @@ pub fn run(env: &Env, opts: &[&str], cmd: &[&str]) -> (i32, String, String) {
     run_image(env, opts, "busybox", cmd)
 }
 
+/// A fresh context directory `name` beside the store, holding `Dockerfile` and `files`
+/// (path, content).
+pub fn context(env: &Env, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let ctx = env.root.parent().unwrap().join(name);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    for (path, content) in files {
+        let p = ctx.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    ctx
+}
+
 /// The build case `testdata/build/NAME`.
 pub fn case(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
