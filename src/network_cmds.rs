@@ -175,13 +175,9 @@ fn start_pool_filler() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe; it detaches the filler from our terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // A process group of its own: a Ctrl-C at the terminal is not for it. (No pre_exec
+    // hook: the spawn stays a vfork-style posix_spawn, not a fork of this whole process.)
+    cmd.process_group(0);
     if let Ok(mut child) = cmd.spawn() {
         // Reaped by a thread so that it never lingers as a zombie of ours.
         std::thread::spawn(move || child.wait());
