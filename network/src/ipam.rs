@@ -13,6 +13,8 @@ use crate::{Error, Network, Result};
 pub struct Ipam {
     file: PathBuf,
     lock: PathBuf,
+    /// The offset of the address handed out last.
+    cursor: PathBuf,
     net: Network,
 }
 
@@ -35,6 +37,7 @@ impl Ipam {
             // need not be.
             file: dir.join(format!("{}.json", net.bridge)),
             lock: dir.join(format!("{}.lock", net.bridge)),
+            cursor: dir.join(format!("{}.next", net.bridge)),
             net: net.clone(),
         })
     }
@@ -75,7 +78,11 @@ impl Ipam {
         Ok(())
     }
 
-    /// The lowest free address for `id` (its own when it has one already).
+    /// A free address for `id` (its own when it has one already): the first free one after
+    /// the last handed out, wrapping around, as docker's IPAM does. An address just freed is
+    /// not handed out again at once: the host's neighbour cache still maps it to the last
+    /// holder's MAC for up to a minute, and a new holder would be unreachable meanwhile
+    /// (build steps take and free addresses many times a minute).
     pub fn allocate(&self, id: &str) -> Result<Ipv4Addr> {
         let _l = self.locked()?;
         let mut map = self.read()?;
@@ -85,13 +92,22 @@ impl Ipam {
         let base = u32::from(self.net.subnet);
         let size = 1u32 << (32 - u32::from(self.net.prefix));
         let used: std::collections::HashSet<Ipv4Addr> = map.values().copied().collect();
-        // .0 is the network, .1 the gateway, the last the broadcast address.
-        let ip = (2..size - 1)
-            .map(|i| Ipv4Addr::from(base + i))
-            .find(|ip| !used.contains(ip))
+        // .0 is the network, .1 the gateway, the last the broadcast address: offsets 2 to
+        // size - 2 are handed out.
+        let count = size - 3;
+        let last = std::fs::read_to_string(&self.cursor)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|o| (2..size - 1).contains(o))
+            .unwrap_or(size - 2);
+        let offset = (1..=count)
+            .map(|k| 2 + (last - 2 + k) % count)
+            .find(|o| !used.contains(&Ipv4Addr::from(base + o)))
             .ok_or_else(|| Error::setup(format!("network {}", self.net.name), "no address left"))?;
+        let ip = Ipv4Addr::from(base + offset);
         map.insert(id.to_string(), ip);
         self.write(&map)?;
+        let _ = std::fs::write(&self.cursor, offset.to_string());
         Ok(ip)
     }
 
@@ -117,7 +133,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_are_unique_while_held_and_reused_once_released() {
+    fn addresses_are_unique_while_held_and_handed_out_in_turn() {
         let dir = tempfile::tempdir().unwrap();
         let net = Network {
             prefix: 29, // 8 addresses: .2 to .6 usable
@@ -140,5 +156,11 @@ mod tests {
         ipam.release("c").unwrap();
         assert_eq!(ipam.allocate("f").unwrap(), Ipv4Addr::new(10, 213, 0, 4));
         assert_eq!(ipam.holders().unwrap(), ["a", "b", "d", "e", "f"]);
+        // Freed addresses come back in turn, not the one just freed at once.
+        ipam.release("a").unwrap();
+        ipam.release("b").unwrap();
+        assert_eq!(ipam.allocate("g").unwrap(), Ipv4Addr::new(10, 213, 0, 2));
+        ipam.release("g").unwrap();
+        assert_eq!(ipam.allocate("h").unwrap(), Ipv4Addr::new(10, 213, 0, 3));
     }
 }

@@ -233,7 +233,7 @@ pub fn remove_bridge(net: &Network) -> Result<()> {
 
 /// Drops `net`'s IPAM state (the network is gone).
 pub fn forget(state_dir: &Path, net: &Network) {
-    for ext in ["json", "lock", "nat"] {
+    for ext in ["json", "lock", "nat", "next"] {
         let _ = std::fs::remove_file(state_dir.join(format!("{}.{ext}", net.bridge)));
     }
 }
