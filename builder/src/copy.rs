@@ -451,66 +451,23 @@ impl CopyOp {
                 &self.visible_in(item),
                 &mut files,
             )?;
-            // Directories' metadata last, once their contents are written.
-            let mut dirs = Vec::new();
-            for (path, rel, md) in files {
-                let to = if rel.as_os_str().is_empty() {
-                    dest.clone()
-                } else {
-                    dest.join(&rel)
-                };
-                if md.is_dir() {
-                    match fs::symlink_metadata(&to) {
-                        Ok(existing) if existing.is_dir() => {}
-                        Ok(_) => {
-                            // A link or file this copy wrote: replaced, never followed.
-                            fs::remove_file(&to).map_err(|e| format!("{}: {e}", to.display()))?;
-                            fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?;
-                        }
-                        Err(_) => {
-                            fs::create_dir(&to).map_err(|e| format!("{}: {e}", to.display()))?
-                        }
-                    }
-                    if !rel.as_os_str().is_empty() {
-                        dirs.push((to, md));
-                    }
-                } else if md.file_type().is_symlink() {
-                    let target =
-                        fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    remove_non_dir(&to)?;
-                    std::os::unix::fs::symlink(&target, &to)
-                        .map_err(|e| format!("{}: {e}", to.display()))?;
-                    self.own(&to, &md)?;
-                    set_mtime(&to, &md)?;
-                } else if md.is_file() {
-                    remove_non_dir(&to)?;
-                    copy_file(&path, &to)?;
-                    self.own(&to, &md)?;
-                    let mode = self.chmod.unwrap_or(md.mode() & 0o7777);
-                    fs::set_permissions(&to, fs::Permissions::from_mode(mode))
-                        .map_err(|e| format!("{}: {e}", to.display()))?;
-                    set_mtime(&to, &md)?;
-                }
-            }
-            for (to, md) in dirs.into_iter().rev() {
-                self.own(&to, &md)?;
-                let mode = self.chmod.unwrap_or(md.mode() & 0o7777);
-                fs::set_permissions(&to, fs::Permissions::from_mode(mode))
-                    .map_err(|e| format!("{}: {e}", to.display()))?;
-                set_mtime(&to, &md)?;
-            }
+            let how = TreeWrite {
+                owner: &|md| self.owner_of(md),
+                mode: &|md| self.chmod.unwrap_or(md.mode() & 0o7777),
+                link: false,
+            };
+            write_tree(files, &dest, &how)?;
         }
         Ok(())
     }
 
-    fn own(&self, to: &Path, md: &fs::Metadata) -> Result<(), String> {
-        let (uid, gid) = match self.owner {
+    /// Who owns a copied file: `--chown`'s, else the source's (from an image), else root.
+    fn owner_of(&self, md: &fs::Metadata) -> (u32, u32) {
+        match self.owner {
             Some(o) => o,
             None if self.keep_owner => (md.uid(), md.gid()),
             None => (0, 0),
-        };
-        std::os::unix::fs::lchown(to, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", to.display()))
+        }
     }
 }
 
@@ -636,45 +593,97 @@ fn walk(
     Ok(())
 }
 
-/// Makes `to` a tree of what of `from` is visible: directories made with their metadata,
-/// links recreated (never followed), files hard-linked when `link` (a read-only view:
-/// the same inodes, nothing copied) or copied (a throw-away copy to write to).
-pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> Result<(), String> {
-    let mut files = Vec::new();
-    walk(from, Path::new(""), true, visible, &mut files)?;
+/// How [`write_tree`] writes: who owns each entry, its mode, and whether a file may be a
+/// hard link to its source (then it is the source's inode, metadata and all, untouched).
+struct TreeWrite<'a> {
+    owner: &'a dyn Fn(&fs::Metadata) -> (u32, u32),
+    mode: &'a dyn Fn(&fs::Metadata) -> u32,
+    link: bool,
+}
+
+/// Writes `files` (as [`walk`] lists them: the top first) at `dest`. What is already there
+/// and is not a directory (a link or file an earlier source wrote) is replaced, never
+/// followed; files are created `O_EXCL` from sources opened `O_NOFOLLOW`; devices, FIFOs
+/// and sockets are left out. Directories get their metadata last, once their contents are
+/// written; the top one keeps what it has.
+fn write_tree(
+    files: Vec<(PathBuf, PathBuf, fs::Metadata)>,
+    dest: &Path,
+    how: &TreeWrite,
+) -> Result<(), String> {
     let mut dirs = Vec::new();
     for (path, rel, md) in files {
-        let at = if rel.as_os_str().is_empty() {
-            to.to_path_buf()
+        let to = if rel.as_os_str().is_empty() {
+            dest.to_path_buf()
         } else {
-            to.join(&rel)
+            dest.join(&rel)
         };
-        let err = |e: std::io::Error| format!("{}: {e}", at.display());
+        let err = |e: std::io::Error| format!("{}: {e}", to.display());
         if md.is_dir() {
-            fs::create_dir(&at).map_err(err)?;
-            dirs.push((at, md));
+            match fs::symlink_metadata(&to) {
+                Ok(existing) if existing.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(&to).map_err(err)?;
+                    fs::create_dir(&to).map_err(err)?;
+                }
+                Err(_) => fs::create_dir(&to).map_err(err)?,
+            }
+            if !rel.as_os_str().is_empty() {
+                dirs.push((to, md));
+            }
             continue;
         }
         if md.file_type().is_symlink() {
             let target = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            std::os::unix::fs::symlink(&target, &at).map_err(err)?;
+            remove_non_dir(&to)?;
+            std::os::unix::fs::symlink(&target, &to).map_err(err)?;
         } else if md.is_file() {
-            if !(link && fs::hard_link(&path, &at).is_ok()) {
-                copy_file(&path, &at)?;
-                fs::set_permissions(&at, fs::Permissions::from_mode(md.mode() & 0o7777))
-                    .map_err(err)?;
+            remove_non_dir(&to)?;
+            if how.link && fs::hard_link(&path, &to).is_ok() {
+                continue;
             }
+            copy_file(&path, &to)?;
         } else {
-            continue; // devices, fifos and sockets are not part of a context
+            continue;
         }
-        std::os::unix::fs::lchown(&at, Some(md.uid()), Some(md.gid())).map_err(err)?;
-        set_mtime(&at, &md)?;
+        let (uid, gid) = (how.owner)(&md);
+        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", to.display()))?;
+        if md.is_file() {
+            fs::set_permissions(&to, fs::Permissions::from_mode((how.mode)(&md))).map_err(err)?;
+        }
+        set_mtime(&to, &md)?;
     }
-    for (at, md) in dirs.into_iter().rev() {
-        let err = |e: std::io::Error| format!("{}: {e}", at.display());
-        std::os::unix::fs::lchown(&at, Some(md.uid()), Some(md.gid())).map_err(err)?;
-        fs::set_permissions(&at, fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(err)?;
-        set_mtime(&at, &md)?;
+    for (to, md) in dirs.into_iter().rev() {
+        let (uid, gid) = (how.owner)(&md);
+        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", to.display()))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode((how.mode)(&md)))
+            .map_err(|e| format!("{}: {e}", to.display()))?;
+        set_mtime(&to, &md)?;
+    }
+    Ok(())
+}
+
+/// Makes `to` (absent) a tree of what of `from` is visible, owners and modes kept: files
+/// hard-linked when `link` (a read-only view: the same inodes, nothing copied) or copied
+/// (a throw-away copy to write to).
+pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> Result<(), String> {
+    let mut files = Vec::new();
+    walk(from, Path::new(""), true, visible, &mut files)?;
+    let top = files.first().map(|(_, _, md)| md.clone());
+    let how = TreeWrite {
+        owner: &|md| (md.uid(), md.gid()),
+        mode: &|md| md.mode() & 0o7777,
+        link,
+    };
+    write_tree(files, to, &how)?;
+    // The top is new here: it takes the source's metadata too.
+    if let Some(md) = top.filter(|md| md.is_dir()) {
+        let err = |e: std::io::Error| format!("{}: {e}", to.display());
+        std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(err)?;
+        fs::set_permissions(to, fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(err)?;
+        set_mtime(to, &md)?;
     }
     Ok(())
 }

@@ -144,6 +144,8 @@ pub(crate) fn prepare(
     source_of: &dyn Fn(Option<&str>) -> Result<MountSource, String>,
 ) -> Result<Prepared, String> {
     let mut p = Prepared::default();
+    // The image's file system before the step, to tell which mount points it lacks.
+    let lower = Root::open(env.lower_view);
     for (n, m) in mounts.iter().enumerate() {
         let target = m.target.as_deref().map(|t| {
             if t.starts_with('/') {
@@ -302,8 +304,8 @@ pub(crate) fn prepare(
             }
             MountType::Ssh => return Err("RUN --mount=type=ssh is not supported by lb yet".into()),
         }
-        let in_image = Root::open(env.lower_view).and_then(|r| r.symlink_metadata(&target));
-        if in_image.is_err() {
+        let in_image = lower.as_ref().ok().map(|r| r.symlink_metadata(&target));
+        if !matches!(in_image, Some(Ok(_))) {
             p.stubs.push(target);
         }
     }
