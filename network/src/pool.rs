@@ -198,16 +198,16 @@ impl Pool {
         let mut dead_entries: Vec<(String, String, bool)> = Vec::new();
         for name in &names {
             let (state, rest) = name.split_once('-').unwrap_or((name, ""));
-            let (owner, token) = match state {
-                "ready" => (None, rest),
-                "spent" => (Some(0), rest),
+            // Dead: spent, or its claimant's or maker's process is gone.
+            let (dead, token) = match state {
+                "ready" => (false, rest),
+                "spent" => (true, rest),
                 "taken" | "making" => match rest.split_once('-') {
-                    Some((pid, token)) => (pid.parse::<u32>().ok().or(Some(0)), token),
+                    Some((pid, token)) => (!pid.parse().is_ok_and(alive), token),
                     None => continue,
                 },
                 _ => continue,
             };
-            let dead = owner.is_some_and(|pid| pid == 0 || !alive(pid));
             if dead {
                 dead_entries.push((name.clone(), token.to_string(), state == "making"));
             } else {

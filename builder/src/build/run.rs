@@ -1,0 +1,394 @@
+//! RUN steps: the step's argv (shell form, exec form, heredoc scripts), its environment,
+//! mounts and network, its container started on an overlay of the stage's snapshots with a
+//! fresh upper dir that becomes the layer, and its output streamed as progress events.
+
+use super::*;
+
+/// A RUN as its history entry shows it (BuildKit's `runCommandString`): the stage's build
+/// args first, `|N K=V...` (a value from Env when Env sets the name), then the argv.
+fn run_history(state: &StageState, args: &[String]) -> String {
+    let env = state.run.env();
+    let mut words: Vec<String> = state
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = env
+                .iter()
+                .rev()
+                .find(|(e, _)| e == k)
+                .map_or(v, |(_, ev)| ev);
+            format!("{k}={v}")
+        })
+        .collect();
+    if !words.is_empty() {
+        words.insert(0, format!("|{}", words.len()));
+    }
+    words.extend(args.iter().cloned());
+    words.join(" ")
+}
+
+impl Builder<'_> {
+    /// The shell a shell-form step runs under: the stage's SHELL, else `/bin/sh -c`.
+    fn shell(&self, state: &StageState) -> Vec<String> {
+        state
+            .run
+            .config
+            .get("Shell")
+            .and_then(|s| serde_json::from_value::<Vec<String>>(s.clone()).ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    /// A RUN's argv, as BuildKit makes it: the exec form as written, the shell form under
+    /// the stage's SHELL; a command that is one heredoc runs its body (as a script file of
+    /// its own when it starts with `#!`), other heredocs go to the shell with the command.
+    /// Returns the argv and the script to provide as `/dev/pipes/NAME`, if any.
+    fn run_args(
+        &self,
+        state: &StageState,
+        run: &lb_parser::Run,
+    ) -> Result<(Vec<String>, Option<Script>), String> {
+        if !run.command.shell_form {
+            return Ok((run.command.args.clone(), None));
+        }
+        let cmd = run.command.args.join(" ");
+        let mut args = self.shell(state);
+        if run.heredocs.is_empty() {
+            args.push(cmd);
+            return Ok((args, None));
+        }
+        if lb_parser::parse_heredoc(cmd.trim())?.is_some() {
+            let doc = &run.heredocs[0];
+            let body = doc.body();
+            if body.starts_with("#!") {
+                let path = format!("/dev/pipes/{}", doc.name);
+                return Ok((vec![path], Some((doc.name.clone(), body))));
+            }
+            args.push(body);
+            return Ok((args, None));
+        }
+        let mut full = cmd;
+        for doc in &run.heredocs {
+            full.push('\n');
+            full.push_str(&doc.body());
+            full.push_str(&doc.name);
+        }
+        args.push(full);
+        Ok((args, None))
+    }
+
+    /// The environment a RUN sees: build args, the image's Env over them, a PATH.
+    fn run_env(state: &StageState) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = state.args.iter().cloned().collect();
+        for (k, v) in state.run.env() {
+            env.retain(|(e, _)| *e != k);
+            env.push((k, v));
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), lb_runtime::DEFAULT_PATH.into()));
+        }
+        env
+    }
+
+    pub(super) fn run_step(
+        &self,
+        state: StageState,
+        ins: &Instruction,
+        run: &lb_parser::Run,
+        name: &str,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<StageState, BuildError> {
+        let (args, script) = self
+            .run_args(&state, run)
+            .map_err(|m| BuildError::at(ins, m))?;
+        let mut env = Self::run_env(&state);
+        let user = state.config_str("User");
+        let cwd = state.workdir();
+        let network_none = match run.network {
+            Some(lb_parser::NetworkMode::None) => true,
+            Some(lb_parser::NetworkMode::Host) if !self.opts.allow_host_network => {
+                return Err(BuildError::at(
+                    ins,
+                    "RUN --network=host: network.host is not allowed (lb build --allow network.host)",
+                ));
+            }
+            Some(lb_parser::NetworkMode::Host) => false,
+            _ => self.opts.network_none,
+        };
+        // The caller's network (the bridge: a namespace of the step's own) unless the step
+        // asks for none or host.
+        let asks_host = run.network == Some(lb_parser::NetworkMode::Host);
+        let bridged = if !asks_host && !network_none {
+            self.network
+        } else {
+            None
+        };
+        // A step on the host's network says so, even when the whole build asked for it.
+        let shown;
+        let name = if run.network.is_none() && !network_none && bridged.is_none() {
+            shown = name.replacen("RUN ", "RUN --network=host ", 1);
+            &shown
+        } else {
+            name
+        };
+        let dir = self.run_step_dir()?;
+        // The image's file system, to tell the mount points mounts create: only with mounts.
+        let lower_view = if run.mounts.is_empty() {
+            dir.clone()
+        } else {
+            self.view(state.image.as_ref())?
+        };
+        let prepared = self.run_mounts(&state, ins, run, &dir, &cwd, &lower_view, results)?;
+        let key = key_of(&json!({
+            "parent": state.key.to_string(),
+            "run": args, "script": script, "env": env, "user": user, "cwd": cwd,
+            "network_none": network_none, "mounts": prepared.key,
+        }));
+        let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
+        let v = self.next_vertex();
+        self.progress.event(Event::Start { vertex: v, name });
+        let t = Instant::now();
+        if let Some(hit) = self.cached(&state, key)? {
+            self.progress.event(Event::Cached { vertex: v });
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(hit);
+        }
+        let mut lowers = self.lowers(state.image.as_ref(), &dir)?;
+        lowers.reverse();
+        let upper = dir.join("upper");
+        for d in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d))
+                .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+        }
+        env.extend(prepared.env.iter().cloned());
+        let mut spec =
+            lb_runtime::defaults::docker_spec(args.clone(), network_none && bridged.is_none());
+        if let Some(p) = spec.process_mut() {
+            p.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+            p.set_cwd(PathBuf::from(&cwd));
+        }
+        spec.set_hostname(Some("buildkitsandbox".into()));
+        if let Some(root) = spec.root_mut() {
+            root.set_readonly(Some(false));
+        }
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.extend(prepared.mounts.iter().cloned());
+        // The host's resolver and a hosts file, as BuildKit binds them into every RUN (the
+        // image's own are hidden for the step; mount points made for them are removed).
+        let etc = lb_runtime::defaults::write_etc_files(
+            &dir.join("files"),
+            "buildkitsandbox",
+            !network_none && bridged.is_none(),
+        )
+        .and_then(|etc| {
+            // BuildKit's hosts file, whatever the network.
+            let hosts =
+                "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+            std::fs::write(etc.join("hosts"), hosts).map(|()| etc)
+        })
+        .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+        let mut stubs = prepared.stubs.clone();
+        for f in ["hosts", "resolv.conf"] {
+            mounts.push(lb_runtime::defaults::etc_bind(
+                &format!("/etc/{f}"),
+                &etc.join(f),
+            ));
+            stubs.push(PathBuf::from(format!("/etc/{f}")));
+        }
+        if let Some((file, body)) = &script {
+            let host = dir.join("script");
+            let write = || -> std::io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&host, body)?;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+            };
+            write().map_err(|e| BuildError::new(format!("{}: {e}", host.display())))?;
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(format!("/dev/pipes/{file}"))
+                    .typ("bind")
+                    .source(&host)
+                    .options(vec!["rbind".to_string(), "ro".to_string()])
+                    .build()
+                    .expect("script mount"),
+            );
+        }
+        spec.set_mounts(Some(mounts));
+        // Named after this process, so that a build killed with its containers still
+        // running can be told and reaped (`reap_killed_builds`).
+        let id = format!(
+            "{BUILD_PREFIX}{}-{}",
+            std::process::id(),
+            &Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex()[..32]
+        );
+        let layers = lb_runtime::RootfsLayers {
+            lowers,
+            upper: upper.clone(),
+            work: dir.join("work"),
+            // Not synced at unmount: the step's layer blob is written durably, and the store
+            // marks the snapshot this upper dir becomes as unsynced until it is.
+            volatile: true,
+        };
+        let rootfs = dir.join("rootfs");
+        let user = (!user.is_empty()).then_some(user);
+        if let Some(net) = bridged {
+            let ns = net.attach(&id).map_err(|m| BuildError::at(ins, m))?;
+            if let Some(linux) = spec.linux_mut() {
+                let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+                namespaces.push(
+                    oci_spec::runtime::LinuxNamespaceBuilder::default()
+                        .typ(oci_spec::runtime::LinuxNamespaceType::Network)
+                        .path(ns)
+                        .build()
+                        .expect("namespace"),
+                );
+                linux.set_namespaces(Some(namespaces));
+            }
+        }
+        let ran = self.run_process(ins, v, &args, id.clone(), spec, layers, rootfs, user);
+        if let Some(net) = bridged {
+            net.detach(&id);
+        }
+        ran?;
+        crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
+        drop(prepared);
+        self.finish_layer(state, &dir, key, created_by, v, t)
+    }
+
+    /// RUN's mounts, their words expanded with the stage's variables.
+    #[allow(clippy::too_many_arguments)]
+    fn run_mounts(
+        &self,
+        state: &StageState,
+        ins: &Instruction,
+        run: &lb_parser::Run,
+        dir: &Path,
+        cwd: &str,
+        lower_view: &Path,
+        results: &Mutex<Vec<Option<StageState>>>,
+    ) -> Result<crate::mounts::Prepared, BuildError> {
+        let lex = Lexer::new('\\');
+        let scope = state.scope();
+        let expand = |w: &str| lex.process_word(w, &scope).map_err(|e| e.to_string());
+        let mut mounts = Vec::new();
+        for m in &run.mounts {
+            mounts.push(
+                lb_parser::parse_mount(&m.spec, &expand).map_err(|e| BuildError::at(ins, e))?,
+            );
+        }
+        let source_of = |from: Option<&str>| -> Result<crate::mounts::MountSource, String> {
+            match from {
+                None => Ok(crate::mounts::MountSource::Context(
+                    self.opts.context.clone(),
+                    self.context.clone(),
+                )),
+                Some(f) => match self.source_image(f, results)? {
+                    copy::Source::Image(image, key) => {
+                        let view = self.view(Some(&image)).map_err(|e| e.message)?;
+                        Ok(crate::mounts::MountSource::Image(view, key.to_string()))
+                    }
+                    copy::Source::Context(c) => {
+                        Ok(crate::mounts::MountSource::Context(c, self.context.clone()))
+                    }
+                },
+            }
+        };
+        let menv = crate::mounts::MountEnv {
+            store_root: self.store.root(),
+            step_dir: dir,
+            workdir: cwd,
+            lower_view,
+            secrets: &self.opts.secrets,
+            secrets_dir: self.secrets.as_ref().map(|s| s.path()),
+            digests: &self.digests,
+        };
+        crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|m| BuildError::at(ins, m))
+    }
+
+    /// Runs one RUN process to its end, its output streamed as events; a non-zero status
+    /// is the step's error, with the last lines of output.
+    #[allow(clippy::too_many_arguments)]
+    fn run_process(
+        &self,
+        ins: &Instruction,
+        v: usize,
+        args: &[String],
+        id: String,
+        spec: oci_spec::runtime::Spec,
+        layers: lb_runtime::RootfsLayers,
+        rootfs: PathBuf,
+        user: Option<String>,
+    ) -> Result<(), BuildError> {
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
+        let err_w = out_w
+            .try_clone()
+            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
+        let devnull: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| BuildError::new(format!("/dev/null: {e}")))?
+            .into();
+        let launch = lb_runtime::Launch {
+            id,
+            spec,
+            layers,
+            rootfs,
+            user,
+            seccomp: true,
+            init: false,
+            stdio: lb_runtime::Stdio::Fds {
+                stdin: devnull,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        };
+        let started = lb_runtime::start(&launch);
+        // The container holds its ends of the pipe now: ours would keep it open.
+        drop(launch);
+        let tail = Mutex::new(std::collections::VecDeque::<String>::new());
+        let code = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut r = BufReader::new(std::fs::File::from(out_r));
+                let mut line = Vec::new();
+                while r
+                    .read_until(b'\n', &mut line)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let text = String::from_utf8_lossy(&line)
+                        .trim_end_matches('\n')
+                        .to_string();
+                    self.progress.event(Event::Output {
+                        vertex: v,
+                        line: &text,
+                    });
+                    let mut t = tail.lock().expect("tail");
+                    if t.len() == 10 {
+                        t.pop_front();
+                    }
+                    t.push_back(text);
+                    line.clear();
+                }
+            });
+            let code = started.and_then(|c| c.wait());
+            let _ = reader.join();
+            code
+        });
+        let code = code.map_err(|e| BuildError::at(ins, e.message))?;
+        if code != 0 {
+            let tail: Vec<String> = tail.into_inner().expect("tail").into();
+            let output = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\nlast output:\n  {}", tail.join("\n  "))
+            };
+            return Err(BuildError::at(
+                ins,
+                format!(
+                    "process \"{}\" did not complete successfully: exit code: {code}{output}",
+                    args.join(" ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
