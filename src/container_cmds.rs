@@ -562,6 +562,23 @@ fn detach(
                 Ok(c) => {
                     // The container holds its ends now: ours would keep the logs open.
                     drop(launch);
+                    // The published ports' relays live in this monitor, as long as the
+                    // container (their threads stay in the monitor's cgroup: they are
+                    // made before the charge below).
+                    if let Some(ip) = crate::network_cmds::address(dir) {
+                        for b in ports {
+                            lb_network::ports::relay(b, ip);
+                        }
+                    }
+                    // Copying the output is the container's work: its CPU time is
+                    // charged to the container's cgroup (v1), so a flood is throttled by
+                    // the container's own limits. Charged before the caller is told the
+                    // container runs, so no output is ever copied uncharged. Back out
+                    // before the container's processes are killed at its end (`wait`).
+                    let charge = lb_runtime::cgroups::Cgroup::open(&record.id)
+                        .ok()
+                        .flatten()
+                        .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
                     let mut st = State {
                         status: Status::Running,
                         pid: c.pid(),
@@ -580,21 +597,6 @@ fn detach(
                             unsafe { libc::dup2(null.as_raw_fd(), fd) };
                         }
                     }
-                    // The published ports' relays live in this monitor, as long as the
-                    // container.
-                    if let Some(ip) = crate::network_cmds::address(dir) {
-                        for b in ports {
-                            lb_network::ports::relay(b, ip);
-                        }
-                    }
-                    // Copying the output is the container's work: its CPU time is
-                    // charged to the container's cgroup (v1), so a flood is throttled by
-                    // the container's own limits. Back out before the container's
-                    // processes are killed at its end (`wait`).
-                    let charge = lb_runtime::cgroups::Cgroup::open(&record.id)
-                        .ok()
-                        .flatten()
-                        .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
                     crate::json_log::copy(dir, &log_config, streams);
                     drop(charge);
                     let code = c.wait().unwrap_or(255);
