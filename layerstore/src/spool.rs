@@ -67,6 +67,8 @@ pub struct Spool {
     full: Option<SyncSender<Aligned>>,
     empty: Receiver<Aligned>,
     writer: Option<JoinHandle<io::Result<()>>>,
+    /// What the writing thread failed with, once it has.
+    failed: Option<io::Error>,
     written: u64,
 }
 
@@ -93,41 +95,74 @@ impl Spool {
             full: Some(full_tx),
             empty: empty_rx,
             writer: Some(writer),
+            failed: None,
             written: 0,
         })
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let next = self.empty.recv().map_err(|_| self.writer_error())?;
-        let done = self.buf.replace(next).expect("buffer");
-        let sent = self.full.as_ref().expect("open").send(done);
-        sent.map_err(|_| self.writer_error())
+        if self.full.is_none() {
+            return Err(self.failure());
+        }
+        let Ok(next) = self.empty.recv() else {
+            return Err(self.writer_error());
+        };
+        let Some(done) = self.buf.replace(next) else {
+            return Err(io::Error::other("the blob spool lost its buffer"));
+        };
+        match self.full.as_ref().map(|f| f.send(done)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.writer_error()),
+        }
     }
 
-    /// The writing thread stopped early: its error.
+    /// The writing thread stopped early: its error (remembered: every later write gets it
+    /// again, never a panic).
     fn writer_error(&mut self) -> io::Error {
         self.full = None;
-        match self.writer.take().map(|h| h.join()) {
-            Some(Ok(Err(e))) => e,
-            _ => io::Error::other("the blob writer thread stopped"),
-        }
+        let Some(writer) = self.writer.take() else {
+            return self.failure();
+        };
+        let e = match writer.join() {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => io::Error::other("the blob writer thread stopped"),
+            Err(_) => io::Error::other("the blob writer thread panicked"),
+        };
+        self.failed = Some(copy_of(&e));
+        e
+    }
+
+    /// The error the writing thread stopped with, again.
+    fn failure(&self) -> io::Error {
+        self.failed
+            .as_ref()
+            .map(copy_of)
+            .unwrap_or_else(|| io::Error::other("the blob writer thread stopped"))
     }
 
     /// Waits for every byte to be written, sets the file's length and syncs its data.
     pub fn finish(mut self, file: &File) -> io::Result<u64> {
-        let buf = self.buf.as_ref().expect("buffer");
-        if buf.len > 0 {
+        if self.buf.as_ref().is_some_and(|b| b.len > 0) {
             self.send()?;
         }
         self.full = None; // the writer sees the end of the stream
         match self.writer.take().map(|h| h.join()) {
             Some(Ok(r)) => r?,
-            _ => return Err(io::Error::other("the blob writer thread panicked")),
+            Some(Err(_)) => return Err(io::Error::other("the blob writer thread panicked")),
+            None => return Err(self.failure()),
         }
         // The last chunk was padded to the alignment: cut the file to what was written.
         file.set_len(self.written)?;
         file.sync_all()?;
         Ok(self.written)
+    }
+}
+
+/// An `io::Error` like `e` (which is not `Clone`): the same OS error, or kind and text.
+fn copy_of(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -159,7 +194,9 @@ fn write_chunks(
 
 impl Write for Spool {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let buf = self.buf.as_mut().expect("buffer");
+        let Some(buf) = self.buf.as_mut() else {
+            return Err(io::Error::other("the blob spool lost its buffer"));
+        };
         let spare = buf.spare();
         let n = spare.len().min(data.len());
         spare[..n].copy_from_slice(&data[..n]);
@@ -204,5 +241,26 @@ mod tests {
             assert_eq!(s.finish(&file).unwrap(), size as u64);
             assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_on_every_write_and_at_the_end_never_a_panic() {
+        // /dev/full: every write fails with ENOSPC (and it takes no O_DIRECT).
+        let path = std::path::Path::new("/dev/full");
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+            return;
+        };
+        let mut s = Spool::new(&file, path).unwrap();
+        let data = vec![7u8; 64 << 10];
+        let mut errors = 0;
+        for _ in 0..(12 * CHUNK / data.len()) {
+            if let Err(e) = s.write_all(&data) {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                errors += 1;
+            }
+        }
+        assert!(errors > 0);
+        let e = s.finish(&file).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     }
 }
