@@ -21,6 +21,8 @@ use rustix::io::Errno;
 
 use crate::Error;
 use crate::digest::{Digest, Digester};
+use crate::error::NoSpace;
+use crate::reserve::SpaceGuard;
 
 /// `openat2` through the one resolver (`lb_rootpath`: `EAGAIN` retried).
 fn openat2<Fd: AsFd>(
@@ -123,13 +125,25 @@ pub fn decompressed<'a>(layer: impl Read + 'a) -> Result<Box<dyn Read + 'a>, Err
     })
 }
 
-/// Unpacks `layer` into the existing directory `target`.
+/// Unpacks `layer` into the existing directory `target`. A full disk, or the file system
+/// about to fall below its free-space reserve (`LB_MIN_FREE`, checked every few MiB
+/// written: a decompression bomb stops early), is [`Error::NoSpace`]; what was unpacked
+/// stays for the caller to remove (snapshots are applied into a temporary directory).
 pub fn apply_layer(
     layer: impl Read,
     target: &Path,
     opts: ApplyOptions,
 ) -> Result<ApplyStats, Error> {
     let root: OwnedFd = File::open(target).map_err(|e| Error::io(target, e))?.into();
+    let mut guard = SpaceGuard::new(&root, "unpacking a layer", target)?;
+    // An entry's error; a full disk names the entry's path.
+    let entry_err = |name: &str, e: io::Error| {
+        let at = target.join(name.trim_start_matches('/'));
+        match NoSpace::from_io(&e, "unpacking a layer", &at) {
+            Some(n) => Error::NoSpace(n),
+            None => Error::entry(name, e),
+        }
+    };
     let mut archive = tar::Archive::new(Digester::new(decompressed(layer)?));
     let (mut entries_seen, mut bytes_written) = (0u64, 0u64);
     // Directory modes and times are set last: a read-only directory must still take its
@@ -147,6 +161,11 @@ pub fn apply_layer(
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let parts = clean_path(&raw_name)?;
         entries_seen += 1;
+        // Each entry costs an inode and a header's worth at least: a bomb of empty files
+        // is looked at too.
+        guard
+            .wrote(512)
+            .map_err(|n| entry_err(&raw_name, n.into_io()))?;
         let Some((name, parents)) = parts.split_last() else {
             continue; // the root itself
         };
@@ -155,12 +174,11 @@ pub fn apply_layer(
         // may change what a path resolves to, so it resolves afresh.
         let parent = match cached.take() {
             Some((p, fd)) if kind.is_file() && p.as_slice() == parents => fd,
-            _ => open_dir(&root, parents, true).map_err(|e| Error::entry(&raw_name, e))?,
+            _ => open_dir(&root, parents, true).map_err(|e| entry_err(&raw_name, e))?,
         };
 
         if name == OPAQUE {
-            opaque(&root, parents, &parent, opts, &created)
-                .map_err(|e| Error::entry(&raw_name, e))?;
+            opaque(&root, parents, &parent, opts, &created).map_err(|e| entry_err(&raw_name, e))?;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
@@ -171,10 +189,10 @@ pub fn apply_layer(
                     io::Error::other("invalid whiteout name"),
                 ));
             }
-            remove_existing(&parent, hidden).map_err(|e| Error::entry(&raw_name, e))?;
+            remove_existing(&parent, hidden).map_err(|e| entry_err(&raw_name, e))?;
             if opts.whiteouts == Whiteouts::Overlay {
                 mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
-                    .map_err(|e| Error::entry(&raw_name, e.into()))?;
+                    .map_err(|e| entry_err(&raw_name, e.into()))?;
             }
             continue;
         }
@@ -185,7 +203,7 @@ pub fn apply_layer(
         let keep_dir = kind.is_dir()
             && existing.is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
         if existing.is_some() && !keep_dir {
-            remove_existing(&parent, name).map_err(|e| Error::entry(&raw_name, e))?;
+            remove_existing(&parent, name).map_err(|e| entry_err(&raw_name, e))?;
         }
         let result: io::Result<()> = (|| {
             match kind {
@@ -214,6 +232,7 @@ pub fn apply_layer(
                         }
                         file.write_all(&buf[..n])?;
                         bytes_written += n as u64;
+                        guard.wrote(n as u64).map_err(NoSpace::into_io)?;
                     }
                 }
                 k if k.is_symlink() => {
@@ -269,7 +288,7 @@ pub fn apply_layer(
             }
             set_metadata(&parent, name, &mut entry, &header, mode, opts)
         })();
-        result.map_err(|e| Error::entry(&raw_name, e))?;
+        result.map_err(|e| entry_err(&raw_name, e))?;
         created.insert(parts.join("/"));
         if kind.is_file() {
             cached = Some((parents.to_vec(), parent));
@@ -292,7 +311,7 @@ pub fn apply_layer(
             )?;
             Ok(())
         });
-        done.map_err(|e| Error::entry(&parts.join("/"), e))?;
+        done.map_err(|e| entry_err(&parts.join("/"), e))?;
     }
     // The diffID covers the whole stream, the end-of-archive blocks and padding included.
     let mut rest = archive.into_inner();

@@ -151,6 +151,11 @@ impl Store {
                     Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
                         bad_archive(format!("{path}: {e}"))
                     }
+                    // The reserve or a full disk: named by what was loading.
+                    Error::NoSpace(mut n) => {
+                        n.what = format!("loading {path}");
+                        Error::NoSpace(n)
+                    }
                     other => other,
                 })?;
             files.insert(path, info.digest);

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::digest::{Digest, Digester};
+use crate::error::{NoSpace, is_no_space};
+use crate::reserve::SpaceGuard;
 
 /// What a committed blob is: its digest and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,22 +70,29 @@ impl ContentStore {
     }
 
     /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
+    /// Its writes stop with [`Error::NoSpace`] before the store's file system falls below
+    /// its reserve (`reserve.rs`).
     pub fn writer(&self) -> Result<BlobWriter, Error> {
+        let temp = self.ingest_file()?;
+        let guard = SpaceGuard::new(temp.as_file(), "writing a blob", temp.path())?;
         Ok(BlobWriter {
-            out: Digester::new(self.ingest_file()?),
+            out: Digester::new(temp),
             blobs: self.blobs.clone(),
+            guard,
         })
     }
 
     /// A writer for a blob the caller hashes itself ([`CallerHashedWriter`]).
     pub fn writer_hashed_by_caller(&self) -> Result<CallerHashedWriter, Error> {
         let temp = self.ingest_file()?;
+        let guard = SpaceGuard::new(temp.as_file(), "writing a layer blob", temp.path())?;
         let spool = crate::spool::Spool::new(temp.as_file(), temp.path())
             .map_err(|e| Error::io(temp.path(), e))?;
         Ok(CallerHashedWriter {
             temp,
             spool,
             blobs: self.blobs.clone(),
+            guard,
         })
     }
 
@@ -195,15 +204,28 @@ fn not_found_or_io(digest: &Digest, path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// A blob being written: hashed as it goes, invisible until committed.
+/// A blob being written: hashed as it goes, invisible until committed. A full disk, or the
+/// reserve reached, is an `io::Error` carrying a [`NoSpace`] that names the blob's file.
 pub struct BlobWriter {
     out: Digester<tempfile::NamedTempFile>,
     blobs: PathBuf,
+    guard: SpaceGuard,
+}
+
+/// `e` from a write of what `guard` watches: a full disk becomes its [`NoSpace`].
+fn tagged(guard: &SpaceGuard, e: io::Error) -> io::Error {
+    if is_no_space(&e) && NoSpace::carried(&e).is_none() {
+        guard.full().into_io()
+    } else {
+        e
+    }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = self.out.write(buf).map_err(|e| tagged(&self.guard, e))?;
+        self.guard.wrote(n as u64).map_err(NoSpace::into_io)?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -231,11 +253,14 @@ pub struct CallerHashedWriter {
     temp: tempfile::NamedTempFile,
     spool: crate::spool::Spool,
     blobs: PathBuf,
+    guard: SpaceGuard,
 }
 
 impl Write for CallerHashedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.spool.write(buf)
+        let n = self.spool.write(buf).map_err(|e| tagged(&self.guard, e))?;
+        self.guard.wrote(n as u64).map_err(NoSpace::into_io)?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -250,7 +275,7 @@ impl CallerHashedWriter {
         let written = self
             .spool
             .finish(self.temp.as_file())
-            .map_err(|e| Error::io(self.temp.path(), e))?;
+            .map_err(|e| Error::io_while("writing a layer blob", self.temp.path(), e))?;
         publish(&self.blobs, digest, written, self.temp, None, Some(size))
     }
 }
@@ -287,14 +312,15 @@ fn publish(
         return Ok(BlobInfo { digest, size });
     }
     // Durable before visible: data, then the rename, then the directory entry.
+    let storing = |path: &Path, e| Error::io_while("storing a blob", path, e);
     temp.as_file()
         .sync_all()
-        .map_err(|e| Error::io(temp.path(), e))?;
+        .map_err(|e| storing(temp.path(), e))?;
     temp.persist(&target)
-        .map_err(|e| Error::io(&target, e.error))?;
+        .map_err(|e| storing(&target, e.error))?;
     File::open(blobs)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(blobs, e))?;
+        .map_err(|e| storing(blobs, e))?;
     Ok(BlobInfo { digest, size })
 }
 

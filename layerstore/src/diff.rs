@@ -49,13 +49,15 @@ pub struct DiffOptions {
     pub source_date_epoch: Option<i64>,
 }
 
-/// Writes the layer for `upper` to `out`.
+/// Writes the layer for `upper` to `out`. A full disk where `out` writes is
+/// [`Error::NoSpace`] (naming the blob when `out` is the store's blob writer).
 pub fn write_diff(
     upper: &Path,
     out: impl Write,
     compression: LayerCompression,
     opts: DiffOptions,
 ) -> Result<LayerDiff, Error> {
+    let out = NoSpaceNamed { inner: out, upper };
     let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
     match compression {
         LayerCompression::None => {
@@ -117,6 +119,33 @@ fn finish<W: Write>(
         blob_size,
         entries,
     })
+}
+
+/// The layer's output: a full disk it meets (and that its writer did not name already) is
+/// a [`crate::NoSpace`] naming the layer, not the upper-dir file being read at the time.
+struct NoSpaceNamed<'a, W> {
+    inner: W,
+    upper: &'a Path,
+}
+
+impl<W: Write> NoSpaceNamed<'_, W> {
+    fn named(&self, e: io::Error) -> io::Error {
+        if crate::error::is_no_space(&e) && crate::NoSpace::carried(&e).is_none() {
+            crate::NoSpace::new("writing a layer", self.upper).into_io()
+        } else {
+            e
+        }
+    }
+}
+
+impl<W: Write> Write for NoSpaceNamed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| self.named(e))
+    }
 }
 
 struct TarWriter<'a, W: Write> {

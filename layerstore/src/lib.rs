@@ -25,6 +25,7 @@ mod error;
 mod gzip;
 mod image;
 mod reference;
+mod reserve;
 mod snapshot;
 mod spool;
 mod store;
@@ -35,13 +36,14 @@ pub use container::ContainerRecord;
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use digest::{Digest, Digester};
-pub use error::Error;
+pub use error::{Error, NoSpace, is_no_space};
 pub use gzip::ParallelGzip;
 pub use image::{
     Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, StoredLayer, creation_time,
     host_platform, parse_rfc3339, rfc3339,
 };
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
+pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use store::spread_subdirectories;
 pub use store::{PruneReport, REF_NAME, Store, default_root};
