@@ -228,15 +228,15 @@ pub fn build(
     private_mounts()?;
     let work_parent = store.root().join("build");
     std::fs::create_dir_all(&work_parent)
-        .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+        .map_err(|e| BuildError::io("preparing the build", &work_parent, e))?;
     let work = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(&work_parent)
-        .map_err(|e| BuildError::new(format!("{}: {e}", work_parent.display())))?;
+        .map_err(|e| BuildError::io("preparing the build", &work_parent, e))?;
     // RUN steps' dirs in a directory of their own whose children spread (see
     // `spread_subdirectories`): a RUN may write much, COPY and WORKDIR steps mostly little.
     let runs = work.path().join("run");
-    std::fs::create_dir(&runs).map_err(|e| BuildError::new(format!("{}: {e}", runs.display())))?;
+    std::fs::create_dir(&runs).map_err(|e| BuildError::io("preparing the build", &runs, e))?;
     lb_layerstore::spread_subdirectories(&runs);
     let created = lb_layerstore::rfc3339(
         opts.source_date_epoch
@@ -282,8 +282,17 @@ pub fn build(
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(BuildError::new("a stage's thread panicked")))
+                    h.join().unwrap_or_else(|p| {
+                        // A bug, never an expected failure: said as such, with what it said.
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(BuildError::new(format!(
+                            "internal error: a stage's thread panicked: {what}"
+                        )))
+                    })
                 })
                 .collect()
         });
@@ -356,12 +365,12 @@ pub fn write_merged(
     let scratch = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempdir_in(scratch_in)
-        .map_err(|e| BuildError::new(format!("{}: {e}", scratch_in.display())))?;
+        .map_err(|e| BuildError::io("writing a file system", scratch_in, e))?;
     // A read-only overlay needs two lowers; an empty one also hides a lone layer's whiteouts.
     let empty = scratch.path().join("empty");
     let view = scratch.path().join("view");
     for d in [&empty, &view] {
-        std::fs::create_dir_all(d).map_err(|e| BuildError::new(format!("{}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(|e| BuildError::io("writing a file system", d, e))?;
     }
     lowers.push(empty);
     lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)
@@ -377,7 +386,7 @@ pub fn write_merged(
 }
 
 fn store_err(e: lb_layerstore::Error) -> BuildError {
-    BuildError::new(e.to_string())
+    BuildError::store(e)
 }
 
 /// The build mounts views of images (for COPY --from) in a mount namespace of its own:
@@ -789,7 +798,7 @@ impl Builder<'_> {
         let d = tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(parent)
-            .map_err(|e| BuildError::new(format!("{}: {e}", parent.display())))?;
+            .map_err(|e| BuildError::io("preparing a step", parent, e))?;
         Ok(d.keep())
     }
 
@@ -802,7 +811,7 @@ impl Builder<'_> {
         if lowers.is_empty() {
             let empty = dir.join("empty");
             std::fs::create_dir_all(&empty)
-                .map_err(|e| BuildError::new(format!("{}: {e}", empty.display())))?;
+                .map_err(|e| BuildError::io("preparing a step", &empty, e))?;
             lowers.push(empty);
         }
         Ok(lowers)
@@ -818,8 +827,7 @@ impl Builder<'_> {
         }
         lowers.reverse();
         let at = dir.join("view");
-        std::fs::create_dir_all(&at)
-            .map_err(|e| BuildError::new(format!("{}: {e}", at.display())))?;
+        std::fs::create_dir_all(&at).map_err(|e| BuildError::io("preparing a step", &at, e))?;
         lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
             .map_err(|e| BuildError::new(e.message))?;
         Ok(at)
@@ -843,7 +851,7 @@ impl Builder<'_> {
         let dir = self.step_dir()?;
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)
-            .map_err(|e| BuildError::new(format!("{}: {e}", upper.display())))?;
+            .map_err(|e| BuildError::io("preparing a step", &upper, e))?;
         fill(&upper)?;
         self.finish_layer(state, &dir, key, created_by, v, t)
     }

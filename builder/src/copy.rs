@@ -13,10 +13,52 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use lb_layerstore::{Digest, Digester, Image};
+use lb_layerstore::{Digest, Digester, Image, NoSpace, SpaceGuard};
 use lb_rootpath::Root;
 
 use crate::digests::FileDigests;
+use crate::error::BuildError;
+
+/// Why writing a copy failed: a message, or no room to write it (the disk full, or the
+/// store's file system at its reserve), which the build reports as such.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    Failed(String),
+    NoSpace(NoSpace),
+}
+
+impl From<String> for CopyError {
+    fn from(m: String) -> CopyError {
+        CopyError::Failed(m)
+    }
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Failed(m) => f.write_str(m),
+            CopyError::NoSpace(n) => n.fmt(f),
+        }
+    }
+}
+
+impl CopyError {
+    /// The build's error for the instruction `ins`.
+    pub(crate) fn at(self, ins: &lb_parser::Instruction) -> BuildError {
+        match self {
+            CopyError::Failed(m) => BuildError::at(ins, m),
+            CopyError::NoSpace(n) => BuildError::no_space(n).at_line(ins),
+        }
+    }
+
+    /// A failed write of `path` while `what`: no space as such, else `path: error`.
+    fn write(what: impl FnOnce() -> String, path: &Path, e: std::io::Error) -> CopyError {
+        match NoSpace::from_io(&e, &what(), path) {
+            Some(n) => CopyError::NoSpace(n),
+            None => CopyError::Failed(format!("{}: {e}", path.display())),
+        }
+    }
+}
 
 /// Where a COPY reads from.
 pub enum Source {
@@ -411,8 +453,10 @@ impl CopyOp {
     /// Every destination is resolved inside `upper` (a link an earlier source of this
     /// copy wrote is followed within it, never to the host); sources are read where they
     /// were resolved, files opened without following a link.
-    pub fn write(&self, upper: &Path) -> Result<(), String> {
+    pub(crate) fn write(&self, upper: &Path) -> Result<(), CopyError> {
         let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
+        // Big copies stop before the store's file system falls below its reserve.
+        let mut guard = SpaceGuard::for_path(upper, "copying").map_err(|e| e.to_string())?;
         for item in &self.items {
             let from_md =
                 fs::metadata(&item.from).map_err(|e| format!("{}: {e}", item.from.display()))?;
@@ -440,7 +484,13 @@ impl CopyOp {
                         privileged: true,
                     },
                 )
-                .map_err(|e| format!("{}: {e}", item.from.display()))?;
+                .map_err(|e| match e {
+                    lb_layerstore::Error::NoSpace(mut n) => {
+                        n.what = format!("unpacking {}", item.from.display());
+                        CopyError::NoSpace(n)
+                    }
+                    e => CopyError::Failed(format!("{}: {e}", item.from.display())),
+                })?;
                 continue;
             }
             let mut files = Vec::new();
@@ -456,7 +506,7 @@ impl CopyOp {
                 mode: &|md| self.chmod.unwrap_or(md.mode() & 0o7777),
                 link: false,
             };
-            write_tree(files, &dest, &how)?;
+            write_tree(files, &dest, &how, Some(&mut guard))?;
         }
         Ok(())
     }
@@ -479,7 +529,7 @@ pub(crate) fn make_dirs(
     target: &Path,
     dir: &Path,
     owner: Option<(u32, u32)>,
-) -> Result<(), String> {
+) -> Result<(), CopyError> {
     let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
     let target_root = Root::open(target).map_err(|e| e.to_string())?;
     let mut at = PathBuf::from("/");
@@ -492,7 +542,8 @@ pub(crate) fn make_dirs(
         if fs::symlink_metadata(&in_upper).is_ok_and(|md| md.is_dir()) {
             continue;
         }
-        fs::create_dir(&in_upper).map_err(|e| format!("{}: {e}", at.display()))?;
+        fs::create_dir(&in_upper)
+            .map_err(|e| CopyError::write(|| format!("making {}", at.display()), &in_upper, e))?;
         let err = |e: std::io::Error| format!("{}: {e}", at.display());
         match target_root.metadata(&at) {
             Ok(md) if md.is_dir() => {
@@ -524,7 +575,7 @@ fn remove_non_dir(path: &Path) -> Result<(), String> {
 }
 
 /// Copies the regular file `from` to a new file `to`; neither end follows a link.
-fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
+fn copy_file(from: &Path, to: &Path) -> Result<(), CopyError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut src = fs::OpenOptions::new()
         .read(true)
@@ -536,9 +587,14 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
         .create_new(true)
         .mode(0o600)
         .open(to)
-        .map_err(|e| format!("{}: {e}", to.display()))?;
-    std::io::copy(&mut src, &mut dst)
-        .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
+        .map_err(|e| CopyError::write(|| format!("copying {}", from.display()), to, e))?;
+    std::io::copy(&mut src, &mut dst).map_err(|e| {
+        let what = || format!("copying {}", from.display());
+        match NoSpace::from_io(&e, &what(), to) {
+            Some(n) => CopyError::NoSpace(n),
+            None => CopyError::Failed(format!("copy {} to {}: {e}", from.display(), to.display())),
+        }
+    })?;
     Ok(())
 }
 
@@ -610,7 +666,8 @@ fn write_tree(
     files: Vec<(PathBuf, PathBuf, fs::Metadata)>,
     dest: &Path,
     how: &TreeWrite,
-) -> Result<(), String> {
+    mut guard: Option<&mut SpaceGuard>,
+) -> Result<(), CopyError> {
     let mut dirs = Vec::new();
     for (path, rel, md) in files {
         let to = if rel.as_os_str().is_empty() {
@@ -618,7 +675,8 @@ fn write_tree(
         } else {
             dest.join(&rel)
         };
-        let err = |e: std::io::Error| format!("{}: {e}", to.display());
+        let err =
+            |e: std::io::Error| CopyError::write(|| format!("copying {}", path.display()), &to, e);
         if md.is_dir() {
             match fs::symlink_metadata(&to) {
                 Ok(existing) if existing.is_dir() => {}
@@ -641,6 +699,10 @@ fn write_tree(
             remove_non_dir(&to)?;
             if how.link && fs::hard_link(&path, &to).is_ok() {
                 continue;
+            }
+            if let Some(g) = guard.as_deref_mut() {
+                g.describe(&format!("copying {}", path.display()), &to);
+                g.will_write(md.len()).map_err(CopyError::NoSpace)?;
             }
             copy_file(&path, &to)?;
         } else {
@@ -677,7 +739,7 @@ pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> R
         mode: &|md| md.mode() & 0o7777,
         link,
     };
-    write_tree(files, to, &how)?;
+    write_tree(files, to, &how, None).map_err(|e| e.to_string())?;
     // The top is new here: it takes the source's metadata too.
     if let Some(md) = top.filter(|md| md.is_dir()) {
         let err = |e: std::io::Error| format!("{}: {e}", to.display());

@@ -42,7 +42,7 @@ impl Builder<'_> {
             .transpose()
             .map_err(|m| BuildError::at(ins, m))?;
         self.files_step(state, v, t, key, created_by, |upper| {
-            copy::make_dirs(upper, &view, &dir, user).map_err(|m| BuildError::at(ins, m))
+            copy::make_dirs(upper, &view, &dir, user).map_err(|e| e.at(ins))
         })
     }
 
@@ -101,14 +101,15 @@ impl Builder<'_> {
                 .0
                 .last()
                 .map_or_else(|| "heredoc".to_string(), |n| n.to_string());
-            let path = inline_dir.join(format!("heredoc-{n}")).join(file_name);
+            let dir = inline_dir.join(format!("heredoc-{n}"));
+            let path = dir.join(file_name);
             let write = || -> std::io::Result<()> {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::create_dir_all(path.parent().expect("heredoc dir"))?;
+                std::fs::create_dir_all(&dir)?;
                 std::fs::write(&path, &content)?;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             };
-            write().map_err(|e| BuildError::new(format!("{}: {e}", path.display())))?;
+            write().map_err(|e| BuildError::io("writing a heredoc", &path, e))?;
             inline.push(path);
         }
         // ADD's URLs are fetched (every build: their content is the key) into files too.
@@ -187,7 +188,7 @@ impl Builder<'_> {
         words.push(dest.clone());
         let created_by = format!("{} # buildkit", words.join(" "));
         self.files_step(state, v, t, key, created_by, |upper| {
-            op.write(upper).map_err(|m| BuildError::at(ins, m))
+            op.write(upper).map_err(|e| e.at(ins))
         })
     }
 }
