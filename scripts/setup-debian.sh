@@ -9,9 +9,11 @@ need_apt=()
 # docker.io: dockerd 20.10 with BuildKit, the reference tests/differential.rs builds against;
 # docker-registry (the CNCF distribution server) and apache2-utils (htpasswd): the registry
 # tests run their own registries on loopback; openssl signs their Bearer tokens; iptables:
-# NAT for the bridge network, iproute2: the network tests look at links with `ip`.
+# NAT for the bridge network, iproute2: the network tests look at links with `ip`;
+# e2fsprogs (mkfs.ext4) and util-linux (fallocate, mount): tests/disk_full.rs fills a small
+# loop-mounted file system.
 for pkg in build-essential pkg-config ca-certificates git skopeo umoci busybox-static procps bsdutils \
-           docker.io docker-registry apache2-utils openssl iptables iproute2; do
+           docker.io docker-registry apache2-utils openssl iptables iproute2 e2fsprogs util-linux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

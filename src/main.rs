@@ -116,8 +116,11 @@ fn main() -> ExitCode {
 fn command() -> ExitCode {
     let cli = Cli::parse();
     let root = lb_layerstore::default_root(cli.root.as_deref());
-    let store =
-        || -> anyhow::Result<lb_layerstore::Store> { Ok(lb_layerstore::Store::open(&root)?) };
+    let store = || -> anyhow::Result<lb_layerstore::Store> {
+        // A bad LB_MIN_FREE is said before anything is written, not at the first big write.
+        lb_layerstore::MinFree::from_env()?;
+        Ok(lb_layerstore::Store::open(&root)?)
+    };
     let result = match cli.command {
         Commands::Parse(args) => parse_cmd::run(args),
         Commands::Build(args) => store().and_then(|s| build_cmd::build(&s, *args)),
@@ -133,7 +136,7 @@ fn command() -> ExitCode {
             return match store() {
                 Ok(s) => container_cmds::run(&s, *args),
                 Err(e) => {
-                    eprintln!("lb: {e:#}");
+                    eprintln!("lb: {}", error_text(&e));
                     ExitCode::from(125)
                 }
             };
@@ -160,8 +163,31 @@ fn command() -> ExitCode {
         Ok(code) => code,
         Err(e) if closed_output::is_closed_stdout_error(&e) => closed_output::die_of_sigpipe(),
         Err(e) => {
-            eprintln!("lb: {e:#}");
+            eprintln!("lb: {}", error_text(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error as lb prints it: the chain of contexts, or, when a write found no room (the
+/// disk full, or the store's file system at its reserve), that alone: `no space left on
+/// device while WHAT (PATH)`, whatever was being done around it.
+fn error_text(e: &anyhow::Error) -> String {
+    let no_space = e.chain().find_map(|c| {
+        c.downcast_ref::<lb_layerstore::Error>()
+            .and_then(lb_layerstore::Error::no_space)
+            .or_else(|| c.downcast_ref::<lb_layerstore::NoSpace>())
+            .or_else(|| {
+                c.downcast_ref::<std::io::Error>()
+                    .and_then(lb_layerstore::NoSpace::carried)
+            })
+            .or_else(|| {
+                c.downcast_ref::<lb_builder::BuildError>()
+                    .and_then(|b| b.no_space.as_ref())
+            })
+    });
+    match no_space {
+        Some(n) => n.to_string(),
+        None => format!("{e:#}"),
     }
 }
