@@ -3,8 +3,15 @@
 //! answers with a challenge: Basic gets the stored credentials, Bearer sends us to the
 //! token server named in the challenge (with the credentials when there are some) for a
 //! token of that scope, cached per scope and fetched again on the next 401.
+//!
+//! No request waits forever: connecting is bounded by the network timeout
+//! (`$LB_NETWORK_TIMEOUT`, 30 s by default), and so is every wait for progress after it —
+//! the response's headers, and each read of its body (a big layer takes as long as it
+//! takes, as long as bytes keep coming). A stall is an [`Error::Stalled`] naming the
+//! request and where it stopped; it is transient, so [`retrying`] tries it again.
 
 use std::collections::HashMap;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,7 +21,8 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
 
-use crate::Error;
+use crate::{Error, Stall};
+
 use crate::auth::{AuthFiles, Challenge, Credentials, parse_challenge};
 
 /// How to reach registries.
@@ -27,6 +35,10 @@ pub struct Options {
     /// registry on top of the system's (docker's `/etc/docker/certs.d`).
     pub cert_dirs: Vec<PathBuf>,
     pub auth: AuthFiles,
+    /// How long a request may make no progress (connecting, waiting for the response,
+    /// between two reads of its body) before it is cut. None: `$LB_NETWORK_TIMEOUT`, else
+    /// [`DEFAULT_NETWORK_TIMEOUT`] (read when a [`Registry`] is made).
+    pub network_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -38,6 +50,101 @@ impl Default for Options {
                 PathBuf::from("/etc/containers/certs.d"),
             ],
             auth: AuthFiles::from_env(),
+            network_timeout: None,
+        }
+    }
+}
+
+/// The environment variable that sets the network timeout.
+pub const NETWORK_TIMEOUT_VAR: &str = "LB_NETWORK_TIMEOUT";
+/// The network timeout when `$LB_NETWORK_TIMEOUT` is unset: connecting, and any wait for
+/// progress after it.
+pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest network timeout taken (a timeout is never infinite).
+const MAX_NETWORK_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How much longer than the network timeout a request may take to get its response
+/// headers: the connect timeout fires first when the connection is what stalls.
+const RESPONSE_GRACE: Duration = Duration::from_millis(100);
+/// The slowest upload rate a request body's deadline allows for (bytes per second).
+const SLOWEST_UPLOAD: u64 = 16 << 10;
+
+/// `$LB_NETWORK_TIMEOUT` (see [`parse_network_timeout`]), else [`DEFAULT_NETWORK_TIMEOUT`].
+pub fn network_timeout_from_env() -> Result<Duration, Error> {
+    match std::env::var(NETWORK_TIMEOUT_VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_NETWORK_TIMEOUT),
+        Err(std::env::VarError::NotUnicode(v)) => Err(Error::Setting {
+            name: NETWORK_TIMEOUT_VAR,
+            value: v.to_string_lossy().into_owned(),
+            reason: "not UTF-8",
+        }),
+        Ok(v) => parse_network_timeout(&v).map_err(|reason| Error::Setting {
+            name: NETWORK_TIMEOUT_VAR,
+            value: v,
+            reason,
+        }),
+    }
+}
+
+/// A network timeout as written: seconds (`30`, `1.5`) or a Go duration (`500ms`, `2s`,
+/// `1m30s`; units ns, us, µs, ms, s, m, h); more than zero and at most a day. The builder's
+/// ADD of URLs reads the same variable with the same rules (`lb_builder::fetch`).
+pub fn parse_network_timeout(value: &str) -> Result<Duration, &'static str> {
+    const WANT: &str = "want seconds or a duration such as 500ms, 2s or 1m30s";
+    let v = value.trim();
+    let nanos: f64 = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        v.parse::<f64>().map_err(|_| WANT)? * 1e9
+    } else {
+        let mut rest = v;
+        let mut total = 0f64;
+        if rest.is_empty() {
+            return Err(WANT);
+        }
+        while !rest.is_empty() {
+            let num_len = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(rest.len());
+            let number: f64 = rest[..num_len].parse().map_err(|_| WANT)?;
+            rest = &rest[num_len..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let scale = match &rest[..unit_len] {
+                "ns" => 1.0,
+                "us" | "µs" | "μs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                _ => return Err(WANT),
+            };
+            rest = &rest[unit_len..];
+            total += number * scale;
+        }
+        total
+    };
+    if !nanos.is_finite() || nanos < 1.0 {
+        return Err("must be more than zero (a network timeout is never infinite)");
+    }
+    if nanos > MAX_NETWORK_TIMEOUT.as_nanos() as f64 {
+        return Err("must be at most a day (24h)");
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// A duration as messages show it: `30 s`, `1.5 s`, `500 ms`.
+pub(crate) struct Seconds(pub Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        if d >= Duration::from_secs(1) {
+            let text = format!("{:.3}", d.as_secs_f64());
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            write!(f, "{text} s")
+        } else if d >= Duration::from_millis(1) {
+            write!(f, "{} ms", d.as_millis())
+        } else {
+            write!(f, "{} µs", d.as_micros())
         }
     }
 }
@@ -72,6 +179,8 @@ pub struct Registry {
     creds: Option<Credentials>,
     /// Authorization values by scope.
     tokens: Mutex<HashMap<String, String>>,
+    /// How long a request may make no progress.
+    timeout: Duration,
 }
 
 impl Registry {
@@ -90,10 +199,20 @@ impl Registry {
     ) -> Result<Registry, Error> {
         let host = api_host(domain);
         let insecure = !opts.tls_verify || is_loopback(domain);
+        let timeout = match opts.network_timeout {
+            Some(t) => t,
+            None => network_timeout_from_env()?,
+        };
+        // reqwest's blocking `timeout` bounds the wait for a response's headers (from the
+        // start: the connect timeout, shorter, fires first when connecting stalls) and each
+        // read of its body separately: a no-progress deadline, never one for the whole
+        // transfer. TCP_USER_TIMEOUT cuts a connection whose sent bytes go unacknowledged
+        // (an upload the registry stopped reading).
         let mut b = Client::builder()
             .user_agent(concat!("lb/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(None)
+            .connect_timeout(timeout)
+            .timeout(timeout + RESPONSE_GRACE)
+            .tcp_user_timeout(timeout)
             .pool_max_idle_per_host(8);
         if insecure {
             // docker's insecure registries (loopback ones by default): https whatever its
@@ -130,6 +249,7 @@ impl Registry {
             http,
             creds,
             tokens: Mutex::new(HashMap::new()),
+            timeout,
         };
         if insecure {
             // As docker with an insecure registry: https when it answers, else http.
@@ -157,11 +277,7 @@ impl Registry {
         build: &dyn Fn(&Client) -> RequestBuilder,
     ) -> Result<Response, Error> {
         let cached = self.tokens.lock().expect("tokens").get(scope).cloned();
-        let mut req = build(&self.http);
-        if let Some(a) = &cached {
-            req = req.header(AUTHORIZATION, a);
-        }
-        let resp = req.send().map_err(|e| transport(&e))?;
+        let resp = self.execute(build(&self.http), cached.as_deref())?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -184,10 +300,7 @@ impl Registry {
             .lock()
             .expect("tokens")
             .insert(scope.to_string(), auth.clone());
-        let resp = build(&self.http)
-            .header(AUTHORIZATION, auth)
-            .send()
-            .map_err(|e| transport(&e))?;
+        let resp = self.execute(build(&self.http), Some(&auth))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             self.tokens.lock().expect("tokens").remove(scope);
             let why = if self.creds.is_some() {
@@ -198,6 +311,62 @@ impl Registry {
             return Err(self.unauthorized(resp, why));
         }
         Ok(resp)
+    }
+
+    /// Sends `req` (with `auth` as its Authorization), bounded as the module says: an
+    /// upload's deadline for its response grows with its body. A timeout is a
+    /// [`Error::Stalled`] naming the request.
+    fn execute(&self, req: RequestBuilder, auth: Option<&str>) -> Result<Response, Error> {
+        let req = match auth {
+            Some(a) => req.header(AUTHORIZATION, a),
+            None => req,
+        };
+        let mut req = req.build().map_err(|e| transport(&e))?;
+        let method = req.method().to_string();
+        let url = req.url().to_string();
+        let upload = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .map_or(0, |b| b.len() as u64);
+        if upload > 0 {
+            *req.timeout_mut() = Some(self.upload_deadline(upload));
+        }
+        self.http.execute(req).map_err(|e| {
+            if !e.is_timeout() {
+                return transport(&e);
+            }
+            let stall = if e.is_connect() {
+                Stall::Connect {
+                    waited: self.timeout,
+                }
+            } else if upload > 0 {
+                Stall::Upload {
+                    waited: self.upload_deadline(upload),
+                    bytes: upload,
+                }
+            } else {
+                Stall::Response {
+                    waited: self.timeout,
+                }
+            };
+            Error::Stalled { method, url, stall }
+        })
+    }
+
+    /// How long a request with a body of `bytes` may take to get its response: the
+    /// network timeout, plus the body's time at the slowest rate allowed.
+    fn upload_deadline(&self, bytes: u64) -> Duration {
+        self.timeout + RESPONSE_GRACE + Duration::from_secs(bytes.div_ceil(SLOWEST_UPLOAD))
+    }
+
+    /// The body of a GET's response, read under the no-progress deadline (see [`Body`]).
+    pub fn body(&self, resp: Response) -> Body {
+        Body {
+            url: resp.url().to_string(),
+            resp,
+            waited: self.timeout,
+            seen: 0,
+        }
     }
 
     fn unauthorized(&self, resp: Response, why: &str) -> Error {
@@ -232,11 +401,8 @@ impl Registry {
             .collect();
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
-        let mut req = self.http.get(&url);
-        if let Some(c) = &self.creds {
-            req = req.header(AUTHORIZATION, c.basic());
-        }
-        let resp = req.send().map_err(|e| transport(&e))?;
+        let basic = self.creds.as_ref().map(Credentials::basic);
+        let resp = self.execute(self.http.get(&url), basic.as_deref())?;
         if !resp.status().is_success() {
             return Err(Error::Auth(format!(
                 "{}: the token server {realm} answered {}",
@@ -244,11 +410,14 @@ impl Registry {
                 resp.status()
             )));
         }
-        let text = resp
-            .text()
-            .map_err(|e| Error::Auth(format!("{realm}: {e}")))?;
+        let mut text = Vec::new();
+        let mut reader = self.body(resp);
+        (&mut reader)
+            .take(MAX_TOKEN_ANSWER)
+            .read_to_end(&mut text)
+            .map_err(|e| reader.error(e))?;
         let body: Value =
-            serde_json::from_str(&text).map_err(|e| Error::Auth(format!("{realm}: {e}")))?;
+            serde_json::from_slice(&text).map_err(|e| Error::Auth(format!("{realm}: {e}")))?;
         let token = body["token"]
             .as_str()
             .or_else(|| body["access_token"].as_str())
@@ -265,18 +434,109 @@ impl Registry {
     }
 }
 
+/// A token server's answer is read up to this size.
+const MAX_TOKEN_ANSWER: u64 = 1 << 20;
+
+/// A response's body read under the no-progress deadline: a read that waits longer than
+/// the network timeout fails with a [`Stall::Body`] naming the request and how many bytes
+/// had come (inside the `io::Error`; [`Body::error`] and [`from_io`] take it out again).
+pub struct Body {
+    resp: Response,
+    url: String,
+    waited: Duration,
+    /// Bytes read so far.
+    pub seen: u64,
+}
+
+impl Body {
+    /// The typed error a failed read of this body means.
+    pub fn error(&self, e: io::Error) -> Error {
+        from_io(e, &self.url)
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.resp.read(buf) {
+            Ok(n) => {
+                self.seen += n as u64;
+                Ok(n)
+            }
+            Err(e) if io_timed_out(&e) => Err(io::Error::other(Error::Stalled {
+                method: "GET".into(),
+                url: self.url.clone(),
+                stall: Stall::Body {
+                    waited: self.waited,
+                    after: self.seen,
+                },
+            })),
+            Err(e) => Err(io::Error::other(Error::Transport {
+                url: self.url.clone(),
+                reason: chain(&e),
+            })),
+        }
+    }
+}
+
+/// Whether a read failed because its deadline passed.
+fn io_timed_out(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::TimedOut {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|s| s as _);
+    while let Some(s) = source {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || s.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The registry error inside an `io::Error` (from a [`Body`] or a [`crate::pull`] reader),
+/// else the `io::Error` as a transport failure of `url`.
+pub fn from_io(e: io::Error, url: &str) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        let inner = e.into_inner().expect("checked");
+        return *inner.downcast::<Error>().expect("checked");
+    }
+    Error::Transport {
+        url: url.to_string(),
+        reason: chain(&e),
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !reason.ends_with(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = s.source();
+    }
+    reason
+}
+
 /// The 12 hex digits docker shows of a digest.
 pub(crate) fn short_id(d: &lb_layerstore::Digest) -> String {
     d.hex()[..12].to_string()
 }
 
 /// Waits before each retry of a transient failure: five tries in about three seconds.
-const BACKOFF_MS: [u64; 4] = [200, 400, 800, 1600];
+pub(crate) const BACKOFF_MS: [u64; 4] = [200, 400, 800, 1600];
 
-/// Whether `e` may pass if tried again: a dropped or refused connection, a 5xx.
+/// Whether `e` may pass if tried again: a dropped, refused or stalled connection, a 5xx.
 pub fn transient(e: &Error) -> bool {
     match e {
-        Error::Transport { .. } => true,
+        Error::Transport { .. } | Error::Stalled { .. } => true,
         Error::Status { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }
@@ -381,5 +641,38 @@ mod tests {
             assert!(!is_loopback(d), "{d}");
         }
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn network_timeouts_parse_as_seconds_or_go_durations_and_are_never_infinite() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("30", ms(30_000)),
+            ("1.5", ms(1_500)),
+            ("500ms", ms(500)),
+            ("2s", ms(2_000)),
+            ("1m30s", ms(90_000)),
+            ("1.5h", ms(5_400_000)),
+            (" 2s ", ms(2_000)),
+        ] {
+            assert_eq!(parse_network_timeout(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "", "0", "0s", "-1s", "abc", "5x", "s", "1..5s", "25h", "inf", "NaN",
+        ] {
+            assert!(parse_network_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Seconds(ms(30_000)).to_string(), "30 s");
+        assert_eq!(Seconds(ms(1_500)).to_string(), "1.5 s");
+        assert_eq!(Seconds(ms(500)).to_string(), "500 ms");
+        let e = Error::Setting {
+            name: NETWORK_TIMEOUT_VAR,
+            value: "5x".into(),
+            reason: parse_network_timeout("5x").unwrap_err(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "LB_NETWORK_TIMEOUT=\"5x\": want seconds or a duration such as 500ms, 2s or 1m30s"
+        );
     }
 }

@@ -19,7 +19,10 @@ mod pull;
 mod push;
 
 pub use auth::{AuthFiles, Challenge, Credentials, config_key, parse_challenge};
-pub use client::{Options, Registry, api_host, is_loopback};
+pub use client::{
+    DEFAULT_NETWORK_TIMEOUT, NETWORK_TIMEOUT_VAR, Options, Registry, api_host, is_loopback,
+    network_timeout_from_env, parse_network_timeout,
+};
 pub use pull::{PullOptions, PullProgress, get_manifest, pull};
 pub use push::{PushOptions, PushProgress, push, remember_blob};
 
@@ -54,6 +57,83 @@ pub enum Error {
     NotFound(String),
     #[error("{last} (gave up after {tries} tries)")]
     GaveUp { tries: usize, last: Box<Error> },
+    /// A request that moved nothing for the network timeout (`$LB_NETWORK_TIMEOUT`).
+    #[error("{method} {url}: {stall}")]
+    Stalled {
+        method: String,
+        url: String,
+        stall: Stall,
+    },
+    /// A setting from the environment that lb cannot use.
+    #[error("{name}={value:?}: {reason}")]
+    Setting {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// A field of a registry's JSON document (`manifest`, `index`) that is missing or
+    /// malformed: `found` is the field's JSON text, None when it is missing.
+    #[error("{document} {field}: {}", describe_found(found.as_deref(), expected))]
+    Field {
+        document: &'static str,
+        field: String,
+        found: Option<String>,
+        expected: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] lb_layerstore::Error),
+}
+
+/// Where a request stalled, and how long it waited there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The connection was not made (TCP, TLS) in time.
+    Connect { waited: std::time::Duration },
+    /// Connected, the request sent, and no response headers came.
+    Response { waited: std::time::Duration },
+    /// A request with a body (an upload) got no answer within its deadline: the network
+    /// timeout plus the time the body takes at 16 KiB/s (a stalled upload itself is cut by
+    /// the kernel after the network timeout, `TCP_USER_TIMEOUT`).
+    Upload {
+        waited: std::time::Duration,
+        bytes: u64,
+    },
+    /// The response's body stopped: no byte came for `waited` after `after` bytes.
+    Body {
+        waited: std::time::Duration,
+        after: u64,
+    },
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use client::Seconds;
+        match self {
+            Stall::Connect { waited } => {
+                write!(f, "no connection within {}", Seconds(*waited))
+            }
+            Stall::Response { waited } => write!(
+                f,
+                "no response within {} (stalled after the connection was accepted)",
+                Seconds(*waited)
+            ),
+            Stall::Upload { waited, bytes } => write!(
+                f,
+                "no response within {} to an upload of {bytes} bytes",
+                Seconds(*waited)
+            ),
+            Stall::Body { waited, after } => write!(
+                f,
+                "no data for {} in the body after {after} bytes",
+                Seconds(*waited)
+            ),
+        }
+    }
+}
+
+fn describe_found(found: Option<&str>, expected: &str) -> String {
+    match found {
+        Some(v) => format!("{v} is not {expected}"),
+        None => format!("missing (want {expected})"),
+    }
 }

@@ -17,7 +17,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
 use crate::Error;
-use crate::client::{Registry, expect_ok};
+use crate::client::{BACKOFF_MS, Body, Registry, expect_ok, from_io, retrying};
 
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -79,7 +79,7 @@ fn get_manifest_once(reg: &Registry, path: &str, reference: &str) -> Result<Fetc
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
-    let bytes = read_limited(resp, MAX_DOCUMENT, &url)?;
+    let bytes = read_limited(&mut reg.body(resp), MAX_DOCUMENT, &url)?;
     let digest = Digest::of(&bytes);
     if let Ok(want) = Digest::from_str(reference) {
         if want != digest {
@@ -107,6 +107,7 @@ fn get_manifest_once(reg: &Registry, path: &str, reference: &str) -> Result<Fetc
             body["schemaVersion"]
         )));
     }
+    check_digests(&body, &media_type)?;
     Ok(Fetched {
         bytes,
         media_type,
@@ -114,14 +115,46 @@ fn get_manifest_once(reg: &Registry, path: &str, reference: &str) -> Result<Fetc
     })
 }
 
-fn read_limited(resp: impl Read, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
+/// Every digest a manifest or index names (`config.digest`, `layers[i].digest`,
+/// `manifests[i].digest`) is a sha256 digest, or the document is refused naming the field
+/// and its value: such a digest is put in blob URLs and store paths, and an index entry's
+/// is what the manifest it names is checked against.
+fn check_digests(body: &Value, media_type: &str) -> Result<(), Error> {
+    let index = media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST;
+    let document = if index { "index" } else { "manifest" };
+    let check = |field: String, value: Option<&Value>| match value
+        .and_then(Value::as_str)
+        .map(Digest::from_str)
+    {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(Error::Field {
+            document,
+            field,
+            found: value.map(Value::to_string),
+            expected: "a sha256 digest",
+        }),
+    };
+    let list = |name: &str| -> Vec<Value> { body[name].as_array().cloned().unwrap_or_default() };
+    if index {
+        for (i, m) in list("manifests").iter().enumerate() {
+            check(format!("manifests[{i}].digest"), m.get("digest"))?;
+        }
+    } else {
+        check("config.digest".into(), body["config"].get("digest"))?;
+        for (i, l) in list("layers").iter().enumerate() {
+            check(format!("layers[{i}].digest"), l.get("digest"))?;
+        }
+    }
+    Ok(())
+}
+
+/// At most `limit` bytes of `body`; a failed read is the registry error it carries
+/// (a stall names the request), else a transport failure of `url`.
+fn read_limited(body: &mut impl Read, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
-    resp.take(limit + 1)
+    body.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Transport {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| from_io(e, url))?;
     if bytes.len() as u64 > limit {
         return Err(Error::Verify(format!("{url}: larger than {limit} bytes")));
     }
@@ -187,15 +220,23 @@ fn resolve_platform(
 }
 
 /// A blob's bytes from the registry (`GET /v2/NAME/blobs/DIGEST`), read through
-/// connections that drop: the reader connects again (backing off, five tries per
+/// connections that drop or stall: the reader connects again (backing off, five tries per
 /// failure) and goes on where it was, with a `Range` request when the registry serves
-/// ranges, else skipping what it had. Whoever reads it never sees the interruption.
+/// ranges, else skipping what it had. Whoever reads it never sees the interruption; a
+/// download that fails five times in a row at the same byte ends, and the error is kept
+/// typed in `failure` (the `io::Error` the reader returns goes through the store's unpacking,
+/// which wraps it).
 struct BlobReader<'a> {
     reg: &'a Registry,
     url: String,
     scope: String,
-    resp: Option<reqwest::blocking::Response>,
+    resp: Option<Body>,
     offset: u64,
+    /// Failures in a row at `failed_at` (bytes of the blob read when they happened).
+    failures: usize,
+    failed_at: u64,
+    /// Why the download ended, once it has.
+    failure: Option<Error>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -206,13 +247,31 @@ impl<'a> BlobReader<'a> {
             scope: format!("repository:{path}:pull"),
             resp: None,
             offset: 0,
+            failures: 0,
+            failed_at: 0,
+            failure: None,
         };
-        r.resp = Some(crate::client::retrying(|| r.connect())?);
+        r.resp = Some(retrying(|| r.connect())?);
         Ok(r)
     }
 
+    /// All of the blob, up to `limit` bytes (a config).
+    fn read_all(mut self, limit: u64) -> Result<Vec<u8>, Error> {
+        let url = self.url.clone();
+        let read = read_limited(&mut self, limit, &url);
+        match self.failure.take() {
+            Some(e) => Err(e),
+            None => read,
+        }
+    }
+
+    /// Why the download ended, when it did (else `other`).
+    fn failure_or(&mut self, other: Error) -> Error {
+        self.failure.take().unwrap_or(other)
+    }
+
     /// A response positioned at `offset`.
-    fn connect(&self) -> Result<reqwest::blocking::Response, Error> {
+    fn connect(&self) -> Result<Body, Error> {
         let offset = self.offset;
         let resp = self.reg.send(&self.scope, &|c| {
             let req = c.get(&self.url);
@@ -223,36 +282,77 @@ impl<'a> BlobReader<'a> {
             }
         })?;
         let ranged = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-        let mut resp = expect_ok(resp, &self.url)?;
-        if offset > 0 && !ranged {
+        let mut body = self.reg.body(expect_ok(resp, &self.url)?);
+        if ranged {
+            // A stall in it counts the blob's bytes, not this response's.
+            body.seen = offset;
+        } else if offset > 0 {
             // No ranges here: read past what was had already.
-            io::copy(&mut (&mut resp).take(offset), &mut io::sink()).map_err(|e| {
-                Error::Transport {
+            let skipped = io::copy(&mut (&mut body).take(offset), &mut io::sink())
+                .map_err(|e| body.error(e))?;
+            if skipped < offset {
+                return Err(Error::Transport {
                     url: self.url.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+                    reason: format!("the blob ended after {skipped} bytes, {offset} were had"),
+                });
+            }
         }
-        Ok(resp)
+        Ok(body)
     }
 }
 
 impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.failure {
+            return Err(io::Error::other(e.to_string()));
+        }
         loop {
-            let failed = match self.resp.as_mut().map(|r| r.read(buf)) {
-                Some(Ok(n)) => {
-                    self.offset += n as u64;
-                    return Ok(n);
-                }
-                Some(Err(e)) => e,
-                None => io::Error::other("not connected"),
+            let failed = match self.resp.as_mut() {
+                Some(body) => match body.read(buf) {
+                    Ok(n) => {
+                        self.offset += n as u64;
+                        return Ok(n);
+                    }
+                    Err(e) => from_io(e, &self.url),
+                },
+                None => Error::Transport {
+                    url: self.url.clone(),
+                    reason: "not connected".into(),
+                },
             };
             self.resp = None;
-            let again = crate::client::retrying(|| self.connect()).map_err(|e| {
-                io::Error::other(format!("{} (the connection dropped: {failed})", e))
-            })?;
-            self.resp = Some(again);
+            // Stalled or dropped again at the same byte: counted, so a registry that always
+            // stops there ends the pull instead of holding it forever.
+            if self.failures > 0 && self.failed_at == self.offset {
+                self.failures += 1;
+            } else {
+                self.failures = 1;
+                self.failed_at = self.offset;
+            }
+            let ended = if !crate::client::transient(&failed) {
+                Some(failed)
+            } else if self.failures > BACKOFF_MS.len() {
+                Some(Error::GaveUp {
+                    tries: self.failures,
+                    last: Box::new(failed),
+                })
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    BACKOFF_MS[self.failures - 1],
+                ));
+                match retrying(|| self.connect()) {
+                    Ok(again) => {
+                        self.resp = Some(again);
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
+            };
+            if let Some(e) = ended {
+                let text = e.to_string();
+                self.failure = Some(e);
+                return Err(io::Error::other(text));
+            }
         }
     }
 }
@@ -348,7 +448,8 @@ pub fn pull(
             fetched.media_type
         )));
     }
-    let manifest = ImageManifest::from_reader(&fetched.bytes[..])
+    // serde_json's own error names the line and column (oci-spec's says "serde failed").
+    let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| Error::Verify(format!("{reference}: the manifest: {e}")))?;
 
     // The config, checked against its descriptor, read for the diffIDs.
@@ -357,8 +458,8 @@ pub fn pull(
     let config_bytes = if store.content().contains(&config_digest) {
         store.content().read_verified(&config_digest)?
     } else {
-        let resp = BlobReader::open(reg, path, &config_digest.to_string())?;
-        let bytes = read_limited(resp, MAX_DOCUMENT, &config_digest.to_string())?;
+        let bytes =
+            BlobReader::open(reg, path, &config_digest.to_string())?.read_all(MAX_DOCUMENT)?;
         if Digest::of(&bytes) != config_digest || bytes.len() as u64 != cdesc.size() {
             return Err(Error::Verify(format!(
                 "{reference}: the config blob does not match its descriptor ({config_digest}, {} bytes)",
@@ -489,21 +590,35 @@ fn fetch_layer(
     };
     // The bytes must be what the media type says: a gzip descriptor served zstd (or
     // plain) bytes is refused before anything is unpacked.
-    let head = io::BufRead::fill_buf(&mut checked.inner).map_err(|e| Error::Transport {
-        url: digest.to_string(),
-        reason: e.to_string(),
-    })?;
+    let head = match io::BufRead::fill_buf(&mut checked.inner) {
+        Ok(head) => head,
+        Err(e) => {
+            let url = checked.inner.get_ref().url.clone();
+            return Err(checked.inner.get_mut().failure_or(from_io(e, &url)));
+        }
+    };
     let served = Compression::detect(head);
     if served != compression && !(compression == Compression::None && head.is_empty()) {
         return Err(Error::Verify(format!(
             "layer {digest}: the descriptor says {media_type} but the bytes are {served:?}"
         )));
     }
-    store.unpack_snapshot(&mut checked, diff_id, chain)?;
+    // A download that ended fails the unpacking; its own error says why.
+    if let Err(e) = store.unpack_snapshot(&mut checked, diff_id, chain) {
+        return Err(checked.inner.get_mut().failure_or(e.into()));
+    }
     // Whatever the unpacking left unread still belongs to the blob, and is checked.
     let rest = io::copy(&mut checked, &mut io::sink());
+    let network = checked.inner.get_mut().failure.take();
     let ended = checked.out.is_none();
     drop(checked);
+    let rest = match network {
+        Some(e) => {
+            let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
+            return Err(e);
+        }
+        None => rest,
+    };
     // The digest and size were checked at the end of the stream (`Checked`).
     let committed = rest
         .map_err(|e| Error::Verify(e.to_string()))
