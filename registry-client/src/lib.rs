@@ -20,7 +20,7 @@ mod push;
 
 pub use auth::{AuthFiles, Challenge, Credentials, config_key, parse_challenge};
 pub use client::{
-    DEFAULT_NETWORK_TIMEOUT, NETWORK_TIMEOUT_VAR, Options, Registry, api_host, is_loopback,
+    Body, DEFAULT_NETWORK_TIMEOUT, NETWORK_TIMEOUT_VAR, Options, Registry, api_host, is_loopback,
     network_timeout_from_env, parse_network_timeout,
 };
 pub use pull::{PullOptions, PullProgress, get_manifest, pull};
