@@ -534,6 +534,10 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         used: Default::default(),
     };
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
+    // Held from the build's first blob until its names are set: a prune meanwhile would
+    // take the new image's blobs for garbage (the builder holds its own guard only while
+    // it builds; the names are made here).
+    let _writing = store.writing()?;
     let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");

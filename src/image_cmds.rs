@@ -127,8 +127,11 @@ fn human_size(bytes: u64) -> String {
 pub fn images(store: &Store, args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for (name, desc) in store.names()? {
-        let image = store.image_at(&desc)?;
-        rows.push((name, image));
+        // A name whose image cannot be read is reported and skipped: the others still list.
+        match store.image_at(&desc) {
+            Ok(image) => rows.push((name, image)),
+            Err(e) => eprintln!("WARNING: {name}: {e} (`lb system check --repair` drops the name)"),
+        }
     }
     match args.format.as_deref() {
         None | Some("table") => {
@@ -293,10 +296,67 @@ pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
     // Containers of killed builds first: their scratch space goes with the prune.
     lb_builder::reap_killed_builds();
     let report = store.prune()?;
+    for b in &report.broken {
+        eprintln!(
+            "WARNING: {}: {} (kept what of it is there; `lb system check --repair` drops it)",
+            b.reference, b.error
+        );
+    }
     println!("Deleted blobs: {}", report.blobs);
     println!("Deleted snapshots: {}", report.snapshots);
     println!("Total reclaimed space: {}", human_size(report.bytes));
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// Compare every snapshot file's content with its layer (default: a sample)
+    #[arg(long)]
+    full: bool,
+    /// Remove what is broken: damaged blobs, names whose image cannot be read, snapshots
+    /// that differ from their layer (unpacked again when used), leftovers
+    #[arg(long)]
+    repair: bool,
+}
+
+/// `lb system check`: one line per problem; exit 1 while any is left unrepaired.
+pub fn system_check(store: &Store, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let report = store.check(lb_layerstore::CheckOptions {
+        full: args.full,
+        repair: args.repair,
+    })?;
+    for p in &report.problems {
+        println!("{p}");
+    }
+    for l in &report.leftovers {
+        let done = if report.leftovers_removed {
+            " (removed)"
+        } else {
+            ""
+        };
+        println!(
+            "leftover {}: of an interrupted operation{done}",
+            l.display()
+        );
+    }
+    println!(
+        "Checked {} blobs, {} names, {} snapshots: {}",
+        report.blobs,
+        report.names,
+        report.snapshots,
+        match report.problems.len() {
+            0 => "no problems found".to_string(),
+            n if report.has_unrepaired() => {
+                format!("{n} problems found (`lb system check --repair` removes what is broken)")
+            }
+            n => format!("{n} problems found and repaired"),
+        }
+    );
+    Ok(if report.has_unrepaired() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `lb system df`: what the store holds and what a prune would reclaim.

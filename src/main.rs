@@ -98,6 +98,9 @@ enum Commands {
 enum SystemCommands {
     /// Show what the store holds and what a prune would reclaim
     Df,
+    /// Check the store: blobs against their digests, names against whole images,
+    /// snapshots against their layers, leftovers of killed processes
+    Check(image_cmds::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -158,6 +161,9 @@ fn command() -> ExitCode {
         Commands::Logout(args) => registry_cmds::logout(args),
         Commands::Network(cmd) => store().and_then(|s| network_cmds::run(&s, cmd)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
+        Commands::System(SystemCommands::Check(args)) => {
+            store().and_then(|s| image_cmds::system_check(&s, args))
+        }
     };
     match result {
         Ok(code) => code,

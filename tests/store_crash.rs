@@ -1,6 +1,8 @@
-//! Crash safety: `lb import`, `lb load` and `lb commit` killed with SIGKILL at 50 points of their work never leave a
-//! a blob that does not match its digest or a name that does not resolve, and a re-run
-//! finishes the job; imports and prunes running at once never corrupt the store.
+//! Crash safety: `lb import`, `lb load`, `lb commit`, `lb prune`, `lb build` and `lb pull`
+//! killed with SIGKILL at points spread over their work never leave a blob that does not
+//! match its digest, a name that does not resolve or a snapshot that differs from its layer
+//! (`lb system check` finds the store clean after every kill), and a re-run finishes the
+//! job; imports and prunes, builds and prunes running at once never corrupt the store.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,8 +42,21 @@ fn big_rootfs(path: &Path, mib: usize) {
     b.finish().unwrap();
 }
 
-/// Every blob matches its digest; every name resolves to an image whose blobs are present.
+/// Every blob matches its digest; every name resolves to an image whose blobs are present;
+/// `lb system check --full` (snapshots against their layers too) finds nothing wrong.
 fn check_store(root: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(root)
+        .args(["system", "check", "--full"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("no problems found"),
+        "lb system check: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = Store::open(root).unwrap();
     for blob in store.content().list().unwrap() {
         store
@@ -65,11 +80,21 @@ fn check_store(root: &Path) {
 /// killed with SIGKILL at a point spread over that time (the last few after it ends),
 /// checking the store after every kill; `reset` runs before each attempt.
 fn kill_at_50_points(root: &Path, command: impl Fn() -> Command, reset: impl Fn()) {
+    kill_at_points(50, root, command, reset, || {})
+}
+
+/// [`kill_at_50_points`] with `points` points, and `after` run after each kill's check.
+fn kill_at_points(
+    points: u32,
+    root: &Path,
+    command: impl Fn() -> Command,
+    reset: impl Fn(),
+    after: impl Fn(),
+) {
     reset();
     let start = Instant::now();
     assert!(command().status().unwrap().success());
     let full = start.elapsed();
-    let points = 50;
     for k in 0..points {
         reset();
         let delay = full.mul_f64(k as f64 / points as f64 * 1.1);
@@ -78,6 +103,7 @@ fn kill_at_50_points(root: &Path, command: impl Fn() -> Command, reset: impl Fn(
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         check_store(root);
+        after();
     }
     // A re-run finishes the job.
     assert!(command().status().unwrap().success());
@@ -223,4 +249,238 @@ fn imports_and_prunes_at_once() {
     check_store(&root);
     let store = Store::open(&root).unwrap();
     assert_eq!(store.names().unwrap().len(), 8);
+}
+
+/// A store at `dir/store` holding busybox as `base`; None when the test is skipped.
+fn store_with_base(dir: &Path, what: &str) -> Option<std::path::PathBuf> {
+    if !lb_testkit::require_root(what) {
+        return None;
+    }
+    let tar = lb_testkit::busybox_rootfs(dir)?;
+    let root = dir.join("store");
+    let ok = lb(&root)
+        .args(["import", tar.to_str().unwrap(), "base"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    Some(root)
+}
+
+/// A build context `dir/name` whose RUN writes `files` small files in 30 directories and
+/// a 4 MiB one, each build different from the last (`SEED`).
+fn busy_context(dir: &Path, name: &str, files: u32) -> std::path::PathBuf {
+    let ctx = dir.join(name);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM base\nARG SEED=0\n\
+             RUN for d in $(seq 1 30); do mkdir -p /w/$d; done && \
+                 for i in $(seq 1 {files}); do echo $SEED $i > /w/$((i % 30 + 1))/f$i; done\n\
+             RUN head -c 4194304 /dev/urandom > /w/big && echo $SEED > /w/seed\n"
+        ),
+    )
+    .unwrap();
+    ctx
+}
+
+fn lb_ok(root: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lb {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A live image's files, read through a container: its snapshots are whole.
+fn live_image_reads(root: &Path, image: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lb"))
+        .arg("--root")
+        .arg(root)
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "cat",
+            "/w/seed",
+            "/w/7/f6",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prune_killed_at_24_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = store_with_base(dir.path(), "building images to prune") else {
+        return;
+    };
+    let ctx = busy_context(dir.path(), "ctx", 3000);
+    // One image stays named: its snapshots must come out of every prune whole.
+    lb_ok(
+        &root,
+        &[
+            "build",
+            "-q",
+            "-t",
+            "keep",
+            "--build-arg",
+            "SEED=keep",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let seed = std::sync::atomic::AtomicU32::new(0);
+    kill_at_points(
+        24,
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.arg("prune");
+            c
+        },
+        // Two images made and unnamed: their blobs and snapshots (3,000 files) are garbage.
+        || {
+            for _ in 0..2 {
+                let n = seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let arg = format!("SEED={n}");
+                lb_ok(
+                    &root,
+                    &[
+                        "build",
+                        "-q",
+                        "-t",
+                        "victim",
+                        "--build-arg",
+                        &arg,
+                        ctx.to_str().unwrap(),
+                    ],
+                );
+                lb_ok(&root, &["rmi", "victim"]);
+            }
+        },
+        || live_image_reads(&root, "keep"),
+    );
+    lb_ok(&root, &["prune"]);
+    check_store(&root);
+    // Nothing but the live images' snapshots is left.
+    let snapshots = std::fs::read_dir(root.join("snapshots")).unwrap().count();
+    assert_eq!(snapshots, 3, "base, and keep's two RUN layers");
+}
+
+#[test]
+fn build_killed_at_20_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = store_with_base(dir.path(), "building images") else {
+        return;
+    };
+    let ctx = busy_context(dir.path(), "ctx", 1500);
+    kill_at_points(
+        20,
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.args(["build", "-q", "-t", "victim", ctx.to_str().unwrap()]);
+            c
+        },
+        // From nothing each time: no cached step spares the work.
+        || {
+            let _ = lb(&root).args(["rmi", "victim"]).status();
+            lb_ok(&root, &["prune"]);
+        },
+        || {},
+    );
+    live_image_reads(&root, "victim");
+}
+
+#[test]
+fn pull_killed_at_20_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(source) = store_with_base(dir.path(), "building an image to pull") else {
+        return;
+    };
+    let Some(reg) = lb_testkit::TestRegistry::start(
+        &dir.path().join("reg"),
+        lb_testkit::RegistryAuth::Anonymous,
+    ) else {
+        return;
+    };
+    let ctx = busy_context(dir.path(), "ctx", 1500);
+    let name = format!("{}/sweep/victim:1", reg.addr);
+    lb_ok(
+        &source,
+        &["build", "-q", "-t", &name, ctx.to_str().unwrap()],
+    );
+    lb_ok(&source, &["push", &name]);
+    let root = dir.path().join("pulled");
+    kill_at_points(
+        20,
+        &root,
+        || {
+            let mut c = lb(&root);
+            c.args(["pull", &name]);
+            c
+        },
+        || {
+            let _ = lb(&root).args(["rmi", &name]).status();
+            lb_ok(&root, &["prune"]);
+        },
+        || {},
+    );
+    live_image_reads(&root, &name);
+}
+
+#[test]
+fn builds_beside_a_prune_loop_stay_named_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = store_with_base(dir.path(), "building images") else {
+        return;
+    };
+    let ctx = busy_context(dir.path(), "ctx", 200);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let (root, done) = (root.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut prunes = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                lb_ok(&root, &["prune"]);
+                prunes += 1;
+            }
+            prunes
+        })
+    };
+    for i in 0..10 {
+        let (tag, arg) = (format!("b:{i}"), format!("SEED={i}"));
+        lb_ok(
+            &root,
+            &[
+                "build",
+                "-q",
+                "-t",
+                &tag,
+                "--build-arg",
+                &arg,
+                ctx.to_str().unwrap(),
+            ],
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let prunes = pruner.join().unwrap();
+    assert!(prunes >= 2, "the prune loop ran {prunes} times");
+    check_store(&root);
+    for i in 0..10 {
+        live_image_reads(&root, &format!("b:{i}"));
+    }
 }

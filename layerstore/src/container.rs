@@ -164,14 +164,18 @@ impl Store {
         write_atomic(&path, &json)
     }
 
-    /// Deletes a container's directory. It is first renamed out of sight, so a crash
-    /// midway leaves a leftover that `prune` clears, never half a container.
+    /// Deletes a container's directory. It is first renamed out of sight (the trash), so a
+    /// crash midway never leaves half a container.
     pub fn remove_container(&self, id: &str) -> Result<(), Error> {
         let _lock = self.lock("containers.lock")?;
         let dir = self.container_dir(id);
-        let gone = self.containers_dir().join(format!(".rm-{id}"));
-        fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
-        fs::remove_dir_all(&gone).map_err(|e| Error::io(&gone, e))
+        if !dir.exists() {
+            return Err(Error::io(
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        self.discard(&dir)
     }
 
     /// The bytes a container's own changes take (its upper directory), as `docker ps -s`

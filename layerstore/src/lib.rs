@@ -16,6 +16,7 @@
 mod apply;
 mod archive;
 mod cache;
+mod check;
 mod compressed;
 mod container;
 mod content;
@@ -27,11 +28,14 @@ mod image;
 mod reference;
 mod reserve;
 mod snapshot;
+mod snapshot_check;
 mod spool;
 mod store;
+mod trash;
 mod unsynced;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
+pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use container::ContainerRecord;
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
@@ -46,4 +50,4 @@ pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use store::spread_subdirectories;
-pub use store::{PruneReport, REF_NAME, Store, default_root};
+pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

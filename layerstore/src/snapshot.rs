@@ -32,7 +32,7 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 }
 
 impl Store {
-    fn snapshots_dir(&self) -> PathBuf {
+    pub(crate) fn snapshots_dir(&self) -> PathBuf {
         self.root().join("snapshots")
     }
 
@@ -114,7 +114,8 @@ impl Store {
             .prefix(".tmp-")
             .tempdir_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
-        let stats = apply_layer(layer, tmp.path(), ApplyOptions::for_snapshot())?;
+        let stats = apply_layer(layer, tmp.path(), ApplyOptions::for_snapshot())
+            .map_err(|e| e.unpacking(diff_id))?;
         if stats.diff_id != *diff_id {
             return Err(Error::DigestMismatch {
                 expected: *diff_id,
@@ -141,20 +142,21 @@ impl Store {
 
     /// Removes snapshots no named image or container reaches and leftovers of interrupted applies;
     /// returns how many directories went. The caller holds the gc lock.
-    pub(crate) fn prune_snapshots(&self) -> Result<u64, Error> {
+    pub(crate) fn prune_snapshots(&self, reached: &crate::store::LiveImages) -> Result<u64, Error> {
         let dir = self.snapshots_dir();
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(0);
         };
         let mut live = std::collections::HashSet::new();
-        for image in self.live_images()? {
+        for image in &reached.images {
             live.extend(chain_ids(&image.diff_ids()?).iter().map(Digest::hex));
         }
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !live.contains(&name) {
-                fs::remove_dir_all(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+                // Out of sight first: a kill midway leaves no half snapshot under its name.
+                self.discard(&entry.path())?;
                 removed += 1;
             }
         }

@@ -24,12 +24,48 @@ use crate::reference::Reference;
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// What a prune removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct PruneReport {
     pub blobs: u64,
     pub snapshots: u64,
     /// Bytes of blobs and interrupted writes removed (snapshots not counted).
     pub bytes: u64,
+    /// References whose image could not be read (the prune went on without them).
+    pub broken: Vec<BrokenReference>,
+}
+
+/// A name or a container whose image cannot be read.
+#[derive(Debug)]
+pub struct BrokenReference {
+    /// The name (`docker.io/library/x:latest`) or `container <id>`.
+    pub reference: String,
+    pub error: Error,
+}
+
+/// What names and containers reach (see [`Store::live_images`]).
+#[derive(Debug, Default)]
+pub struct LiveImages {
+    pub images: Vec<crate::image::Image>,
+    /// Blobs of broken references that are still there (kept by a prune).
+    pub partial: std::collections::HashSet<Digest>,
+    pub broken: Vec<BrokenReference>,
+}
+
+impl LiveImages {
+    /// Every blob reached: manifests, configs, layers.
+    pub fn blobs(&self) -> std::collections::HashSet<Digest> {
+        let mut live = self.partial.clone();
+        for image in &self.images {
+            live.insert(image.manifest_digest);
+            live.insert(image.config_digest);
+            for layer in image.manifest.layers() {
+                if let Ok(d) = Digest::from_str(layer.digest().as_ref()) {
+                    live.insert(d);
+                }
+            }
+        }
+        live
+    }
 }
 
 /// An opened store root.
@@ -85,6 +121,7 @@ const PRIVATE_DIRS: &[&str] = &[
     "netns",
     "networks",
     "registries",
+    "trash",
 ];
 
 /// The store root as docker keeps its data root: 0700 (no other host user reaches a file
@@ -130,6 +167,7 @@ impl Store {
             root: root.to_path_buf(),
             content,
         };
+        store.empty_trash();
         store.settle_unsynced()?;
         Ok(store)
     }
@@ -202,9 +240,10 @@ impl Store {
     /// Removes every blob and snapshot no name reaches, and leftovers of interrupted writes.
     pub fn prune(&self) -> Result<PruneReport, Error> {
         let _gc = self.lock("gc.lock")?;
-        let snapshots = self.prune_snapshots()?;
+        let reached = self.live_images()?;
+        let snapshots = self.prune_snapshots(&reached)?;
         self.prune_container_leftovers();
-        let live = self.reachable()?;
+        let live = reached.blobs();
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {
             if !live.contains(&blob.digest) {
@@ -233,23 +272,49 @@ impl Store {
             blobs: count,
             snapshots,
             bytes,
+            broken: reached.broken,
         })
     }
 
-    /// Every image a name or a container reaches.
-    pub(crate) fn live_images(&self) -> Result<Vec<crate::image::Image>, Error> {
+    /// Every image a name or a container reaches, and the references whose image cannot be
+    /// read (a manifest or config missing or damaged: they are reported, never a reason to
+    /// stop, so one broken name cannot wedge `images` or `prune`).
+    pub fn live_images(&self) -> Result<LiveImages, Error> {
         let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        let manifests = self
-            .names()?
-            .into_iter()
-            .map(|(_, d)| Store::descriptor_digest(&d))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .chain(self.containers()?.into_iter().map(|c| c.image));
-        for digest in manifests {
-            if seen.insert(digest) {
-                out.push(self.image_by_manifest(digest)?);
+        let mut out = LiveImages::default();
+        let mut refs: Vec<(String, Digest)> = Vec::new();
+        for (name, d) in self.names()? {
+            match Store::descriptor_digest(&d) {
+                Ok(digest) => refs.push((name.to_string(), digest)),
+                Err(error) => out.broken.push(BrokenReference {
+                    reference: name.to_string(),
+                    error,
+                }),
+            }
+        }
+        for c in self.containers()? {
+            refs.push((format!("container {}", c.id), c.image));
+        }
+        for (reference, digest) in refs {
+            if !seen.insert(digest) {
+                continue;
+            }
+            match self.image_by_manifest(digest) {
+                Ok(image) => out.images.push(image),
+                Err(error) => {
+                    // What can still be read of it stays: its manifest and whatever the
+                    // manifest names, so a prune removes no more than it must.
+                    if let Ok(bytes) = self.content.read_verified(&digest) {
+                        out.partial.insert(digest);
+                        if let Ok(m) = oci_spec::image::ImageManifest::from_reader(&bytes[..]) {
+                            let named = std::iter::once(m.config()).chain(m.layers());
+                            out.partial.extend(
+                                named.filter_map(|d| Digest::from_str(d.digest().as_ref()).ok()),
+                            );
+                        }
+                    }
+                    out.broken.push(BrokenReference { reference, error });
+                }
             }
         }
         Ok(out)
@@ -257,15 +322,7 @@ impl Store {
 
     /// Every blob a name or a container reaches: manifests, configs, layers.
     pub fn reachable(&self) -> Result<std::collections::HashSet<Digest>, Error> {
-        let mut live = std::collections::HashSet::new();
-        for image in self.live_images()? {
-            live.insert(image.manifest_digest);
-            live.insert(image.config_digest);
-            for layer in image.manifest.layers() {
-                live.insert(Digest::from_str(layer.digest().as_ref())?);
-            }
-        }
-        Ok(live)
+        Ok(self.live_images()?.blobs())
     }
 
     /// Points `name` at `manifest` (replacing what it pointed at).

@@ -119,7 +119,7 @@ impl Store {
         for mark in marks.flatten() {
             let name = mark.file_name().to_string_lossy().into_owned();
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.remove_snapshot_dir(&self.root().join("snapshots").join(&name))?;
+                self.discard(&self.root().join("snapshots").join(&name))?;
             }
             let _ = fs::remove_file(mark.path());
         }
@@ -127,29 +127,6 @@ impl Store {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(dir, e)),
             _ => Ok(()),
         }
-    }
-
-    /// Removes a snapshot directory: renamed away first, so that no half-removed directory
-    /// is ever taken for the snapshot (prune removes a leftover `.tmp-*`).
-    fn remove_snapshot_dir(&self, snapshot: &Path) -> Result<(), Error> {
-        let Some(parent) = snapshot.parent() else {
-            return Ok(());
-        };
-        let doomed = tempfile::Builder::new()
-            .prefix(".tmp-stale-")
-            .tempdir_in(parent)
-            .map_err(|e| Error::io(parent, e))?
-            .keep();
-        match fs::rename(snapshot, doomed.join("s")) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                let _ = fs::remove_dir(&doomed);
-                return Err(Error::io(snapshot, e));
-            }
-        }
-        sync_dir(parent)?;
-        fs::remove_dir_all(&doomed).map_err(|e| Error::io(&doomed, e))
     }
 
     /// This boot's records older than `age`: one `syncfs` puts their files on disk, then
