@@ -27,7 +27,13 @@ enum Scenario {
     StallLayer,
     /// A manifest whose layer digest is `sha256:../../x`.
     BadDigest,
+    /// `x:good` is the image as it is; `x:latest` names its layer by another digest, under
+    /// which the same bytes are served: they fail their check at the end.
+    WrongLayerDigest,
 }
+
+/// The digest `x:latest` gives its layer in [`Scenario::WrongLayerDigest`].
+const WRONG: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 /// An image of one uncompressed layer: (manifest, config, layer) and their digests.
 struct Image {
@@ -100,7 +106,11 @@ struct Fake {
 
 impl Fake {
     fn start(scenario: Scenario) -> Fake {
-        let bad = (scenario == Scenario::BadDigest).then_some("sha256:../../x");
+        let bad = match scenario {
+            Scenario::BadDigest => Some("sha256:../../x"),
+            Scenario::WrongLayerDigest => Some(WRONG),
+            _ => None,
+        };
         let image = Arc::new(image(bad));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -189,6 +199,15 @@ fn serve(mut conn: TcpStream, scenario: Scenario, img: &Image, reqs: &Mutex<Vec<
                 return;
             }
             respond(&mut conn, "200 OK", &headers, &img.manifest);
+        } else if path == "/v2/x/manifests/good" && scenario == Scenario::WrongLayerDigest {
+            let good = image(None);
+            let headers = json("application/vnd.oci.image.manifest.v1+json");
+            respond(&mut conn, "200 OK", &headers, &good.manifest);
+        } else if path == format!("/v2/x/blobs/{WRONG}")
+            || scenario == Scenario::WrongLayerDigest
+                && path == format!("/v2/x/blobs/{}", img.layer_digest)
+        {
+            respond(&mut conn, "200 OK", &[], &img.layer);
         } else if path == format!("/v2/x/blobs/{}", img.config_digest) {
             respond(&mut conn, "200 OK", &[], &img.config);
         } else if path == format!("/v2/x/blobs/{}", img.layer_digest) {
@@ -388,4 +407,39 @@ fn add_of_a_url_that_stalls_mid_body_fails_the_build_in_time() {
     let (images, _) = lb(dir.path(), None, &["images", "-q"]);
     assert_eq!(text(&images.stdout), "", "an image was named");
     eprintln!("build failed in {took:?}");
+}
+
+#[test]
+fn a_failed_pull_keeps_the_snapshot_it_did_not_make() {
+    if !lb_testkit::require_root("unpacking layers as their owners") {
+        return;
+    }
+    let fake = Fake::start(Scenario::WrongLayerDigest);
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!("{}/x:good", fake.addr);
+    let (out, _) = lb(dir.path(), Some("5s"), &["pull", &good]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The layer's snapshot (one layer: its chain id is its diffID).
+    let snapshot = dir
+        .path()
+        .join("store/snapshots")
+        .join(fake.image.layer_digest.trim_start_matches("sha256:"));
+    assert!(snapshot.join("hello").is_file());
+
+    // The same diffID, bytes that fail their digest: the pull fails and removes nothing
+    // it did not make.
+    let (out, _) = lb(
+        dir.path(),
+        Some("5s"),
+        &["pull", &format!("{}/x:latest", fake.addr)],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "pull succeeded: {err}");
+    assert!(err.contains("hash to"), "{err}");
+    assert!(
+        snapshot.join("hello").is_file(),
+        "the good image's snapshot went"
+    );
+    let (check, _) = lb(dir.path(), None, &["system", "check", "--full"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
 }

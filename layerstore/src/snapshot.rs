@@ -96,16 +96,18 @@ impl Store {
     /// Unpacks `layer` (a layer blob's bytes: plain, gzip or zstd) as the snapshot
     /// `chain_id`, checked against `diff_id`: applied into a temporary directory beside it,
     /// committed by rename (a pull streams layers from the network straight through this).
-    /// Does nothing when the snapshot exists; the caller holds [`Store::writing`].
+    /// Does nothing when the snapshot exists; the caller holds [`Store::writing`]. Returns
+    /// whether this call made the snapshot (a caller that finds the layer's bytes bad
+    /// afterwards removes only a snapshot it made).
     pub fn unpack_snapshot(
         &self,
         layer: impl std::io::Read,
         diff_id: &Digest,
         chain_id: &Digest,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let target = &self.snapshot_path(chain_id);
         if target.is_dir() {
-            return Ok(());
+            return Ok(false);
         }
         let dir = self.snapshots_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -129,6 +131,7 @@ impl Store {
             // Someone else committed the same snapshot first: theirs stands.
             Err(_) if target.is_dir() => {
                 let _ = fs::remove_dir_all(&tmp);
+                return Ok(false);
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp);
@@ -137,7 +140,8 @@ impl Store {
         }
         fs::File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&dir, e))
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(true)
     }
 
     /// Removes snapshots no named image or container reaches and leftovers of interrupted applies;

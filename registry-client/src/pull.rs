@@ -604,9 +604,17 @@ fn fetch_layer(
         )));
     }
     // A download that ended fails the unpacking; its own error says why.
-    if let Err(e) = store.unpack_snapshot(&mut checked, diff_id, chain) {
-        return Err(checked.inner.get_mut().failure_or(e.into()));
-    }
+    let made = match store.unpack_snapshot(&mut checked, diff_id, chain) {
+        Ok(made) => made,
+        Err(e) => return Err(checked.inner.get_mut().failure_or(e.into())),
+    };
+    // A snapshot made from bytes that then fail their check goes again; one that was there
+    // before (another image's, with the same diffID) is not this pull's to remove.
+    let undo = || {
+        if made {
+            let _ = store.discard(&store.snapshot_path(chain));
+        }
+    };
     // Whatever the unpacking left unread still belongs to the blob, and is checked.
     let rest = io::copy(&mut checked, &mut io::sink());
     let network = checked.inner.get_mut().failure.take();
@@ -614,7 +622,7 @@ fn fetch_layer(
     drop(checked);
     let rest = match network {
         Some(e) => {
-            let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
+            undo();
             return Err(e);
         }
         None => rest,
@@ -629,8 +637,7 @@ fn fetch_layer(
             Ok(writer.commit(digest, desc.size())?)
         });
     if let Err(e) = committed {
-        // The snapshot was made from bytes that failed their check at the very end.
-        let _ = std::fs::remove_dir_all(store.snapshot_path(chain));
+        undo();
         return Err(e);
     }
     progress.line(&format!(
