@@ -481,6 +481,9 @@ fn launch_of(
         user: config["user"].as_str().map(str::to_string),
         seccomp: config["seccomp"].as_bool().unwrap_or(true),
         init: config["init"].as_bool().unwrap_or(false),
+        // A container outlives a killed lb, as docker's outlives a killed client: it has a
+        // record, and `lb ps`/`stop`/`rm` reach it.
+        die_with_caller: false,
         stdio,
     })
 }

@@ -16,6 +16,7 @@ use nix::mount::{MsFlags, mount};
 
 use crate::error::{Error, Result};
 use crate::launch::{Launch, Stdio};
+use crate::parent_death::ParentDeath;
 use crate::rootfs;
 use crate::user::{ExecUser, resolve};
 
@@ -23,8 +24,13 @@ use crate::user::{ExecUser, resolve};
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs the steps; never returns. `report` is the write end of the parent's error pipe.
-pub(crate) fn run(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: OwnedFd) -> ! {
-    let result = steps(l, seccomp, report.as_raw_fd());
+pub(crate) fn run(
+    l: &Launch,
+    seccomp: Option<&crate::seccomp::Profile>,
+    death: Option<&ParentDeath>,
+    report: OwnedFd,
+) -> ! {
+    let result = steps(l, seccomp, death, report.as_raw_fd());
     exit_with(result, report)
 }
 
@@ -45,6 +51,7 @@ pub(crate) fn run_exec(
             seccomp,
             report.as_raw_fd(),
             false,
+            None,
         )
     })();
     exit_with(result, report)
@@ -64,7 +71,12 @@ fn exit_with(result: Result<Never>, report: OwnedFd) -> ! {
 
 enum Never {}
 
-fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -> Result<Never> {
+fn steps(
+    l: &Launch,
+    seccomp: Option<&crate::seccomp::Profile>,
+    death: Option<&ParentDeath>,
+    report: RawFd,
+) -> Result<Never> {
     reset_signals();
     setup_stdio(&l.stdio)?;
     let spec = &l.spec;
@@ -126,18 +138,19 @@ fn steps(l: &Launch, seccomp: Option<&crate::seccomp::Profile>, report: RawFd) -
     }
 
     let process = spec.process().clone().unwrap_or_default();
-    become_process(&process, l.user.as_deref(), seccomp, report, l.init)
+    become_process(&process, l.user.as_deref(), seccomp, report, l.init, death)
 }
 
 /// The last steps, in the container's root: rlimits, the user, descriptors, the working
 /// directory, seccomp, capabilities and no_new_privs, then exec (under a reaping init when
-/// `init`).
+/// `init`); with `death`, the process dies with lb from then on (`parent_death.rs`).
 fn become_process(
     process: &oci_spec::runtime::Process,
     user: Option<&str>,
     seccomp: Option<&crate::seccomp::Profile>,
     report: RawFd,
     init: bool,
+    death: Option<&ParentDeath>,
 ) -> Result<Never> {
     set_rlimits(process)?;
     let user = match user {
@@ -164,7 +177,9 @@ fn become_process(
 
     // No descriptor of lb survives into the container (CVE-2024-21626): everything but
     // stdio and the report pipe is closed before the working directory is even looked at.
-    close_other_fds(report)?;
+    let mut keep = vec![report];
+    keep.extend(death.map(ParentDeath::fds).into_iter().flatten());
+    close_other_fds(&keep)?;
     enter_workdir(process.cwd())?;
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o022) };
@@ -182,6 +197,10 @@ fn become_process(
         if let Some(p) = seccomp {
             crate::seccomp::install(p)?;
         }
+    }
+    // After the last change of credentials, which would clear it.
+    if let Some(d) = death {
+        d.arm()?;
     }
     if init {
         become_init(report)?;
@@ -370,8 +389,9 @@ fn set_rlimits(process: &oci_spec::runtime::Process) -> Result<()> {
     Ok(())
 }
 
-fn close_other_fds(report: RawFd) -> Result<()> {
-    // Everything but stdio and the report pipe (which closes itself at exec).
+fn close_other_fds(keep: &[RawFd]) -> Result<()> {
+    // Everything but stdio and `keep`: the report pipe and the parent-death pidfds (all
+    // close-on-exec).
     let close = |from: RawFd, to: u32| -> Result<()> {
         // SAFETY: closing descriptors nothing in this process uses any more.
         if unsafe { libc::syscall(libc::SYS_close_range, from as u32, to, 0u32) } < 0 {
@@ -379,10 +399,17 @@ fn close_other_fds(report: RawFd) -> Result<()> {
         }
         Ok(())
     };
-    if report > 3 {
-        close(3, report as u32 - 1)?;
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3;
+    for fd in keep {
+        if fd > from {
+            close(from, fd as u32 - 1)?;
+        }
+        from = fd + 1;
     }
-    close(report.max(2) + 1, u32::MAX)
+    close(from, u32::MAX)
 }
 
 fn enter_workdir(cwd: &Path) -> Result<()> {

@@ -16,6 +16,7 @@ use oci_spec::runtime::Spec;
 
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
+use crate::parent_death::ParentDeath;
 use crate::rootfs::RootfsLayers;
 
 /// Where the container's standard streams go.
@@ -48,6 +49,9 @@ pub struct Launch {
     pub seccomp: bool,
     /// `--init`: a reaping init stays PID 1 and the command runs as its child.
     pub init: bool,
+    /// The container is killed when this process dies, however it dies (SIGKILL included):
+    /// a build's RUN step. See `parent_death.rs`.
+    pub die_with_caller: bool,
     pub stdio: Stdio,
 }
 
@@ -134,20 +138,29 @@ pub fn start(l: &Launch) -> Result<Container> {
             joined.push((OwnedFd::from(fd), flag, path.clone()));
         }
     }
+    let new_pid_ns = flags.contains(CloneFlags::CLONE_NEWPID);
+    let death = if l.die_with_caller {
+        ParentDeath::new()
+    } else {
+        None
+    };
     let enter = || {
         // This forked child has one thread: it moves itself the cheap way.
         cgroup.add_self()?;
+        if let Some(d) = &death
+            && new_pid_ns
+        {
+            d.in_intermediate();
+        }
         for (fd, flag, path) in &joined {
             nix::sched::setns(fd, *flag)
                 .map_err(|e| Error::sys(format!("join {}", path.display()), e))?;
         }
         nix::sched::unshare(flags).map_err(|e| Error::sys("unshare namespaces", e))
     };
-    match spawn(
-        &enter,
-        flags.contains(CloneFlags::CLONE_NEWPID),
-        &|report| crate::init::run(l, seccomp.as_ref(), report),
-    ) {
+    match spawn(&enter, new_pid_ns, &|report| {
+        crate::init::run(l, seccomp.as_ref(), death.as_ref(), report)
+    }) {
         Ok(pid) => Ok(Container {
             pid,
             cgroup: Some(cgroup),

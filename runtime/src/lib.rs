@@ -9,6 +9,7 @@ pub mod defaults;
 mod error;
 mod init;
 mod launch;
+mod parent_death;
 pub mod rootfs;
 pub mod seccomp;
 pub mod state;

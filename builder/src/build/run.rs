@@ -335,6 +335,9 @@ impl Builder<'_> {
             user,
             seccomp: true,
             init: false,
+            // Nothing but this build reads or waits for the step: a killed lb takes it
+            // with it (`lb_runtime`'s parent_death.rs: PR_SET_PDEATHSIG on the step's PID 1).
+            die_with_caller: true,
             stdio: lb_runtime::Stdio::Fds {
                 stdin: devnull,
                 stdout: out_w,
