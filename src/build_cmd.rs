@@ -511,6 +511,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
         pull: args.pull,
+        network_timeout: Some(lb_registry::network_timeout_from_env()?),
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

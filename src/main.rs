@@ -120,8 +120,10 @@ fn command() -> ExitCode {
     let cli = Cli::parse();
     let root = lb_layerstore::default_root(cli.root.as_deref());
     let store = || -> anyhow::Result<lb_layerstore::Store> {
-        // A bad LB_MIN_FREE is said before anything is written, not at the first big write.
+        // A bad LB_MIN_FREE or LB_NETWORK_TIMEOUT is said before anything is written, not
+        // at the first big write or request.
         lb_layerstore::MinFree::from_env()?;
+        lb_registry::network_timeout_from_env()?;
         Ok(lb_layerstore::Store::open(&root)?)
     };
     let result = match cli.command {

@@ -40,7 +40,7 @@ pub struct BuildOptions {
     /// `--no-cache-filter`: the steps of these stages (by name or index) run.
     pub no_cache_stages: Vec<String>,
     /// `--network none`: RUN steps get a network namespace of their own with only `lo`;
-    /// otherwise they share the host's network, as `docker build --network host`.
+    /// otherwise one on the caller's `RunNetwork` (or the host's, `--network host`).
     pub network_none: bool,
     /// The `network.host` entitlement (`--allow network.host`, or `--network host`): a
     /// Dockerfile's `RUN --network=host` is refused without it.
@@ -53,6 +53,9 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
     /// `--pull`: images named in FROM and `--from` are fetched again even when stored.
     pub pull: bool,
+    /// How long an ADD of a URL may make no progress; None: 30 s
+    /// (`fetch::DEFAULT_NETWORK_TIMEOUT`).
+    pub network_timeout: Option<std::time::Duration>,
 }
 
 /// A network RUN steps join instead of the host's (`--network bridge`), wired in by the

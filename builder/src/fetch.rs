@@ -6,8 +6,8 @@
 //! `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, as users behind corporate proxies need.
 //!
 //! No fetch waits forever: connecting, the wait for the response and each read of its body
-//! are bounded by the network timeout (`$LB_NETWORK_TIMEOUT`, 30 s by default, the
-//! registry client's rules), a slow download going on as long as bytes come. A stalled or
+//! are bounded by the network timeout (the caller's: lb reads `$LB_NETWORK_TIMEOUT` by
+//! the registry client's rules; 30 s by default), a slow download going on as long as bytes come. A stalled or
 //! dropped fetch, or a 5xx, is tried again from the start with the registry client's
 //! back-off (five tries), then fails naming the URL and where it stalled.
 
@@ -24,12 +24,6 @@ pub enum FetchError {
         "{url}: cannot tell a file name from the URL; end the destination without / to name it"
     )]
     NoFileName { url: String },
-    #[error("{name}={value:?}: {reason}")]
-    Setting {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
     #[error("ADD {url}: {}", chain(source))]
     Request {
         url: String,
@@ -125,80 +119,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The variable that sets the network timeout; its rules are the registry client's
-/// (`lb_registry::parse_network_timeout`: the builder knows no registry).
-const NETWORK_TIMEOUT_VAR: &str = "LB_NETWORK_TIMEOUT";
-const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The network timeout when the caller sets none (`BuildOptions::network_timeout`; lb sets
+/// it from `$LB_NETWORK_TIMEOUT`, read by the registry client's rules).
+pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much longer than the timeout the wait for response headers may take: the connect
 /// timeout fires first when connecting is what stalls.
 const RESPONSE_GRACE: Duration = Duration::from_millis(100);
 /// Waits before each retry (the registry client's): five tries.
 const BACKOFF_MS: [u64; 4] = [200, 400, 800, 1600];
-
-/// `$LB_NETWORK_TIMEOUT`, else 30 s.
-fn network_timeout() -> Result<Duration, FetchError> {
-    let value = match std::env::var(NETWORK_TIMEOUT_VAR) {
-        Err(std::env::VarError::NotPresent) => return Ok(DEFAULT_NETWORK_TIMEOUT),
-        Err(std::env::VarError::NotUnicode(v)) => {
-            return Err(FetchError::Setting {
-                name: NETWORK_TIMEOUT_VAR,
-                value: v.to_string_lossy().into_owned(),
-                reason: "not UTF-8",
-            });
-        }
-        Ok(v) => v,
-    };
-    parse_network_timeout(&value).map_err(|reason| FetchError::Setting {
-        name: NETWORK_TIMEOUT_VAR,
-        value,
-        reason,
-    })
-}
-
-/// Seconds (`30`, `1.5`) or a Go duration (`500ms`, `2s`, `1m30s`), more than zero and at
-/// most a day: `lb_registry::parse_network_timeout`'s rules, kept the same.
-fn parse_network_timeout(value: &str) -> Result<Duration, &'static str> {
-    const WANT: &str = "want seconds or a duration such as 500ms, 2s or 1m30s";
-    let v = value.trim();
-    let nanos: f64 = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        v.parse::<f64>().map_err(|_| WANT)? * 1e9
-    } else {
-        let mut rest = v;
-        let mut total = 0f64;
-        if rest.is_empty() {
-            return Err(WANT);
-        }
-        while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !c.is_ascii_digit() && c != '.')
-                .unwrap_or(rest.len());
-            let number: f64 = rest[..num_len].parse().map_err(|_| WANT)?;
-            rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ns" => 1.0,
-                "us" | "µs" | "μs" => 1e3,
-                "ms" => 1e6,
-                "s" => 1e9,
-                "m" => 60e9,
-                "h" => 3600e9,
-                _ => return Err(WANT),
-            };
-            rest = &rest[unit_len..];
-            total += number * scale;
-        }
-        total
-    };
-    if !nanos.is_finite() || nanos < 1.0 {
-        return Err("must be more than zero (a network timeout is never infinite)");
-    }
-    if nanos > 86_400e9 {
-        return Err("must be at most a day (24h)");
-    }
-    Ok(Duration::from_nanos(nanos as u64))
-}
 
 /// A duration as messages show it: `30 s`, `1.5 s`, `500 ms`.
 struct Seconds(Duration);
@@ -260,13 +188,18 @@ fn file_name(url: &str) -> Result<String, FetchError> {
     }
 }
 
-/// Fetches `url` into `dir` (a step's scratch directory) and returns the file.
-pub fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<PathBuf, FetchError> {
+/// Fetches `url` into `dir` (a step's scratch directory) and returns the file; no wait for
+/// progress (connecting, the response, a read of the body) lasts longer than `timeout`.
+pub fn fetch(
+    url: &str,
+    dir: &Path,
+    checksum: Option<&str>,
+    timeout: Duration,
+) -> Result<PathBuf, FetchError> {
     let name = file_name(url)?;
     let want: Option<Digest> = checksum
         .map(|c| c.parse().map_err(|_| FetchError::BadChecksum(c.into())))
         .transpose()?;
-    let timeout = network_timeout()?;
     // reqwest's blocking `timeout` bounds the wait for the response's headers and each
     // read of the body on its own: no progress for that long, never the whole download.
     let client = reqwest::blocking::Client::builder()
@@ -442,20 +375,8 @@ mod tests {
     }
 
     #[test]
-    fn network_timeouts_read_as_the_registry_client_reads_them() {
+    fn stalls_are_said_in_seconds_or_milliseconds() {
         let ms = Duration::from_millis;
-        for (text, want) in [
-            ("30", ms(30_000)),
-            ("1.5", ms(1_500)),
-            ("500ms", ms(500)),
-            ("2s", ms(2_000)),
-            ("1m30s", ms(90_000)),
-        ] {
-            assert_eq!(parse_network_timeout(text), Ok(want), "{text}");
-        }
-        for bad in ["", "0", "0s", "-1s", "abc", "5x", "25h", "inf"] {
-            assert!(parse_network_timeout(bad).is_err(), "{bad}");
-        }
         assert_eq!(Seconds(ms(1_000)).to_string(), "1 s");
         assert_eq!(Seconds(ms(250)).to_string(), "250 ms");
     }
