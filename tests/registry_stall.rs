@@ -27,6 +27,8 @@ enum Scenario {
     StallLayer,
     /// A manifest whose layer digest is `sha256:../../x`.
     BadDigest,
+    /// The manifest comes a byte every 300 ms: never a pause as long as the timeout.
+    TrickleManifest,
     /// `x:good` is the image as it is; `x:latest` names its layer by another digest, under
     /// which the same bytes are served: they fail their check at the end.
     WrongLayerDigest,
@@ -198,6 +200,20 @@ fn serve(mut conn: TcpStream, scenario: Scenario, img: &Image, reqs: &Mutex<Vec<
                 stall();
                 return;
             }
+            if scenario == Scenario::TrickleManifest {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n",
+                    img.manifest.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                for b in &img.manifest {
+                    if conn.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                return;
+            }
             respond(&mut conn, "200 OK", &headers, &img.manifest);
         } else if path == "/v2/x/manifests/good" && scenario == Scenario::WrongLayerDigest {
             let good = image(None);
@@ -292,6 +308,14 @@ fn a_registry_that_accepts_and_never_answers_fails_the_pull_in_time() {
     );
     // The https attempt (1 s), five tries of 1 s, 3 s of back-off.
     pull_fails(&fake, &want, Duration::from_secs(20));
+}
+
+#[test]
+fn a_manifest_that_trickles_in_fails_the_pull_in_time() {
+    let fake = Fake::start(Scenario::TrickleManifest);
+    // A byte every 300 ms would take minutes; each try is cut after about 1 s.
+    let err = pull_fails(&fake, "(slower than 16 KiB/s)", Duration::from_secs(20));
+    assert!(err.contains("/v2/x/manifests/latest"), "{err}");
 }
 
 #[test]

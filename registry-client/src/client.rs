@@ -366,6 +366,7 @@ impl Registry {
             resp,
             waited: self.timeout,
             seen: 0,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -446,6 +447,7 @@ pub struct Body {
     waited: Duration,
     /// Bytes read so far.
     pub seen: u64,
+    started: std::time::Instant,
 }
 
 impl Body {
@@ -460,6 +462,21 @@ impl Read for Body {
         match self.resp.read(buf) {
             Ok(n) => {
                 self.seen += n as u64;
+                // A server that sends a byte now and then, never pausing as long as the
+                // timeout, is cut too: the body must come at the slowest rate allowed
+                // (an upload's), after one timeout's grace.
+                let took = self.started.elapsed();
+                let allowed = self.waited + Duration::from_secs(self.seen / SLOWEST_UPLOAD);
+                if n > 0 && took > allowed {
+                    return Err(io::Error::other(Error::Stalled {
+                        method: "GET".into(),
+                        url: self.url.clone(),
+                        stall: Stall::Trickle {
+                            waited: took,
+                            after: self.seen,
+                        },
+                    }));
+                }
                 Ok(n)
             }
             Err(e) if io_timed_out(&e) => Err(io::Error::other(Error::Stalled {

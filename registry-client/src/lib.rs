@@ -103,6 +103,12 @@ pub enum Stall {
         waited: std::time::Duration,
         after: u64,
     },
+    /// The body came, but slower than 16 KiB/s after the timeout's grace: `after` bytes in
+    /// `waited` (a server dripping a byte at a time would otherwise hold lb forever).
+    Trickle {
+        waited: std::time::Duration,
+        after: u64,
+    },
 }
 
 impl std::fmt::Display for Stall {
@@ -125,6 +131,11 @@ impl std::fmt::Display for Stall {
             Stall::Body { waited, after } => write!(
                 f,
                 "no data for {} in the body after {after} bytes",
+                Seconds(*waited)
+            ),
+            Stall::Trickle { waited, after } => write!(
+                f,
+                "only {after} bytes of the body in {} (slower than 16 KiB/s)",
                 Seconds(*waited)
             ),
         }
