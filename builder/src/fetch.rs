@@ -58,10 +58,27 @@ pub enum FetchError {
 /// Where a fetch stalled, and how long it waited there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stall {
-    Connect { waited: Duration },
-    Response { waited: Duration },
-    Body { waited: Duration, after: u64 },
+    Connect {
+        waited: Duration,
+    },
+    Response {
+        waited: Duration,
+    },
+    Body {
+        waited: Duration,
+        after: u64,
+    },
+    /// Slower than [`SLOWEST_RATE`] after one timeout's grace (a server dripping a byte
+    /// at a time, never pausing for the timeout).
+    Trickle {
+        waited: Duration,
+        after: u64,
+    },
 }
+
+/// The slowest a body may come on average, after one timeout's grace (the registry
+/// client's rule for every body).
+const SLOWEST_RATE: u64 = 16 << 10;
 
 impl std::fmt::Display for Stall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +94,11 @@ impl std::fmt::Display for Stall {
             Stall::Body { waited, after } => write!(
                 f,
                 "no data for {} in the body after {after} bytes",
+                Seconds(*waited)
+            ),
+            Stall::Trickle { waited, after } => write!(
+                f,
+                "only {after} bytes of the body in {} (slower than 16 KiB/s)",
                 Seconds(*waited)
             ),
         }
@@ -303,6 +325,7 @@ fn download(
     let mut hashed = Digester::new(file);
     let mut buf = vec![0u8; 1 << 16];
     let mut seen = 0u64;
+    let started = std::time::Instant::now();
     loop {
         let n = match response.read(&mut buf) {
             Ok(n) => n,
@@ -329,6 +352,16 @@ fn download(
             break;
         }
         seen += n as u64;
+        let took = started.elapsed();
+        if took > timeout + Duration::from_secs(seen / SLOWEST_RATE) {
+            return Err(FetchError::Stalled {
+                url: url.into(),
+                stall: Stall::Trickle {
+                    waited: took,
+                    after: seen,
+                },
+            });
+        }
         std::io::Write::write_all(&mut hashed, &buf[..n]).map_err(io)?;
     }
     let (digest, _, _) = hashed.finish();
@@ -415,5 +448,47 @@ mod tests {
             e.to_string(),
             format!("ADD {url}: no data for 300 ms in the body after 10 bytes")
         );
+    }
+}
+
+#[cfg(test)]
+mod trickle_tests {
+    use super::*;
+
+    /// A loopback server that sends a byte every 50 ms (never pausing for the timeout):
+    /// the download is cut once it runs slower than 16 KiB/s past the timeout's grace.
+    #[test]
+    fn a_trickling_download_is_cut_and_named() {
+        use std::io::Write;
+        let ms = Duration::from_millis;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+                    for _ in 0..2000 {
+                        if conn.write_all(b"x").is_err() {
+                            return;
+                        }
+                        std::thread::sleep(ms(50));
+                    }
+                });
+            }
+        });
+        let client = reqwest::blocking::Client::builder()
+            .timeout(ms(300))
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}/f");
+        let started = std::time::Instant::now();
+        let e = download(&client, &url, &dir.path().join("f"), ms(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "{e}");
+        assert!(e.transient());
+        assert!(e.to_string().contains("(slower than 16 KiB/s)"), "{e}");
     }
 }
