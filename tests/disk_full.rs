@@ -256,6 +256,65 @@ fn a_full_disk_fails_a_build_with_a_message_and_the_store_stays_usable() {
     }
 }
 
+/// On a disk with no byte left, the store still reads (`images`, `system check`) and a
+/// prune frees what no name reaches: removing needs no new block (the trash takes a
+/// rename).
+#[test]
+fn a_full_disk_still_lists_checks_and_prunes() {
+    let Some(fs) = LoopFs::new(64) else { return };
+    let Some(root) = store_with_busybox(&fs) else {
+        return;
+    };
+    let junk = context(
+        &fs,
+        "junk",
+        "FROM busybox\nCOPY big /big\nRUN cat /big > /copy\n",
+        8,
+    );
+    let out = lb(
+        &root,
+        None,
+        &[
+            "build",
+            "--network",
+            "none",
+            "-t",
+            "junk",
+            junk.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lb(&root, None, &["rmi", "junk"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs.fill_leaving(MIB / 2);
+    // Truly full: small files until not one more block is taken.
+    for i in 0.. {
+        let f = fs.mnt.join(format!("last-{i}"));
+        if std::fs::write(&f, vec![1u8; 4096]).is_err() {
+            break;
+        }
+        sync(&fs.mnt);
+    }
+    let before = fs.avail();
+    assert!(before < MIB, "{before} bytes free");
+    for args in [&["images"][..], &["system", "check"]] {
+        let out = lb(&root, Some("0"), args);
+        assert!(
+            out.status.success(),
+            "lb {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let out = lb(&root, Some("0"), &["prune"]);
+    assert!(out.status.success(), "prune: {}", text(&out.stderr));
+    sync(&fs.mnt);
+    let freed = fs.avail() - before;
+    assert!(freed > 16 * MIB, "prune freed {freed} bytes");
+    let out = lb(&root, None, &["system", "check", "--full"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
 /// A docker-layout archive (`manifest.json`, a config, one gzip layer) of the image
 /// `bomb:latest`: one file of `mib` MiB of zeros, a few hundred KiB compressed.
 fn bomb_archive(path: &Path, mib: u64) {

@@ -144,6 +144,9 @@ fn restrict(root: &Path) -> Result<(), Error> {
     for name in PRIVATE_DIRS {
         let dir = root.join(name);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            // A store from an older lb lacks a newer directory, and a full disk cannot
+            // make it: reading the store must still work (its first writer says why not).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {}
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::io(&dir, e));
             }

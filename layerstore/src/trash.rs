@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 use crate::store::Store;
 
+/// The name prefix of what `discard` set aside beside its name, when the trash could not
+/// take it.
+const ASIDE: &str = ".trash-";
+
 fn sync_dir(dir: &Path) -> Result<(), Error> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -38,40 +42,41 @@ impl Store {
 
     /// Removes `path` (a directory or a file under the store root) so that it is either
     /// whole under its name or absent, at every instant: renamed into the trash, then
-    /// deleted. Nothing to do when it is not there.
+    /// deleted. Nothing to do when it is not there. Needs no new block on the disk (a full
+    /// disk is when removing matters most): the rename takes a name in the trash, or,
+    /// where that fails (the trash's directory cannot grow, another file system), a dot
+    /// name beside `path` that no reader takes for content (prune clears it, the check
+    /// reports it).
     pub fn discard(&self, path: &Path) -> Result<(), Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let Some(parent) = path.parent() else {
             return Ok(());
         };
+        let unique = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
         let trash = self.trash_dir();
-        let slot = match tempfile::Builder::new().prefix("d-").tempdir_in(&trash) {
-            Ok(slot) => slot.keep(),
-            Err(e) => return Err(Error::io(&trash, e)),
+        let _ = fs::create_dir(&trash);
+        let mut gone = trash.join(&unique);
+        let moved = match fs::rename(path, &gone) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                gone = parent.join(format!("{ASIDE}{unique}"));
+                fs::rename(path, &gone)
+            }
+            other => other,
         };
-        let target = slot.join("x");
-        match fs::rename(path, &target) {
+        match moved {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let _ = fs::remove_dir(&slot);
-                return Ok(());
-            }
-            // A directory of the store mounted from another file system: a sibling name
-            // no reader takes for content (prune and the trash's emptying clear it).
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                let _ = fs::remove_dir(&slot);
-                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                let aside = parent.join(format!(".trash-{}-{name}", std::process::id()));
-                fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
-                sync_dir(parent)?;
-                return delete(&aside).map_err(|e| Error::io(&aside, e));
-            }
-            Err(e) => {
-                let _ = fs::remove_dir(&slot);
-                return Err(Error::io(path, e));
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(path, e)),
         }
         sync_dir(parent)?;
-        delete(&slot).map_err(|e| Error::io(&slot, e))
+        delete(&gone).map_err(|e| Error::io(&gone, e))
     }
 
     /// Deletes what killed processes left in the trash. Safe at any time: nothing in the
@@ -107,9 +112,9 @@ mod tests {
         assert!(!file.exists());
         assert_eq!(fs::read_dir(store.trash_dir()).unwrap().count(), 0);
 
-        // A kill between the rename and the deletion leaves a slot: the next open empties it.
-        let slot = store.trash_dir().join("d-left");
-        fs::create_dir_all(slot.join("x/usr/bin")).unwrap();
+        // A kill between the rename and the deletion leaves an entry: the next open
+        // empties it (what was set aside beside its name goes with the next prune).
+        fs::create_dir_all(store.trash_dir().join("1-2-3/usr/bin")).unwrap();
         store.empty_trash();
         assert_eq!(fs::read_dir(store.trash_dir()).unwrap().count(), 0);
     }
