@@ -511,7 +511,6 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
         pull: args.pull,
-        network_timeout: Some(lb_registry::network_timeout_from_env()?),
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -539,7 +538,16 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     // take the new image's blobs for garbage (the builder holds its own guard only while
     // it builds; the names are made here).
     let _writing = store.writing()?;
-    let built = lb_builder::build(store, &df, &opts, &progress, Some(&registry), network);
+    let urls = crate::registry_cmds::UrlFetcher(lb_registry::Http::new(&Default::default())?);
+    let built = lb_builder::build(
+        store,
+        &df,
+        &opts,
+        &progress,
+        Some(&registry),
+        network,
+        Some(&urls),
+    );
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }

@@ -179,6 +179,19 @@ pub struct RegistrySource<'a> {
     pub store: &'a Store,
 }
 
+/// ADD's URLs, downloaded by the registry client's HTTP client (its network rules).
+pub struct UrlFetcher(pub lb_registry::Http);
+
+impl lb_builder::UrlSource for UrlFetcher {
+    fn download(
+        &self,
+        url: &str,
+        to: &std::path::Path,
+    ) -> Result<Option<String>, lb_builder::DownloadError> {
+        Ok(self.0.download(url, to)?)
+    }
+}
+
 impl lb_builder::ImageSource for RegistrySource<'_> {
     fn fetch(&self, name: &Reference) -> Result<lb_layerstore::Image, String> {
         pull_with(

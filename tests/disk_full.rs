@@ -392,7 +392,7 @@ fn a_decompression_bomb_stops_at_the_reserve() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains("ERROR: no space left on device while unpacking a layer ("),
+            err.contains("ERROR: no space left on device while unpacking layer sha256:"),
             "{err}"
         );
         assert!(
@@ -434,7 +434,7 @@ fn a_decompression_bomb_stops_at_the_reserve() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("ERROR: no space left on device while unpacking a layer ("),
+        err.contains("ERROR: no space left on device while unpacking layer sha256:"),
         "{err}"
     );
     assert!(!err.contains("reserve"), "{err}");
@@ -450,7 +450,7 @@ fn a_decompression_bomb_stops_at_the_reserve() {
     let err = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("no space left on device while unpacking a layer"),
+        err.contains("no space left on device while unpacking layer sha256:"),
         "{err}"
     );
 }

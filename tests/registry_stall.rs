@@ -424,7 +424,7 @@ fn add_of_a_url_that_stalls_mid_body_fails_the_build_in_time() {
     assert!(!out.status.success(), "{err}");
     assert!(took < Duration::from_secs(20), "took {took:?}: {err}");
     let want = format!(
-        "ADD http://{addr}/f: no data for 500 ms in the body after 10 bytes (gave up after 5 tries)"
+        "ADD: GET http://{addr}/f: no data for 500 ms in the body after 10 bytes (gave up after 5 tries)"
     );
     assert!(err.contains(&want), "want {want:?} in:\n{err}");
     assert_eq!(*gets.lock().unwrap(), 5);

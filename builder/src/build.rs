@@ -53,9 +53,6 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
     /// `--pull`: images named in FROM and `--from` are fetched again even when stored.
     pub pull: bool,
-    /// How long an ADD of a URL may make no progress; None: 30 s
-    /// (`fetch::DEFAULT_NETWORK_TIMEOUT`).
-    pub network_timeout: Option<std::time::Duration>,
 }
 
 /// A network RUN steps join instead of the host's (`--network bridge`), wired in by the
@@ -212,10 +209,12 @@ struct Builder<'a> {
     digests: crate::digests::FileDigests,
     source: Option<&'a dyn ImageSource>,
     network: Option<&'a dyn RunNetwork>,
+    urls: Option<&'a dyn crate::fetch::UrlSource>,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
-/// Images the store lacks (or all named ones, with `opts.pull`) come from `source`.
+/// Images the store lacks (or all named ones, with `opts.pull`) come from `source`, ADD's
+/// URLs from `urls`.
 pub fn build(
     store: &Store,
     df: &Dockerfile,
@@ -223,6 +222,7 @@ pub fn build(
     progress: &dyn Progress,
     source: Option<&dyn ImageSource>,
     network: Option<&dyn RunNetwork>,
+    urls: Option<&dyn crate::fetch::UrlSource>,
 ) -> Result<Image, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
     reap_killed_builds();
@@ -267,6 +267,7 @@ pub fn build(
         digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
         source,
         network,
+        urls,
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {

@@ -28,5 +28,6 @@ pub use build::{
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
 pub use error::BuildError;
+pub use fetch::{DownloadError, UrlSource};
 pub use mounts::SecretSource;
 pub use plan::{Base, Plan, Stage, plan};

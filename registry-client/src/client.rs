@@ -86,8 +86,8 @@ pub fn network_timeout_from_env() -> Result<Duration, Error> {
 }
 
 /// A network timeout as written: seconds (`30`, `1.5`) or a Go duration (`500ms`, `2s`,
-/// `1m30s`; units ns, us, µs, ms, s, m, h); more than zero and at most a day. The builder's
-/// ADD of URLs reads the same variable with the same rules (`lb_builder::fetch`).
+/// `1m30s`; units ns, us, µs, ms, s, m, h); more than zero and at most a day. It bounds
+/// registry requests and ADD's URLs alike ([`Http`]).
 pub fn parse_network_timeout(value: &str) -> Result<Duration, &'static str> {
     const WANT: &str = "want seconds or a duration such as 500ms, 2s or 1m30s";
     let v = value.trim();
@@ -171,149 +171,44 @@ pub fn api_host(domain: &str) -> &str {
     }
 }
 
-/// A registry, authenticated as the stored credentials say.
-pub struct Registry {
-    pub domain: String,
-    base: String,
-    http: Client,
-    creds: Option<Credentials>,
-    /// Authorization values by scope.
-    tokens: Mutex<HashMap<String, String>>,
+/// An HTTP client under lb's network rules: the system's roots and the environment's
+/// proxies, and no wait without progress longer than the network timeout (connecting, the
+/// response's headers, each read of a body, an upload's answer; a body slower than
+/// 16 KiB/s after that grace is cut too). Registries and ADD's URLs both go through it.
+pub struct Http {
+    client: Client,
     /// How long a request may make no progress.
     timeout: Duration,
 }
 
-impl Registry {
-    /// Connects to `domain` (`localhost:5000`, `docker.io`): https, or plain http for a
-    /// loopback registry or with `tls_verify` off when https is not answered.
-    pub fn new(domain: &str, opts: &Options) -> Result<Registry, Error> {
-        let creds = opts.auth.lookup(domain)?;
-        Registry::with_credentials(domain, opts, creds)
-    }
-
-    /// As [`Registry::new`], with these credentials instead of the stored ones (`login`).
-    pub fn with_credentials(
-        domain: &str,
-        opts: &Options,
-        creds: Option<Credentials>,
-    ) -> Result<Registry, Error> {
-        let host = api_host(domain);
-        let insecure = !opts.tls_verify || is_loopback(domain);
-        let timeout = match opts.network_timeout {
-            Some(t) => t,
-            None => network_timeout_from_env()?,
-        };
+impl Http {
+    /// The client's settings, before a registry's own (its CAs, insecure TLS).
+    fn builder(timeout: Duration) -> reqwest::blocking::ClientBuilder {
         // reqwest's blocking `timeout` bounds the wait for a response's headers (from the
         // start: the connect timeout, shorter, fires first when connecting stalls) and each
         // read of its body separately: a no-progress deadline, never one for the whole
         // transfer. TCP_USER_TIMEOUT cuts a connection whose sent bytes go unacknowledged
         // (an upload the registry stopped reading).
-        let mut b = Client::builder()
+        Client::builder()
             .user_agent(concat!("lb/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout)
             .timeout(timeout + RESPONSE_GRACE)
             .tcp_user_timeout(timeout)
-            .pool_max_idle_per_host(8);
-        if insecure {
-            // docker's insecure registries (loopback ones by default): https whatever its
-            // certificate, else plain http.
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        for dir in &opts.cert_dirs {
-            let Ok(entries) = std::fs::read_dir(dir.join(domain)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "crt") {
-                    let pem = std::fs::read(&p).map_err(|e| Error::Config {
-                        path: p.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    let certs =
-                        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Config {
-                            path: p.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    b = b.tls_certs_merge(certs);
-                }
-            }
-        }
-        let http = b.build().map_err(|e| Error::Transport {
-            url: domain.to_string(),
-            reason: e.to_string(),
-        })?;
-        let mut reg = Registry {
-            domain: domain.to_string(),
-            base: format!("https://{host}"),
-            http,
-            creds,
-            tokens: Mutex::new(HashMap::new()),
-            timeout,
+            .pool_max_idle_per_host(8)
+    }
+
+    /// A client for plain URLs (ADD): the network timeout of `opts`, else
+    /// `$LB_NETWORK_TIMEOUT`.
+    pub fn new(opts: &Options) -> Result<Http, Error> {
+        let timeout = match opts.network_timeout {
+            Some(t) => t,
+            None => network_timeout_from_env()?,
         };
-        if insecure {
-            // As docker with an insecure registry: https when it answers, else http.
-            let https = reg.http.get(format!("{}/v2/", reg.base)).send();
-            if https.is_err() {
-                reg.base = format!("http://{host}");
-            }
-        }
-        Ok(reg)
+        let client = Http::builder(timeout).build().map_err(|e| transport(&e))?;
+        Ok(Http { client, timeout })
     }
 
-    pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    /// Sends the request `build` makes (again after authenticating when the registry
-    /// asks), for `scope` (`repository:NAME:pull`, or several separated by spaces).
-    pub fn send(
-        &self,
-        scope: &str,
-        build: &dyn Fn(&Client) -> RequestBuilder,
-    ) -> Result<Response, Error> {
-        let cached = self.tokens.lock().expect("tokens").get(scope).cloned();
-        let resp = self.execute(build(&self.http), cached.as_deref())?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return Ok(resp);
-        }
-        let challenge = resp
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(parse_challenge)
-            .next();
-        let auth = match challenge {
-            Some(Challenge::Basic) => match &self.creds {
-                Some(c) => c.basic(),
-                None => return Err(self.unauthorized(resp, "no credentials (lb login)")),
-            },
-            Some(Challenge::Bearer { params }) => self.token(&params, scope)?,
-            None => return Err(self.unauthorized(resp, "no challenge the client knows")),
-        };
-        self.tokens
-            .lock()
-            .expect("tokens")
-            .insert(scope.to_string(), auth.clone());
-        let resp = self.execute(build(&self.http), Some(&auth))?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            self.tokens.lock().expect("tokens").remove(scope);
-            let why = if self.creds.is_some() {
-                "the credentials were refused"
-            } else {
-                "anonymous access refused (lb login)"
-            };
-            return Err(self.unauthorized(resp, why));
-        }
-        Ok(resp)
-    }
-
-    /// Sends `req` (with `auth` as its Authorization), bounded as the module says: an
+    /// Sends `req` (with `auth` as its Authorization), bounded as the type says: an
     /// upload's deadline for its response grows with its body. A timeout is a
     /// [`Error::Stalled`] naming the request.
     fn execute(&self, req: RequestBuilder, auth: Option<&str>) -> Result<Response, Error> {
@@ -331,7 +226,7 @@ impl Registry {
         if upload > 0 {
             *req.timeout_mut() = Some(self.upload_deadline(upload));
         }
-        self.http.execute(req).map_err(|e| {
+        self.client.execute(req).map_err(|e| {
             if !e.is_timeout() {
                 return transport(&e);
             }
@@ -370,6 +265,173 @@ impl Registry {
         }
     }
 
+    /// Downloads `url` into the file `to` (made anew on every try: transient failures and
+    /// stalls are tried again, as registry requests are); the server's `Last-Modified`.
+    pub fn download(&self, url: &str, to: &std::path::Path) -> Result<Option<String>, Error> {
+        retrying(|| {
+            let resp = self.execute(self.client.get(url), None)?;
+            let resp = expect_ok(resp, url)?;
+            let modified = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut file = std::fs::File::create(to).map_err(|e| Error::Io {
+                path: to.to_path_buf(),
+                source: e,
+            })?;
+            let mut body = self.body(resp);
+            io::copy(&mut body, &mut file).map_err(|e| match e.kind() {
+                // A write to the file (a full disk), not the network.
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::Io {
+                    path: to.to_path_buf(),
+                    source: e,
+                },
+                _ => body.error(e),
+            })?;
+            Ok(modified)
+        })
+    }
+}
+
+/// A registry, authenticated as the stored credentials say.
+pub struct Registry {
+    pub domain: String,
+    base: String,
+    net: Http,
+    creds: Option<Credentials>,
+    /// Authorization values by scope.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Registry {
+    /// Connects to `domain` (`localhost:5000`, `docker.io`): https, or plain http for a
+    /// loopback registry or with `tls_verify` off when https is not answered.
+    pub fn new(domain: &str, opts: &Options) -> Result<Registry, Error> {
+        let creds = opts.auth.lookup(domain)?;
+        Registry::with_credentials(domain, opts, creds)
+    }
+
+    /// As [`Registry::new`], with these credentials instead of the stored ones (`login`).
+    pub fn with_credentials(
+        domain: &str,
+        opts: &Options,
+        creds: Option<Credentials>,
+    ) -> Result<Registry, Error> {
+        let host = api_host(domain);
+        let insecure = !opts.tls_verify || is_loopback(domain);
+        let timeout = match opts.network_timeout {
+            Some(t) => t,
+            None => network_timeout_from_env()?,
+        };
+        let mut b = Http::builder(timeout);
+        if insecure {
+            // docker's insecure registries (loopback ones by default): https whatever its
+            // certificate, else plain http.
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        for dir in &opts.cert_dirs {
+            let Ok(entries) = std::fs::read_dir(dir.join(domain)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "crt") {
+                    let pem = std::fs::read(&p).map_err(|e| Error::Config {
+                        path: p.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let certs =
+                        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Config {
+                            path: p.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    b = b.tls_certs_merge(certs);
+                }
+            }
+        }
+        let client = b.build().map_err(|e| Error::Transport {
+            url: domain.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut reg = Registry {
+            domain: domain.to_string(),
+            base: format!("https://{host}"),
+            net: Http { client, timeout },
+            creds,
+            tokens: Mutex::new(HashMap::new()),
+        };
+        if insecure {
+            // As docker with an insecure registry: https when it answers, else http.
+            let https = reg.net.client.get(format!("{}/v2/", reg.base)).send();
+            if https.is_err() {
+                reg.base = format!("http://{host}");
+            }
+        }
+        Ok(reg)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// Sends the request `build` makes (again after authenticating when the registry
+    /// asks), for `scope` (`repository:NAME:pull`, or several separated by spaces).
+    pub fn send(
+        &self,
+        scope: &str,
+        build: &dyn Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let cached = self.tokens.lock().expect("tokens").get(scope).cloned();
+        let resp = self.execute(build(&self.net.client), cached.as_deref())?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(parse_challenge)
+            .next();
+        let auth = match challenge {
+            Some(Challenge::Basic) => match &self.creds {
+                Some(c) => c.basic(),
+                None => return Err(self.unauthorized(resp, "no credentials (lb login)")),
+            },
+            Some(Challenge::Bearer { params }) => self.token(&params, scope)?,
+            None => return Err(self.unauthorized(resp, "no challenge the client knows")),
+        };
+        self.tokens
+            .lock()
+            .expect("tokens")
+            .insert(scope.to_string(), auth.clone());
+        let resp = self.execute(build(&self.net.client), Some(&auth))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.tokens.lock().expect("tokens").remove(scope);
+            let why = if self.creds.is_some() {
+                "the credentials were refused"
+            } else {
+                "anonymous access refused (lb login)"
+            };
+            return Err(self.unauthorized(resp, why));
+        }
+        Ok(resp)
+    }
+
+    fn execute(&self, req: RequestBuilder, auth: Option<&str>) -> Result<Response, Error> {
+        self.net.execute(req, auth)
+    }
+
+    /// The body of a GET's response, read under the no-progress deadline (see [`Body`]).
+    pub fn body(&self, resp: Response) -> Body {
+        self.net.body(resp)
+    }
+
     fn unauthorized(&self, resp: Response, why: &str) -> Error {
         Error::Auth(format!(
             "{}: {} {}: {why}",
@@ -403,7 +465,7 @@ impl Registry {
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
         let basic = self.creds.as_ref().map(Credentials::basic);
-        let resp = self.execute(self.http.get(&url), basic.as_deref())?;
+        let resp = self.execute(self.net.client.get(&url), basic.as_deref())?;
         if !resp.status().is_success() {
             return Err(Error::Auth(format!(
                 "{}: the token server {realm} answered {}",
@@ -691,5 +753,61 @@ mod tests {
             e.to_string(),
             "LB_NETWORK_TIMEOUT=\"5x\": want seconds or a duration such as 500ms, 2s or 1m30s"
         );
+    }
+
+    /// A loopback server answering every request with `head`, then sending `body` a piece
+    /// every `gap`; its address.
+    fn serve_slowly(head: &'static str, piece: &'static [u8], gap: Duration) -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(head.as_bytes());
+                    for _ in 0..2000 {
+                        if conn.write_all(piece).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(gap);
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A download that stops, and one that trickles (a byte every 50 ms, never pausing
+    /// for the timeout), are cut, tried five times and named with the URL and the stall.
+    #[test]
+    fn stalled_and_trickling_downloads_are_cut_and_named() {
+        let ms = Duration::from_millis;
+        let http = Http::new(&Options {
+            network_timeout: Some(ms(300)),
+            ..Options::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+        for (gap, piece, want) in [
+            (
+                Duration::from_secs(60),
+                &b"0123456789"[..],
+                "no data for 300 ms in the body after 10 bytes",
+            ),
+            (ms(50), &b"x"[..], "(slower than 16 KiB/s)"),
+        ] {
+            let url = format!("http://{}/f", serve_slowly(head, piece, gap));
+            let started = std::time::Instant::now();
+            let e = http.download(&url, &dir.path().join("f")).unwrap_err();
+            // Five tries of about 0.3 s (0.35 s for the trickle), 3 s of back-off.
+            assert!(started.elapsed() < Duration::from_secs(8), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(&url) && text.contains(want), "{text}");
+            assert!(text.contains("(gave up after 5 tries)"), "{text}");
+        }
     }
 }

@@ -20,8 +20,8 @@ mod push;
 
 pub use auth::{AuthFiles, Challenge, Credentials, config_key, parse_challenge};
 pub use client::{
-    Body, DEFAULT_NETWORK_TIMEOUT, NETWORK_TIMEOUT_VAR, Options, Registry, api_host, is_loopback,
-    network_timeout_from_env, parse_network_timeout,
+    Body, DEFAULT_NETWORK_TIMEOUT, Http, NETWORK_TIMEOUT_VAR, Options, Registry, api_host,
+    is_loopback, network_timeout_from_env, parse_network_timeout,
 };
 pub use pull::{PullOptions, PullProgress, get_manifest, pull};
 pub use push::{PushOptions, PushProgress, push, remember_blob};
@@ -44,10 +44,11 @@ pub enum Error {
         path: std::path::PathBuf,
         reason: String,
     },
-    #[error("{path}: {reason}")]
+    #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("refused: {0}")]
     Verify(String),

@@ -259,9 +259,9 @@ fn upload_blob(
     // which measured slower than the registry itself.
     let file = store.content().path(&blob.digest);
     let read_range = |start: u64, len: u64| -> Result<bytes::Bytes, Error> {
-        let io_err = |e: std::io::Error| Error::Io {
+        let io_err = |source: std::io::Error| Error::Io {
             path: file.clone(),
-            reason: e.to_string(),
+            source,
         };
         let mut f = std::fs::File::open(&file).map_err(io_err)?;
         f.seek(SeekFrom::Start(start)).map_err(io_err)?;
@@ -270,7 +270,10 @@ fn upload_blob(
         if buf.len() as u64 != len {
             return Err(Error::Io {
                 path: file.clone(),
-                reason: format!("{} bytes where {len} were expected", buf.len()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} bytes where {len} were expected", buf.len()),
+                ),
             });
         }
         Ok(bytes::Bytes::from(buf))

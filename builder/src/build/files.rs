@@ -122,13 +122,10 @@ impl Builder<'_> {
             return Err(BuildError::at(ins, "--checksum takes a single URL source"));
         }
         sources.retain(|s| !crate::fetch::is_url(s));
-        let timeout = self
-            .opts
-            .network_timeout
-            .unwrap_or(crate::fetch::DEFAULT_NETWORK_TIMEOUT);
+
         for url in &urls {
             inline.push(
-                crate::fetch::fetch(url, &inline_dir, checksum, timeout)
+                crate::fetch::fetch(url, &inline_dir, checksum, self.urls)
                     .map_err(|m| BuildError::at(ins, m))?,
             );
         }
