@@ -243,6 +243,14 @@ fn a_full_disk_fails_a_build_with_a_message_and_the_store_stays_usable() {
             );
             assert!(!lb(&root, None, &["inspect", "full:test"]).status.success());
             no_leftovers(&root);
+            // Checkable, and whole: blobs, names and snapshots as they should be.
+            let check = lb(&root, Some("0"), &["system", "check", "--full"]);
+            assert!(
+                check.status.success() && text(&check.stdout).contains("no problems found"),
+                "{what}: {}{}",
+                text(&check.stdout),
+                text(&check.stderr)
+            );
         }
     }
     fs.unfill();

@@ -124,26 +124,10 @@ impl Store {
 
     /// Temporary files and directories of killed processes: nothing runs beside a check.
     fn check_leftovers(&self, report: &mut CheckReport, opts: CheckOptions) -> Result<(), Error> {
-        // Container records are made without the gc lock, under this one.
+        // Container records and index changes are made without the gc lock, under these.
         let _containers = self.lock("containers.lock")?;
-        let mut found = Vec::new();
-        // The trash was emptied when the store was opened; what is there now is another
-        // process's removal in progress.
-        for dir in ["ingest"] {
-            if let Ok(entries) = fs::read_dir(self.root().join(dir)) {
-                found.extend(entries.flatten().map(|e| e.path()));
-            }
-        }
-        for dir in ["snapshots", "blobs/sha256", "containers"] {
-            if let Ok(entries) = fs::read_dir(self.root().join(dir)) {
-                found.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-                        .map(|e| e.path()),
-                );
-            }
-        }
+        let _index = self.lock("index.lock")?;
+        let found = self.temporaries();
         if opts.repair {
             for path in &found {
                 self.discard(path)?;

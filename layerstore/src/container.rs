@@ -204,23 +204,6 @@ impl Store {
         )
     }
 
-    /// Leftovers of interrupted creations and removals; the caller holds the gc lock.
-    pub(crate) fn prune_container_leftovers(&self) -> u64 {
-        let Ok(entries) = fs::read_dir(self.containers_dir()) else {
-            return 0;
-        };
-        let _lock = self.lock("containers.lock");
-        let mut n = 0;
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with('.')
-                && fs::remove_dir_all(e.path()).is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
-    }
-
     /// Removes `name` unless it is the last name of an image a container uses (docker's
     /// conflict), which only `force` overrides; the image's blobs then stay for the
     /// container. Returns what the name pointed at.

@@ -245,7 +245,6 @@ impl Store {
         let _gc = self.lock("gc.lock")?;
         let reached = self.live_images()?;
         let snapshots = self.prune_snapshots(&reached)?;
-        self.prune_container_leftovers();
         let live = reached.blobs();
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {
@@ -262,14 +261,13 @@ impl Store {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
-        // No writer holds the shared lock now, so nothing in ingest/ is in use.
-        let ingest = self.root.join("ingest");
-        for entry in fs::read_dir(&ingest)
-            .map_err(|e| Error::io(&ingest, e))?
-            .flatten()
-        {
-            bytes += entry.metadata().map_or(0, |m| m.len());
-            let _ = fs::remove_file(entry.path());
+        // No writer holds the shared lock now, so nothing in ingest/ is in use, and none of
+        // the other temporaries under these two locks.
+        let _containers = self.lock("containers.lock")?;
+        let _index = self.lock("index.lock")?;
+        for t in self.temporaries() {
+            bytes += fs::symlink_metadata(&t).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+            let _ = self.discard(&t);
         }
         Ok(PruneReport {
             blobs: count,

@@ -79,6 +79,40 @@ impl Store {
         delete(&gone).map_err(|e| Error::io(&gone, e))
     }
 
+    /// What killed writers left beside their work: everything in `ingest/`, and the
+    /// dot-named temporaries (`.tmp-*`, `.trash-*`, ...) in the root (index writes), `blobs`,
+    /// `snapshots`, `containers`, `cache` and `compressed/*`. Only for a caller that holds
+    /// the gc lock exclusively and `containers.lock` and `index.lock` (taken in that order,
+    /// as every other holder takes them): then no writer's file in progress is among them.
+    pub(crate) fn temporaries(&self) -> Vec<PathBuf> {
+        let root = self.root();
+        let mut dirs: Vec<PathBuf> = ["", "blobs/sha256", "snapshots", "containers", "cache"]
+            .iter()
+            .map(|d| root.join(d))
+            .collect();
+        if let Ok(algos) = fs::read_dir(root.join("compressed")) {
+            dirs.extend(algos.flatten().map(|e| e.path()));
+        }
+        let mut found: Vec<PathBuf> = fs::read_dir(root.join("ingest"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            found.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| e.path()),
+            );
+        }
+        found
+    }
+
     /// Deletes what killed processes left in the trash. Safe at any time: nothing in the
     /// trash is ever used again (two processes emptying it at once both succeed).
     pub(crate) fn empty_trash(&self) {
@@ -117,5 +151,38 @@ mod tests {
         fs::create_dir_all(store.trash_dir().join("1-2-3/usr/bin")).unwrap();
         store.empty_trash();
         assert_eq!(fs::read_dir(store.trash_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_prune_clears_what_killed_writers_left_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let left = [
+            ".tmp-index",
+            "cache/.tmp-record",
+            "compressed/gzip/.tmpAbc",
+            "ingest/upload",
+            "containers/.rm-abc/upper/f",
+            "snapshots/.tmp-unpack/etc/f",
+            "snapshots/.trash-1-2-3/x",
+        ];
+        for l in left {
+            let p = dir.path().join(l);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, "x").unwrap();
+        }
+        let report = store.prune().unwrap();
+        assert!(report.bytes >= 3, "{report:?}");
+        for l in left {
+            // The leftover itself: its dot-named component, else the file.
+            let parts: Vec<&str> = l.split('/').collect();
+            let upto = parts
+                .iter()
+                .position(|p| p.starts_with('.'))
+                .unwrap_or(parts.len() - 1);
+            let top: PathBuf = parts[..=upto].iter().collect();
+            assert!(!dir.path().join(&top).exists(), "{l} is left");
+        }
+        assert!(dir.path().join("oci-layout").is_file());
     }
 }
