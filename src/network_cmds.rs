@@ -449,6 +449,11 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
         NetworkCommands::Rm(a) => rm(store, a),
         NetworkCommands::Inspect(a) => inspect(store, a),
         NetworkCommands::PoolFill(a) => {
+            // Refilling is for later builds: it yields the CPU to the build beside it
+            // (nice 19, inherited by its threads; not SCHED_IDLE, which a busy machine
+            // would starve, leaving every step to make its own namespace).
+            // SAFETY: sets this thread's own nice value; a refusal leaves it as it was.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
             build_pool().fill(POOL_SIZE, a.for_pid)?;
             Ok(ExitCode::SUCCESS)
         }
