@@ -236,8 +236,8 @@ pub fn build(
         .prefix(".tmp-")
         .tempdir_in(&work_parent)
         .map_err(|e| BuildError::io("preparing the build", &work_parent, e))?;
-    // RUN steps' dirs in a directory of their own whose children spread (see
-    // `spread_subdirectories`): a RUN may write much, COPY and WORKDIR steps mostly little.
+    // The dirs of steps that write files (RUN, COPY, ADD, WORKDIR) in a directory of their
+    // own whose children spread (see `spread_subdirectories`): any of them may write much.
     let runs = work.path().join("run");
     std::fs::create_dir(&runs).map_err(|e| BuildError::io("preparing the build", &runs, e))?;
     lb_layerstore::spread_subdirectories(&runs);
@@ -793,7 +793,10 @@ impl Builder<'_> {
         self.step_dir_in(self.work.path())
     }
 
-    /// A fresh directory for a RUN step, in a block group of its own.
+    /// A fresh directory for a step that writes files (RUN, COPY, ADD), in a block group of
+    /// its own (see `run/` in `build`): a COPY of a context of 10,000 small files took
+    /// 2.1-2.2 s in a directory beside earlier steps' (ext4's inode allocator scanning past
+    /// the inodes freed there lately, `recently_deleted`), 0.87-0.93 s here.
     fn run_step_dir(&self) -> Result<PathBuf, BuildError> {
         self.step_dir_in(&self.work.path().join("run"))
     }
@@ -852,7 +855,7 @@ impl Builder<'_> {
             self.progress.event(Event::Cached { vertex: v });
             return Ok(hit);
         }
-        let dir = self.step_dir()?;
+        let dir = self.run_step_dir()?;
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)
             .map_err(|e| BuildError::io("preparing a step", &upper, e))?;
