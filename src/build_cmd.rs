@@ -538,7 +538,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     // take the new image's blobs for garbage (the builder holds its own guard only while
     // it builds; the names are made here).
     let _writing = store.writing()?;
-    let urls = crate::registry_cmds::UrlFetcher(lb_registry::Http::new(&Default::default())?);
+    let urls = crate::registry_cmds::UrlFetcher::default();
     let built = lb_builder::build(
         store,
         &df,

@@ -179,8 +179,11 @@ pub struct RegistrySource<'a> {
     pub store: &'a Store,
 }
 
-/// ADD's URLs, downloaded by the registry client's HTTP client (its network rules).
-pub struct UrlFetcher(pub lb_registry::Http);
+/// ADD's URLs, downloaded by the registry client's HTTP client (its network rules), made
+/// at the first URL: making one reads the system's roots, ~10 ms a build without a URL
+/// would spend for nothing.
+#[derive(Default)]
+pub struct UrlFetcher(std::sync::OnceLock<lb_registry::Http>);
 
 impl lb_builder::UrlSource for UrlFetcher {
     fn download(
@@ -188,7 +191,14 @@ impl lb_builder::UrlSource for UrlFetcher {
         url: &str,
         to: &std::path::Path,
     ) -> Result<Option<String>, lb_builder::DownloadError> {
-        Ok(self.0.download(url, to)?)
+        let http = match self.0.get() {
+            Some(h) => h,
+            None => {
+                let made = lb_registry::Http::new(&Default::default())?;
+                self.0.get_or_init(|| made)
+            }
+        };
+        Ok(http.download(url, to)?)
     }
 }
 
