@@ -1,0 +1,327 @@
+//! The commands on existing containers: `ps`, `logs`, `stop`, `kill`, `rm`, `wait`,
+//! `commit`, `export`.
+
+use super::*;
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+}
+
+pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
+    crate::network_cmds::reconcile(store);
+    let mut rows = Vec::new();
+    for c in store.containers()?.into_iter().rev() {
+        let st = State::load(&store.container_dir(&c.id));
+        if args.all || st.running() {
+            rows.push((c, st));
+        }
+    }
+    if args.quiet {
+        for (c, _) in rows {
+            println!(
+                "{}",
+                if args.no_trunc {
+                    &c.id[..]
+                } else {
+                    &c.id[..12]
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+    );
+    for (c, st) in rows {
+        let mut cmd = format!("\"{}\"", command_of(&c));
+        if !args.no_trunc && cmd.chars().count() > 22 {
+            cmd = cmd.chars().take(20).collect::<String>() + "…\"";
+        }
+        println!(
+            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {}",
+            if args.no_trunc {
+                &c.id[..]
+            } else {
+                &c.id[..12]
+            },
+            c.image_name,
+            cmd,
+            format!("{} ago", ago(&c.created)),
+            status_text(&st),
+            if st.running() {
+                c.config["ports"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            },
+            c.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Number of lines to show from the end
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    container: String,
+}
+
+pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let dir = store.container_dir(&c.id);
+    if crate::json_log::LogConfig::from_record(&c.config["log_config"])?
+        == crate::json_log::LogConfig::None
+    {
+        bail!("configured logging driver does not support reading");
+    }
+    let tail: Option<usize> = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
+    };
+    let running = || State::load(&dir).running();
+    crate::json_log::show(
+        &dir,
+        tail,
+        args.timestamps,
+        args.follow.then_some(&running as &dyn Fn() -> bool),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(store: &Store, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let dir = store.container_dir(&c.id);
+            let st = State::load(&dir);
+            if st.running() {
+                let sig = c.config["stop_signal"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(parse_signal)
+                    .transpose()?
+                    .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+                signal(&st, sig)?;
+                if wait_exited(&dir, Some(Duration::from_secs(args.time))).running() {
+                    signal(&st, nix::sys::signal::Signal::SIGKILL)?;
+                    wait_exited(&dir, None);
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn kill(store: &Store, args: KillArgs) -> anyhow::Result<ExitCode> {
+    let sig = parse_signal(&args.signal)?;
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let st = State::load(&store.container_dir(&c.id));
+            if !st.running() {
+                bail!("container {} is not running", c.id);
+            }
+            signal(&st, sig)
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
+    crate::network_cmds::reconcile(store);
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        let result = (|| -> anyhow::Result<()> {
+            let c = store.container(key)?;
+            let dir = store.container_dir(&c.id);
+            let st = State::load(&dir);
+            if st.running() {
+                if !args.force {
+                    bail!(
+                        "cannot remove container \"{key}\": container is running: stop the container before removing or force remove"
+                    );
+                }
+                signal(&st, nix::sys::signal::Signal::SIGKILL)?;
+                wait_exited(&dir, Some(Duration::from_secs(10)));
+            }
+            // A container whose monitor died may have left its cgroup behind.
+            if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&c.id) {
+                cg.remove()?;
+            }
+            leave_network(store, &c);
+            store.remove_container(&c.id)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn wait(store: &Store, args: WaitArgs) -> anyhow::Result<ExitCode> {
+    for key in &args.containers {
+        let c = store.container(key)?;
+        let st = wait_exited(&store.container_dir(&c.id), None);
+        println!("{}", st.exit_code);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Commit message
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Author
+    #[arg(short, long, default_value = "")]
+    author: String,
+    /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL)
+    #[arg(short, long)]
+    change: Vec<String>,
+    container: String,
+    /// Name for the new image
+    name: Option<String>,
+}
+
+pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let parent = store.image_by_manifest(c.image)?;
+    let name = args
+        .name
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()
+        .with_context(|| format!("invalid reference {:?}", args.name))?;
+    // The parent's run config with the changes applied replaces it whole.
+    let base = match serde_json::to_value(parent.config.config())? {
+        serde_json::Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    let mut cfg = lb_builder::ImageConfig::from_base(base, None);
+    crate::image_cmds::apply_changes(&mut cfg, &args.change)?;
+    let image = store.commit_layer(
+        &parent,
+        &store.container_dir(&c.id).join("upper"),
+        name.as_ref(),
+        &lb_layerstore::LayerCommit {
+            created_by: command_of(&c),
+            comment: args.message.clone(),
+            author: args.author.clone(),
+            config_changes: if args.change.is_empty() {
+                Default::default()
+            } else {
+                cfg.config
+            },
+        },
+    )?;
+    println!("{}", image.config_digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of standard output
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    container: String,
+}
+
+/// `lb export`: the container's whole file system (its image's layers with its own changes
+/// on top) as one tar, as `docker export` writes it (`write_merged`: a read-only overlay in
+/// a mount namespace of this process's own, seen by no one and gone with the process).
+pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let c = store.container(&args.container)?;
+    let dir = store.container_dir(&c.id);
+    let mut lowers = vec![dir.join("upper")];
+    lowers.extend(
+        serde_json::from_value::<Vec<PathBuf>>(c.config["lowers"].clone())
+            .context("the container record names no layers")?
+            .into_iter()
+            .rev(),
+    );
+    crate::image_cmds::write_archive(args.output.as_deref(), |out| {
+        Ok(lb_builder::write_merged(lowers, &dir, out)?)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
