@@ -158,7 +158,7 @@ impl Builder<'_> {
         let upper = dir.join("upper");
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d))
-                .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| BuildError::io("preparing a step", &dir, e))?;
         }
         env.extend(prepared.env.iter().cloned());
         let mut spec =
@@ -186,7 +186,7 @@ impl Builder<'_> {
                 "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
             std::fs::write(etc.join("hosts"), hosts).map(|()| etc)
         })
-        .map_err(|e| BuildError::new(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| BuildError::io("writing a step's /etc files", &dir, e))?;
         let mut stubs = prepared.stubs.clone();
         for f in ["hosts", "resolv.conf"] {
             mounts.push(lb_runtime::defaults::etc_bind(
@@ -202,7 +202,7 @@ impl Builder<'_> {
                 std::fs::write(&host, body)?;
                 std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
             };
-            write().map_err(|e| BuildError::new(format!("{}: {e}", host.display())))?;
+            write().map_err(|e| BuildError::io("writing a RUN heredoc", &host, e))?;
             mounts.push(
                 oci_spec::runtime::MountBuilder::default()
                     .destination(format!("/dev/pipes/{file}"))
