@@ -233,17 +233,31 @@ fn imports_and_prunes_at_once() {
         let (root, tar) = (root.clone(), tar.clone());
         std::thread::spawn(move || {
             for i in 0..8 {
-                let ok = lb(&root)
+                let out = lb(&root)
                     .args(["import", tar.to_str().unwrap(), &format!("busy:{i}")])
-                    .status()
+                    .stderr(Stdio::piped())
+                    .output()
                     .unwrap();
-                assert!(ok.success());
+                assert!(
+                    out.status.success(),
+                    "import {i}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !importer.is_finished() && Instant::now() < deadline {
-        assert!(lb(&root).arg("prune").status().unwrap().success());
+        let out = lb(&root)
+            .arg("prune")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "prune: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     importer.join().unwrap();
     check_store(&root);

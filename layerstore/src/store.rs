@@ -162,14 +162,19 @@ impl Store {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         restrict(root)?;
         let content = ContentStore::open(root)?;
-        let layout = root.join("oci-layout");
-        if !layout.exists() {
-            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
         let store = Store {
             root: root.to_path_buf(),
             content,
         };
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            // Under the index's lock, as every file written in the root: a prune clears
+            // the root's temporaries while it holds that lock.
+            let _index = store.lock("index.lock")?;
+            if !layout.exists() {
+                write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            }
+        }
         store.empty_trash();
         store.settle_unsynced()?;
         Ok(store)

@@ -76,7 +76,10 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         }
         sync_dir(parent)?;
-        delete(&gone).map_err(|e| Error::io(&gone, e))
+        // Gone from its name: that is the removal. Whatever the deletion leaves (another
+        // process emptying the trash at the same moment) goes with the next emptying.
+        let _ = delete(&gone);
+        Ok(())
     }
 
     /// What killed writers left beside their work: everything in `ingest/`, and the
