@@ -98,15 +98,40 @@ impl ContentStore {
 
     /// Stores `bytes` (a manifest, a config) and returns its digest.
     pub fn put(&self, bytes: &[u8]) -> Result<BlobInfo, Error> {
-        let digest = Digest::of(bytes);
-        if let Ok(info) = self.info(&digest) {
-            if info.size == bytes.len() as u64 {
-                return Ok(info);
+        Ok(self.put_all(&[bytes])?[0])
+    }
+
+    /// Stores small blobs that are made together (a config and its manifest): each file is
+    /// synced, then all are renamed into place, then the directory is synced once for all
+    /// of them (one sync of it per blob cost a device flush each).
+    pub fn put_all(&self, blobs: &[&[u8]]) -> Result<Vec<BlobInfo>, Error> {
+        let mut infos = Vec::with_capacity(blobs.len());
+        let mut written = Vec::new();
+        for bytes in blobs {
+            let info = BlobInfo {
+                digest: Digest::of(bytes),
+                size: bytes.len() as u64,
+            };
+            infos.push(info);
+            if self.info(&info.digest).is_ok_and(|i| i.size == info.size) {
+                continue;
             }
+            let mut w = self.writer()?;
+            w.write_all(bytes).map_err(|e| Error::io(&self.ingest, e))?;
+            let (digest, _, temp) = w.out.finish();
+            temp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io_while("storing a blob", temp.path(), e))?;
+            written.push((digest, temp));
         }
-        let mut w = self.writer()?;
-        w.write_all(bytes).map_err(|e| Error::io(&self.ingest, e))?;
-        w.commit(Some(&digest), Some(bytes.len() as u64))
+        if written.is_empty() {
+            return Ok(infos);
+        }
+        for (digest, temp) in written {
+            rename_into(&self.blobs, digest, temp)?;
+        }
+        sync_dir(&self.blobs)?;
+        Ok(infos)
     }
 
     /// Copies `reader` into the store, checking it against `expected` when given.
@@ -242,7 +267,15 @@ impl BlobWriter {
         expected_size: Option<u64>,
     ) -> Result<BlobInfo, Error> {
         let (digest, size, temp) = self.out.finish();
-        publish(&self.blobs, digest, size, temp, expected, expected_size)
+        publish(
+            &self.blobs,
+            digest,
+            size,
+            temp,
+            expected,
+            expected_size,
+            false,
+        )
     }
 }
 
@@ -276,12 +309,22 @@ impl CallerHashedWriter {
             .spool
             .finish(self.temp.as_file())
             .map_err(|e| Error::io_while("writing a layer blob", self.temp.path(), e))?;
-        publish(&self.blobs, digest, written, self.temp, None, Some(size))
+        // `finish` synced the data.
+        publish(
+            &self.blobs,
+            digest,
+            written,
+            self.temp,
+            None,
+            Some(size),
+            true,
+        )
     }
 }
 
-/// Checks a written blob against what was expected, then makes it durable and visible
-/// under its digest (stored once: equal content already there stands).
+/// Checks a written blob against what was expected, then makes it durable (its data
+/// unless the writer synced them) and visible under its digest (stored once: equal
+/// content already there stands).
 fn publish(
     blobs: &Path,
     digest: Digest,
@@ -289,6 +332,7 @@ fn publish(
     temp: tempfile::NamedTempFile,
     expected: Option<&Digest>,
     expected_size: Option<u64>,
+    data_synced: bool,
 ) -> Result<BlobInfo, Error> {
     if let Some(want) = expected_size {
         if want != size {
@@ -306,22 +350,35 @@ fn publish(
             });
         }
     }
+    // Durable before visible: data, then the rename, then the directory entry.
+    if !data_synced {
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io_while("storing a blob", temp.path(), e))?;
+    }
+    if rename_into(blobs, digest, temp)? {
+        sync_dir(blobs)?;
+    }
+    Ok(BlobInfo { digest, size })
+}
+
+/// Renames a synced temporary file to blob `digest`; false when that blob is there already
+/// (equal content is stored once; the temporary file goes away on drop).
+fn rename_into(blobs: &Path, digest: Digest, temp: tempfile::NamedTempFile) -> Result<bool, Error> {
     let target = blobs.join(digest.hex());
     if target.is_file() {
-        // Equal content is stored once; the temporary file goes away on drop.
-        return Ok(BlobInfo { digest, size });
+        return Ok(false);
     }
-    // Durable before visible: data, then the rename, then the directory entry.
-    let storing = |path: &Path, e| Error::io_while("storing a blob", path, e);
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| storing(temp.path(), e))?;
     temp.persist(&target)
-        .map_err(|e| storing(&target, e.error))?;
+        .map_err(|e| Error::io_while("storing a blob", &target, e.error))?;
+    Ok(true)
+}
+
+/// Makes the renames into `blobs` durable.
+fn sync_dir(blobs: &Path) -> Result<(), Error> {
     File::open(blobs)
         .and_then(|d| d.sync_all())
-        .map_err(|e| storing(blobs, e))?;
-    Ok(BlobInfo { digest, size })
+        .map_err(|e| Error::io_while("storing a blob", blobs, e))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::apply::decompressed;
+use crate::content::BlobInfo;
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -292,7 +293,11 @@ impl Store {
         parent_layers: &[Descriptor],
         layers: &[StoredLayer],
     ) -> Result<Image, Error> {
-        let config = self.content().put(&to_bytes(config))?;
+        let config_bytes = to_bytes(config);
+        let config = BlobInfo {
+            digest: Digest::of(&config_bytes),
+            size: config_bytes.len() as u64,
+        };
         let mut all: Vec<serde_json::Value> = parent_layers
             .iter()
             .map(|l| serde_json::to_value(l).expect("descriptor serialises"))
@@ -306,7 +311,9 @@ impl Store {
             "config": { "mediaType": MEDIA_CONFIG, "digest": config.digest.to_string(), "size": config.size },
             "layers": all,
         });
-        let manifest = self.content().put(&to_bytes(&manifest))?;
+        let manifest = self
+            .content()
+            .put_all(&[&config_bytes, &to_bytes(&manifest)])?[1];
         self.image_by_manifest(manifest.digest)
     }
 }
