@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build_bridge;
 mod build_cmd;
 mod closed_output;
 mod container_cmds;

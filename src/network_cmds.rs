@@ -34,9 +34,9 @@ pub enum NetworkCommands {
 
 #[derive(Args)]
 pub struct PoolFillArgs {
-    /// Keep the pool full while this process (a build) runs
-    #[arg(long)]
-    for_pid: Option<u32>,
+    /// Keep the pool full until builds have taken nothing for this many seconds
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
 }
 
 #[derive(Args)]
@@ -157,21 +157,27 @@ fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
 const POOL_SIZE: usize = 6;
 
 /// The host-wide pool of ready namespaces on the default bridge.
-fn build_pool() -> lb_network::pool::Pool {
+pub(crate) fn build_pool() -> lb_network::pool::Pool {
     lb_network::pool::Pool::new(&paths_state(), &Network::default_bridge())
 }
 
-/// Starts a filler of the build pool for this process, detached (it outlives this lb to
-/// top the pool up for the next build). Called from the host's mount namespace (the
-/// build has one of its own), so that the namespaces it holds are the host's.
-fn start_pool_filler() {
+/// How long a filler stays after builds stop taking from the pool: builds in a row (a CI
+/// job, a benchmark) share one, rather than each paying for starting one (an exec of lb).
+const POOL_LINGER_SECS: &str = "5";
+
+/// Starts a filler of the build pool, detached (it outlives this lb to top the pool up for
+/// the next build), unless one is at work already. Called from the host's mount namespace
+/// (the build has one of its own), so that the namespaces it holds are the host's.
+pub(crate) fn start_pool_filler() {
     use std::os::unix::process::CommandExt;
+    if build_pool().filling() {
+        return;
+    }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["network", "pool-fill", "--for-pid"])
-        .arg(std::process::id().to_string())
+    cmd.args(["network", "pool-fill", "--linger", POOL_LINGER_SECS])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -184,83 +190,12 @@ fn start_pool_filler() {
     }
 }
 
-/// RUN steps on the default bridge (`lb build`'s default network): each step container
-/// (`build-<lb pid>-<hash>`) gets a namespace of its own with an address and links: one
-/// the pool made ready (claimed in the host's mount namespace, where the filler holds it,
-/// and joined through this process's descriptor of it), else one made for it here.
-pub struct BuildBridge<'a> {
-    pub store: &'a Store,
-    /// Steps' claimed pool entries and the descriptors they are joined through.
-    pub claimed: std::sync::Mutex<
-        std::collections::HashMap<String, (lb_network::pool::Claimed, std::fs::File)>,
-    >,
-    /// The pool's filler: started when the pool runs low, or at the end of a build that
-    /// took from it (a build from the cache starts none).
-    pub filler: std::sync::Once,
-    /// Whether a step asked for a namespace.
-    pub used: std::sync::atomic::AtomicBool,
-}
-
-impl Drop for BuildBridge<'_> {
-    fn drop(&mut self) {
-        if self.used.load(std::sync::atomic::Ordering::Relaxed) && !self.filler.is_completed() {
-            let _ = lb_runtime::rootfs::in_host_mount_namespace(|| {
-                self.filler.call_once(start_pool_filler)
-            });
-        }
-    }
-}
-
-impl lb_builder::RunNetwork for BuildBridge<'_> {
-    fn attach(&self, id: &str) -> Result<PathBuf, String> {
-        let pool = build_pool();
-        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
-        let claimed = lb_runtime::rootfs::in_host_mount_namespace(|| {
-            let c = pool.claim(std::process::id());
-            // Refilled now when the pool runs low (a build of many steps), else once the
-            // build is done (`Drop`): making namespaces then does not compete with its steps.
-            if c.is_none() || pool.ready() < 2 {
-                self.filler.call_once(start_pool_filler);
-            }
-            let c = c?;
-            match std::fs::File::open(&c.file) {
-                Ok(f) => Some((c, f)),
-                Err(_) => {
-                    pool.release(c);
-                    None
-                }
-            }
-        })
-        .ok()
-        .flatten();
-        if let Some((c, f)) = claimed {
-            use std::os::fd::AsRawFd;
-            let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()));
-            self.claimed
-                .lock()
-                .expect("claimed")
-                .insert(id.to_string(), (c, f));
-            return Ok(path);
-        }
-        attach_links(self.store, &Network::default_bridge(), id)
-            .map(|a| a.netns)
-            .map_err(|e| format!("{e:#}"))
-    }
-
-    fn detach(&self, id: &str) {
-        let pooled = self.claimed.lock().expect("claimed").remove(id);
-        match pooled {
-            Some((c, f)) => {
-                drop(f);
-                build_pool().release(c);
-            }
-            None => detach(self.store, &Network::default_bridge(), id),
-        }
-    }
-}
-
 /// Address, namespace and links for `id` on `net` (a container or a build step).
-fn attach_links(store: &Store, net: &Network, id: &str) -> anyhow::Result<lb_network::Attachment> {
+pub(crate) fn attach_links(
+    store: &Store,
+    net: &Network,
+    id: &str,
+) -> anyhow::Result<lb_network::Attachment> {
     let (state, netns, holder) = paths(store, id);
     std::fs::create_dir_all(netns.parent().expect("netns dir"))?;
     lb_network::attach(&state, net, &holder, id, &netns)
@@ -454,7 +389,9 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
             // would starve, leaving every step to make its own namespace).
             // SAFETY: sets this thread's own nice value; a refusal leaves it as it was.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-            build_pool().fill(POOL_SIZE, a.for_pid)?;
+            let linger = std::time::Duration::try_from_secs_f64(a.linger)
+                .map_err(|_| anyhow::anyhow!("--linger {}: want seconds", a.linger))?;
+            build_pool().fill(POOL_SIZE, linger)?;
             Ok(ExitCode::SUCCESS)
         }
     }

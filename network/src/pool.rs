@@ -34,6 +34,17 @@ pub struct Claimed {
     token: String,
 }
 
+/// Takes `lock` exclusively if no one holds it; false if someone does.
+fn try_lock(lock: &std::fs::File) -> bool {
+    // SAFETY: flock on a descriptor we own.
+    unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        ) == 0
+    }
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -94,31 +105,41 @@ impl Pool {
         None
     }
 
+    /// Hands a claimed entry back unused (claimed ahead of a step that never came): ready
+    /// again for anyone.
+    pub fn unclaim(&self, claimed: Claimed) {
+        let ready = self.dir.join(format!("ready-{}", claimed.token));
+        let _ = std::fs::rename(&claimed.marker, ready);
+    }
+
     /// Hands a claimed entry back, used: the next filler frees it.
     pub fn release(&self, claimed: Claimed) {
         let spent = self.dir.join(format!("spent-{}", claimed.token));
         let _ = std::fs::rename(&claimed.marker, spent);
     }
 
+    /// Whether a filler is at work on this pool now (it holds the fill lock).
+    pub fn filling(&self) -> bool {
+        let Ok(lock) = std::fs::File::open(self.dir.join("fill.lock")) else {
+            return false;
+        };
+        !try_lock(&lock)
+    }
+
     /// Frees what is spent or was left by a dead process, then makes entries until `keep`
-    /// are ready; while process `while_alive` runs, keeps doing so (it is a build taking
-    /// entries). One filler at a time: another running makes this return at once.
-    pub fn fill(&self, keep: usize, while_alive: Option<u32>) -> Result<()> {
+    /// are ready; keeps doing so while builds take entries, until none has been taken for
+    /// `linger` (builds in a row are served by one filler, not one started for each). One
+    /// filler at a time: another running makes this return at once.
+    pub fn fill(&self, keep: usize, linger: std::time::Duration) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::setup(self.dir.display().to_string(), e))?;
         let lock = std::fs::File::create(self.dir.join("fill.lock"))
             .map_err(|e| Error::setup(self.dir.display().to_string(), e))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&lock),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        } != 0
-        {
+        if !try_lock(&lock) {
             return Ok(());
         }
         self.collect(true);
+        let mut last_taken = std::time::Instant::now();
         loop {
             let missing = keep.saturating_sub(self.ready());
             if missing > 0 {
@@ -134,10 +155,13 @@ impl Pool {
                         .collect::<Result<Vec<()>>>()
                 })?;
             }
-            match while_alive {
-                Some(pid) if alive(pid) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                _ => break,
+            if missing > 0 || self.names().iter().any(|n| n.starts_with("taken-")) {
+                last_taken = std::time::Instant::now();
             }
+            if last_taken.elapsed() >= linger {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
             self.collect(false);
         }
         self.collect(true);

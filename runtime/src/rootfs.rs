@@ -59,23 +59,38 @@ static HOST_MOUNT_NS: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
 
 /// Runs `f` on a thread in the mount namespace this process had before it made its own
 /// (directly when it never did): mounts made there since (a namespace file another lb
-/// holds) are seen, and mounts `f` makes outlive this process. The thread first stops
-/// sharing its file system context, which `setns` into a mount namespace requires.
+/// holds) are seen, and mounts `f` makes outlive this process.
 pub fn in_host_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
-    let Some(ns) = HOST_MOUNT_NS.get() else {
+    if HOST_MOUNT_NS.get().is_none() {
         return Ok(f());
-    };
+    }
     std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
-                .map_err(|e| Error::sys("unshare the file system context", e))?;
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-                .map_err(|e| Error::sys("join the host's mount namespace", e))?;
-            Ok(f())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(Error::setup("the host mount namespace thread panicked")))
+        s.spawn(|| enter_host_mount_namespace().map(|()| f()))
+            .join()
+            .unwrap_or_else(|_| Err(Error::setup("the host mount namespace thread panicked")))
     })
+}
+
+/// [`in_host_mount_namespace`] for work that lasts (a worker serving many requests pays
+/// for the thread and the `setns` once): `f` runs on a new thread of its own. A thread
+/// started before the process made its own namespace is in the host's already.
+pub fn spawn_in_host_mount_namespace<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<Result<T>> {
+    std::thread::spawn(|| enter_host_mount_namespace().map(|()| f()))
+}
+
+/// Moves the calling thread into the host's mount namespace, if the process left it. The
+/// thread first stops sharing its file system context, which `setns` into a mount
+/// namespace requires.
+fn enter_host_mount_namespace() -> Result<()> {
+    let Some(ns) = HOST_MOUNT_NS.get() else {
+        return Ok(());
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+        .map_err(|e| Error::sys("unshare the file system context", e))?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("join the host's mount namespace", e))
 }
 
 /// Mounts the overlay at `target`. The new mount API takes one lower per call by file
