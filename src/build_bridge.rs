@@ -5,7 +5,8 @@
 //! Pool entries are claimed by a worker thread that lives in the host's mount namespace
 //! (the build has one of its own, and the filler's mounts of the namespace files are the
 //! host's): it claims the next step's entry ahead of the step, so a step pays neither the
-//! claim nor a thread and `setns` per claim, and it starts the pool's filler.
+//! claim nor a thread and `setns` per claim, and it starts the pool's filler when the pool
+//! runs low. A step's entry goes back to the pool when the step is done (`Pool::put_back`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -77,32 +78,25 @@ impl<'a> BuildBridge<'a> {
 /// claimed ahead goes back to the pool unused.
 fn serve(asks: mpsc::Receiver<Ask>) {
     let pool = build_pool();
-    let claim = || {
-        let c = pool.claim(std::process::id())?;
-        match File::open(&c.file) {
-            Ok(f) => Some((c, f)),
-            Err(_) => {
-                pool.release(c);
-                None
-            }
-        }
-    };
+    let claim = || pool.claim(std::process::id());
     let mut ahead = claim();
     let mut filling = false;
     while let Ok(Ask::Take(reply)) = asks.recv() {
-        let _ = reply.send(ahead.take().or_else(claim));
-        // The filler tops the pool up while this build runs and after it (it runs at nice
-        // 19). Started at the first step rather than at the build's end: the start (an
-        // exec of lb, 0.5-2.5 ms) then overlaps the step instead of delaying lb's exit.
-        if !filling {
+        let entry = ahead.take().or_else(claim);
+        let short = entry.is_none();
+        let _ = reply.send(entry);
+        ahead = claim();
+        // Steps hand their entries back for reuse, so the pool runs low only when builds
+        // run side by side or entries were lost (a killed build's): the filler then tops it
+        // up, while this build runs and after it (at nice 19).
+        if !filling && (short || ahead.is_none() || pool.ready() < 2) {
             start_pool_filler();
             filling = true;
         }
-        ahead = claim();
     }
     if let Some((c, f)) = ahead {
         drop(f);
-        pool.unclaim(c);
+        pool.put_back(c);
     }
 }
 
@@ -138,7 +132,7 @@ impl lb_builder::RunNetwork for BuildBridge<'_> {
         match pooled {
             Some((c, f)) => {
                 drop(f);
-                build_pool().release(c);
+                build_pool().put_back(c);
             }
             None => detach(self.store, &Network::default_bridge(), id),
         }

@@ -151,3 +151,47 @@ fn run_steps_have_a_network_of_their_own() {
     let (_, links, _) = run_image(&env, &["--network", "none"], "none", &["cat", "/links"]);
     assert_eq!(links, "lo\n");
 }
+
+/// Namespaces go back to the pool after their step and are handed to later steps, as
+/// BuildKit's pool does: nothing a step does may reach a later one. Eight steps share at
+/// most the pool's six namespaces (and those a filler adds when it runs low), so some
+/// are reused; each step leaves a listener running, tries to add an address and a route,
+/// and checks that none of the earlier steps' did any of it.
+#[test]
+fn a_reused_namespace_keeps_nothing_of_earlier_steps() {
+    let Some(env) = setup() else { return };
+    let mut df = String::from("FROM busybox\nRUN mkdir /seen\n");
+    for step in 0..8 {
+        let port = 4700 + step;
+        df.push_str(&format!(
+            "RUN ip -4 -o addr show eth0 | awk '{{print $4}}' >> /seen/ips; \
+             for p in $(seq 4700 {last}); do \
+               nc -w 1 127.0.0.1 $p </dev/null && echo \"step {step} reached $p\" >> /seen/leaks; \
+             done; \
+             ip -o addr | grep -q 10.99.0. && echo \"step {step} saw an address\" >> /seen/leaks; \
+             ip route | grep -q 10.98.0.0 && echo \"step {step} saw a route\" >> /seen/leaks; \
+             ip addr add 10.99.0.{step}/32 dev lo 2>/dev/null && echo \"step {step} added an address\" >> /seen/leaks; \
+             ip route add 10.98.0.0/16 dev eth0 2>/dev/null && echo \"step {step} added a route\" >> /seen/leaks; \
+             (nc -l -p {port} -e cat </dev/null >/dev/null 2>&1 &); sleep 0.2; true\n",
+            last = port.max(4701) - 1,
+        ));
+    }
+    let ctx = context(&env, "reuse", &df, &[]);
+    let (code, _, log) = build(&env, &["--no-cache", "-t", "reuse", ctx.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    let (_, leaks, _) = run_image(
+        &env,
+        &["--network", "none"],
+        "reuse",
+        &["sh", "-c", "cat /seen/leaks 2>/dev/null; true"],
+    );
+    assert_eq!(leaks, "", "a step reached what an earlier step left");
+    let (_, ips, _) = run_image(&env, &["--network", "none"], "reuse", &["cat", "/seen/ips"]);
+    let ips: Vec<&str> = ips.lines().collect();
+    assert_eq!(ips.len(), 8, "{ips:?}");
+    let distinct: std::collections::BTreeSet<_> = ips.iter().collect();
+    assert!(
+        distinct.len() < ips.len(),
+        "no namespace was reused (the pool's entries go back after each step): {ips:?}"
+    );
+}
