@@ -50,8 +50,8 @@ fn try_lock(lock: &std::fs::File) -> bool {
 
 /// Whether `file` is a namespace (nsfs), not the empty file it is mounted over.
 fn holds_namespace(file: &std::fs::File) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::fstatfs(file).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::fstatfs(file)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 fn alive(pid: u32) -> bool {
