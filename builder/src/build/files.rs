@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// What COPY and ADD flags shape the files.
+#[derive(Clone, Copy)]
+pub(super) struct CopyFlags<'a> {
+    pub(super) chown: Option<&'a str>,
+    pub(super) chmod: Option<&'a str>,
+    /// ADD: local archives are unpacked.
+    pub(super) unpack: bool,
+    pub(super) parents: bool,
+    pub(super) excludes: &'a [String],
+    /// ADD `--checksum`: what a fetched URL must hash to.
+    pub(super) checksum: Option<&'a str>,
+}
+
 impl Builder<'_> {
     /// WORKDIR makes its directory when the image lacks it, as BuildKit does: a layer
     /// with the directory (and parents), metadata from the image where it has them.

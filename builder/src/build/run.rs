@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// A RUN heredoc that is a script (`#!`): its name and body, run as `/dev/pipes/NAME`.
+type Script = (String, String);
+
 /// A RUN as its history entry shows it (BuildKit's `runCommandString`): the stage's build
 /// args first, `|N K=V...` (a value from Env when Env sets the name), then the argv.
 fn run_history(state: &StageState, args: &[String]) -> String {
