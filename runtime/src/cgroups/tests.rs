@@ -1,5 +1,7 @@
 use super::*;
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
 };

@@ -10,33 +10,20 @@
 //! `oci_spec::runtime::LinuxResources`; it must not know images, container names, state
 //! files or how the container's processes were started.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 /// The directory, below a process's own cgroup, that holds one cgroup per container.
 const LB_DIR: &str = "lb";
 
-/// The controllers a container always gets on a v2 host when they can be delegated, so
-/// that its memory use and OOM kills are accounted even without limits.
-const WANTED: [&str; 3] = ["memory", "pids", "cpu"];
-
-/// The v1 hierarchies a container's processes join. cpuset is left out on purpose: a new
-/// v1 cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems` and refuses processes
-/// until they are copied from the parent, and lb sets no cpuset limits.
-const V1_USED: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "freezer", "devices"];
-
 /// How long kill_all waits for the cgroup to empty before giving up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long remove retries an rmdir the kernel answers with EBUSY (tasks still leaving).
-const RMDIR_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a cgroup could not be created, changed, read or removed.
 #[derive(Debug, thiserror::Error)]
@@ -395,78 +382,6 @@ impl Cgroup {
     fn primary(&self) -> PathBuf {
         self.paths().into_iter().next().unwrap_or_default()
     }
-
-    fn v1_dir(&self, controller: &str) -> Option<&Path> {
-        match &self.layout {
-            Layout::V1(dirs) => dirs
-                .iter()
-                .find(|d| d.has(controller))
-                .map(|d| d.path.as_path()),
-            Layout::V2(_) => None,
-        }
-    }
-
-    fn apply_v1(&self, limits: &Limits) -> Result<()> {
-        // choose() already refused limits whose controller is missing; a missing directory
-        // here can only go with an "unlimited" value, which needs no writing.
-        if let (Some(mem), Some(dir)) = (limits.memory, self.v1_dir("memory")) {
-            apply_v1_memory(dir, mem, limits.swap)?;
-        }
-        if let Some(dir) = self.v1_dir("cpu") {
-            // Period first: the kernel checks a quota against the period in force.
-            if let Some(period) = limits.cpu_period {
-                write_file(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-            }
-            if let Some(quota) = limits.cpu_quota {
-                write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-            }
-        }
-        if let (Some(pids), Some(dir)) = (limits.pids, self.v1_dir("pids")) {
-            write_file(&dir.join("pids.max"), &max_or(pids))?;
-        }
-        if let Some(dir) = self.v1_dir("devices") {
-            for (allow, rule) in &limits.devices {
-                let file = if *allow {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                };
-                write_file(&dir.join(file), rule)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_v2(&self, limits: &Limits) -> Result<()> {
-        let Layout::V2(dir) = &self.layout else {
-            return Ok(());
-        };
-        if let Some(mem) = limits.memory {
-            apply_v2_memory(dir, mem, limits.swap)?;
-        }
-        if limits.cpu_quota.is_some() || limits.cpu_period.is_some() {
-            // "max" keeps the quota unlimited when only a period is given; a missing period
-            // keeps the one in force (100000us by default), as runc does.
-            let mut value = match limits.cpu_quota {
-                Some(q) if q > 0 => q.to_string(),
-                _ => "max".to_string(),
-            };
-            if let Some(period) = limits.cpu_period {
-                value.push_str(&format!(" {period}"));
-            }
-            let file = dir.join("cpu.max");
-            if file.exists() || limits.cpu_quota.is_some_and(|q| q > 0) {
-                write_file(&file, &value)?;
-            }
-        }
-        if let Some(pids) = limits.pids {
-            let file = dir.join("pids.max");
-            if file.exists() || pids > 0 {
-                write_file(&file, &max_or(pids))?;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl V1Dir {
@@ -504,322 +419,6 @@ impl Drop for CpuCharge {
         for tasks in &self.back {
             let _ = write_file(tasks, "0");
         }
-    }
-}
-
-/// The directories of the v1 hierarchies, made (or found) as `<own>/lb/<name>`.
-fn create_v1(host: &Host, name: &str, created: &mut Vec<PathBuf>) -> Result<Vec<V1Dir>> {
-    let mut dirs = Vec::new();
-    for h in host.v1_used() {
-        let path = make_lb_child(&h.own, name, created, |_| Ok(()))?;
-        dirs.push(V1Dir {
-            controllers: h.controllers.clone(),
-            path,
-        });
-    }
-    Ok(dirs)
-}
-
-/// mkdir `<base>/lb` (running `prepare` on it) and `<base>/lb/<name>`, retrying when a
-/// concurrent remove() takes the empty `lb` away between the two.
-fn make_lb_child(
-    base: &Path,
-    name: &str,
-    created: &mut Vec<PathBuf>,
-    prepare: impl Fn(&Path) -> Result<()>,
-) -> Result<PathBuf> {
-    let lb = base.join(LB_DIR);
-    let dir = lb.join(name);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        mkdir(&lb)?;
-        prepare(&lb)?;
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                created.push(dir.clone());
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => continue,
-            Err(source) => return Err(CgroupError::Create { path: dir, source }),
-        }
-    }
-}
-
-fn mkdir(path: &Path) -> Result<()> {
-    match fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(source) => Err(CgroupError::Create {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// The v2 directory `<base>/lb/<name>`, and whether this call made it. `base` is the
-/// caller's own cgroup when the controllers can be handed out below it, else its nearest
-/// ancestor that can: a non-root v2 cgroup with processes in it (the caller's own, always)
-/// cannot enable controllers for its children ("no internal processes"), so a container
-/// with limits goes beside the caller rather than below it.
-fn create_v2(v2: &V2Hier, name: &str, needed: &[&'static str]) -> Result<(PathBuf, bool)> {
-    let wanted: Vec<&str> = WANTED
-        .iter()
-        .chain(needed)
-        .copied()
-        .filter(|c| v2.available.iter().any(|a| a == c))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let base = find_v2_base(v2, &wanted)
-        .or_else(|| find_v2_base(v2, needed))
-        .or_else(|| needed.is_empty().then(|| v2.own.clone()));
-    let Some(base) = base else {
-        let c = needed[0];
-        return Err(CgroupError::ControllerMissing {
-            controller: c.to_string(),
-            limit: Limits::what(c),
-            detail: format!(
-                " (it cannot be enabled in cgroup.subtree_control of {} or any ancestor)",
-                v2.own.display()
-            ),
-        });
-    };
-    let mut created = Vec::new();
-    let dir = make_lb_child(&base, name, &mut created, |lb| {
-        // lb/ holds no processes, so it can pass on whatever its parent gives it; the
-        // needed controllers must arrive, the others are welcome.
-        let given = read_words(&lb.join("cgroup.controllers"));
-        for c in wanted.iter().filter(|c| given.iter().any(|g| g == *c)) {
-            enable(lb, &[c]);
-        }
-        let enabled = read_words(&lb.join("cgroup.subtree_control"));
-        match needed.iter().find(|c| !enabled.iter().any(|e| e == *c)) {
-            None => Ok(()),
-            Some(c) => Err(CgroupError::ControllerMissing {
-                controller: c.to_string(),
-                limit: Limits::what(c),
-                detail: format!(
-                    " (cannot enable it in {})",
-                    lb.join("cgroup.subtree_control").display()
-                ),
-            }),
-        }
-    })?;
-    Ok((dir, !created.is_empty()))
-}
-
-/// The deepest cgroup from the caller's own upwards whose children can get `controllers`.
-fn find_v2_base(v2: &V2Hier, controllers: &[&str]) -> Option<PathBuf> {
-    v2.own
-        .ancestors()
-        .take_while(|a| a.starts_with(&v2.mountpoint))
-        .find(|a| delegate(a, &v2.mountpoint, controllers))
-        .map(Path::to_path_buf)
-}
-
-/// Makes `controllers` enabled in `dir`'s cgroup.subtree_control, first getting them into
-/// its cgroup.controllers from its parent if need be; whether that worked.
-fn delegate(dir: &Path, root: &Path, controllers: &[&str]) -> bool {
-    let enabled = read_words(&dir.join("cgroup.subtree_control"));
-    let missing: Vec<&str> = controllers
-        .iter()
-        .copied()
-        .filter(|c| !enabled.iter().any(|e| e == c))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let offered = read_words(&dir.join("cgroup.controllers"));
-    let not_offered: Vec<&str> = missing
-        .iter()
-        .copied()
-        .filter(|c| !offered.iter().any(|o| o == c))
-        .collect();
-    if !not_offered.is_empty() {
-        let parent = match dir.parent() {
-            Some(p) if dir != root && p.starts_with(root) => p,
-            _ => return false,
-        };
-        if !delegate(parent, root, &not_offered) {
-            return false;
-        }
-    }
-    enable(dir, &missing)
-}
-
-/// Writes `+c` for each controller to cgroup.subtree_control; whether all are enabled.
-/// The kernel answers EBUSY for a non-root cgroup with processes in it.
-fn enable(dir: &Path, controllers: &[&str]) -> bool {
-    let file = dir.join("cgroup.subtree_control");
-    for c in controllers {
-        let _ = write_file(&file, &format!("+{c}"));
-    }
-    let enabled = read_words(&file);
-    controllers.iter().all(|c| enabled.iter().any(|e| e == c))
-}
-
-fn read_words(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .map(|t| t.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-/// `<start-or-ancestor>/lb/<name>` in one hierarchy: first where create() puts it (the
-/// caller's own cgroup or, on v2, an ancestor), then anywhere in the hierarchy, because the
-/// lb process that made it may have sat in another cgroup than this one.
-fn find_cgroup(mountpoint: &Path, own: &Path, name: &str) -> Option<PathBuf> {
-    let quick = own
-        .ancestors()
-        .take_while(|a| a.starts_with(mountpoint))
-        .map(|a| a.join(LB_DIR).join(name))
-        .find(|p| p.is_dir());
-    if quick.is_some() {
-        return quick;
-    }
-    // Breadth first and bounded, so a huge systemd tree costs milliseconds, not seconds.
-    const MAX_DIRS: usize = 50_000;
-    const MAX_DEPTH: usize = 16;
-    let mut queue = VecDeque::from([(mountpoint.to_path_buf(), 0usize)]);
-    let mut seen = 0;
-    while let Some((dir, depth)) = queue.pop_front() {
-        seen += 1;
-        if seen > MAX_DIRS {
-            break;
-        }
-        let candidate = dir.join(LB_DIR).join(name);
-        if candidate.is_dir() {
-            return Some(candidate);
-        }
-        if depth >= MAX_DEPTH {
-            continue;
-        }
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                queue.push_back((e.path(), depth + 1));
-            }
-        }
-    }
-    None
-}
-
-/// `dir` and every cgroup below it, parents before children; empty if `dir` is gone.
-fn subtree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
-            }
-        }
-        out.push(d);
-    }
-    out
-}
-
-fn kill_v2(dir: &Path, cg: &Cgroup) -> Result<()> {
-    let kill_file = dir.join("cgroup.kill");
-    if kill_file.exists() {
-        // One write kills the whole subtree, forks in flight included (Linux 5.14+).
-        return write_file(&kill_file, "1");
-    }
-    let freeze = dir.join("cgroup.freeze");
-    let can_freeze = freeze.exists();
-    if can_freeze {
-        write_file(&freeze, "1")?;
-        let events = dir.join("cgroup.events");
-        wait_for(Duration::from_secs(1), || {
-            fs::read_to_string(&events)
-                .ok()
-                .and_then(|t| keyed_value(&t, "frozen"))
-                == Some(1)
-        });
-    }
-    let result = signal_all(cg);
-    if can_freeze {
-        write_file(&freeze, "0")?;
-    }
-    result
-}
-
-fn kill_v1(freezer: Option<&Path>, cg: &Cgroup) -> Result<()> {
-    // Frozen, nothing in the cgroup can fork between reading cgroup.procs and the kills,
-    // so no child escapes the sweep; without a freezer the outer loop catches stragglers.
-    if let Some(dir) = freezer {
-        freeze_v1(dir)?;
-    }
-    let result = signal_all(cg);
-    if let Some(dir) = freezer {
-        // SIGKILL is only acted on once the tasks run again.
-        write_file(&dir.join("freezer.state"), "THAWED")?;
-    }
-    result
-}
-
-/// Freezes a v1 freezer cgroup, best effort: a cgroup stuck in FREEZING after a second
-/// (tasks in uninterruptible sleep) is killed anyway.
-fn freeze_v1(dir: &Path) -> Result<()> {
-    let state = dir.join("freezer.state");
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        // Old kernels need FROZEN written again while the state reads FREEZING.
-        write_file(&state, "FROZEN")?;
-        let now = read_string(&state)?;
-        if now.trim() == "FROZEN" || Instant::now() > deadline {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn signal_all(cg: &Cgroup) -> Result<()> {
-    for pid in cg.procs()? {
-        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(source) => return Err(CgroupError::Kill { pid, source }),
-        }
-    }
-    Ok(())
-}
-
-fn rmdir_retrying(dir: &Path) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if is_gone(&e) => return Ok(()),
-            // Tasks that were just killed can hold the cgroup for a moment.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RMDIR_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(source) => {
-                return Err(CgroupError::Remove {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
-}
-
-fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -869,12 +468,20 @@ fn read_u64(path: &Path) -> Result<u64> {
     })
 }
 
+mod dirs;
 mod host;
+mod kill;
 mod limits;
+mod v1;
+mod v2;
 
+use dirs::*;
 use host::*;
 pub use host::{HierarchyMount, container_hierarchies};
+use kill::*;
 use limits::*;
+use v1::*;
+use v2::*;
 
 #[cfg(test)]
 mod tests;
