@@ -366,7 +366,7 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
         names.iter().map(|(_, d)| d.digest().to_string()).collect();
     // An image is active while a container uses it.
     let active = store
-        .containers()?
+        .containers::<lb_container::ContainerConfig>()?
         .iter()
         .map(|c| c.image.to_string())
         .filter(|d| images.contains(d))
@@ -395,7 +395,7 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
     );
     // A stopped container's changes are what `rm` would reclaim.
     let (mut count, mut running, mut size, mut stopped) = (0, 0, 0u64, 0u64);
-    for c in store.containers()? {
+    for c in store.containers::<lb_container::ContainerConfig>()? {
         let bytes = store.container_size(&c.id);
         count += 1;
         size += bytes;

@@ -12,11 +12,9 @@ mod build_cmd;
 mod closed_output;
 mod container_cmds;
 mod image_cmds;
-mod json_log;
 mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;
-mod run_spec;
 
 #[derive(Parser)]
 #[command(

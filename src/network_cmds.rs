@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use lb_layerstore::{ContainerRecord, Store};
+use lb_container::{ContainerConfig, Record};
+use lb_layerstore::Store;
 use lb_network::Network;
 use lb_runtime::state::State;
 use serde_json::{Value, json};
@@ -129,10 +130,8 @@ pub fn lookup(store: &Store, mode: &str) -> anyhow::Result<Option<Network>> {
 }
 
 /// The network a container record was run on.
-pub fn of_record(store: &Store, record: &ContainerRecord) -> Option<Network> {
-    lookup(store, record.config["network"].as_str().unwrap_or("none"))
-        .ok()
-        .flatten()
+pub fn of_record(store: &Store, record: &Record) -> Option<Network> {
+    lookup(store, &record.config.network).ok().flatten()
 }
 
 fn paths_state() -> PathBuf {
@@ -265,7 +264,10 @@ pub fn detach(store: &Store, net: &Network, id: &str) {
 /// "HOSTNAME NAME": how a container is known on its network.
 fn host_names(store: &Store, id: &str, dir: &Path) -> String {
     let hostname = std::fs::read_to_string(dir.join("etc/hostname")).unwrap_or_default();
-    let name = store.container(id).map(|c| c.name).unwrap_or_default();
+    let name = store
+        .container::<ContainerConfig>(id)
+        .map(|c| c.name)
+        .unwrap_or_default();
     let hostname = hostname.trim();
     if name.is_empty() || name == hostname {
         hostname.to_string()
@@ -291,11 +293,11 @@ fn set_hosts_line(dir: &Path, names: &str, line: Option<&str>) -> anyhow::Result
 
 /// The running containers of this store on `net`, but `id`: (id, directory, address).
 fn peers(store: &Store, net: &Network, id: &str) -> Vec<(String, PathBuf, Ipv4Addr)> {
-    let Ok(all) = store.containers() else {
+    let Ok(all) = store.containers::<ContainerConfig>() else {
         return Vec::new();
     };
     all.into_iter()
-        .filter(|c| c.id != id && c.config["network"].as_str() == Some(net.name.as_str()))
+        .filter(|c| c.id != id && c.config.network == net.name)
         .filter_map(|c| {
             let dir = store.container_dir(&c.id);
             if !State::load(&dir).running() {
@@ -469,12 +471,12 @@ fn ls(store: &Store) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn users(store: &Store, name: &str) -> Vec<ContainerRecord> {
+fn users(store: &Store, name: &str) -> Vec<Record> {
     store
-        .containers()
+        .containers::<ContainerConfig>()
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| c.config["network"].as_str() == Some(name))
+        .filter(|c| c.config.network == name)
         .collect()
 }
 

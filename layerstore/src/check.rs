@@ -251,7 +251,7 @@ impl Store {
                 report.problems[i].repaired = true;
             }
         }
-        for c in self.containers()? {
+        for c in self.containers::<serde::de::IgnoredAny>()? {
             if let Err(detail) = whole(Ok(c.image)) {
                 report.found(
                     Subject::Container(c.id.clone()),

@@ -1,5 +1,6 @@
 //! Container records: `containers/<id>/container.json` says which image a container was
-//! made from, its name and how it runs (an opaque JSON config the caller owns); beside it
+//! made from, its name and how it runs (a config of the caller's own type, which the store
+//! stores and never reads: it reads records as `ContainerRecord<IgnoredAny>`); beside it
 //! live its `upper/` and `work/` directories and whatever state the caller keeps. The store
 //! keeps names unique, refuses to delete an image a container uses, and keeps that image's
 //! blobs and snapshots through a prune. It knows nothing of processes.
@@ -9,15 +10,16 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::digest::Digest;
 use crate::store::{Store, write_atomic};
 
-/// What the store knows of a container.
+/// What the store knows of a container, and the caller's config `C` of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerRecord {
+pub struct ContainerRecord<C = serde::de::IgnoredAny> {
     /// 64 lowercase hex digits.
     pub id: String,
     /// Unique among containers (docker's `--name`, or a generated one).
@@ -33,7 +35,7 @@ pub struct ContainerRecord {
     #[serde(default)]
     pub auto_remove: bool,
     /// The caller's own description of the container (command, options, spec).
-    pub config: serde_json::Value,
+    pub config: C,
 }
 
 /// docker's rule for container names.
@@ -56,7 +58,10 @@ impl Store {
     /// Records a new container and makes its directory with empty `upper/` and `work/`.
     /// The name must be free; the record appears whole (written into a temporary
     /// directory that is renamed into place) or not at all.
-    pub fn create_container(&self, record: &ContainerRecord) -> Result<PathBuf, Error> {
+    pub fn create_container<C: Serialize>(
+        &self,
+        record: &ContainerRecord<C>,
+    ) -> Result<PathBuf, Error> {
         if record.id.len() != 64 || !record.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::BadContainer(format!(
                 "invalid container id {:?}",
@@ -71,7 +76,7 @@ impl Store {
         }
         let _lock = self.lock("containers.lock")?;
         if let Some(other) = self
-            .containers()?
+            .containers::<serde::de::IgnoredAny>()?
             .into_iter()
             .find(|c| c.name == record.name)
         {
@@ -110,8 +115,8 @@ impl Store {
         Ok(target)
     }
 
-    /// Every container, oldest first.
-    pub fn containers(&self) -> Result<Vec<ContainerRecord>, Error> {
+    /// Every container, oldest first, its config read as `C`.
+    pub fn containers<C: DeserializeOwned>(&self) -> Result<Vec<ContainerRecord<C>>, Error> {
         let dir = self.containers_dir();
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(Vec::new());
@@ -124,7 +129,7 @@ impl Store {
             }
             let path = e.path().join("container.json");
             let Ok(bytes) = fs::read(&path) else { continue };
-            let rec: ContainerRecord =
+            let rec: ContainerRecord<C> =
                 serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
                     path: path.clone(),
                     reason: err.to_string(),
@@ -136,15 +141,18 @@ impl Store {
     }
 
     /// A container by full id, name, or unambiguous id prefix (docker's lookup order).
-    pub fn container(&self, key: &str) -> Result<ContainerRecord, Error> {
-        let all = self.containers()?;
+    pub fn container<C: DeserializeOwned + Clone>(
+        &self,
+        key: &str,
+    ) -> Result<ContainerRecord<C>, Error> {
+        let all = self.containers::<C>()?;
         if let Some(c) = all
             .iter()
             .find(|c| c.id == key || c.name == key.trim_start_matches('/'))
         {
             return Ok(c.clone());
         }
-        let hits: Vec<&ContainerRecord> = all
+        let hits: Vec<&ContainerRecord<C>> = all
             .iter()
             .filter(|c| !key.is_empty() && c.id.starts_with(key))
             .collect();
@@ -158,7 +166,7 @@ impl Store {
     }
 
     /// Replaces a container's record (its config changed).
-    pub fn update_container(&self, record: &ContainerRecord) -> Result<(), Error> {
+    pub fn update_container<C: Serialize>(&self, record: &ContainerRecord<C>) -> Result<(), Error> {
         let path = self.container_dir(&record.id).join("container.json");
         let json = serde_json::to_vec_pretty(record).expect("serialisable record");
         write_atomic(&path, &json)
@@ -239,7 +247,7 @@ impl Store {
     /// The ids of containers made from the image with manifest `digest`.
     pub fn containers_using(&self, digest: &Digest) -> Result<Vec<String>, Error> {
         Ok(self
-            .containers()?
+            .containers::<serde::de::IgnoredAny>()?
             .into_iter()
             .filter(|c| &c.image == digest)
             .map(|c| c.id)
@@ -251,7 +259,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn record(id: char, name: &str) -> ContainerRecord {
+    fn record(id: char, name: &str) -> ContainerRecord<serde_json::Value> {
         ContainerRecord {
             id: id.to_string().repeat(64),
             name: name.into(),
@@ -277,7 +285,10 @@ mod tests {
         assert_eq!(store.container("web").unwrap(), a);
         assert_eq!(store.container("aaaa").unwrap(), a);
         assert_eq!(store.container(&"a".repeat(64)).unwrap(), a);
-        assert!(matches!(store.container("zz"), Err(Error::NoContainer(_))));
+        assert!(matches!(
+            store.container::<serde_json::Value>("zz"),
+            Err(Error::NoContainer(_))
+        ));
         assert_eq!(
             store
                 .containers_using(&Digest::of(b"manifest"))
@@ -286,7 +297,7 @@ mod tests {
             2
         );
         store.remove_container(&a.id).unwrap();
-        assert!(store.container("web").is_err());
-        assert_eq!(store.containers().unwrap().len(), 1);
+        assert!(store.container::<serde_json::Value>("web").is_err());
+        assert_eq!(store.containers::<serde_json::Value>().unwrap().len(), 1);
     }
 }

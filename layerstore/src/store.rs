@@ -298,7 +298,7 @@ impl Store {
                 }),
             }
         }
-        for c in self.containers()? {
+        for c in self.containers::<serde::de::IgnoredAny>()? {
             refs.push((format!("container {}", c.id), c.image));
         }
         for (reference, digest) in refs {

@@ -19,7 +19,7 @@ pub struct PsArgs {
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
     crate::network_cmds::reconcile(store);
     let mut rows = Vec::new();
-    for c in store.containers()?.into_iter().rev() {
+    for c in store.containers::<ContainerConfig>()?.into_iter().rev() {
         let st = State::load(&store.container_dir(&c.id));
         if args.all || st.running() {
             rows.push((c, st));
@@ -43,7 +43,7 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
     );
     for (c, st) in rows {
-        let mut cmd = format!("\"{}\"", command_of(&c));
+        let mut cmd = format!("\"{}\"", c.config.command());
         if !args.no_trunc && cmd.chars().count() > 22 {
             cmd = cmd.chars().take(20).collect::<String>() + "…\"";
         }
@@ -59,15 +59,12 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
             format!("{} ago", ago(&c.created)),
             status_text(&st),
             if st.running() {
-                c.config["ports"]
-                    .as_array()
-                    .map(|p| {
-                        p.iter()
-                            .filter_map(|v| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
+                c.config
+                    .port_specs()
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 String::new()
             },
@@ -92,10 +89,10 @@ pub struct LogsArgs {
 }
 
 pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let c = store.container(&args.container)?;
+    let c = store.container::<ContainerConfig>(&args.container)?;
     let dir = store.container_dir(&c.id);
-    if crate::json_log::LogConfig::from_record(&c.config["log_config"])?
-        == crate::json_log::LogConfig::None
+    if lb_container::json_log::LogConfig::from_record(c.config.log_config.as_ref())?
+        == lb_container::json_log::LogConfig::None
     {
         bail!("configured logging driver does not support reading");
     }
@@ -104,7 +101,7 @@ pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
         n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
     };
     let running = || State::load(&dir).running();
-    crate::json_log::show(
+    lb_container::json_log::show(
         &dir,
         tail,
         args.timestamps,
@@ -126,12 +123,11 @@ pub fn stop(store: &Store, args: StopArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<()> {
-            let c = store.container(key)?;
+            let c = store.container::<ContainerConfig>(key)?;
             let dir = store.container_dir(&c.id);
             let st = State::load(&dir);
             if st.running() {
-                let sig = c.config["stop_signal"]
-                    .as_str()
+                let sig = Some(c.config.stop_signal.as_str())
                     .filter(|s| !s.is_empty())
                     .map(parse_signal)
                     .transpose()?
@@ -169,11 +165,9 @@ pub fn kill(store: &Store, args: KillArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<()> {
-            let c = store.container(key)?;
+            let c = store.container::<ContainerConfig>(key)?;
             let st = State::load(&store.container_dir(&c.id));
-            if !st.running() {
-                bail!("container {} is not running", c.id);
-            }
+            lb_container::Status::of(&st).can_kill(&c.id)?;
             signal(&st, sig)
         })();
         match result {
@@ -201,15 +195,11 @@ pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<()> {
-            let c = store.container(key)?;
+            let c = store.container::<ContainerConfig>(key)?;
             let dir = store.container_dir(&c.id);
             let st = State::load(&dir);
+            lb_container::Status::of(&st).can_remove(key, args.force)?;
             if st.running() {
-                if !args.force {
-                    bail!(
-                        "cannot remove container \"{key}\": container is running: stop the container before removing or force remove"
-                    );
-                }
                 signal(&st, nix::sys::signal::Signal::SIGKILL)?;
                 wait_exited(&dir, Some(Duration::from_secs(10)));
             }
@@ -240,7 +230,7 @@ pub struct WaitArgs {
 
 pub fn wait(store: &Store, args: WaitArgs) -> anyhow::Result<ExitCode> {
     for key in &args.containers {
-        let c = store.container(key)?;
+        let c = store.container::<ContainerConfig>(key)?;
         let st = wait_exited(&store.container_dir(&c.id), None);
         println!("{}", st.exit_code);
     }
@@ -265,7 +255,7 @@ pub struct CommitArgs {
 }
 
 pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
-    let c = store.container(&args.container)?;
+    let c = store.container::<ContainerConfig>(&args.container)?;
     let parent = store.image_by_manifest(c.image)?;
     let name = args
         .name
@@ -285,7 +275,7 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
         &store.container_dir(&c.id).join("upper"),
         name.as_ref(),
         &lb_layerstore::LayerCommit {
-            created_by: command_of(&c),
+            created_by: c.config.command(),
             comment: args.message.clone(),
             author: args.author.clone(),
             config_changes: if args.change.is_empty() {
@@ -311,15 +301,10 @@ pub struct ExportArgs {
 /// on top) as one tar, as `docker export` writes it (`write_merged`: a read-only overlay in
 /// a mount namespace of this process's own, seen by no one and gone with the process).
 pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let c = store.container(&args.container)?;
+    let c = store.container::<ContainerConfig>(&args.container)?;
     let dir = store.container_dir(&c.id);
     let mut lowers = vec![dir.join("upper")];
-    lowers.extend(
-        serde_json::from_value::<Vec<PathBuf>>(c.config["lowers"].clone())
-            .context("the container record names no layers")?
-            .into_iter()
-            .rev(),
-    );
+    lowers.extend(c.config.lowers.iter().rev().cloned());
     crate::image_cmds::write_archive(args.output.as_deref(), |out| {
         Ok(lb_builder::write_merged(lowers, &dir, out)?)
     })?;

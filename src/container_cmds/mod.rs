@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args};
-use lb_layerstore::{ContainerRecord, Reference, Store};
+use lb_container::{ContainerConfig, Record};
+use lb_layerstore::{Reference, Store};
 use lb_runtime::state::{State, Status};
 
-use crate::run_spec::{self, ImageRunConfig, RunOptions};
+use lb_container::run_spec::{self, ImageRunConfig, RunOptions};
 
 mod manage;
 mod run;
@@ -117,24 +118,8 @@ fn bind_ports(
         .collect()
 }
 
-/// The published ports a record holds.
-fn record_ports(record: &ContainerRecord) -> Vec<lb_network::ports::PortSpec> {
-    record.config["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.as_str())
-        .filter_map(|p| {
-            // "IP:HOST->CTR/PROTO" as `ps` shows it
-            let (host, ctr) = p.split_once("->")?;
-            let (ip, hp) = host.rsplit_once(':')?;
-            lb_network::ports::parse_publish(&format!("{ip}:{hp}:{ctr}")).ok()
-        })
-        .collect()
-}
-
 /// Takes `record`'s container off its network, if it is on one of lb's.
-fn leave_network(store: &Store, record: &ContainerRecord) {
+fn leave_network(store: &Store, record: &Record) {
     if let Some(net) = crate::network_cmds::of_record(store, record) {
         crate::network_cmds::detach(store, &net, &record.id);
     }
@@ -160,18 +145,6 @@ fn dup(fd: i32) -> anyhow::Result<OwnedFd> {
     // SAFETY: borrowing a standard descriptor for the duration of the dup.
     let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     Ok(b.try_clone_to_owned()?)
-}
-
-fn command_of(record: &ContainerRecord) -> String {
-    record.config["spec"]["process"]["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 fn ago(rfc: &str) -> String {

@@ -142,7 +142,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     // host name, as docker shares them.
     let joined = match args.network.strip_prefix("container:") {
         Some(other) => {
-            let c = store.container(other)?;
+            let c = store.container::<ContainerConfig>(other)?;
             let other_dir = store.container_dir(&c.id);
             let st = State::load(&other_dir);
             if !st.running() {
@@ -200,27 +200,35 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Validate everything before anything is written to the store.
     let dir_guess = store.container_dir(&id);
     let plan = run_spec::plan(&image_cfg, &opts, &dir_guess.join("etc"))?;
-    let (_, log_config) = crate::json_log::LogConfig::from_flags(&args.log_driver, &args.log_opt)?;
+    let (_, log_config) =
+        lb_container::json_log::LogConfig::from_flags(&args.log_driver, &args.log_opt)?;
     let name = args.name.clone().unwrap_or_else(|| generated_name(&id));
-    let record = ContainerRecord {
+    let record = Record {
         id: id.clone(),
         name,
         image: image.manifest_digest,
         image_name: image_arg.to_string(),
         created: now(),
         auto_remove: args.rm,
-        config: serde_json::json!({
-            "spec": plan.spec,
-            "user": plan.user,
-            "seccomp": plan.seccomp,
-            "stop_signal": image_cfg.stop_signal,
-            "tty": args.process.tty,
-            "init": args.init,
-            "lowers": lowers,
-            "network": network.as_ref().map_or(args.network.as_str(), |n| n.name.as_str()),
-            "ports": bound.iter().map(|b| b.spec().to_string()).collect::<Vec<_>>(),
-            "log_config": log_config,
-        }),
+        config: ContainerConfig {
+            version: lb_container::record::CONFIG_VERSION,
+            spec: plan.spec,
+            user: Some(plan.user),
+            seccomp: plan.seccomp,
+            stop_signal: image_cfg.stop_signal.clone(),
+            tty: args.process.tty,
+            init: args.init,
+            lowers,
+            network: network
+                .as_ref()
+                .map_or(args.network.as_str(), |n| n.name.as_str())
+                .to_string(),
+            ports: bound
+                .iter()
+                .map(|b| lb_container::PortBinding(b.spec()))
+                .collect(),
+            log_config: Some(log_config),
+        },
     };
     let dir = store.create_container(&record)?;
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network)?;
@@ -315,16 +323,13 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// How to start the container `record` describes (its directory `dir`): run and start
 /// both start it from its record.
 fn launch_of(
-    record: &ContainerRecord,
+    record: &Record,
     dir: &Path,
     stdio: lb_runtime::Stdio,
 ) -> anyhow::Result<lb_runtime::Launch> {
     let config = &record.config;
-    let bad = || format!("the record of container {} is damaged", record.id);
     // Overlay lowers are listed top first; snapshots come bottom first.
-    let mut lowers: Vec<PathBuf> =
-        serde_json::from_value(config["lowers"].clone()).with_context(bad)?;
-    lowers.reverse();
+    let mut lowers: Vec<PathBuf> = config.lowers.iter().rev().cloned().collect();
     if lowers.is_empty() {
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty)?;
@@ -332,7 +337,7 @@ fn launch_of(
     }
     Ok(lb_runtime::Launch {
         id: record.id.clone(),
-        spec: serde_json::from_value(config["spec"].clone()).with_context(bad)?,
+        spec: config.spec.clone(),
         layers: lb_runtime::RootfsLayers {
             lowers,
             upper: dir.join("upper"),
@@ -343,9 +348,9 @@ fn launch_of(
             volatile: record.auto_remove,
         },
         rootfs: dir.join("rootfs"),
-        user: config["user"].as_str().map(str::to_string),
-        seccomp: config["seccomp"].as_bool().unwrap_or(true),
-        init: config["init"].as_bool().unwrap_or(false),
+        user: config.user.clone(),
+        seccomp: config.seccomp,
+        init: config.init,
         // A container outlives a killed lb, as docker's outlives a killed client: it has a
         // record, and `lb ps`/`stop`/`rm` reach it.
         die_with_caller: false,
@@ -384,14 +389,15 @@ fn foreground_stdio(
 /// a pipe that the container started, prints its id and returns.
 fn detach(
     store: &Store,
-    record: &ContainerRecord,
+    record: &Record,
     dir: &Path,
     mut launch: lb_runtime::Launch,
     ports: Vec<lb_network::ports::Bound>,
 ) -> anyhow::Result<ExitCode> {
     let auto_remove = record.auto_remove;
-    let tty = record.config["tty"].as_bool().unwrap_or(false);
-    let log_config = crate::json_log::LogConfig::from_record(&record.config["log_config"])?;
+    let tty = record.config.tty;
+    let log_config =
+        lb_container::json_log::LogConfig::from_record(record.config.log_config.as_ref())?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: lb is single-threaded here; the child only starts and follows the container.
     match unsafe { nix::unistd::fork() }? {
@@ -451,7 +457,7 @@ fn detach(
                             unsafe { libc::dup2(null.as_raw_fd(), fd) };
                         }
                     }
-                    crate::json_log::copy(dir, &log_config, streams);
+                    lb_container::json_log::copy(dir, &log_config, streams);
                     drop(charge);
                     let code = c.wait().unwrap_or(255);
                     // Off the network before the exit is recorded: whoever waits for it
@@ -506,14 +512,14 @@ fn detach(
 /// (none with `--log-driver none` and no terminal: the output goes to /dev/null).
 fn log_streams(
     tty: bool,
-    log_config: &crate::json_log::LogConfig,
+    log_config: &lb_container::json_log::LogConfig,
 ) -> anyhow::Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'static str)>)> {
     if tty {
         let pty = lb_runtime::tty::Pty::open()?;
         let stdio = pty.container_stdio()?;
         return Ok((stdio, vec![(pty.close_slave(), "stdout")]));
     }
-    if *log_config == crate::json_log::LogConfig::None {
+    if *log_config == lb_container::json_log::LogConfig::None {
         let stdio = lb_runtime::Stdio::Fds {
             stdin: devnull()?,
             stdout: devnull()?,
@@ -550,13 +556,10 @@ pub struct ExecArgs {
 /// container's confinement (capabilities, seccomp, no_new_privs) and environment.
 pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let (key, command) = split_target(&args.container_and_command);
-    let c = store.container(key)?;
+    let c = store.container::<ContainerConfig>(key)?;
     let st = State::load(&store.container_dir(&c.id));
-    if !st.running() {
-        bail!("container {key} is not running");
-    }
-    let mut spec: oci_spec::runtime::Spec = serde_json::from_value(c.config["spec"].clone())
-        .context("the container record holds no spec")?;
+    lb_container::Status::of(&st).can_exec(key)?;
+    let mut spec = c.config.spec.clone();
     let mut process = spec.process().clone().unwrap_or_default();
     let mut env = process.env().clone().unwrap_or_default();
     if args.process.tty {
@@ -571,11 +574,7 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         process.set_cwd(PathBuf::from(w));
     }
     spec.set_process(Some(process));
-    let user = args
-        .process
-        .user
-        .clone()
-        .or_else(|| c.config["user"].as_str().map(str::to_string));
+    let user = args.process.user.clone().or_else(|| c.config.user.clone());
     let (stdio, pty) = if args.process.detach {
         let stdio = lb_runtime::Stdio::Fds {
             stdin: devnull()?,
@@ -594,7 +593,7 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         pid: st.pid,
         spec,
         user,
-        seccomp: c.config["seccomp"].as_bool().unwrap_or(true),
+        seccomp: c.config.seccomp,
         stdio,
     };
     let started = match lb_runtime::exec(&e) {
@@ -632,7 +631,7 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<ExitCode> {
-            let c = store.container(key)?;
+            let c = store.container::<ContainerConfig>(key)?;
             let dir = store.container_dir(&c.id);
             if State::load(&dir).running() {
                 return Ok(ExitCode::SUCCESS);
@@ -646,7 +645,7 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                 // The monitor of the last run may still be letting go of the ports.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 ports = loop {
-                    match bind_ports(&record_ports(&c)) {
+                    match bind_ports(&c.config.port_specs()) {
                         Ok(p) => break p,
                         Err(_) if Instant::now() < deadline => {
                             std::thread::sleep(Duration::from_millis(20))

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use crate::error::{Error, Result, invalid};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, Mount, MountBuilder, PosixRlimit,
     PosixRlimitBuilder, Spec,
@@ -63,7 +63,7 @@ pub struct RunPlan {
 
 /// docker's Entrypoint/Cmd rule: `--entrypoint` replaces the image's entrypoint and drops
 /// its Cmd; arguments after the image replace Cmd.
-pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> anyhow::Result<Vec<String>> {
+pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {
     let (entrypoint, default_cmd) = match &opts.entrypoint {
         Some(e) if e.is_empty() => (vec![], vec![]),
         Some(e) => (vec![e.clone()], vec![]),
@@ -76,7 +76,7 @@ pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> anyhow::Result
     };
     let all: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if all.is_empty() {
-        bail!("no command specified");
+        invalid!("no command specified");
     }
     Ok(all)
 }
@@ -97,7 +97,7 @@ fn set_env(env: &mut Vec<String>, entry: String) {
     env.push(entry);
 }
 
-pub fn environment(image: &ImageRunConfig, opts: &RunOptions) -> anyhow::Result<Vec<String>> {
+pub fn environment(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {
     let mut env = Vec::new();
     set_env(&mut env, format!("PATH={}", lb_runtime::DEFAULT_PATH));
     for e in &image.env {
@@ -117,10 +117,13 @@ pub fn add_env(
     env: &mut Vec<String>,
     env_files: &[std::path::PathBuf],
     env_args: &[String],
-) -> anyhow::Result<()> {
+) -> Result<()> {
     for file in env_files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--env-file {}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|source| Error::OptionFile {
+            option: "--env-file",
+            path: file.clone(),
+            source,
+        })?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim_start();
             if line.is_empty() || line.starts_with('#') {
@@ -131,7 +134,7 @@ pub fn add_env(
                 .next()
                 .is_some_and(|k| k.is_empty() || k.contains(char::is_whitespace))
             {
-                bail!(
+                invalid!(
                     "--env-file {}:{}: variable '{line}' contains whitespaces or has no name",
                     file.display(),
                     n + 1
@@ -144,7 +147,7 @@ pub fn add_env(
     }
     for e in env_args {
         if e.starts_with('=') || e.is_empty() {
-            bail!("invalid environment variable: {e}");
+            invalid!("invalid environment variable: {e}");
         }
         if let Some(e) = env_entry(e) {
             set_env(env, e);
@@ -154,7 +157,7 @@ pub fn add_env(
 }
 
 /// docker's `RAMInBytes`: a number with an optional b, k, m, g, t or p suffix (powers of 1024).
-pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+pub fn parse_bytes(s: &str) -> Result<i64> {
     let mut t = s.trim().to_ascii_lowercase();
     // "512mb" and "512m" mean the same.
     if t.len() > 2 && t.ends_with('b') && t[..t.len() - 1].ends_with(['k', 'm', 'g', 't', 'p']) {
@@ -178,7 +181,7 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
         .parse()
         .ok()
         .filter(|v: &f64| *v >= 0.0 && v.is_finite())
-        .with_context(|| format!("invalid size: '{s}'"))?;
+        .ok_or_else(|| Error::InvalidOption(format!("invalid size: '{s}'")))?;
     Ok((v * (1u64 << shift.max(0)) as f64) as i64)
 }
 
@@ -192,28 +195,28 @@ fn mount(dest: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
         .expect("mount")
 }
 
-fn check_dest(dest: &str, what: &str) -> anyhow::Result<()> {
+fn check_dest(dest: &str, what: &str) -> Result<()> {
     if !dest.starts_with('/') {
-        bail!("invalid {what}: the container path '{dest}' must be absolute");
+        invalid!("invalid {what}: the container path '{dest}' must be absolute");
     }
     if dest == "/" {
-        bail!("invalid {what}: the container path cannot be '/'");
+        invalid!("invalid {what}: the container path cannot be '/'");
     }
     Ok(())
 }
 
 /// `-v HOST:CTR[:ro|rw]`, `--mount type=bind|tmpfs,...`, `--tmpfs CTR[:OPTIONS]`.
-pub fn user_mounts(opts: &RunOptions) -> anyhow::Result<Vec<Mount>> {
+pub fn user_mounts(opts: &RunOptions) -> Result<Vec<Mount>> {
     let mut out = Vec::new();
     for v in &opts.volumes {
         let parts: Vec<&str> = v.split(':').collect();
         let (src, dst, mode) = match parts.as_slice() {
             [s, d] => (*s, *d, "rw"),
             [s, d, m] => (*s, *d, *m),
-            _ => bail!("invalid volume specification: '{v}'"),
+            _ => invalid!("invalid volume specification: '{v}'"),
         };
         if !src.starts_with('/') {
-            bail!(
+            invalid!(
                 "invalid volume specification: '{v}': named volumes are not supported, give an absolute host path"
             );
         }
@@ -226,7 +229,7 @@ pub fn user_mounts(opts: &RunOptions) -> anyhow::Result<Vec<Mount>> {
                 "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
                     options.push(m.to_string())
                 }
-                _ => bail!("invalid volume specification: '{v}': invalid mode: {m}"),
+                _ => invalid!("invalid volume specification: '{v}': invalid mode: {m}"),
             }
         }
         out.push(mount(dst, "bind", src, options));
@@ -248,17 +251,17 @@ pub fn user_mounts(opts: &RunOptions) -> anyhow::Result<Vec<Mount>> {
                 "bind-propagation" => options.push(val.to_string()),
                 "tmpfs-size" => options.push(format!("size={}", parse_bytes(val)?)),
                 "tmpfs-mode" => options.push(format!("mode={val}")),
-                _ => bail!("invalid field '{k}' in --mount {m}"),
+                _ => invalid!("invalid field '{k}' in --mount {m}"),
             }
         }
         if dst.is_empty() {
-            bail!("invalid --mount {m}: target is required");
+            invalid!("invalid --mount {m}: target is required");
         }
         check_dest(&dst, &format!("--mount {m}"))?;
         match typ.as_str() {
             "bind" => {
                 if !src.starts_with('/') {
-                    bail!("invalid --mount {m}: bind source must be an absolute path");
+                    invalid!("invalid --mount {m}: bind source must be an absolute path");
                 }
                 options.insert(0, "rbind".to_string());
                 out.push(mount(&dst, "bind", &src, options));
@@ -267,7 +270,7 @@ pub fn user_mounts(opts: &RunOptions) -> anyhow::Result<Vec<Mount>> {
                 options.extend(["nosuid", "nodev", "noexec"].map(String::from));
                 out.push(mount(&dst, "tmpfs", "tmpfs", options));
             }
-            other => bail!("invalid --mount {m}: type '{other}' is not supported (bind, tmpfs)"),
+            other => invalid!("invalid --mount {m}: type '{other}' is not supported (bind, tmpfs)"),
         }
     }
     for t in &opts.tmpfs {
@@ -281,28 +284,28 @@ pub fn user_mounts(opts: &RunOptions) -> anyhow::Result<Vec<Mount>> {
 }
 
 /// `--ulimit NAME=SOFT[:HARD]`.
-pub fn ulimits(opts: &RunOptions) -> anyhow::Result<Vec<PosixRlimit>> {
+pub fn ulimits(opts: &RunOptions) -> Result<Vec<PosixRlimit>> {
     let mut out = Vec::new();
     for u in &opts.ulimits {
         let (name, vals) = u
             .split_once('=')
-            .with_context(|| format!("invalid ulimit argument: {u}"))?;
+            .ok_or_else(|| Error::InvalidOption(format!("invalid ulimit argument: {u}")))?;
         let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-        let n = |v: &str| -> anyhow::Result<u64> {
+        let n = |v: &str| -> Result<u64> {
             if v == "-1" || v == "unlimited" {
                 return Ok(u64::MAX);
             }
             v.parse()
-                .with_context(|| format!("invalid ulimit argument: {u}"))
+                .map_err(|e| Error::InvalidOption(format!("invalid ulimit argument: {u}: {e}")))
         };
         let (soft, hard) = (n(soft)?, n(hard)?);
         if soft > hard {
-            bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+            invalid!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
         }
         let typ: oci_spec::runtime::PosixRlimitType = serde_json::from_value(
             serde_json::Value::String(format!("RLIMIT_{}", name.to_ascii_uppercase())),
         )
-        .map_err(|_| anyhow::anyhow!("invalid ulimit type: {name}"))?;
+        .map_err(|_| Error::InvalidOption(format!("invalid ulimit type: {name}")))?;
         out.push(
             PosixRlimitBuilder::default()
                 .typ(typ)
@@ -317,25 +320,25 @@ pub fn ulimits(opts: &RunOptions) -> anyhow::Result<Vec<PosixRlimit>> {
 
 /// The bounding set after `--cap-add`/`--cap-drop` (docker: `ALL` allowed in both; drops
 /// apply after adds unless `--cap-add ALL`).
-pub fn capabilities(opts: &RunOptions) -> anyhow::Result<Vec<String>> {
-    let norm = |c: &str| -> anyhow::Result<String> {
+pub fn capabilities(opts: &RunOptions) -> Result<Vec<String>> {
+    let norm = |c: &str| -> Result<String> {
         if c.eq_ignore_ascii_case("all") {
             return Ok("ALL".into());
         }
         defaults::capability(c)
             .map(|cap| defaults::capability_name(&cap))
-            .with_context(|| format!("unknown capability: \"{c}\""))
+            .ok_or_else(|| Error::InvalidOption(format!("unknown capability: \"{c}\"")))
     };
     let add = opts
         .cap_add
         .iter()
         .map(|c| norm(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let drop = opts
         .cap_drop
         .iter()
         .map(|c| norm(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     if opts.privileged {
         return Ok(defaults::all_caps());
     }
@@ -360,14 +363,14 @@ pub fn capabilities(opts: &RunOptions) -> anyhow::Result<Vec<String>> {
 }
 
 /// The whole plan: docker's default spec adjusted by the image and the options.
-pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Result<RunPlan> {
+pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> Result<RunPlan> {
     let own_network = match opts.network.as_str() {
         "none" => true,
         "host" => false,
         // Another container's namespace, or one lb made and wired for a bridge network:
         // joined by path.
         _ if opts.join_network.is_some() => false,
-        other => bail!(
+        other => invalid!(
             "--network {other}: unknown network (none, host, bridge, container:NAME, a network's name)"
         ),
     };
@@ -394,11 +397,11 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
             ("no-new-privileges", "" | "true") => nnp = true,
             ("no-new-privileges", "false") => nnp = false,
             ("seccomp", "unconfined") => seccomp = false,
-            ("seccomp", other) => bail!(
+            ("seccomp", other) => invalid!(
                 "--security-opt seccomp={other}: only 'unconfined' or the default profile are supported"
             ),
             ("apparmor" | "label", _) => {}
-            _ => bail!("invalid --security-opt: {o}"),
+            _ => invalid!("invalid --security-opt: {o}"),
         }
     }
     let caps: oci_spec::runtime::Capabilities = capabilities(opts)?
@@ -413,7 +416,7 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
         .or_else(|| Some(image.working_dir.clone()).filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
-        bail!("the working directory '{cwd}' is invalid, it needs to be an absolute path");
+        invalid!("the working directory '{cwd}' is invalid, it needs to be an absolute path");
     }
     let rlimits = ulimits(opts)?;
     let process = spec.process_mut().as_mut().expect("default process");
@@ -457,9 +460,10 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
     if let Some(m) = &opts.memory {
-        let bytes = parse_bytes(m).with_context(|| format!("--memory {m}"))?;
+        let bytes =
+            parse_bytes(m).map_err(|e| Error::InvalidOption(format!("--memory {m}: {e}")))?;
         if bytes < 6 * 1024 * 1024 {
-            bail!("--memory {m}: minimum memory limit allowed is 6MB");
+            invalid!("--memory {m}: minimum memory limit allowed is 6MB");
         }
         resources.set_memory(Some(
             LinuxMemoryBuilder::default()
@@ -470,7 +474,7 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> anyhow::Re
     }
     if let Some(c) = opts.cpus {
         if c <= 0.0 {
-            bail!("--cpus {c}: range of CPUs is from 0.01 to the number of CPUs available");
+            invalid!("--cpus {c}: range of CPUs is from 0.01 to the number of CPUs available");
         }
         resources.set_cpu(Some(
             LinuxCpuBuilder::default()

@@ -11,7 +11,7 @@ mod reader;
 pub use copier::copy;
 pub use reader::show;
 
-use anyhow::{Context, bail};
+use crate::error::{Error, Result, invalid};
 
 /// The file the current entries go to, in the container's directory.
 pub const LOG_FILE: &str = "log.json";
@@ -43,71 +43,83 @@ impl Default for LogConfig {
     }
 }
 
+/// How a container record keeps its log configuration: docker's `HostConfig.LogConfig`
+/// (`{"Type": …, "Config": {…}}`), the options as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogConfigRecord {
+    #[serde(rename = "Type", default)]
+    pub driver: String,
+    #[serde(rename = "Config", default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
 impl LogConfig {
     /// The driver and `KEY=VALUE` options as given to `lb run`, checked as docker checks
-    /// them; also the form kept in the container record (docker's `HostConfig.LogConfig`).
-    pub fn from_flags(
-        driver: &str,
-        opts: &[String],
-    ) -> anyhow::Result<(LogConfig, serde_json::Value)> {
-        let mut config = serde_json::Map::new();
+    /// them; also the form kept in the container record.
+    pub fn from_flags(driver: &str, opts: &[String]) -> Result<(LogConfig, LogConfigRecord)> {
+        let mut record = LogConfigRecord {
+            driver: driver.to_string(),
+            options: Default::default(),
+        };
         for o in opts {
             let Some((k, v)) = o.split_once('=') else {
-                bail!("invalid log opt format {o:?}: expected KEY=VALUE");
+                invalid!("invalid log opt format {o:?}: expected KEY=VALUE");
             };
-            config.insert(k.to_string(), v.into());
+            record.options.insert(k.to_string(), v.to_string());
         }
-        let record = serde_json::json!({ "Type": driver, "Config": config });
-        Ok((Self::from_record(&record)?, record))
+        Ok((Self::from_record(Some(&record))?, record))
     }
 
-    /// The configuration a container record keeps (`{"Type": …, "Config": {…}}`); a record
-    /// without one (made before lb had log options) logs as docker's default.
-    pub fn from_record(v: &serde_json::Value) -> anyhow::Result<LogConfig> {
-        if v.is_null() {
+    /// The configuration a container record keeps; a record without one (made before lb
+    /// had log options) logs as docker's default.
+    pub fn from_record(record: Option<&LogConfigRecord>) -> Result<LogConfig> {
+        let Some(record) = record else {
             return Ok(LogConfig::default());
-        }
-        let opt = |k: &str| v["Config"][k].as_str();
-        match v["Type"].as_str().unwrap_or("json-file") {
+        };
+        let opt = |k: &str| record.options.get(k).map(String::as_str);
+        match record.driver.as_str() {
             // docker's `none` driver takes any options and ignores them.
             "none" => Ok(LogConfig::None),
             "json-file" | "" => {
-                if let Some(m) = v["Config"].as_object() {
-                    for key in m.keys() {
-                        match key.as_str() {
-                            "max-size" | "max-file" => {}
-                            "compress" | "labels" | "labels-regex" | "env" | "env-regex"
-                            | "tag" => bail!(
+                for key in record.options.keys() {
+                    match key.as_str() {
+                        "max-size" | "max-file" => {}
+                        "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {
+                            invalid!(
                                 "log opt '{key}' of the json-file driver is not supported by lb"
-                            ),
-                            _ => bail!("unknown log opt '{key}' for json-file log driver"),
+                            )
                         }
+                        _ => invalid!("unknown log opt '{key}' for json-file log driver"),
                     }
                 }
                 let max_size = opt("max-size").map(parse_size).transpose()?;
                 let max_file = match opt("max-file") {
                     None => 1,
                     Some(s) => {
-                        let n: i64 = s.parse().with_context(|| {
-                            format!("strconv.Atoi: parsing {s:?}: invalid syntax")
+                        let n: i64 = s.parse().map_err(|_| {
+                            Error::InvalidOption(format!(
+                                "strconv.Atoi: parsing {s:?}: invalid syntax"
+                            ))
                         })?;
                         if n < 1 {
-                            bail!("max-file cannot be less than 1");
+                            invalid!("max-file cannot be less than 1");
                         }
-                        u32::try_from(n).context("max-file is too large")?
+                        u32::try_from(n).map_err(|e| {
+                            Error::InvalidOption(format!("max-file is too large: {e}"))
+                        })?
                     }
                 };
                 Ok(LogConfig::JsonFile { max_size, max_file })
             }
-            other => bail!("logger: no log driver named '{other}' is registered"),
+            other => invalid!("logger: no log driver named '{other}' is registered"),
         }
     }
 }
 
 /// `max-size` as docker reads it (go-units `FromHumanSize`: decimal units, `10m` is
 /// 10,000,000 bytes; `k`, `m`, `g`, `t`, `p` with an optional `i` and `b`).
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let invalid = || anyhow::anyhow!("invalid size: '{s}'");
+fn parse_size(s: &str) -> Result<u64> {
+    let invalid = || Error::InvalidOption(format!("invalid size: '{s}'"));
     let num_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -141,7 +153,7 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
     let n: f64 = num.parse().map_err(|_| invalid())?;
     let size = (n * mul) as i64;
     if size <= 0 {
-        bail!("max-size must be a positive number");
+        invalid!("max-size must be a positive number");
     }
     Ok(size as u64)
 }
@@ -304,11 +316,14 @@ mod tests {
                 max_file: 3
             }
         );
-        assert_eq!(LogConfig::from_record(&rec).unwrap(), c);
-        assert_eq!(
-            LogConfig::from_record(&serde_json::Value::Null).unwrap(),
-            LogConfig::default()
-        );
+        assert_eq!(LogConfig::from_record(Some(&rec)).unwrap(), c);
+        assert_eq!(LogConfig::from_record(None).unwrap(), LogConfig::default());
+        // The record's form is docker's HostConfig.LogConfig, as lb's records hold it.
+        let kept: LogConfigRecord = serde_json::from_str(
+            r#"{"Type":"json-file","Config":{"max-size":"1k","max-file":"3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(kept, rec);
         assert_eq!(
             LogConfig::from_flags("none", &opts(&["max-size=1k"]))
                 .unwrap()

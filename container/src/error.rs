@@ -1,0 +1,34 @@
+//! The container library's errors. Messages are docker's where docker has one: `lb run`
+//! prints them as they are and exits 125.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An option's value docker refuses (a flag, a log option, a volume spec), with
+    /// docker's message naming the option.
+    #[error("{0}")]
+    InvalidOption(String),
+    /// What the container's state does not allow (docker's 409 conflicts), with docker's
+    /// message.
+    #[error("{0}")]
+    Conflict(String),
+    /// A file an option names could not be read (`--env-file`).
+    #[error("{option} {}: {source}", path.display())]
+    OptionFile {
+        option: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Returns an [`Error::InvalidOption`] with a formatted message (the library's `bail!`).
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err($crate::Error::InvalidOption(format!($($arg)*)))
+    };
+}
+pub(crate) use invalid;
