@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::digest::{Digest, Digester, ThreadedDigester};
@@ -57,13 +57,41 @@ pub fn write_diff(
     compression: LayerCompression,
     opts: DiffOptions,
 ) -> Result<LayerDiff, Error> {
+    write_layer(&UpperDir(upper), upper, out, compression, opts)
+}
+
+/// What a layer's tar holds, written through the one [`TarWriter`]: an upper directory
+/// ([`write_diff`]) or the changes between two full trees (`differ.rs`), so both make the
+/// same bytes for the same change.
+pub(crate) trait TarSource {
+    fn write_entries<W: Write>(&self, tar: &mut TarWriter<'_, W>) -> Result<(), Error>;
+}
+
+/// An overlay upper directory: every entry in it is the change.
+struct UpperDir<'a>(&'a Path);
+
+impl TarSource for UpperDir<'_> {
+    fn write_entries<W: Write>(&self, tar: &mut TarWriter<'_, W>) -> Result<(), Error> {
+        tar.dir(self.0, "")
+    }
+}
+
+/// The layer of `src` to `out`, compressed and hashed as [`write_diff`] does; `upper`
+/// names the layer in errors.
+pub(crate) fn write_layer(
+    src: &impl TarSource,
+    upper: &Path,
+    out: impl Write,
+    compression: LayerCompression,
+    opts: DiffOptions,
+) -> Result<LayerDiff, Error> {
     let out = NoSpaceNamed { inner: out, upper };
     let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
     match compression {
         LayerCompression::None => {
             // Hashed beside the tar's making (half its work otherwise), in 1 MiB pieces.
             let mut tar = BufWriter::with_capacity(1 << 20, ThreadedDigester::new(out));
-            let entries = write_tar(upper, &mut tar, opts)?;
+            let entries = write_tar(src, upper, &mut tar, opts)?;
             let digester = tar.into_inner().map_err(|e| ctx(e.into_error()))?;
             let (diff_id, size, mut w) = digester.finish().map_err(ctx)?;
             w.flush().map_err(ctx)?;
@@ -78,18 +106,19 @@ pub fn write_diff(
         LayerCompression::Gzip(level) => {
             let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
             let enc = crate::gzip::ParallelGzip::new(blob, level).map_err(ctx)?;
-            compressed(upper, opts, enc, |e| e.finish())
+            compressed(src, upper, opts, enc, |e| e.finish())
         }
         LayerCompression::Zstd(level) => {
             let blob = Digester::new(BufWriter::with_capacity(1 << 20, out));
             let enc = zstd::stream::write::Encoder::new(blob, level).map_err(ctx)?;
-            compressed(upper, opts, enc, |e| e.finish())
+            compressed(src, upper, opts, enc, |e| e.finish())
         }
     }
 }
 
 /// The tar written through `enc`, a compressor over the blob's digester, in one pass.
 fn compressed<E: Write, W: Write>(
+    src: &impl TarSource,
     upper: &Path,
     opts: DiffOptions,
     enc: E,
@@ -97,7 +126,7 @@ fn compressed<E: Write, W: Write>(
 ) -> Result<LayerDiff, Error> {
     let ctx = |e| Error::layer(&format!("writing the layer of {}", upper.display()), e);
     let mut tar = Digester::new(BufWriter::with_capacity(1 << 20, enc));
-    let entries = write_tar(upper, &mut tar, opts)?;
+    let entries = write_tar(src, upper, &mut tar, opts)?;
     let (diff_id, size, w) = tar.finish();
     let enc = w.into_inner().map_err(|e| ctx(e.into_error()))?;
     let blob = end(enc).map_err(ctx)?;
@@ -148,7 +177,7 @@ impl<W: Write> Write for NoSpaceNamed<'_, W> {
     }
 }
 
-struct TarWriter<'a, W: Write> {
+pub(crate) struct TarWriter<'a, W: Write> {
     out: &'a mut W,
     opts: DiffOptions,
     /// (device, inode) of files with several links, to the first name written.
@@ -156,14 +185,19 @@ struct TarWriter<'a, W: Write> {
     entries: u64,
 }
 
-fn write_tar<W: Write>(upper: &Path, out: &mut W, opts: DiffOptions) -> Result<u64, Error> {
+fn write_tar<W: Write>(
+    src: &impl TarSource,
+    upper: &Path,
+    out: &mut W,
+    opts: DiffOptions,
+) -> Result<u64, Error> {
     let mut w = TarWriter {
         out,
         opts,
         links: HashMap::new(),
         entries: 0,
     };
-    w.dir(upper, "")?;
+    src.write_entries(&mut w)?;
     w.out
         .write_all(&[0u8; 1024])
         .map_err(|e| Error::io(upper, e))?;
@@ -172,121 +206,143 @@ fn write_tar<W: Write>(upper: &Path, out: &mut W, opts: DiffOptions) -> Result<u
 
 impl<W: Write> TarWriter<'_, W> {
     /// Writes the children of `dir` (whose name in the layer is `prefix`), sorted by name.
-    fn dir(&mut self, dir: &Path, prefix: &str) -> Result<(), Error> {
-        let mut children: Vec<(Vec<u8>, std::path::PathBuf)> = fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .map(|e| e.map(|e| (e.file_name().as_bytes().to_vec(), e.path())))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::io(dir, e))?;
-        children.sort();
-        for (name, path) in children {
-            let name = String::from_utf8_lossy(&name).into_owned();
-            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let ft = meta.file_type();
-            let rel = format!("{prefix}{name}");
-            let io_err = |e| Error::io(&path, e);
-            if ft.is_char_device() && meta.rdev() == 0 {
-                // An overlay whiteout: the name was deleted in this layer.
-                let wh = format!("{prefix}.wh.{name}");
-                self.entry(
-                    &wh,
-                    tar::EntryType::Regular,
-                    &meta,
-                    0,
-                    "",
-                    &[],
-                    &mut io::empty(),
-                )
-                .map_err(io_err)?;
-            } else if ft.is_dir() {
-                let xattrs = xattrs(&path).map_err(io_err)?;
-                let opaque = xattrs.iter().any(|(k, v)| {
-                    (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y"
-                });
-                let keep: Vec<_> = xattrs.into_iter().filter(|(k, _)| !is_overlay(k)).collect();
-                let dname = format!("{rel}/");
-                self.entry(
-                    &dname,
-                    tar::EntryType::Directory,
-                    &meta,
-                    0,
-                    "",
-                    &keep,
-                    &mut io::empty(),
-                )
-                .map_err(io_err)?;
-                if opaque {
-                    let marker = format!("{rel}/.wh..wh..opq");
+    pub(crate) fn dir(&mut self, dir: &Path, prefix: &str) -> Result<(), Error> {
+        for (name, path) in sorted_children(dir)? {
+            self.child(&path, prefix, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `path`, named `prefix` + `name` in the layer: its entry, and a directory's
+    /// whole content after it.
+    pub(crate) fn child(&mut self, path: &Path, prefix: &str, name: &str) -> Result<(), Error> {
+        let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let stat = Stat::of(&meta);
+        let ft = meta.file_type();
+        let rel = format!("{prefix}{name}");
+        let io_err = |e| Error::io(path, e);
+        if ft.is_char_device() && meta.rdev() == 0 {
+            // An overlay whiteout: the name was deleted in this layer.
+            self.whiteout(prefix, name, &stat).map_err(io_err)?;
+        } else if ft.is_dir() {
+            let dname = self.dir_entry(path, &rel, &meta, false)?;
+            self.dir(path, &dname)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(io_err)?;
+            let target = String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned();
+            self.entry(
+                &rel,
+                tar::EntryType::Symlink,
+                &stat,
+                0,
+                &target,
+                &[],
+                &mut io::empty(),
+            )
+            .map_err(io_err)?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = self.links.get(&key).cloned() {
                     self.entry(
-                        &marker,
-                        tar::EntryType::Regular,
-                        &meta,
+                        &rel,
+                        tar::EntryType::Link,
+                        &stat,
                         0,
-                        "",
+                        &first,
                         &[],
                         &mut io::empty(),
                     )
                     .map_err(io_err)?;
+                    return Ok(());
                 }
-                self.dir(&path, &dname)?;
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(io_err)?;
-                let target = String::from_utf8_lossy(target.as_os_str().as_bytes()).into_owned();
-                self.entry(
-                    &rel,
-                    tar::EntryType::Symlink,
-                    &meta,
-                    0,
-                    &target,
-                    &[],
-                    &mut io::empty(),
-                )
-                .map_err(io_err)?;
-            } else if ft.is_file() {
-                if meta.nlink() > 1 {
-                    let key = (meta.dev(), meta.ino());
-                    if let Some(first) = self.links.get(&key).cloned() {
-                        self.entry(
-                            &rel,
-                            tar::EntryType::Link,
-                            &meta,
-                            0,
-                            &first,
-                            &[],
-                            &mut io::empty(),
-                        )
-                        .map_err(io_err)?;
-                        continue;
-                    }
-                    self.links.insert(key, rel.clone());
-                }
-                let xattrs = xattrs(&path).map_err(io_err)?;
-                let mut file = File::open(&path).map_err(io_err)?;
-                self.entry(
-                    &rel,
-                    tar::EntryType::Regular,
-                    &meta,
-                    meta.len(),
-                    "",
-                    &xattrs,
-                    &mut file,
-                )
-                .map_err(io_err)?;
-            } else {
-                let kind = if ft.is_fifo() {
-                    tar::EntryType::Fifo
-                } else if ft.is_char_device() {
-                    tar::EntryType::Char
-                } else if ft.is_block_device() {
-                    tar::EntryType::Block
-                } else {
-                    continue; // sockets have no place in a layer
-                };
-                self.entry(&rel, kind, &meta, 0, "", &[], &mut io::empty())
-                    .map_err(io_err)?;
+                self.links.insert(key, rel.clone());
             }
+            let xattrs = xattrs(path).map_err(io_err)?;
+            let mut file = File::open(path).map_err(io_err)?;
+            self.entry(
+                &rel,
+                tar::EntryType::Regular,
+                &stat,
+                meta.len(),
+                "",
+                &xattrs,
+                &mut file,
+            )
+            .map_err(io_err)?;
+        } else {
+            let kind = if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else if ft.is_block_device() {
+                tar::EntryType::Block
+            } else {
+                return Ok(()); // sockets have no place in a layer
+            };
+            self.entry(&rel, kind, &stat, 0, "", &[], &mut io::empty())
+                .map_err(io_err)?;
         }
         Ok(())
+    }
+
+    /// Writes the entry of the directory `path` (named `rel`) alone, with the opaque marker
+    /// when its overlay xattr says so or `opaque` is asked for; returns the prefix of its
+    /// children's names.
+    pub(crate) fn dir_entry(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        meta: &fs::Metadata,
+        opaque: bool,
+    ) -> Result<String, Error> {
+        let io_err = |e| Error::io(path, e);
+        let stat = Stat::of(meta);
+        let xattrs = xattrs(path).map_err(io_err)?;
+        let opaque = opaque
+            || xattrs.iter().any(|(k, v)| {
+                (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y"
+            });
+        let keep: Vec<_> = xattrs.into_iter().filter(|(k, _)| !is_overlay(k)).collect();
+        let dname = format!("{rel}/");
+        self.entry(
+            &dname,
+            tar::EntryType::Directory,
+            &stat,
+            0,
+            "",
+            &keep,
+            &mut io::empty(),
+        )
+        .map_err(io_err)?;
+        if opaque {
+            let marker = format!("{rel}/.wh..wh..opq");
+            self.entry(
+                &marker,
+                tar::EntryType::Regular,
+                &stat,
+                0,
+                "",
+                &[],
+                &mut io::empty(),
+            )
+            .map_err(io_err)?;
+        }
+        Ok(dname)
+    }
+
+    /// Writes `.wh.NAME` in the directory named `prefix`: NAME was deleted.
+    pub(crate) fn whiteout(&mut self, prefix: &str, name: &str, stat: &Stat) -> io::Result<()> {
+        let wh = format!("{prefix}.wh.{name}");
+        self.entry(
+            &wh,
+            tar::EntryType::Regular,
+            stat,
+            0,
+            "",
+            &[],
+            &mut io::empty(),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -294,7 +350,7 @@ impl<W: Write> TarWriter<'_, W> {
         &mut self,
         name: &str,
         kind: tar::EntryType,
-        meta: &fs::Metadata,
+        stat: &Stat,
         size: u64,
         link: &str,
         xattrs: &[(String, Vec<u8>)],
@@ -316,18 +372,18 @@ impl<W: Write> TarWriter<'_, W> {
             pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
         }
         h.set_entry_type(kind);
-        h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(u64::from(meta.uid()));
-        h.set_gid(u64::from(meta.gid()));
-        let mut mtime = meta.mtime();
+        h.set_mode(stat.mode & 0o7777);
+        h.set_uid(u64::from(stat.uid));
+        h.set_gid(u64::from(stat.gid));
+        let mut mtime = stat.mtime;
         if let Some(epoch) = self.opts.source_date_epoch {
             mtime = mtime.min(epoch);
         }
         h.set_mtime(mtime.max(0) as u64);
         h.set_size(size);
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
-            h.set_device_major(rustix::fs::major(meta.rdev()))?;
-            h.set_device_minor(rustix::fs::minor(meta.rdev()))?;
+            h.set_device_major(rustix::fs::major(stat.rdev))?;
+            h.set_device_minor(rustix::fs::minor(stat.rdev))?;
         }
         h.set_cksum();
         if !pax.is_empty() {
@@ -369,6 +425,44 @@ impl<W: Write> TarWriter<'_, W> {
     }
 }
 
+/// What an entry's header says of its file: from the file's metadata, or made up for an
+/// entry no file stands for (a whiteout the differ writes for a deleted name).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds; tar keeps no fraction.
+    pub mtime: i64,
+    pub rdev: u64,
+}
+
+impl Stat {
+    pub(crate) fn of(meta: &fs::Metadata) -> Stat {
+        Stat {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            rdev: meta.rdev(),
+        }
+    }
+}
+
+/// The entries of `dir` as (name, path), sorted by the name's bytes: the layer's order.
+pub(crate) fn sorted_children(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let mut children: Vec<(Vec<u8>, PathBuf)> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| (e.file_name().as_bytes().to_vec(), e.path())))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(dir, e))?;
+    children.sort();
+    Ok(children
+        .into_iter()
+        .map(|(name, path)| (String::from_utf8_lossy(&name).into_owned(), path))
+        .collect())
+}
+
 fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
     let rem = (512 - size % 512) % 512;
     out.write_all(&[0u8; 512][..rem as usize])
@@ -379,7 +473,7 @@ fn is_overlay(key: &str) -> bool {
 }
 
 /// The extended attributes of `path` (not following symlinks), sorted by name.
-fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {
         match rustix::fs::llistxattr(path, &mut names) {
