@@ -111,6 +111,9 @@ pub enum Error {
     },
     #[error("{0}")]
     NoSpace(NoSpace),
+    /// A snapshotter refused: no such snapshot, a key taken, a view committed, ...
+    #[error("snapshot {key}: {reason}")]
+    Snapshot { key: String, reason: String },
     #[error("invalid {variable}={value:?}: {reason}")]
     InvalidSetting {
         variable: &'static str,

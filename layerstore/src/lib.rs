@@ -21,6 +21,7 @@ mod compressed;
 mod container;
 mod content;
 mod diff;
+mod differ;
 mod digest;
 mod error;
 mod gzip;
@@ -29,6 +30,7 @@ mod reference;
 mod reserve;
 mod snapshot;
 mod snapshot_check;
+mod snapshotter;
 mod spool;
 mod store;
 mod trash;
@@ -39,6 +41,7 @@ pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use container::ContainerRecord;
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
+pub use differ::{apply, compare};
 pub use digest::{Digest, Digester};
 pub use error::{Error, NoSpace, is_no_space};
 pub use gzip::ParallelGzip;
@@ -49,5 +52,8 @@ pub use image::{
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
+pub use snapshotter::{
+    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, UpperDirs, VfsSnapshotter,
+};
 pub use store::spread_subdirectories;
 pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

@@ -1,0 +1,154 @@
+//! The vfs driver: every snapshot a plain, full directory tree, for file systems or kernels
+//! where overlayfs cannot be used (docker's and containerd's "vfs"/"native"). Preparing a
+//! snapshot copies its parent's tree (`tree.rs`: reflinked where the file system can, so
+//! the copy costs metadata only); committing renames the tree to
+//! `snapshotter/vfs/committed/<chain hex>/`; a view binds a committed tree read-only,
+//! without copying it. A layer's changes are found by comparing two trees (`differ.rs`).
+//!
+//! It knows its directory layout, nothing of layers, mounting or overlayfs.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{ActiveDir, Kind, Record, remove_committed};
+use super::{Chain, Mounts, Snapshot, SnapshotKey, Snapshotter, not_found};
+use crate::Error;
+use crate::digest::Digest;
+use crate::store::Store;
+
+/// The tree inside an active snapshot's (or an empty view's) directory.
+const FS: &str = "fs";
+
+/// Snapshots as full directory trees.
+#[derive(Debug, Clone)]
+pub struct VfsSnapshotter {
+    store: Store,
+    committed: PathBuf,
+    active: ActiveDir,
+}
+
+impl VfsSnapshotter {
+    pub fn new(store: &Store) -> VfsSnapshotter {
+        let dir = store.root().join("snapshotter").join("vfs");
+        VfsSnapshotter {
+            store: store.clone(),
+            committed: dir.join("committed"),
+            active: ActiveDir::new(&dir),
+        }
+    }
+
+    fn committed_path(&self, id: &Digest) -> PathBuf {
+        self.committed.join(id.hex())
+    }
+
+    /// The committed tree `chain` names (`None` for the empty chain); it must exist. Only
+    /// the top counts: a vfs tree holds its whole chain.
+    fn parent_tree(&self, chain: Option<&Chain>) -> Result<Option<PathBuf>, Error> {
+        let Some(top) = chain.and_then(Chain::top) else {
+            return Ok(None);
+        };
+        let dir = self.committed_path(top);
+        if !dir.is_dir() {
+            return Err(not_found(&top.to_string(), "committed"));
+        }
+        Ok(Some(dir))
+    }
+
+    fn mounts_of(&self, dir: &Path, record: &Record) -> Result<Mounts, Error> {
+        Ok(match record.kind {
+            Kind::Active => Mounts::Bind {
+                source: dir.join(FS),
+                read_only: false,
+            },
+            Kind::View => Mounts::Bind {
+                source: match self.parent_tree(Some(&record.chain()))? {
+                    Some(tree) => tree,
+                    None => dir.join(FS),
+                },
+                read_only: true,
+            },
+        })
+    }
+
+    fn create(
+        &self,
+        key: &SnapshotKey,
+        parent: Option<&Chain>,
+        kind: Kind,
+    ) -> Result<Mounts, Error> {
+        let tree = self.parent_tree(parent)?;
+        let record = Record {
+            kind,
+            parent: parent.map(|c| c.ids().to_vec()).unwrap_or_default(),
+        };
+        let dir = self.active.create(key, &record, |tmp| {
+            let at = tmp.join(FS);
+            match (&tree, kind) {
+                (Some(tree), Kind::Active) => super::tree::copy_tree(tree, &at),
+                // A view of a tree binds that tree: nothing to copy.
+                (Some(_), Kind::View) => Ok(()),
+                (None, _) => fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&at)
+                    .map_err(|e| Error::io(&at, e)),
+            }
+        })?;
+        self.mounts_of(&dir, &record)
+    }
+}
+
+impl Snapshotter for VfsSnapshotter {
+    fn prepare(&self, key: &SnapshotKey, parent: Option<&Chain>) -> Result<Mounts, Error> {
+        self.create(key, parent, Kind::Active)
+    }
+
+    fn view(&self, key: &SnapshotKey, parent: Option<&Chain>) -> Result<Mounts, Error> {
+        self.create(key, parent, Kind::View)
+    }
+
+    /// The caller has stopped writing the tree.
+    fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error> {
+        let record = self.active.read(key)?;
+        if record.kind != Kind::Active {
+            return Err(Error::Snapshot {
+                key: key.to_string(),
+                reason: "a view cannot be committed".into(),
+            });
+        }
+        let _writing = self.store.writing()?;
+        let tree = self.active.path(key).join(FS);
+        let target = self.committed_path(name);
+        if !target.is_dir() {
+            fs::create_dir_all(&self.committed).map_err(|e| Error::io(&self.committed, e))?;
+            // Durable before it is named: the store's unsynced records (unsynced.rs) cover
+            // overlay snapshots only, so one syncfs here (vfs, the fallback, pays it)
+            // keeps a machine crash from leaving a cut tree under a chain id.
+            let fd = fs::File::open(&tree).map_err(|e| Error::io(&tree, e))?;
+            rustix::fs::syncfs(&fd).map_err(|e| Error::io(&tree, e.into()))?;
+            match fs::rename(&tree, &target) {
+                Ok(()) => fs::File::open(&self.committed)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io(&self.committed, e))?,
+                // Someone committed equal content first: theirs stands.
+                Err(_) if target.is_dir() => {}
+                Err(e) => return Err(Error::io(&target, e)),
+            }
+        }
+        self.active.remove(&self.store, key)
+    }
+
+    fn remove(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        match snapshot {
+            Snapshot::Active(key) => self.active.remove(&self.store, key),
+            Snapshot::Committed(id) => {
+                remove_committed(&self.store, &self.active, id, &self.committed_path(id))
+            }
+        }
+    }
+
+    fn mounts(&self, key: &SnapshotKey) -> Result<Mounts, Error> {
+        let record = self.active.read(key)?;
+        self.mounts_of(&self.active.path(key), &record)
+    }
+}
