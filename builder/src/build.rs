@@ -25,6 +25,7 @@ use lb_parser::shell::Lexer;
 use lb_parser::{Command, Dockerfile, Instruction};
 use serde_json::{Value, json};
 
+use crate::cache_key::{CacheKey, CopyFlags, CopyInputs, RunInputs, RunKey, SourceKey};
 use crate::config::ImageConfig;
 use crate::copy;
 use crate::error::BuildError;
@@ -36,7 +37,6 @@ mod run;
 mod stage;
 mod state;
 
-use files::CopyFlags;
 use state::StageState;
 
 /// What the caller asks of a build.
@@ -319,10 +319,6 @@ fn store_err(e: lb_layerstore::Error) -> BuildError {
 fn private_mounts() -> Result<(), BuildError> {
     lb_runtime::rootfs::private_mount_namespace()
         .map_err(|e| BuildError::new(format!("building: {}", e.message)))
-}
-
-fn key_of(parts: &Value) -> Digest {
-    Digest::of(&serde_json::to_vec(parts).expect("json"))
 }
 
 impl Builder<'_> {

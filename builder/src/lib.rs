@@ -10,9 +10,11 @@
 //! - `plan`: the stages as a DAG, the ones the target needs, in parallel levels.
 //! - `build`: runs a plan: cache keys, RUN in the runtime, COPY/ADD (`copy`) into a fresh
 //!   upper dir, layers and images in the store, progress as events.
+//! - `cache_key`: the steps' cache keys, typed, and their digests made in one place.
 //! - `digests`: the content digests of files builds read, remembered by their stat.
 
 mod build;
+mod cache_key;
 pub mod config;
 mod copy;
 mod digests;

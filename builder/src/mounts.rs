@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use lb_parser::{MountType, Sharing};
 use lb_rootpath::Root;
 use oci_spec::runtime::{Mount, MountBuilder};
-use serde_json::{Value, json};
+
+use crate::cache_key::{MountKey, SourceKey};
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `,env=VAR`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +29,9 @@ pub(crate) struct Prepared {
     pub mounts: Vec<Mount>,
     /// Variables secrets are given in (`env=`).
     pub env: Vec<(String, String)>,
-    /// What the mounts add to the step's cache key (bind sources' contents; not caches
-    /// or secrets).
-    pub key: Vec<Value>,
+    /// What the mounts add to the step's cache key (bind sources' contents; not caches'
+    /// or secrets').
+    pub key: Vec<MountKey>,
     /// Mount points that did not exist in the image.
     pub stubs: Vec<PathBuf>,
     /// Held for the run: `sharing=locked` caches.
@@ -110,7 +111,7 @@ pub(crate) enum MountSource {
     /// The context directory and what of it the build sees.
     Context(PathBuf, crate::copy::Visible),
     /// A stage's or image's file system (a view) and the key that names it.
-    Image(PathBuf, String),
+    Image(PathBuf, lb_layerstore::Digest),
 }
 
 fn bind(target: &Path, source: &Path, read_only: bool) -> Mount {
@@ -207,15 +208,20 @@ pub(crate) fn prepare(
                     p._locks.push(lock);
                 }
                 p.mounts.push(bind(&target, &dir, m.read_only));
-                p.key.push(json!({ "cache": target, "id": id }));
+                p.key.push(MountKey::Cache {
+                    target: target.clone(),
+                    id,
+                });
             }
             MountType::Bind => {
                 let source = m.source.clone().unwrap_or_else(|| "/".into());
                 let (root, from_key, visible) = match source_of(m.from.as_deref())? {
-                    MountSource::Context(root, visible) => (root, "context".to_string(), visible),
-                    MountSource::Image(root, key) => (root, key, crate::copy::Visible::default()),
+                    MountSource::Context(root, visible) => (root, SourceKey::Context, visible),
+                    MountSource::Image(root, key) => {
+                        (root, SourceKey::Image(key), crate::copy::Visible::default())
+                    }
                 };
-                let from_image = from_key != "context";
+                let from_image = from_key != SourceKey::Context;
                 let rel = crate::copy::clean_relative(&source)
                     .ok_or_else(|| format!("mount source {source}: outside its root"))?;
                 // Resolved inside its root (a link in the context or the stage names a
@@ -246,7 +252,13 @@ pub(crate) fn prepare(
                     path
                 };
                 p.mounts.push(bind(&target, &path, m.read_only));
-                p.key.push(json!({ "bind": target, "from": from_key, "source": source, "digest": digest.to_string(), "ro": m.read_only }));
+                p.key.push(MountKey::Bind {
+                    target: target.clone(),
+                    from: from_key,
+                    source,
+                    digest,
+                    read_only: m.read_only,
+                });
             }
             MountType::Tmpfs => {
                 let mut opts = vec!["nosuid".to_string(), "nodev".to_string()];
@@ -262,7 +274,9 @@ pub(crate) fn prepare(
                         .build()
                         .expect("tmpfs mount"),
                 );
-                p.key.push(json!({ "tmpfs": target }));
+                p.key.push(MountKey::Tmpfs {
+                    target: target.clone(),
+                });
             }
             MountType::Secret => {
                 let id =

@@ -3,19 +3,6 @@
 
 use super::*;
 
-/// What COPY and ADD flags shape the files.
-#[derive(Clone, Copy)]
-pub(super) struct CopyFlags<'a> {
-    pub(super) chown: Option<&'a str>,
-    pub(super) chmod: Option<&'a str>,
-    /// ADD: local archives are unpacked.
-    pub(super) unpack: bool,
-    pub(super) parents: bool,
-    pub(super) excludes: &'a [String],
-    /// ADD `--checksum`: what a fetched URL must hash to.
-    pub(super) checksum: Option<&'a str>,
-}
-
 impl Builder<'_> {
     /// WORKDIR makes its directory when the image lacks it, as BuildKit does: a layer
     /// with the directory (and parents), metadata from the image where it has them.
@@ -95,8 +82,8 @@ impl Builder<'_> {
         let chown = chown.map(word).transpose()?;
         let workdir = state.workdir();
         let (root, from_key) = match &from {
-            copy::Source::Context(dir) => (dir.clone(), json!("context")),
-            copy::Source::Image(image, key) => (self.view(Some(image))?, json!(key.to_string())),
+            copy::Source::Context(dir) => (dir.clone(), SourceKey::Context),
+            copy::Source::Image(image, key) => (self.view(Some(image))?, SourceKey::Image(*key)),
         };
         let target = self.view(state.image.as_ref())?;
         // Heredoc sources become files of their own, named by their delimiters.
@@ -179,11 +166,15 @@ impl Builder<'_> {
                 .map_or_else(|| "empty".to_string(), |c| c.to_string());
             op = op.with_content_id(format!("{chain} exclude {patterns:?}"));
         }
-        let key = key_of(&json!({
-            "parent": state.key.to_string(),
-            "copy": op.digest(&self.digests).map_err(|m| BuildError::at(ins, m))?.to_string(),
-            "from": from_key,
-        }));
+        let content = op
+            .digest(&self.digests)
+            .map_err(|m| BuildError::at(ins, m))?;
+        let key = CacheKey::Copy {
+            parent: &state.key,
+            content: &content,
+            from: from_key,
+        }
+        .digest();
         // BuildKit's form: the flags that shape the files, then sources and destination.
         let mut words = vec![if unpack { "ADD" } else { "COPY" }.to_string()];
         if let copy::Source::Image(..) = from {

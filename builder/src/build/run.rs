@@ -49,7 +49,7 @@ impl Builder<'_> {
     fn run_args(
         &self,
         state: &StageState,
-        run: &lb_parser::Run,
+        run: &RunInputs<'_>,
     ) -> Result<(Vec<String>, Option<Script>), String> {
         if !run.command.shell_form {
             return Ok((run.command.args.clone(), None));
@@ -71,7 +71,7 @@ impl Builder<'_> {
             return Ok((args, None));
         }
         let mut full = cmd;
-        for doc in &run.heredocs {
+        for doc in run.heredocs {
             full.push('\n');
             full.push_str(&doc.body());
             full.push_str(&doc.name);
@@ -101,6 +101,8 @@ impl Builder<'_> {
         name: &str,
         results: &Mutex<Vec<Option<StageState>>>,
     ) -> Result<StageState, BuildError> {
+        // What reaches the key is read from the instruction through these only.
+        let run = &RunInputs::of(run);
         let (args, script) = self
             .run_args(&state, run)
             .map_err(|m| BuildError::at(ins, m))?;
@@ -142,11 +144,19 @@ impl Builder<'_> {
             self.view(state.image.as_ref())?
         };
         let prepared = self.run_mounts(&state, ins, run, &dir, &cwd, &lower_view, results)?;
-        let key = key_of(&json!({
-            "parent": state.key.to_string(),
-            "run": args, "script": script, "env": env, "user": user, "cwd": cwd,
-            "network_none": network_none, "mounts": prepared.key,
-        }));
+        let key = CacheKey::Run {
+            parent: &state.key,
+            run: RunKey {
+                argv: &args,
+                script: script.as_ref().map(|(n, b)| (n.as_str(), b.as_str())),
+                env: &env,
+                user: &user,
+                cwd: &cwd,
+                network_none,
+                mounts: &prepared.key,
+            },
+        }
+        .digest();
         let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
@@ -264,7 +274,7 @@ impl Builder<'_> {
         &self,
         state: &StageState,
         ins: &Instruction,
-        run: &lb_parser::Run,
+        run: &RunInputs<'_>,
         dir: &Path,
         cwd: &str,
         lower_view: &Path,
@@ -274,7 +284,7 @@ impl Builder<'_> {
         let scope = state.scope();
         let expand = |w: &str| lex.process_word(w, &scope).map_err(|e| e.to_string());
         let mut mounts = Vec::new();
-        for m in &run.mounts {
+        for m in run.mounts {
             mounts.push(
                 lb_parser::parse_mount(&m.spec, &expand).map_err(|e| BuildError::at(ins, e))?,
             );
@@ -288,7 +298,7 @@ impl Builder<'_> {
                 Some(f) => match self.source_image(f, results)? {
                     copy::Source::Image(image, key) => {
                         let view = self.view(Some(&image)).map_err(|e| e.message)?;
-                        Ok(crate::mounts::MountSource::Image(view, key.to_string()))
+                        Ok(crate::mounts::MountSource::Image(view, key))
                     }
                     copy::Source::Context(c) => {
                         Ok(crate::mounts::MountSource::Context(c, self.context.clone()))

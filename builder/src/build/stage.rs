@@ -35,7 +35,7 @@ impl Builder<'_> {
                     layers: Vec::new(),
                     image: None,
                     args: Default::default(),
-                    key: Digest::of(b"scratch"),
+                    key: CacheKey::Scratch.digest(),
                     created: self.created.clone(),
                     no_cache: false,
                 })
@@ -45,7 +45,10 @@ impl Builder<'_> {
                     .image_named(name)
                     .map_err(|m| BuildError::at(&stage.from, m))?;
                 let config = self.raw_config(&image)?;
-                let key = key_of(&json!({ "image": image.manifest_digest.to_string() }));
+                let key = CacheKey::Image {
+                    manifest: &image.manifest_digest,
+                }
+                .digest();
                 Ok(StageState::from_image(image, config, key))
             }
             Base::Stage(i) => {
@@ -180,31 +183,29 @@ impl Builder<'_> {
                 } else {
                     format!("ARG {}", declared.join(" "))
                 };
-                let key = key_of(&json!({ "parent": state.key.to_string(), "arg": now }));
+                let key = CacheKey::Arg {
+                    parent: &state.key,
+                    declared: &now,
+                }
+                .digest();
                 self.history(&mut state, text, true);
                 state.key = key;
                 Ok(state)
             }
             Command::Run(run) => self.run_step(state, ins, run, name, results),
             Command::Copy(c) => {
-                let from = match &c.from {
+                let inputs = CopyInputs::of_copy(c);
+                let from = match inputs.from {
                     None => copy::Source::Context(self.opts.context.clone()),
                     Some(f) => self
                         .source_image(f, results)
                         .map_err(|m| BuildError::at(ins, m))?,
                 };
-                let flags = CopyFlags {
-                    chown: c.chown.as_deref(),
-                    chmod: c.chmod.as_deref(),
-                    unpack: false,
-                    parents: c.parents,
-                    excludes: &c.excludes,
-                    checksum: None,
-                };
-                self.copy_step(state, ins, name, from, &c.files, &flags)
+                self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
             }
             Command::Add(a) => {
-                if let Some(git) = a
+                let inputs = CopyInputs::of_add(a);
+                if let Some(git) = inputs
                     .files
                     .sources
                     .iter()
@@ -216,15 +217,7 @@ impl Builder<'_> {
                     ));
                 }
                 let from = copy::Source::Context(self.opts.context.clone());
-                let flags = CopyFlags {
-                    chown: a.chown.as_deref(),
-                    chmod: a.chmod.as_deref(),
-                    unpack: a.unpack != Some(false),
-                    parents: false,
-                    excludes: &a.excludes,
-                    checksum: a.checksum.as_deref(),
-                };
-                self.copy_step(state, ins, name, from, &a.files, &flags)
+                self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
             }
             _ => {
                 let applied = state
@@ -239,11 +232,12 @@ impl Builder<'_> {
                     })?;
                 // What the step changed, not the whole config: linear in the instructions.
                 let (created_by, change) = (applied.created_by, applied.change);
-                let key = key_of(&json!({
-                    "parent": state.key.to_string(),
-                    "instruction": created_by,
-                    "change": change,
-                }));
+                let key = CacheKey::Metadata {
+                    parent: &state.key,
+                    created_by: &created_by,
+                    change: &change,
+                }
+                .digest();
                 if let Command::Workdir(_) = ins.command {
                     return self.workdir_step(state, ins, name, key, created_by);
                 }
@@ -273,7 +267,7 @@ impl Builder<'_> {
         }
         state.run.config.remove("OnBuild");
         // The key names the config: one without the triggers is another.
-        state.key = key_of(&json!({ "parent": state.key.to_string(), "onbuild": "consumed" }));
+        state.key = CacheKey::OnbuildConsumed { parent: &state.key }.digest();
         for trigger in triggers {
             let bad = |m: String| BuildError::at(&stage.from, format!("ONBUILD {trigger}: {m}"));
             let tree =
@@ -310,7 +304,10 @@ impl Builder<'_> {
             return Ok(copy::Source::Image(Box::new(image), s.key));
         }
         let image = self.image_named(from)?;
-        let key = key_of(&json!({ "image": image.manifest_digest.to_string() }));
+        let key = CacheKey::Image {
+            manifest: &image.manifest_digest,
+        }
+        .digest();
         Ok(copy::Source::Image(Box::new(image), key))
     }
 }
