@@ -17,7 +17,9 @@ use lb_layerstore::Store;
 use lb_network::Network;
 use lb_network::pool::Claimed;
 
-use crate::network_cmds::{attach_links, build_pool, detach, start_pool_filler};
+use lb_container::network::{attach_links, detach};
+
+use crate::network_cmds::{build_pool, start_pool_filler};
 
 /// A claimed pool entry and the descriptor its step joins it through (opened in the host's
 /// mount namespace: the namespace file is a mount there).

@@ -13,6 +13,32 @@ pub enum Error {
     /// message.
     #[error("{0}")]
     Conflict(String),
+    /// `--network NAME` (or `network rm/inspect NAME`) names no network.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// Joining a network failed.
+    #[error("--network {network}: {source}")]
+    Attach {
+        network: String,
+        #[source]
+        source: lb_network::Error,
+    },
+    /// Publishing ports (DNAT rules) failed.
+    #[error("publishing ports: {0}")]
+    Publish(#[source] lb_network::Error),
+    #[error(transparent)]
+    Network(#[from] lb_network::Error),
+    #[error(transparent)]
+    Store(#[from] lb_layerstore::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of lb's that does not parse.
+    #[error("{}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
     /// A file an option names could not be read (`--env-file`).
     #[error("{option} {}: {source}", path.display())]
     OptionFile {

@@ -2,13 +2,15 @@
 //! Engine API server both call. It owns the container record's format (`record`: typed,
 //! versioned, read back from earlier records), the states a container goes through and
 //! what each allows (`state`, with docker's refusals), the rules that turn `lb run`'s
-//! options into an OCI spec (`run_spec`) and docker's json-file log format (`json_log`).
+//! options into an OCI spec (`run_spec`), docker's json-file log format (`json_log`), and
+//! containers on lb's networks with user networks' definitions (`network`).
 //!
 //! It must not know: the builder, registries, or clap (options arrive as plain structs,
 //! errors leave as values; printing and exit codes are the caller's).
 
 mod error;
 pub mod json_log;
+pub mod network;
 pub mod record;
 pub mod run_spec;
 pub mod state;

@@ -17,7 +17,7 @@ pub struct PsArgs {
 }
 
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
-    crate::network_cmds::reconcile(store);
+    lb_container::network::reconcile(store);
     let mut rows = Vec::new();
     for c in store.containers::<ContainerConfig>()?.into_iter().rev() {
         let st = State::load(&store.container_dir(&c.id));
@@ -191,7 +191,7 @@ pub struct RmArgs {
 }
 
 pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
-    crate::network_cmds::reconcile(store);
+    lb_container::network::reconcile(store);
     let mut code = ExitCode::SUCCESS;
     for key in &args.containers {
         let result = (|| -> anyhow::Result<()> {

@@ -120,8 +120,8 @@ fn bind_ports(
 
 /// Takes `record`'s container off its network, if it is on one of lb's.
 fn leave_network(store: &Store, record: &Record) {
-    if let Some(net) = crate::network_cmds::of_record(store, record) {
-        crate::network_cmds::detach(store, &net, &record.id);
+    if let Some(net) = lb_container::network::of_record(store, record) {
+        lb_container::network::detach(store, &net, &record.id);
     }
 }
 

@@ -104,9 +104,9 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let lowers = store.prepare_snapshots(&image)?;
     let id = random_id()?;
     let host_network = args.network == "host";
-    let network = crate::network_cmds::lookup(store, &args.network)?;
+    let network = lb_container::network::lookup(store, &args.network)?;
     let bridge = network.is_some();
-    crate::network_cmds::reconcile(store);
+    lb_container::network::reconcile(store);
     let mut publish: Vec<lb_network::ports::PortSpec> = args
         .publish
         .iter()
@@ -191,7 +191,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         ulimits: args.ulimit.clone(),
         network: args.network.clone(),
         join_network: if bridge {
-            Some(crate::network_cmds::netns_file(store, &id))
+            Some(lb_container::network::netns_file(store, &id))
         } else {
             joined.as_ref().map(|(ns, _)| PathBuf::from(ns))
         },
@@ -235,14 +235,14 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut ip = None;
     if let Some(net) = &network {
         let specs: Vec<_> = bound.iter().map(|b| b.spec()).collect();
-        let attached = crate::network_cmds::attach(store, net, &id, &dir)
-            .and_then(|a| crate::network_cmds::publish(store, net, &id, a, &specs).map(|()| a));
+        let attached = lb_container::network::attach(store, net, &id, &dir)
+            .and_then(|a| lb_container::network::publish(store, net, &id, a, &specs).map(|()| a));
         match attached {
             Ok(a) => ip = Some(a),
             Err(e) => {
-                crate::network_cmds::detach(store, net, &id);
+                lb_container::network::detach(store, net, &id);
                 let _ = store.remove_container(&id);
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
@@ -312,7 +312,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(net) = &network {
-        crate::network_cmds::detach(store, net, &id);
+        lb_container::network::detach(store, net, &id);
     }
     if args.rm {
         store.remove_container(&id)?;
@@ -425,7 +425,7 @@ fn detach(
                     // The published ports' relays live in this monitor, as long as the
                     // container (their threads stay in the monitor's cgroup: they are
                     // made before the charge below).
-                    if let Some(ip) = crate::network_cmds::address(dir) {
+                    if let Some(ip) = lb_container::network::address(dir) {
                         for b in ports {
                             lb_network::ports::relay(b, ip);
                         }
@@ -637,8 +637,8 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut ports = Vec::new();
-            if let Some(net) = crate::network_cmds::of_record(store, &c) {
-                crate::network_cmds::reconcile(store);
+            if let Some(net) = lb_container::network::of_record(store, &c) {
+                lb_container::network::reconcile(store);
                 // Created again, not exited: a reconcile by another lb meanwhile must not
                 // take the network this start is setting up.
                 State::default().save(&dir, true)?;
@@ -653,9 +653,9 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                         Err(e) => return Err(e),
                     }
                 };
-                let ip = crate::network_cmds::attach(store, &net, &c.id, &dir)?;
+                let ip = lb_container::network::attach(store, &net, &c.id, &dir)?;
                 let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
-                crate::network_cmds::publish(store, &net, &c.id, ip, &specs)?;
+                lb_container::network::publish(store, &net, &c.id, ip, &specs)?;
             }
             detach(
                 store,
