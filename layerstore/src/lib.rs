@@ -53,7 +53,8 @@ pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use snapshotter::{
-    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, UpperDirs, VfsSnapshotter,
+    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, UpperDirs,
+    VfsSnapshotter,
 };
 pub use store::spread_subdirectories;
 pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

@@ -105,14 +105,14 @@ fn make_tree(root: &Path) -> bool {
     fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o400)).unwrap();
     rustix::fs::mknodat(
         CWD,
-        &root.join("pipe"),
+        root.join("pipe"),
         FileType::Fifo,
         Mode::from_raw_mode(0o640),
         0,
     )
     .unwrap();
     let xattrs = rustix::fs::lsetxattr(
-        &root.join("secret"),
+        root.join("secret"),
         "user.note",
         b"kept",
         XattrFlags::empty(),
@@ -122,7 +122,7 @@ fn make_tree(root: &Path) -> bool {
         let dev = rustix::fs::makedev(1, 3);
         rustix::fs::mknodat(
             CWD,
-            &root.join("null"),
+            root.join("null"),
             FileType::CharacterDevice,
             Mode::from_raw_mode(0o666),
             dev,
@@ -130,14 +130,14 @@ fn make_tree(root: &Path) -> bool {
         .unwrap();
         rustix::fs::chownat(
             CWD,
-            &root.join("secret"),
+            root.join("secret"),
             Some(rustix::fs::Uid::from_raw(1000)),
             Some(rustix::fs::Gid::from_raw(50)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .unwrap();
         rustix::fs::lsetxattr(
-            &root.join("usr/bin/tool"),
+            root.join("usr/bin/tool"),
             "trusted.lb",
             b"t",
             XattrFlags::empty(),

@@ -204,7 +204,7 @@ mod tests {
         let Mounts::Overlay { lowers, upper } = &m else {
             panic!("{m:?}")
         };
-        assert_eq!(lowers, &[base_dir.clone()]);
+        assert_eq!(lowers, std::slice::from_ref(&base_dir));
         let upper = upper.clone().unwrap();
         assert!(upper.upper.is_dir() && upper.work.is_dir());
         assert_eq!(s.mounts(&key("step")).unwrap(), m);
