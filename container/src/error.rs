@@ -39,6 +39,17 @@ pub enum Error {
     /// A file of lb's that does not parse.
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// A signal could not be sent to a container's process.
+    #[error("send {signal} to pid {pid}: {errno}")]
+    Signal {
+        signal: nix::sys::signal::Signal,
+        pid: i32,
+        errno: nix::errno::Errno,
+    },
+    #[error(transparent)]
+    Runtime(#[from] lb_runtime::Error),
+    #[error(transparent)]
+    Cgroup(#[from] lb_runtime::cgroups::CgroupError),
     /// A file an option names could not be read (`--env-file`).
     #[error("{option} {}: {source}", path.display())]
     OptionFile {

@@ -11,10 +11,12 @@
 mod error;
 pub mod json_log;
 pub mod network;
+pub mod ops;
 pub mod record;
 pub mod run_spec;
 pub mod state;
 
 pub use error::{Error, Result};
+pub use ops::Container;
 pub use record::{ContainerConfig, PortBinding, Record};
 pub use state::Status;

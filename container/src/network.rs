@@ -221,6 +221,13 @@ pub fn lookup(store: &Store, mode: &str) -> Result<Option<Network>> {
     }
 }
 
+/// Takes `record`'s container off its network, if it is on one of lb's.
+pub fn leave(store: &Store, record: &Record) {
+    if let Some(net) = of_record(store, record) {
+        detach(store, &net, &record.id);
+    }
+}
+
 /// The network a container record was run on.
 pub fn of_record(store: &Store, record: &Record) -> Option<Network> {
     lookup(store, &record.config.network).ok().flatten()

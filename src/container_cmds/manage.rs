@@ -18,13 +18,7 @@ pub struct PsArgs {
 
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
-    let mut rows = Vec::new();
-    for c in store.containers::<ContainerConfig>()?.into_iter().rev() {
-        let st = State::load(&store.container_dir(&c.id));
-        if args.all || st.running() {
-            rows.push((c, st));
-        }
-    }
+    let rows = lb_container::ops::list(store, args.all)?;
     if args.quiet {
         for (c, _) in rows {
             println!(
@@ -120,30 +114,23 @@ pub struct StopArgs {
 }
 
 pub fn stop(store: &Store, args: StopArgs) -> anyhow::Result<ExitCode> {
+    each(&args.containers, |key| {
+        Container::open(store, key)?.stop(Duration::from_secs(args.time))
+    })
+}
+
+/// Runs `op` on each container named, printing each name done and each error (docker's
+/// way with `stop a b c`): exit 1 if any failed.
+fn each(
+    keys: &[String],
+    op: impl Fn(&str) -> lb_container::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
-    for key in &args.containers {
-        let result = (|| -> anyhow::Result<()> {
-            let c = store.container::<ContainerConfig>(key)?;
-            let dir = store.container_dir(&c.id);
-            let st = State::load(&dir);
-            if st.running() {
-                let sig = Some(c.config.stop_signal.as_str())
-                    .filter(|s| !s.is_empty())
-                    .map(parse_signal)
-                    .transpose()?
-                    .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-                signal(&st, sig)?;
-                if wait_exited(&dir, Some(Duration::from_secs(args.time))).running() {
-                    signal(&st, nix::sys::signal::Signal::SIGKILL)?;
-                    wait_exited(&dir, None);
-                }
-            }
-            Ok(())
-        })();
-        match result {
+    for key in keys {
+        match op(key) {
             Ok(()) => println!("{key}"),
             Err(e) => {
-                eprintln!("lb: {e:#}");
+                eprintln!("lb: {:#}", anyhow::Error::from(e));
                 code = ExitCode::from(1);
             }
         }
@@ -161,24 +148,10 @@ pub struct KillArgs {
 }
 
 pub fn kill(store: &Store, args: KillArgs) -> anyhow::Result<ExitCode> {
-    let sig = parse_signal(&args.signal)?;
-    let mut code = ExitCode::SUCCESS;
-    for key in &args.containers {
-        let result = (|| -> anyhow::Result<()> {
-            let c = store.container::<ContainerConfig>(key)?;
-            let st = State::load(&store.container_dir(&c.id));
-            lb_container::Status::of(&st).can_kill(&c.id)?;
-            signal(&st, sig)
-        })();
-        match result {
-            Ok(()) => println!("{key}"),
-            Err(e) => {
-                eprintln!("lb: {e:#}");
-                code = ExitCode::from(1);
-            }
-        }
-    }
-    Ok(code)
+    let sig = lb_container::ops::parse_signal(&args.signal)?;
+    each(&args.containers, |key| {
+        Container::open(store, key)?.kill(sig)
+    })
 }
 
 #[derive(Args)]
@@ -192,34 +165,9 @@ pub struct RmArgs {
 
 pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
-    let mut code = ExitCode::SUCCESS;
-    for key in &args.containers {
-        let result = (|| -> anyhow::Result<()> {
-            let c = store.container::<ContainerConfig>(key)?;
-            let dir = store.container_dir(&c.id);
-            let st = State::load(&dir);
-            lb_container::Status::of(&st).can_remove(key, args.force)?;
-            if st.running() {
-                signal(&st, nix::sys::signal::Signal::SIGKILL)?;
-                wait_exited(&dir, Some(Duration::from_secs(10)));
-            }
-            // A container whose monitor died may have left its cgroup behind.
-            if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&c.id) {
-                cg.remove()?;
-            }
-            leave_network(store, &c);
-            store.remove_container(&c.id)?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => println!("{key}"),
-            Err(e) => {
-                eprintln!("lb: {e:#}");
-                code = ExitCode::from(1);
-            }
-        }
-    }
-    Ok(code)
+    each(&args.containers, |key| {
+        Container::open(store, key)?.remove(key, args.force)
+    })
 }
 
 #[derive(Args)]
@@ -230,9 +178,7 @@ pub struct WaitArgs {
 
 pub fn wait(store: &Store, args: WaitArgs) -> anyhow::Result<ExitCode> {
     for key in &args.containers {
-        let c = store.container::<ContainerConfig>(key)?;
-        let st = wait_exited(&store.container_dir(&c.id), None);
-        println!("{}", st.exit_code);
+        println!("{}", Container::open(store, key)?.wait().exit_code);
     }
     Ok(ExitCode::SUCCESS)
 }

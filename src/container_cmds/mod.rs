@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args};
-use lb_container::{ContainerConfig, Record};
+use lb_container::{Container, ContainerConfig, Record};
 use lb_layerstore::{Reference, Store};
 use lb_runtime::state::{State, Status};
 
@@ -118,13 +118,6 @@ fn bind_ports(
         .collect()
 }
 
-/// Takes `record`'s container off its network, if it is on one of lb's.
-fn leave_network(store: &Store, record: &Record) {
-    if let Some(net) = lb_container::network::of_record(store, record) {
-        lb_container::network::detach(store, &net, &record.id);
-    }
-}
-
 fn now() -> String {
     lb_layerstore::rfc3339(
         std::time::SystemTime::now()
@@ -161,36 +154,4 @@ fn status_text(st: &State) -> String {
         Status::Running => format!("Up {}", ago(&st.started_at)),
         Status::Exited => format!("Exited ({}) {} ago", st.exit_code, ago(&st.finished_at)),
     }
-}
-
-fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
-    use std::str::FromStr;
-    if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n)
-            .with_context(|| format!("invalid signal: {s}"));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal: {s}"))
-}
-
-/// Waits until the container has exited (its monitor recorded it) or `timeout` passes.
-fn wait_exited(dir: &Path, timeout: Option<Duration>) -> State {
-    let start = Instant::now();
-    loop {
-        let st = State::load(dir);
-        if !st.running() || timeout.is_some_and(|t| start.elapsed() >= t) {
-            return st;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(st: &State, sig: nix::sys::signal::Signal) -> anyhow::Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig)
-        .with_context(|| format!("send {sig} to pid {}", st.pid))
 }

@@ -462,7 +462,7 @@ fn detach(
                     let code = c.wait().unwrap_or(255);
                     // Off the network before the exit is recorded: whoever waits for it
                     // (stop, rm, wait) finds the links and addresses gone.
-                    leave_network(store, record);
+                    lb_container::network::leave(store, record);
                     st.status = Status::Exited;
                     st.exit_code = code;
                     st.finished_at = now();
@@ -499,7 +499,7 @@ fn detach(
                 .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
                 .unwrap_or((125, format!("the container did not start: {msg}")));
             eprintln!("lb: {text}");
-            leave_network(store, record);
+            lb_container::network::leave(store, record);
             if auto_remove {
                 let _ = store.remove_container(&record.id);
             }

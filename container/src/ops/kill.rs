@@ -1,0 +1,14 @@
+//! `kill`: a signal to a running container's first process.
+
+use nix::sys::signal::Signal;
+
+use super::{Container, signal};
+use crate::{Result, Status};
+
+impl Container<'_> {
+    pub fn kill(&self, sig: Signal) -> Result<()> {
+        let st = self.state();
+        Status::of(&st).can_kill(&self.record.id)?;
+        signal(&st, sig)
+    }
+}

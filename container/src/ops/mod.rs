@@ -1,0 +1,93 @@
+//! The operations on an existing container, one file each (youki's layout): `stop`, `kill`,
+//! `remove`, `wait`, and `list` over a store. Each checks the container's state with
+//! `state.rs` first, so what docker refuses is refused here, with its message.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lb_layerstore::Store;
+use lb_runtime::state::State;
+use nix::sys::signal::Signal;
+
+use crate::{ContainerConfig, Error, Record, Result, Status};
+
+mod kill;
+mod list;
+mod remove;
+mod stop;
+mod wait;
+
+pub use list::list;
+
+/// A container of a store: its record and its directory.
+pub struct Container<'s> {
+    store: &'s Store,
+    pub record: Record,
+    pub dir: PathBuf,
+}
+
+impl<'s> Container<'s> {
+    /// The container `key` names: a full id, a name, or an unambiguous id prefix (docker's
+    /// lookup order).
+    pub fn open(store: &'s Store, key: &str) -> Result<Container<'s>> {
+        let record = store.container::<ContainerConfig>(key)?;
+        Ok(Container::of(store, record))
+    }
+
+    /// The container `record` describes.
+    pub fn of(store: &'s Store, record: Record) -> Container<'s> {
+        Container {
+            dir: store.container_dir(&record.id),
+            store,
+            record,
+        }
+    }
+
+    /// Its run state now (a container whose processes died unseen reads as exited).
+    pub fn state(&self) -> State {
+        State::load(&self.dir)
+    }
+
+    pub fn status(&self) -> Status {
+        Status::of(&self.state())
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, any case) or number, as `kill -s` and STOPSIGNAL
+/// give it.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    use std::str::FromStr;
+    let invalid = || Error::InvalidOption(format!("invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| invalid());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    Signal::from_str(&name).map_err(|_| invalid())
+}
+
+/// Waits until the container in `dir` has exited (its monitor recorded it) or `timeout`
+/// passes; its state then.
+pub fn wait_exited(dir: &Path, timeout: Option<Duration>) -> State {
+    let start = Instant::now();
+    loop {
+        let st = State::load(dir);
+        if !st.running() || timeout.is_some_and(|t| start.elapsed() >= t) {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to the first process of the container whose state is `st`.
+fn signal(st: &State, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig).map_err(|errno| Error::Signal {
+        signal: sig,
+        pid: st.pid,
+        errno,
+    })
+}

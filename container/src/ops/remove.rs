@@ -1,0 +1,27 @@
+//! `rm`: a stopped container's record, directory, cgroup and network attachment; with
+//! `force`, a running one is killed first.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{Container, signal, wait_exited};
+use crate::{Result, Status};
+
+impl Container<'_> {
+    /// Removes the container; `key` is how the caller named it (for docker's message).
+    pub fn remove(self, key: &str, force: bool) -> Result<()> {
+        let st = self.state();
+        Status::of(&st).can_remove(key, force)?;
+        if st.running() {
+            signal(&st, Signal::SIGKILL)?;
+            wait_exited(&self.dir, Some(Duration::from_secs(10)));
+        }
+        // A container whose monitor died may have left its cgroup behind.
+        if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&self.record.id) {
+            cg.remove()?;
+        }
+        crate::network::leave(self.store, &self.record);
+        Ok(self.store.remove_container(&self.record.id)?)
+    }
+}

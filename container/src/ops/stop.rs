@@ -1,0 +1,30 @@
+//! `stop`: the image's STOPSIGNAL (else SIGTERM), then SIGKILL after `timeout`, as docker
+//! stops a container. A container that is not running is left as it is.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{Container, parse_signal, signal, wait_exited};
+use crate::Result;
+
+impl Container<'_> {
+    pub fn stop(&self, timeout: Duration) -> Result<()> {
+        let st = self.state();
+        if !st.running() {
+            return Ok(());
+        }
+        let stop_signal = self.record.config.stop_signal.as_str();
+        let sig = if stop_signal.is_empty() {
+            Signal::SIGTERM
+        } else {
+            parse_signal(stop_signal)?
+        };
+        signal(&st, sig)?;
+        if wait_exited(&self.dir, Some(timeout)).running() {
+            signal(&st, Signal::SIGKILL)?;
+            wait_exited(&self.dir, None);
+        }
+        Ok(())
+    }
+}
