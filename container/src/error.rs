@@ -50,6 +50,19 @@ pub enum Error {
     Runtime(#[from] lb_runtime::Error),
     #[error(transparent)]
     Cgroup(#[from] lb_runtime::cgroups::CgroupError),
+    /// `run`/`create` name an image the store does not have.
+    #[error("Unable to find image '{0}' locally")]
+    NoSuchImage(String),
+    /// A system call of lb's own failed.
+    #[error("{what}: {errno}")]
+    Sys {
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
+    /// A detached container did not start: the runtime's exit status (125, 126, 127) and
+    /// message.
+    #[error("{message}")]
+    NotStarted { code: u8, message: String },
     /// A file an option names could not be read (`--env-file`).
     #[error("{option} {}: {source}", path.display())]
     OptionFile {

@@ -1,5 +1,6 @@
-//! The operations on an existing container, one file each (youki's layout): `stop`, `kill`,
-//! `remove`, `wait`, and `list` over a store. Each checks the container's state with
+//! The operations on containers, one file each (youki's layout): `create`, `start` (under
+//! the `monitor`, from the record's `launch`), `stop`, `kill`, `remove`, `wait`, and `list`
+//! over a store. Each checks the container's state with
 //! `state.rs` first, so what docker refuses is refused here, with its message.
 
 use std::path::{Path, PathBuf};
@@ -11,13 +12,19 @@ use nix::sys::signal::Signal;
 
 use crate::{ContainerConfig, Error, Record, Result, Status};
 
+mod create;
 mod kill;
+mod launch;
 mod list;
+mod monitor;
 mod remove;
+mod start;
 mod stop;
 mod wait;
 
+pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use list::list;
+pub use monitor::devnull;
 
 /// A container of a store: its record and its directory.
 pub struct Container<'s> {

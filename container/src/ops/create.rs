@@ -1,0 +1,267 @@
+//! `create` (the first half of `run`): an image and options become a container record, its
+//! directory, its `/etc` files and its place on a network, all checked before anything is
+//! written. Nothing runs yet.
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use lb_layerstore::{Reference, Store};
+use lb_network::Network;
+use lb_network::ports::{Bound, PortSpec};
+use lb_runtime::state::State;
+
+use crate::record::CONFIG_VERSION;
+use crate::run_spec::{ImageRunConfig, RunOptions};
+use crate::{ContainerConfig, Error, PortBinding, Record, Result, network, run_spec};
+
+/// What `run`/`create` are asked for, besides the spec options (`run`).
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    /// The image as the user named it.
+    pub image: String,
+    /// `--name`; a generated one otherwise.
+    pub name: Option<String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--init`.
+    pub init: bool,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `-P`: every port the image exposes, on a free host port.
+    pub publish_all: bool,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--log-driver` and `--log-opt`s.
+    pub log_driver: String,
+    pub log_opts: Vec<String>,
+    /// Everything that shapes the spec; its `hostname` and `join_network` are decided here.
+    pub run: RunOptions,
+}
+
+/// A container made and on its network, not started.
+pub struct Created {
+    pub record: Record,
+    pub dir: PathBuf,
+    /// The lb network it is attached to, and its address there.
+    pub network: Option<Network>,
+    pub ip: Option<Ipv4Addr>,
+    /// Its published ports' host sockets, bound (a port in use fails the create).
+    pub ports: Vec<Bound>,
+    /// What docker would print as `WARNING: …` (the caller prints them).
+    pub warnings: Vec<String>,
+}
+
+/// Makes a container from `opts` (docker's checks first, nothing written on a refusal).
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
+    let image_arg = opts.image.as_str();
+    let name_ref = Reference::parse(image_arg)
+        .map_err(|e| Error::InvalidOption(format!("invalid image reference {image_arg:?}: {e}")))?;
+    let image = store
+        .image(&name_ref)
+        .map_err(|_| Error::NoSuchImage(image_arg.to_string()))?;
+    let lowers = store.prepare_snapshots(&image)?;
+    let id = random_id()?;
+    let mode = opts.run.network.as_str();
+    let host_network = mode == "host";
+    let net = network::lookup(store, mode)?;
+    let bridge = net.is_some();
+    network::reconcile(store);
+    let mut publish: Vec<PortSpec> = opts
+        .publish
+        .iter()
+        .map(|p| lb_network::ports::parse_publish(p))
+        .collect::<std::result::Result<_, _>>()?;
+    if opts.publish_all {
+        for p in image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default()
+        {
+            let mut spec = lb_network::ports::parse_publish(&p)
+                .map_err(|e| Error::InvalidOption(format!("the image exposes {p:?}: {e}")))?;
+            spec.host_port = 0;
+            publish.push(spec);
+        }
+    }
+    let mut warnings = Vec::new();
+    if !publish.is_empty() && !bridge {
+        if host_network {
+            warnings.push("Published ports are discarded when using host network mode".into());
+            publish.clear();
+        } else {
+            return Err(Error::InvalidOption(format!(
+                "conflicting options: port publishing and the network mode {mode}"
+            )));
+        }
+    }
+    let ports = bind_ports(&publish)?;
+    // `--network container:NAME`: that container's network stack, hosts, resolver and
+    // host name, as docker shares them.
+    let joined = match mode.strip_prefix("container:") {
+        Some(other) => {
+            let c = store.container::<ContainerConfig>(other)?;
+            let other_dir = store.container_dir(&c.id);
+            let st = State::load(&other_dir);
+            if !st.running() {
+                return Err(Error::Conflict(format!(
+                    "--network container:{other}: the container is not running"
+                )));
+            }
+            if opts.hostname.is_some() {
+                return Err(Error::InvalidOption(format!(
+                    "--hostname: conflicting options: hostname and the network mode container:{other}"
+                )));
+            }
+            Some((format!("/proc/{}/ns/net", st.pid), other_dir.join("etc")))
+        }
+        None => None,
+    };
+    let hostname = opts.hostname.clone().unwrap_or_else(|| {
+        if host_network {
+            host_hostname()
+        } else if let Some((_, etc)) = &joined {
+            std::fs::read_to_string(etc.join("hostname"))
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| id[..12].to_string())
+        } else {
+            id[..12].to_string()
+        }
+    });
+    let run = RunOptions {
+        hostname: hostname.clone(),
+        join_network: if bridge {
+            Some(network::netns_file(store, &id))
+        } else {
+            joined.as_ref().map(|(ns, _)| PathBuf::from(ns))
+        },
+        ..opts.run.clone()
+    };
+    let image_cfg = image_run_config(&image);
+    // Validate everything before anything is written to the store.
+    let dir_guess = store.container_dir(&id);
+    let plan = run_spec::plan(&image_cfg, &run, &dir_guess.join("etc"))?;
+    let (_, log_config) = crate::json_log::LogConfig::from_flags(&opts.log_driver, &opts.log_opts)?;
+    let record = Record {
+        id: id.clone(),
+        name: opts.name.clone().unwrap_or_else(|| generated_name(&id)),
+        image: image.manifest_digest,
+        image_name: image_arg.to_string(),
+        created: now(),
+        auto_remove: opts.auto_remove,
+        config: ContainerConfig {
+            version: CONFIG_VERSION,
+            spec: plan.spec,
+            user: Some(plan.user),
+            seccomp: plan.seccomp,
+            stop_signal: image_cfg.stop_signal.clone(),
+            tty: run.tty,
+            init: opts.init,
+            lowers,
+            network: net.as_ref().map_or(mode, |n| n.name.as_str()).to_string(),
+            ports: ports.iter().map(|b| PortBinding(b.spec())).collect(),
+            log_config: Some(log_config),
+        },
+    };
+    let dir = store.create_container(&record)?;
+    lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network).map_err(|source| {
+        Error::Io {
+            path: dir.join("etc"),
+            source,
+        }
+    })?;
+    let mut ip = None;
+    if let Some(net) = &net {
+        let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
+        let attached = network::attach(store, net, &id, &dir)
+            .and_then(|a| network::publish(store, net, &id, a, &specs).map(|()| a));
+        match attached {
+            Ok(a) => ip = Some(a),
+            Err(e) => {
+                network::detach(store, net, &id);
+                let _ = store.remove_container(&id);
+                return Err(e);
+            }
+        }
+    }
+    if let Some((_, other_etc)) = &joined {
+        for f in ["hosts", "resolv.conf"] {
+            let from = other_etc.join(f);
+            std::fs::copy(&from, dir.join("etc").join(f))
+                .map_err(|source| Error::Io { path: from, source })?;
+        }
+    }
+    Ok(Created {
+        record,
+        dir,
+        network: net,
+        ip,
+        ports,
+        warnings,
+    })
+}
+
+/// The run configuration an image gives its containers.
+pub fn image_run_config(image: &lb_layerstore::Image) -> ImageRunConfig {
+    let c = image.config.config().clone().unwrap_or_default();
+    ImageRunConfig {
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        env: c.env().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        user: c.user().clone().unwrap_or_default(),
+        stop_signal: c.stop_signal().clone().unwrap_or_default(),
+    }
+}
+
+/// Binds the host sockets of `specs` (before the container starts: a port in use fails
+/// the run), with the ports actually bound.
+pub fn bind_ports(specs: &[PortSpec]) -> Result<Vec<Bound>> {
+    specs
+        .iter()
+        .map(|s| lb_network::ports::bind(*s).map_err(Error::from))
+        .collect()
+}
+
+fn random_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|source| Error::Io {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// docker-style generated names: adjective_noun.
+fn generated_name(id: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "tender", "witty",
+    ];
+    const NOUN: [&str; 16] = [
+        "turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "dijkstra", "liskov",
+        "torvalds", "hamilton", "noether", "curie", "babbage", "shannon", "backus", "kay",
+    ];
+    let n = u32::from_str_radix(&id[..8], 16).unwrap_or(0) as usize;
+    format!("{}_{}_{}", ADJ[n % 16], NOUN[(n / 16) % 16], &id[8..12])
+}
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Now, as records and states stamp it.
+pub fn now() -> String {
+    lb_layerstore::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+}

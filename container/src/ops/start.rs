@@ -1,0 +1,48 @@
+//! `start`: a stopped container again, detached, on the file system it left (its upper
+//! directory), with the configuration it was created with; back on its network first.
+
+use std::time::{Duration, Instant};
+
+use lb_runtime::state::State;
+
+use super::Container;
+use super::create::bind_ports;
+use crate::Result;
+
+impl Container<'_> {
+    /// Starts the container under its monitor; a running one is left as it is.
+    pub fn start(&self) -> Result<()> {
+        let status = self.status();
+        status.can_start(&self.record.id)?;
+        if status.is_live() {
+            return Ok(());
+        }
+        let mut ports = Vec::new();
+        if let Some(net) = crate::network::of_record(self.store, &self.record) {
+            crate::network::reconcile(self.store);
+            // Created again, not exited: a reconcile by another lb meanwhile must not
+            // take the network this start is setting up.
+            State::default()
+                .save(&self.dir, true)
+                .map_err(|source| crate::Error::Io {
+                    path: self.dir.join("state.json"),
+                    source,
+                })?;
+            // The monitor of the last run may still be letting go of the ports.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            ports = loop {
+                match bind_ports(&self.record.config.port_specs()) {
+                    Ok(p) => break p,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let ip = crate::network::attach(self.store, &net, &self.record.id, &self.dir)?;
+            let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
+            crate::network::publish(self.store, &net, &self.record.id, ip, &specs)?;
+        }
+        self.start_monitored(ports)
+    }
+}
