@@ -223,7 +223,7 @@ fn list_shows_running_containers_or_all_newest_first() {
             .map(|(r, _)| r.id)
             .collect()
     };
-    assert_eq!(ids(false), [running.record.id.clone()]);
+    assert_eq!(ids(false), std::slice::from_ref(&running.record.id));
     assert_eq!(ids(true).len(), 2);
     running.kill(nix::sys::signal::Signal::SIGKILL).unwrap();
     running.wait();
