@@ -15,7 +15,7 @@ use lb_container::{Container, ContainerConfig};
 use lb_layerstore::{Reference, Store};
 use lb_runtime::state::{State, Status};
 
-use lb_container::run_spec::{self, RunOptions};
+use lb_container::run_spec::RunOptions;
 
 mod manage;
 mod run;

@@ -256,25 +256,16 @@ pub struct ExecArgs {
 /// container's confinement (capabilities, seccomp, no_new_privs) and environment.
 pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let (key, command) = split_target(&args.container_and_command);
-    let c = store.container::<ContainerConfig>(key)?;
-    let st = State::load(&store.container_dir(&c.id));
-    lb_container::Status::of(&st).can_exec(key)?;
-    let mut spec = c.config.spec.clone();
-    let mut process = spec.process().clone().unwrap_or_default();
-    let mut env = process.env().clone().unwrap_or_default();
-    if args.process.tty {
-        env.retain(|e| !e.starts_with("TERM="));
-        env.push("TERM=xterm".into());
-    }
-    run_spec::add_env(&mut env, &args.process.env_file, &args.process.env)?;
-    process.set_env(Some(env));
-    process.set_args(Some(command.to_vec()));
-    process.set_terminal(Some(args.process.tty));
-    if let Some(w) = &args.process.workdir {
-        process.set_cwd(PathBuf::from(w));
-    }
-    spec.set_process(Some(process));
-    let user = args.process.user.clone().or_else(|| c.config.user.clone());
+    let c = Container::open(store, key)?;
+    let opts = lb_container::ops::ExecOptions {
+        command: command.to_vec(),
+        env: args.process.env.clone(),
+        env_files: args.process.env_file.clone(),
+        workdir: args.process.workdir.clone(),
+        user: args.process.user.clone(),
+        tty: args.process.tty,
+    };
+    let mut e = c.exec_process(key, &opts)?;
     let (stdio, pty) = if args.process.detach {
         let stdio = lb_runtime::Stdio::Fds {
             stdin: devnull()?,
@@ -285,17 +276,10 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         foreground_stdio(args.process.tty, args.process.interactive)?
     };
+    e.stdio = stdio;
     if !args.process.detach {
         lb_runtime::hold_signals();
     }
-    let e = lb_runtime::Exec {
-        id: c.id.clone(),
-        pid: st.pid,
-        spec,
-        user,
-        seccomp: c.config.seccomp,
-        stdio,
-    };
     let started = match lb_runtime::exec(&e) {
         Ok(p) => p,
         Err(err) => {

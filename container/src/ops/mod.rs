@@ -1,6 +1,6 @@
 //! The operations on containers, one file each (youki's layout): `create`, `start` (under
-//! the `monitor`, from the record's `launch`), `stop`, `kill`, `remove`, `wait`, and `list`
-//! over a store. Each checks the container's state with
+//! the `monitor`, from the record's `launch`), `exec`, `stop`, `kill`, `remove`, `wait`, and
+//! `list` over a store. Each checks the container's state with
 //! `state.rs` first, so what docker refuses is refused here, with its message.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use crate::{ContainerConfig, Error, Record, Result, Status};
 
 mod create;
+mod exec;
 mod kill;
 mod launch;
 mod list;
@@ -23,6 +24,7 @@ mod stop;
 mod wait;
 
 pub use create::{CreateOptions, Created, create, image_run_config, now};
+pub use exec::ExecOptions;
 pub use list::list;
 pub use monitor::devnull;
 
