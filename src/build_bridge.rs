@@ -136,7 +136,11 @@ impl lb_builder::RunNetwork for BuildBridge<'_> {
                 drop(f);
                 build_pool().put_back(c);
             }
-            None => detach(self.store, &Network::default_bridge(), id),
+            None => {
+                if let Err(e) = detach(self.store, &Network::default_bridge(), id) {
+                    eprintln!("lb: {e}");
+                }
+            }
         }
     }
 }

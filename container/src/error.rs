@@ -23,6 +23,13 @@ pub enum Error {
         #[source]
         source: lb_network::Error,
     },
+    /// A container's links, address or namespace could not all be released.
+    #[error("network cleanup of {id}: {source}")]
+    Cleanup {
+        id: String,
+        #[source]
+        source: lb_network::Error,
+    },
     /// Publishing ports (DNAT rules) failed.
     #[error("publishing ports: {0}")]
     Publish(#[source] lb_network::Error),

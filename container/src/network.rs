@@ -222,9 +222,10 @@ pub fn lookup(store: &Store, mode: &str) -> Result<Option<Network>> {
 }
 
 /// Takes `record`'s container off its network, if it is on one of lb's.
-pub fn leave(store: &Store, record: &Record) {
-    if let Some(net) = of_record(store, record) {
-        detach(store, &net, &record.id);
+pub fn leave(store: &Store, record: &Record) -> Result<()> {
+    match of_record(store, record) {
+        Some(net) => detach(store, &net, &record.id),
+        None => Ok(()),
     }
 }
 
@@ -318,11 +319,15 @@ pub fn attach(store: &Store, net: &Network, id: &str, dir: &Path) -> Result<Ipv4
 
 /// Takes container `id` off `net` (what is left of it: safe to repeat), and its name out
 /// of the others' hosts files.
-pub fn detach(store: &Store, net: &Network, id: &str) {
+/// The others' hosts files are cleaned whether or not the links could be; what could not
+/// be undone is the error (a later `reconcile` tries again).
+pub fn detach(store: &Store, net: &Network, id: &str) -> Result<()> {
     let (state, netns, holder) = paths(store, id);
-    if let Err(e) = lb_network::detach(&state, net, &holder, id, &netns) {
-        eprintln!("lb: network cleanup of {id}: {e}");
-    }
+    let links =
+        lb_network::detach(&state, net, &holder, id, &netns).map_err(|source| Error::Cleanup {
+            id: id.to_string(),
+            source,
+        });
     if net.name != "bridge" {
         let dir = store.container_dir(id);
         let me = host_names(store, id, &dir);
@@ -330,6 +335,7 @@ pub fn detach(store: &Store, net: &Network, id: &str) {
             let _ = set_hosts_line(&other_dir, &me, None);
         }
     }
+    links
 }
 
 /// "HOSTNAME NAME": how a container is known on its network.
@@ -439,7 +445,7 @@ pub fn reconcile(store: &Store) {
                 continue;
             }
             if holder.starts_with(&mine) {
-                detach(store, &net, id);
+                let _ = detach(store, &net, id);
             } else {
                 let netns = Path::new(root).join("netns").join(id);
                 let _ = lb_network::detach(&state, &net, &holder, id, &netns);

@@ -204,7 +204,9 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(net) = &network {
-        lb_container::network::detach(store, net, &id);
+        if let Err(e) = lb_container::network::detach(store, net, &id) {
+            eprintln!("lb: {e}");
+        }
     }
     if args.rm {
         store.remove_container(&id)?;

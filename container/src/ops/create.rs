@@ -180,7 +180,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         match attached {
             Ok(a) => ip = Some(a),
             Err(e) => {
-                network::detach(store, net, &id);
+                let _ = network::detach(store, net, &id);
                 let _ = store.remove_container(&id);
                 return Err(e);
             }

@@ -99,7 +99,7 @@ impl Container<'_> {
                         let code = c.wait().unwrap_or(255);
                         // Off the network before the exit is recorded: whoever waits for it
                         // (stop, rm, wait) finds the links and addresses gone.
-                        crate::network::leave(store, record);
+                        let _ = crate::network::leave(store, record);
                         st.status = Status::Exited;
                         st.exit_code = code;
                         st.finished_at = now();
@@ -135,7 +135,7 @@ impl Container<'_> {
                     .split_once(' ')
                     .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
                     .unwrap_or((125, format!("the container did not start: {msg}")));
-                crate::network::leave(store, record);
+                let _ = crate::network::leave(store, record);
                 if auto_remove {
                     let _ = store.remove_container(&record.id);
                 }

@@ -21,7 +21,8 @@ impl Container<'_> {
         if let Ok(Some(cg)) = lb_runtime::cgroups::Cgroup::open(&self.record.id) {
             cg.remove()?;
         }
-        crate::network::leave(self.store, &self.record);
+        // Off the network whatever happens: a failed cleanup is retried by `reconcile`.
+        let _ = crate::network::leave(self.store, &self.record);
         Ok(self.store.remove_container(&self.record.id)?)
     }
 }
