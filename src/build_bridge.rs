@@ -41,7 +41,7 @@ pub struct BuildBridge<'a> {
     store: &'a Store,
     /// Steps' claimed pool entries, by step container id.
     claimed: Mutex<HashMap<String, Entry>>,
-    /// Started by the first step (or [`BuildBridge::warm_up`]).
+    /// Started at the build's first cache miss (`warm_up`) or its first RUN step.
     host: Mutex<Option<HostSide>>,
 }
 
@@ -52,13 +52,6 @@ impl<'a> BuildBridge<'a> {
             claimed: Mutex::default(),
             host: Mutex::default(),
         }
-    }
-
-    /// Starts the worker now, so that it has an entry claimed before the first RUN step
-    /// needs one: for builds whose Dockerfile has RUN steps. A build that then runs none
-    /// (all cached) hands the entry back unused.
-    pub fn warm_up(&self) {
-        self.ask(None);
     }
 
     /// Sends `ask` to the worker, starting it first if need be; false if it is gone.
@@ -112,6 +105,13 @@ impl Drop for BuildBridge<'_> {
 }
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
+    /// Starts the worker at the build's first cache miss, so that it has an entry claimed
+    /// before the first RUN step needs one. A build from the cache starts none; one whose
+    /// misses are all file steps hands the entry back unused.
+    fn warm_up(&self) {
+        self.ask(None);
+    }
+
     fn attach(&self, id: &str) -> Result<PathBuf, String> {
         let (reply, entry) = mpsc::sync_channel(1);
         let taken = self.ask(Some(Ask::Take(reply)));

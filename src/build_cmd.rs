@@ -528,13 +528,6 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let registry = crate::registry_cmds::RegistrySource { store };
     let network = crate::build_bridge::BuildBridge::new(store);
-    let runs = df
-        .instructions
-        .iter()
-        .any(|i| matches!(i.command, lb_parser::Command::Run(_)));
-    if bridge && runs {
-        network.warm_up();
-    }
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
     // Held from the build's first blob until its names are set: a prune meanwhile would
     // take the new image's blobs for garbage (the builder holds its own guard only while

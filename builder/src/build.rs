@@ -74,6 +74,9 @@ pub trait RunNetwork: Sync {
     fn attach(&self, id: &str) -> Result<PathBuf, String>;
     /// Undoes `attach`, whether the step succeeded or not.
     fn detach(&self, id: &str);
+    /// A step missed the cache: steps will run, RUN steps among them perhaps. Called at
+    /// every miss; a network that makes namespaces ahead starts on the first.
+    fn warm_up(&self) {}
 }
 
 /// Where images the store lacks come from: the registry, wired in by the caller (the

@@ -22,10 +22,16 @@ impl Builder<'_> {
         state: &StageState,
         key: Digest,
     ) -> Result<Option<StageState>, BuildError> {
-        if self.opts.no_cache || state.no_cache {
-            return Ok(None);
-        }
-        let Some(image) = self.store.cache_get(&key) else {
+        let image = if self.opts.no_cache || state.no_cache {
+            None
+        } else {
+            self.store.cache_get(&key)
+        };
+        let Some(image) = image else {
+            // Steps will run: RUN steps after this one will want namespaces.
+            if let Some(net) = self.network {
+                net.warm_up();
+            }
             return Ok(None);
         };
         let config = self.raw_config(&image)?;
