@@ -429,7 +429,7 @@ pub struct SaveArgs {
 
 /// Writes an archive to `output`, or to standard output when that is not a terminal. A file
 /// is written beside its target and renamed: a failed write leaves no half archive, and a
-/// killed lb none either ([`PendingFile`]).
+/// killed lb none either ([`lb_layerstore::OutputFile`]).
 pub(crate) fn write_archive(
     output: Option<&std::path::Path>,
     write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
@@ -440,14 +440,14 @@ pub(crate) fn write_archive(
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            let mut tmp = PendingFile::create(dir, path)
+            let mut tmp = lb_layerstore::OutputFile::create(dir, path)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let mut out = std::io::BufWriter::new(&mut tmp.file);
+            let mut out = std::io::BufWriter::new(tmp.file());
             write(&mut out)?;
             out.flush()
                 .with_context(|| format!("cannot write {}", path.display()))?;
             drop(out);
-            tmp.persist(path)
+            tmp.persist()
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => {
@@ -460,157 +460,6 @@ pub(crate) fn write_archive(
         }
     }
     Ok(())
-}
-
-/// A file being written for `-o FILE`, invisible until complete. It is made unnamed in the
-/// target's directory (`O_TMPFILE`): a killed lb leaves nothing behind, the kernel frees its
-/// blocks with the last descriptor. When complete it is linked in as `.FILE.lb-tmp-<pid>-<n>`
-/// and renamed over FILE (a link cannot replace a file). A file system without `O_TMPFILE`
-/// gets a named file of that form from the start. Either way such a name carries its lb's
-/// pid, so a killed lb's is recognised: every later write into that directory removes
-/// those of lb processes that are gone. Everything goes through a descriptor of the
-/// directory taken first: `lb export` writes from a mount namespace of its own, where a
-/// path names another mount of the same directory (a link across them is EXDEV).
-struct PendingFile {
-    dir: std::os::fd::OwnedFd,
-    file: std::fs::File,
-    /// The named temporary file, when it has a name (removed on drop unless renamed).
-    named: Option<std::ffi::OsString>,
-}
-
-/// The marker in the names of [`PendingFile`]s.
-const PENDING_MARK: &str = ".lb-tmp-";
-
-impl PendingFile {
-    fn create(dir: &std::path::Path, target: &std::path::Path) -> std::io::Result<PendingFile> {
-        use nix::fcntl::OFlag;
-        use nix::sys::stat::Mode;
-        remove_dead_pending(dir);
-        let dir_fd = nix::fcntl::open(
-            dir,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mode = Mode::from_bits_truncate(0o600);
-        match nix::fcntl::openat(
-            &dir_fd,
-            ".",
-            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            mode,
-        ) {
-            Ok(fd) => {
-                return Ok(PendingFile {
-                    dir: dir_fd,
-                    file: fd.into(),
-                    named: None,
-                });
-            }
-            // No O_TMPFILE here (the file system, or a kernel before 3.11).
-            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let (fd, name) = create_pending_name(target, |name| {
-            nix::fcntl::openat(
-                &dir_fd,
-                name,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-                mode,
-            )
-        })?;
-        Ok(PendingFile {
-            dir: dir_fd,
-            file: fd.into(),
-            named: Some(name),
-        })
-    }
-
-    /// Gives the complete file its name `target` (in the directory it was made in).
-    fn persist(mut self, target: &std::path::Path) -> std::io::Result<()> {
-        let to = target.file_name().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")
-        })?;
-        let from = match self.named.take() {
-            Some(named) => named,
-            None => {
-                use std::os::fd::AsRawFd;
-                let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-                let ((), named) = create_pending_name(target, |name| {
-                    nix::unistd::linkat(
-                        nix::fcntl::AT_FDCWD,
-                        proc_path.as_str(),
-                        &self.dir,
-                        name,
-                        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-                    )
-                })?;
-                named
-            }
-        };
-        nix::fcntl::renameat(&self.dir, from.as_os_str(), &self.dir, to).map_err(|e| {
-            let _ = nix::unistd::unlinkat(
-                &self.dir,
-                from.as_os_str(),
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
-            e.into()
-        })
-    }
-}
-
-impl Drop for PendingFile {
-    fn drop(&mut self) {
-        if let Some(name) = self.named.take() {
-            let _ = nix::unistd::unlinkat(
-                &self.dir,
-                name.as_os_str(),
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
-        }
-    }
-}
-
-/// Makes `.FILE.lb-tmp-<pid>-<n>` with `make`, the first `n` whose name is free.
-fn create_pending_name<T>(
-    target: &std::path::Path,
-    make: impl Fn(&std::ffi::OsStr) -> nix::Result<T>,
-) -> std::io::Result<(T, std::ffi::OsString)> {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(target.file_name().unwrap_or("archive".as_ref()));
-    name.push(format!("{PENDING_MARK}{}-", std::process::id()));
-    for n in 0u32.. {
-        let mut candidate = name.clone();
-        candidate.push(n.to_string());
-        match make(&candidate) {
-            Err(nix::errno::Errno::EEXIST) if n < 1000 => continue,
-            r => return r.map(|t| (t, candidate)).map_err(Into::into),
-        }
-    }
-    unreachable!("the loop returns")
-}
-
-/// Removes the named pending files in `dir` whose lb is gone (killed while writing).
-fn remove_dead_pending(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let Some(pid) = name
-            .strip_prefix('.')
-            .and_then(|n| n.rsplit_once(PENDING_MARK))
-            .and_then(|(_, rest)| rest.split_once('-'))
-            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
-        else {
-            continue;
-        };
-        let gone = pid > 0
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH);
-        if gone && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// `lb save`: one tar that `docker load` and OCI tools read.
