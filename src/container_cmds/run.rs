@@ -166,14 +166,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             let relay = pty
                 .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.process.interactive))
                 .transpose()?;
-            let mut st = State {
-                status: Status::Running,
-                pid: c.pid(),
-                pid_start: lb_runtime::state::pid_start_time(c.pid()).unwrap_or(0),
-                monitor: std::process::id() as i32,
-                started_at: now(),
-                ..State::default()
-            };
+            let mut st = lb_container::ops::running_state(c.pid());
             st.save(&dir, durable)?;
             if let Some(ip) = ip {
                 for b in bound {

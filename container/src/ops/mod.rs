@@ -26,7 +26,7 @@ mod wait;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
 pub use list::list;
-pub use monitor::devnull;
+pub use monitor::{devnull, running_state};
 
 /// A container of a store: its record and its directory.
 pub struct Container<'s> {

@@ -76,14 +76,7 @@ impl Container<'_> {
                             .ok()
                             .flatten()
                             .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
-                        let mut st = State {
-                            status: Status::Running,
-                            pid: c.pid(),
-                            pid_start: lb_runtime::state::pid_start_time(c.pid()).unwrap_or(0),
-                            monitor: std::process::id() as i32,
-                            started_at: now(),
-                            ..State::default()
-                        };
+                        let mut st = running_state(c.pid());
                         let _ = st.save(dir, !auto_remove);
                         let _ = write!(ready, "ok");
                         drop(ready);
@@ -142,6 +135,19 @@ impl Container<'_> {
                 Err(Error::NotStarted { code, message })
             }
         }
+    }
+}
+
+/// The run state of a container whose first process, `pid`, has just started and whose
+/// exit this process (its monitor, or a foreground `run`) will record.
+pub fn running_state(pid: i32) -> State {
+    State {
+        status: Status::Running,
+        pid,
+        pid_start: lb_runtime::state::pid_start_time(pid).unwrap_or(0),
+        monitor: std::process::id() as i32,
+        started_at: now(),
+        ..State::default()
     }
 }
 
