@@ -54,7 +54,7 @@ impl NetworkDefinition {
 }
 
 fn definitions_dir(store: &Store) -> PathBuf {
-    store.root().join("networks")
+    store.layout().networks()
 }
 
 /// A user network's definition as stored.
@@ -248,7 +248,7 @@ pub fn state_dir() -> PathBuf {
 fn paths(store: &Store, id: &str) -> (PathBuf, PathBuf, String) {
     (
         state_dir(),
-        store.root().join("netns").join(id),
+        store.layout().netns_file(id),
         format!("{}:{id}", store.root().display()),
     )
 }

@@ -16,7 +16,7 @@ use crate::store::Store;
 
 impl Store {
     fn cache_dir(&self) -> PathBuf {
-        self.root().join("cache")
+        self.layout().cache_records()
     }
 
     /// The image recorded for `key`, when it is still whole in the store.

@@ -145,7 +145,7 @@ impl Store {
         report: &mut CheckReport,
         opts: CheckOptions,
     ) -> Result<HashSet<Digest>, Error> {
-        let dir = self.root().join("blobs").join("sha256");
+        let dir = self.layout().blobs();
         let mut odd = Vec::new();
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {

@@ -28,7 +28,7 @@ impl Store {
             LayerCompression::Zstd(_) => "zstd",
             LayerCompression::None => return self.content().info(layer),
         };
-        let dir = self.root().join("compressed").join(algo);
+        let dir = self.layout().compressed(algo);
         let record = dir.join(layer.hex());
         if let Some(known) = fs::read_to_string(&record)
             .ok()

@@ -47,12 +47,12 @@ fn valid_name(name: &str) -> bool {
 
 impl Store {
     fn containers_dir(&self) -> PathBuf {
-        self.root().join("containers")
+        self.layout().containers()
     }
 
     /// The directory of container `id`.
     pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.containers_dir().join(id)
+        self.layout().container(id)
     }
 
     /// Records a new container and makes its directory with empty `upper/` and `work/`.

@@ -32,9 +32,10 @@ pub struct ContentStore {
 impl ContentStore {
     /// Opens (creating if needed) the content store under `root`.
     pub fn open(root: &Path) -> Result<ContentStore, Error> {
+        let layout = crate::layout::Layout::new(root);
         let store = ContentStore {
-            blobs: root.join("blobs/sha256"),
-            ingest: root.join("ingest"),
+            blobs: layout.blobs(),
+            ingest: layout.ingest(),
         };
         for dir in [&store.blobs, &store.ingest] {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;

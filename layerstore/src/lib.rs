@@ -26,6 +26,7 @@ mod digest;
 mod error;
 mod gzip;
 mod image;
+mod layout;
 mod output_file;
 mod reference;
 mod reserve;
@@ -50,6 +51,7 @@ pub use image::{
     Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, StoredLayer, creation_time,
     host_platform, parse_rfc3339, rfc3339,
 };
+pub use layout::Layout;
 pub use output_file::OutputFile;
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};

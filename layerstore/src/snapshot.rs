@@ -33,12 +33,12 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 
 impl Store {
     pub(crate) fn snapshots_dir(&self) -> PathBuf {
-        self.root().join("snapshots")
+        self.layout().snapshots()
     }
 
     /// The directory of the snapshot `chain_id` (whether or not it exists).
     pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
-        self.snapshots_dir().join(chain_id.hex())
+        self.layout().snapshot(chain_id)
     }
 
     /// Unpacks every layer of `image` not unpacked yet; returns the snapshot directories,

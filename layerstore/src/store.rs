@@ -18,6 +18,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use crate::Error;
 use crate::content::ContentStore;
 use crate::digest::Digest;
+use crate::layout::{Layout, PRIVATE_DIRS};
 use crate::reference::Reference;
 
 /// The annotation that names a manifest in the index (OCI image layout).
@@ -72,6 +73,7 @@ impl LiveImages {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    layout: Layout,
     content: ContentStore,
 }
 
@@ -106,24 +108,6 @@ pub fn default_root(flag: Option<&Path>) -> PathBuf {
     }
 }
 
-/// The store's directories that hold image or container files (setuid binaries among
-/// them): made and kept 0700, so no other host user reaches them.
-const PRIVATE_DIRS: &[&str] = &[
-    "blobs",
-    "ingest",
-    "snapshots",
-    "containers",
-    "build",
-    "cache",
-    "cache-mounts",
-    "compressed",
-    "unsynced",
-    "netns",
-    "networks",
-    "registries",
-    "trash",
-];
-
 /// The store root as docker keeps its data root: 0700 (no other host user reaches a file
 /// in it: a setuid binary in a snapshot, a lock file to hold), and every directory with
 /// content 0700 too, should the root be opened up; a store made by an older lb (0755) is
@@ -141,8 +125,9 @@ fn restrict(root: &Path) -> Result<(), Error> {
         Ok(())
     };
     set(root, 0o700)?;
+    let layout = Layout::new(root);
     for name in PRIVATE_DIRS {
-        let dir = root.join(name);
+        let dir = layout.private_dir(name);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             // A store from an older lb lacks a newer directory, and a full disk cannot
             // make it: reading the store must still work (its first writer says why not).
@@ -164,9 +149,10 @@ impl Store {
         let content = ContentStore::open(root)?;
         let store = Store {
             root: root.to_path_buf(),
+            layout: Layout::new(root),
             content,
         };
-        let layout = root.join("oci-layout");
+        let layout = store.layout.root_file("oci-layout");
         if !layout.exists() {
             // Under the index's lock, as every file written in the root: a prune clears
             // the root's temporaries while it holds that lock.
@@ -184,12 +170,17 @@ impl Store {
         &self.root
     }
 
+    /// Where everything under the root is.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
     pub fn content(&self) -> &ContentStore {
         &self.content
     }
 
     fn index_path(&self) -> PathBuf {
-        self.root.join("index.json")
+        self.layout.root_file("index.json")
     }
 
     fn read_index(&self) -> Result<ImageIndex, Error> {
@@ -234,7 +225,7 @@ impl Store {
     }
 
     fn flock(&self, name: &str, how: rustix::fs::FlockOperation) -> Result<File, Error> {
-        let path = self.root.join(name);
+        let path = self.layout.root_file(name);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -261,7 +252,7 @@ impl Store {
         self.prune_cache();
         // Scratch space of builds: a build holds the writers' lock, so none runs now and
         // whatever is left is from one that was killed.
-        if let Ok(entries) = fs::read_dir(self.root.join("build")) {
+        if let Ok(entries) = fs::read_dir(self.layout.build_scratch()) {
             for e in entries.flatten() {
                 let _ = fs::remove_dir_all(e.path());
             }

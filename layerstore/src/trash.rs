@@ -37,7 +37,7 @@ fn delete(path: &Path) -> std::io::Result<()> {
 
 impl Store {
     pub(crate) fn trash_dir(&self) -> PathBuf {
-        self.root().join("trash")
+        self.layout().trash()
     }
 
     /// Removes `path` (a directory or a file under the store root) so that it is either
@@ -88,15 +88,18 @@ impl Store {
     /// the gc lock exclusively and `containers.lock` and `index.lock` (taken in that order,
     /// as every other holder takes them): then no writer's file in progress is among them.
     pub(crate) fn temporaries(&self) -> Vec<PathBuf> {
-        let root = self.root();
-        let mut dirs: Vec<PathBuf> = ["", "blobs/sha256", "snapshots", "containers", "cache"]
-            .iter()
-            .map(|d| root.join(d))
-            .collect();
-        if let Ok(algos) = fs::read_dir(root.join("compressed")) {
+        let layout = self.layout();
+        let mut dirs: Vec<PathBuf> = vec![
+            layout.root().to_path_buf(),
+            layout.blobs(),
+            layout.snapshots(),
+            layout.containers(),
+            layout.cache_records(),
+        ];
+        if let Ok(algos) = fs::read_dir(layout.compressed_root()) {
             dirs.extend(algos.flatten().map(|e| e.path()));
         }
-        let mut found: Vec<PathBuf> = fs::read_dir(root.join("ingest"))
+        let mut found: Vec<PathBuf> = fs::read_dir(layout.ingest())
             .into_iter()
             .flatten()
             .flatten()

@@ -48,7 +48,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 
 impl Store {
     fn unsynced_dir(&self) -> PathBuf {
-        self.root().join("unsynced")
+        self.layout().unsynced()
     }
 
     /// Records that the snapshot `chain_hex` is about to be committed with files not yet
@@ -119,7 +119,7 @@ impl Store {
         for mark in marks.flatten() {
             let name = mark.file_name().to_string_lossy().into_owned();
             if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.discard(&self.root().join("snapshots").join(&name))?;
+                self.discard(&self.layout().snapshots().join(&name))?;
             }
             let _ = fs::remove_file(mark.path());
         }

@@ -50,10 +50,7 @@ pub trait PushProgress: Sync {
 /// `registries/<domain>/<blob hex>`, a repository per line. A hint for cross-repository
 /// mounts, never trusted for more.
 fn known_dir(store: &Store, domain: &str) -> std::path::PathBuf {
-    store
-        .root()
-        .join("registries")
-        .join(domain.replace('/', "_"))
+    store.layout().registry_hints(domain)
 }
 
 /// Records that `path` on `domain` holds `digest`.
