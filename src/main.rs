@@ -179,7 +179,7 @@ fn command() -> ExitCode {
 /// An error as lb prints it: the chain of contexts, or, when a write found no room (the
 /// disk full, or the store's file system at its reserve), that alone: `no space left on
 /// device while WHAT (PATH)`, whatever was being done around it.
-fn error_text(e: &anyhow::Error) -> String {
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let no_space = e.chain().find_map(|c| {
         c.downcast_ref::<lb_layerstore::Error>()
             .and_then(lb_layerstore::Error::no_space)
@@ -195,6 +195,38 @@ fn error_text(e: &anyhow::Error) -> String {
     });
     match no_space {
         Some(n) => n.to_string(),
-        None => format!("{e:#}"),
+        None => chain_text(e),
+    }
+}
+
+/// The error and its causes, `outer: cause: cause`, as anyhow's `{:#}` joins them, but a
+/// cause the text already ends with is not repeated: the crates' errors say their source
+/// in their own message (`PATH: Not a directory (os error 20)`) and also give it as their
+/// `source()`, which `{:#}` printed twice.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_said_already_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let said = lb_layerstore::Error::io_while("reading", std::path::Path::new("/x"), io);
+        let text = super::error_text(&anyhow::Error::from(said));
+        assert_eq!(text.matches("Not a directory").count(), 1, "{text}");
+        let unsaid = anyhow::Error::from(std::io::Error::from_raw_os_error(2)).context("reading X");
+        assert_eq!(
+            super::error_text(&unsaid),
+            "reading X: No such file or directory (os error 2)"
+        );
     }
 }

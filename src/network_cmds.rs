@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use lb_container::network;
+use lb_container::{network, step_network};
 use lb_layerstore::Store;
 use lb_network::Network;
 use lb_runtime::state::State;
@@ -58,26 +58,15 @@ pub struct InspectArgs {
     networks: Vec<String>,
 }
 
-/// How many namespaces are kept ready for build steps.
-const POOL_SIZE: usize = 6;
-
-/// The host-wide pool of ready namespaces on the default bridge.
-pub(crate) fn build_pool() -> lb_network::pool::Pool {
-    lb_network::pool::Pool::new(&network::state_dir(), &Network::default_bridge())
-}
-
 /// How long a filler stays after builds stop taking from the pool: builds in a row (a CI
 /// job, a benchmark) share one, rather than each paying for starting one (an exec of lb).
 const POOL_LINGER_SECS: &str = "5";
 
 /// Starts a filler of the build pool, detached (it outlives this lb to top the pool up for
-/// the next build), unless one is at work already. Called from the host's mount namespace
-/// (the build has one of its own), so that the namespaces it holds are the host's.
+/// the next build). Called from the host's mount namespace (the build has one of its own),
+/// so that the namespaces it holds are the host's.
 pub(crate) fn start_pool_filler() {
     use std::os::unix::process::CommandExt;
-    if build_pool().filling() {
-        return;
-    }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
@@ -109,7 +98,7 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
             let linger = std::time::Duration::try_from_secs_f64(a.linger)
                 .map_err(|_| anyhow::anyhow!("--linger {}: want seconds", a.linger))?;
-            build_pool().fill(POOL_SIZE, linger)?;
+            step_network::build_pool().fill(step_network::POOL_SIZE, linger)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -142,7 +131,7 @@ fn rm(store: &Store, a: RmArgs) -> anyhow::Result<ExitCode> {
         match network::remove(store, name) {
             Ok(()) => println!("{name}"),
             Err(e) => {
-                eprintln!("lb: {:#}", anyhow::Error::from(e));
+                eprintln!("lb: {}", crate::error_text(&e.into()));
                 code = ExitCode::from(1);
             }
         }

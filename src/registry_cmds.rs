@@ -211,7 +211,7 @@ impl lb_builder::ImageSource for RegistrySource<'_> {
             &lb_registry::Options::default(),
             true,
         )
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| crate::error_text(&e))
     }
 }
 

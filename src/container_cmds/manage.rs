@@ -130,7 +130,7 @@ fn each(
         match op(key) {
             Ok(()) => println!("{key}"),
             Err(e) => {
-                eprintln!("lb: {:#}", anyhow::Error::from(e));
+                eprintln!("lb: {}", crate::error_text(&e.into()));
                 code = ExitCode::from(1);
             }
         }

@@ -63,8 +63,8 @@ fn split_target(words: &[String]) -> (&str, &[String]) {
 }
 
 /// lb's own failures in `run` exit 125, as docker's.
-fn fail125(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("lb: {e:#}");
+fn fail125(e: anyhow::Error) -> ExitCode {
+    eprintln!("lb: {}", crate::error_text(&e));
     ExitCode::from(125)
 }
 

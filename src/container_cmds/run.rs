@@ -316,7 +316,7 @@ pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
                 failed = true;
             }
             Err(e) => {
-                eprintln!("lb: {key}: {:#}", anyhow::Error::from(e));
+                eprintln!("lb: {key}: {}", crate::error_text(&e.into()));
                 failed = true;
             }
         }
