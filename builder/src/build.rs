@@ -302,7 +302,7 @@ pub fn write_merged(
     }
     lowers.push(empty);
     lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)
-        .map_err(|e| BuildError::new(e.message))?;
+        .map_err(|e| BuildError::new(e.to_string()))?;
     let written = lb_layerstore::write_diff(
         &view,
         out,
@@ -321,7 +321,7 @@ fn store_err(e: lb_layerstore::Error) -> BuildError {
 /// none of them is seen outside, and all go away with the process.
 fn private_mounts() -> Result<(), BuildError> {
     lb_runtime::rootfs::private_mount_namespace()
-        .map_err(|e| BuildError::new(format!("building: {}", e.message)))
+        .map_err(|e| BuildError::new(format!("building: {}", e)))
 }
 
 impl Builder<'_> {

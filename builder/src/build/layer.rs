@@ -138,7 +138,7 @@ impl Builder<'_> {
         let at = dir.join("view");
         std::fs::create_dir_all(&at).map_err(|e| BuildError::io("preparing a step", &at, e))?;
         lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
-            .map_err(|e| BuildError::new(e.message))?;
+            .map_err(|e| BuildError::new(e.to_string()))?;
         Ok(at)
     }
 

@@ -389,7 +389,7 @@ impl Builder<'_> {
             let _ = reader.join();
             code
         });
-        let code = code.map_err(|e| BuildError::at(ins, e.message))?;
+        let code = code.map_err(|e| BuildError::at(ins, e.to_string()))?;
         if code != 0 {
             let tail: Vec<String> = tail.into_inner().expect("tail").into();
             let output = if tail.is_empty() {
