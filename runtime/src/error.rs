@@ -108,7 +108,7 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
     /// An error the container's setup process reported whose cause cannot cross the pipe as
-    /// data (a capability, cgroup or seccomp error): its text and exit status.
+    /// data (a cgroup error: reading the hierarchies to mount): its text and exit status.
     #[error("{message}")]
     Reported { code: i32, message: String },
 }
@@ -250,6 +250,12 @@ enum Wire {
         path: Vec<u8>,
     },
     User(String),
+    Capabilities {
+        set: String,
+        message: String,
+    },
+    SeccompInstall(WireIo),
+    SeccompThreadSync(i64),
     Invalid(String),
     Setup(String),
     Reported {
@@ -329,6 +335,12 @@ impl Wire {
                 path: bytes(path),
             },
             Error::User(s) => Wire::User(s.clone()),
+            Error::Capabilities { set, source } => Wire::Capabilities {
+                set: format!("{set:?}"),
+                message: source.to_string(),
+            },
+            Error::Seccomp(SeccompError::Install(e)) => Wire::SeccompInstall(WireIo::of(e)),
+            Error::Seccomp(SeccompError::ThreadSync(t)) => Wire::SeccompThreadSync(*t),
             Error::Invalid(s) => Wire::Invalid(s.clone()),
             Error::Setup(s) => Wire::Setup(s.clone()),
             e => Wire::Reported {
@@ -390,6 +402,30 @@ impl Wire {
                 path: path(p),
             },
             Wire::User(s) => Error::User(s),
+            Wire::Capabilities { set, message } => {
+                use caps::CapSet;
+                let set = match set.as_str() {
+                    "Ambient" => CapSet::Ambient,
+                    "Bounding" => CapSet::Bounding,
+                    "Effective" => CapSet::Effective,
+                    "Inheritable" => CapSet::Inheritable,
+                    "Permitted" => CapSet::Permitted,
+                    _ => {
+                        return Error::Reported {
+                            code: 125,
+                            message: format!("set {set} capabilities: {message}"),
+                        };
+                    }
+                };
+                // `CapsError` displays as `caps error: ` and the text it was made from.
+                let text = message.strip_prefix("caps error: ").unwrap_or(&message);
+                Error::Capabilities {
+                    set,
+                    source: text.into(),
+                }
+            }
+            Wire::SeccompInstall(e) => Error::Seccomp(SeccompError::Install(e.error())),
+            Wire::SeccompThreadSync(t) => Error::Seccomp(SeccompError::ThreadSync(t)),
             Wire::Invalid(s) => Error::Invalid(s),
             Wire::Setup(s) => Error::Setup(s),
             Wire::Reported { code, message } => Error::Reported { code, message },
@@ -468,6 +504,29 @@ mod tests {
                 125,
             ),
             (
+                Error::Seccomp(SeccompError::Install(io::Error::from_raw_os_error(
+                    libc::EPERM,
+                ))),
+                "seccomp: installing the filter: Operation not permitted (os error 1)",
+                125,
+            ),
+            (
+                Error::Capabilities {
+                    set: caps::CapSet::Permitted,
+                    source: "boom".into(),
+                },
+                "set Permitted capabilities: caps error: boom",
+                125,
+            ),
+            (
+                Error::CgroupMount {
+                    dest: "/sys/fs/cgroup".into(),
+                    source: CgroupError::NotMounted,
+                },
+                "mount no usable cgroup hierarchy is mounted (/proc/self/mountinfo shows neither cgroup2 nor a v1 memory, pids, cpu or freezer hierarchy) on /sys/fs/cgroup",
+                125,
+            ),
+            (
                 Error::Seccomp(SeccompError::ThreadSync(3)),
                 "seccomp: installing the filter: thread 3 could not take it",
                 125,
@@ -477,6 +536,10 @@ mod tests {
             assert_eq!((e.to_string().as_str(), e.code()), (text, code));
             let back = Error::decode(&e.encode());
             assert_eq!((back.to_string().as_str(), back.code()), (text, code));
+            if let Error::Reported { .. } = back {
+                assert!(matches!(e, Error::CgroupMount { .. }), "{text}");
+                continue;
+            }
             assert_eq!(back.errno(), e.errno(), "{text}");
             assert_eq!(back.path(), e.path(), "{text}");
         }
