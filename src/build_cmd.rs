@@ -557,7 +557,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
                 }
                 eprintln!("--------------------");
             }
-            eprintln!("ERROR: {}", e.message);
+            eprintln!("ERROR: {}", e.kind);
             return Ok(ExitCode::from(1));
         }
     };

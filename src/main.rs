@@ -190,7 +190,7 @@ pub(crate) fn error_text(e: &anyhow::Error) -> String {
             })
             .or_else(|| {
                 c.downcast_ref::<lb_builder::BuildError>()
-                    .and_then(|b| b.no_space.as_ref())
+                    .and_then(lb_builder::BuildError::out_of_space)
             })
     });
     match no_space {

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::cache_key::{CacheKey, CopyFlags, CopyInputs, RunInputs, RunKey, SourceKey};
 use crate::config::ImageConfig;
 use crate::copy;
-use crate::error::BuildError;
+use crate::error::{BuildError, ErrorKind};
 use crate::plan::{Base, Plan, Stage, plan};
 
 mod files;
@@ -169,13 +169,14 @@ pub fn build(
         opts.source_date_epoch
             .unwrap_or_else(lb_layerstore::creation_time),
     );
-    let ignore = crate::ignore::Ignore::load(&opts.context).map_err(BuildError::new)?;
+    let ignore = crate::ignore::Ignore::load(&opts.context)
+        .map_err(|m| BuildError::new(ErrorKind::Context(m)))?;
     let secrets = if opts.secrets.is_empty() {
         None
     } else {
         Some(
             crate::mounts::SecretsTmpfs::mount(&work.path().join("secrets"))
-                .map_err(BuildError::new)?,
+                .map_err(|m| BuildError::new(ErrorKind::Context(m)))?,
         )
     };
     let b = Builder {
@@ -217,9 +218,7 @@ pub fn build(
                             .map(|s| s.to_string())
                             .or_else(|| p.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        Err(BuildError::new(format!(
-                            "internal error: a stage's thread panicked: {what}"
-                        )))
+                        Err(BuildError::new(ErrorKind::Panicked(what)))
                     })
                 })
                 .collect()
@@ -301,8 +300,7 @@ pub fn write_merged(
         std::fs::create_dir_all(d).map_err(|e| BuildError::io("writing a file system", d, e))?;
     }
     lowers.push(empty);
-    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)
-        .map_err(|e| BuildError::new(e.message))?;
+    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view).map_err(BuildError::runtime)?;
     let written = lb_layerstore::write_diff(
         &view,
         out,
@@ -321,7 +319,7 @@ fn store_err(e: lb_layerstore::Error) -> BuildError {
 /// none of them is seen outside, and all go away with the process.
 fn private_mounts() -> Result<(), BuildError> {
     lb_runtime::rootfs::private_mount_namespace()
-        .map_err(|e| BuildError::new(format!("building: {}", e.message)))
+        .map_err(|e| BuildError::new(ErrorKind::Namespace(e)))
 }
 
 impl Builder<'_> {

@@ -17,7 +17,7 @@ use lb_layerstore::{Digest, Digester, Image, NoSpace, SpaceGuard};
 use lb_rootpath::Root;
 
 use crate::digests::FileDigests;
-use crate::error::BuildError;
+use crate::error::{BuildError, ErrorKind};
 
 mod tree;
 
@@ -52,7 +52,7 @@ impl CopyError {
     /// The build's error for the instruction `ins`.
     pub(crate) fn at(self, ins: &lb_parser::Instruction) -> BuildError {
         match self {
-            CopyError::Failed(m) => BuildError::at(ins, m),
+            CopyError::Failed(m) => BuildError::at(ins, ErrorKind::Copy(m)),
             CopyError::NoSpace(n) => BuildError::no_space(n).at_line(ins),
         }
     }

@@ -29,7 +29,7 @@ pub use build::{
     write_flattened, write_merged,
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
-pub use error::BuildError;
+pub use error::{BuildError, ErrorKind};
 pub use fetch::{DownloadError, UrlSource};
 pub use mounts::SecretSource;
 pub use plan::{Base, Plan, Stage, plan};

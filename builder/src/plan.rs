@@ -9,7 +9,7 @@ use lb_parser::shell::Lexer;
 use lb_parser::{Command, Dockerfile, Instruction};
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::error::BuildError;
+use crate::error::{BuildError, ErrorKind};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,16 +85,15 @@ pub fn plan(
     for ins in df.meta_args() {
         if let Command::Arg(a) = &ins.command {
             for decl in &a.args {
-                let value =
-                    match build_args.get(&decl.name) {
-                        Some(v) => Some(v.clone()),
-                        None => match &decl.default {
-                            Some(d) => Some(lex.process_word(d, &meta).map_err(|e| {
-                                BuildError::at(ins, format!("ARG {}: {e}", decl.name))
-                            })?),
-                            None => None,
-                        },
-                    };
+                let value = match build_args.get(&decl.name) {
+                    Some(v) => Some(v.clone()),
+                    None => match &decl.default {
+                        Some(d) => Some(lex.process_word(d, &meta).map_err(|e| {
+                            BuildError::invalid(ins, format!("ARG {}: {e}", decl.name))
+                        })?),
+                        None => None,
+                    },
+                };
                 if let Some(v) = value {
                     meta.insert(decl.name.clone(), v.clone());
                     meta_args.push((decl.name.clone(), v));
@@ -113,9 +112,9 @@ pub fn plan(
         };
         let base_name = lex
             .process_word(&from.base, &meta)
-            .map_err(|e| BuildError::at(from_ins, format!("FROM {}: {e}", from.base)))?;
+            .map_err(|e| BuildError::invalid(from_ins, format!("FROM {}: {e}", from.base)))?;
         if base_name.is_empty() {
-            return Err(BuildError::at(
+            return Err(BuildError::invalid(
                 from_ins,
                 format!("base name ({}) should not be blank", from.base),
             ));
@@ -131,7 +130,7 @@ pub fn plan(
         if let Some(n) = &name
             && names.contains_key(n)
         {
-            return Err(BuildError::at(
+            return Err(BuildError::invalid(
                 from_ins,
                 format!("duplicate name {n}: stage names must be unique"),
             ));
@@ -145,7 +144,7 @@ pub fn plan(
                 match resolve_from(&names, stages.len(), &from) {
                     Some(s) => deps.push(s),
                     None if from.parse::<usize>().is_ok() => {
-                        return Err(BuildError::at(
+                        return Err(BuildError::invalid(
                             step,
                             format!(
                                 "invalid from flag value {from}: refers to a stage not defined before this one"
@@ -171,14 +170,17 @@ pub fn plan(
         });
     }
     if stages.is_empty() {
-        return Err(BuildError::new(
-            "the Dockerfile has no FROM: nothing to build",
-        ));
+        return Err(BuildError::new(ErrorKind::Invalid(
+            "the Dockerfile has no FROM: nothing to build".into(),
+        )));
     }
     let target = match target {
         None => stages.len() - 1,
-        Some(t) => find_stage(&names, t)
-            .ok_or_else(|| BuildError::new(format!("target stage \"{t}\" could not be found")))?,
+        Some(t) => find_stage(&names, t).ok_or_else(|| {
+            BuildError::new(ErrorKind::Invalid(format!(
+                "target stage \"{t}\" could not be found"
+            )))
+        })?,
     };
     let levels = levels(&stages, target);
     Ok(Plan {
@@ -297,9 +299,9 @@ mod tests {
         let e = plan_of("FROM busybox\nCOPY --from=3 /a /b\n", None).unwrap_err();
         assert_eq!(e.line, Some(2));
         let e = plan_of("FROM busybox AS x\nFROM busybox AS X\n", None).unwrap_err();
-        assert!(e.message.contains("duplicate name x"), "{e}");
+        assert!(e.kind.to_string().contains("duplicate name x"), "{e}");
         let e = plan_of("FROM busybox\n", Some("nope")).unwrap_err();
-        assert!(e.message.contains("target stage \"nope\""), "{e}");
+        assert!(e.kind.to_string().contains("target stage \"nope\""), "{e}");
         let e = plan_of("ARG B\nFROM $B\n", None).unwrap_err();
         assert_eq!(e.line, Some(2));
     }

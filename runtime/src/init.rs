@@ -63,10 +63,10 @@ fn exit_with(result: Result<Never>, report: OwnedFd) -> ! {
         Err(e) => e,
     };
     let mut f = std::fs::File::from(report);
-    let _ = write!(f, "{} {}", err.code, err.message);
+    let _ = f.write_all(&err.encode());
     drop(f);
     // SAFETY: leaving the forked child without running the parent's exit handlers.
-    unsafe { libc::_exit(err.code) }
+    unsafe { libc::_exit(err.code()) }
 }
 
 enum Never {}
@@ -105,7 +105,7 @@ fn steps(
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| Error::sys(format!("open {}", l.rootfs.display()), e))?;
+    .map_err(|e| Error::sys(format!("open {}", l.rootfs.display()), e).with_path(&l.rootfs))?;
     for m in spec.mounts().as_deref().unwrap_or(&[]) {
         rootfs::mount_one(&l.rootfs, root.as_raw_fd(), m)?;
     }
@@ -159,7 +159,7 @@ fn become_process(
             &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
             &std::fs::read_to_string("/etc/group").unwrap_or_default(),
         )
-        .map_err(Error::setup)?,
+        .map_err(Error::User)?,
         None => ExecUser {
             uid: process.user().uid(),
             gid: process.user().gid(),
@@ -169,7 +169,7 @@ fn become_process(
     };
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if let Some(e) = env.iter().find(|e| !e.contains('=')) {
-        return Err(Error::setup(format!("invalid environment entry {e:?}")));
+        return Err(Error::invalid(format!("invalid environment entry {e:?}")));
     }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
@@ -275,7 +275,7 @@ fn setup_stdio(stdio: &Stdio) -> Result<()> {
         if from != to {
             // SAFETY: dup2 on descriptors this process owns.
             if unsafe { libc::dup2(from, to) } < 0 {
-                return Err(Error::sys("dup2", std::io::Error::last_os_error()));
+                return Err(Error::io("dup2", std::io::Error::last_os_error()));
             }
         }
         Ok(())
@@ -295,7 +295,7 @@ fn setup_stdio(stdio: &Stdio) -> Result<()> {
             nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
             // SAFETY: TIOCSCTTY on the pty slave we own.
             if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-                return Err(Error::sys(
+                return Err(Error::io(
                     "set controlling terminal",
                     std::io::Error::last_os_error(),
                 ));
@@ -314,7 +314,7 @@ fn loopback_up() -> Result<()> {
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if sock < 0 {
-            return Err(Error::sys("socket", std::io::Error::last_os_error()));
+            return Err(Error::io("socket", std::io::Error::last_os_error()));
         }
         let mut req: libc::ifreq = std::mem::zeroed();
         for (i, b) in b"lo".iter().enumerate() {
@@ -328,7 +328,7 @@ fn loopback_up() -> Result<()> {
         let e = std::io::Error::last_os_error();
         libc::close(sock);
         if r < 0 {
-            return Err(Error::sys("bring up lo", e));
+            return Err(Error::io("bring up lo", e));
         }
     }
     Ok(())
@@ -362,8 +362,8 @@ fn set_rlimits(process: &oci_spec::runtime::Process) -> Result<()> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let res =
-            rlimit_resource(&name).ok_or_else(|| Error::setup(format!("unknown rlimit {name}")))?;
+        let res = rlimit_resource(&name)
+            .ok_or_else(|| Error::invalid(format!("unknown rlimit {name}")))?;
         let lim = libc::rlimit {
             rlim_cur: r.soft(),
             rlim_max: r.hard(),
@@ -378,12 +378,13 @@ fn set_rlimits(process: &oci_spec::runtime::Process) -> Result<()> {
             // SAFETY: as above.
             unsafe { libc::getrlimit(res, &mut cur) };
             let short = name.trim_start_matches("RLIMIT_").to_lowercase();
-            return Err(Error::setup(format!(
-                "ulimit {short}={}:{}: cannot be set ({e}); the hard limit here is {} and cannot be raised",
-                r.soft(),
-                r.hard(),
-                cur.rlim_max
-            )));
+            return Err(Error::Rlimit {
+                name: short,
+                soft: r.soft(),
+                hard: r.hard(),
+                max: cur.rlim_max,
+                source: e,
+            });
         }
     }
     Ok(())
@@ -395,7 +396,7 @@ fn close_other_fds(keep: &[RawFd]) -> Result<()> {
     let close = |from: RawFd, to: u32| -> Result<()> {
         // SAFETY: closing descriptors nothing in this process uses any more.
         if unsafe { libc::syscall(libc::SYS_close_range, from as u32, to, 0u32) } < 0 {
-            return Err(Error::sys("close_range", std::io::Error::last_os_error()));
+            return Err(Error::io("close_range", std::io::Error::last_os_error()));
         }
         Ok(())
     };
@@ -414,15 +415,16 @@ fn close_other_fds(keep: &[RawFd]) -> Result<()> {
 
 fn enter_workdir(cwd: &Path) -> Result<()> {
     if !cwd.is_absolute() {
-        return Err(Error::setup(format!(
+        return Err(Error::invalid(format!(
             "the working directory '{}' is invalid: it needs to be an absolute path",
             cwd.display()
         )));
     }
-    std::fs::create_dir_all(cwd)
-        .map_err(|e| Error::setup(format!("create working directory {}: {e}", cwd.display())))?;
+    std::fs::create_dir_all(cwd).map_err(|e| {
+        Error::io(format!("create working directory {}", cwd.display()), e).with_path(cwd)
+    })?;
     nix::unistd::chdir(cwd)
-        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e))?;
+        .map_err(|e| Error::sys(format!("chdir to cwd {}", cwd.display()), e).with_path(cwd))?;
     // A directory reached through a leaked descriptor is outside the root: the kernel
     // reports it as "(unreachable)/...", never as an absolute path.
     match nix::unistd::getcwd() {
@@ -471,8 +473,7 @@ fn switch_user_and_caps(
         .map_err(|e| Error::sys(format!("setuid {}", user.uid), e))?;
     nix::sys::prctl::set_keepcaps(false).map_err(|e| Error::sys("keepcaps", e))?;
     let set = |which: CapSet, caps: caps::CapsHashSet| {
-        caps::set(None, which, &caps)
-            .map_err(|e| Error::setup(format!("set {which:?} capabilities: {e}")))
+        caps::set(None, which, &caps).map_err(|source| Error::Capabilities { set: which, source })
     };
     // docker: a non-root user keeps the bounding set but starts with no effective powers.
     let (effective, permitted, inheritable) = if user.uid == 0 {
@@ -494,18 +495,18 @@ fn switch_user_and_caps(
 
 /// The program to run: `args[0]` as a path, or looked up in the container's own PATH.
 fn find_program(name: &str, env: &[String]) -> Result<PathBuf> {
-    let not_found = |detail: String| Error {
-        message: format!("exec: \"{name}\": {detail}"),
-        code: 127,
-    };
+    let not_found = || Error::NotInPath { name: name.into() };
     if name.is_empty() {
-        return Err(not_found("executable file not found in $PATH".into()));
+        return Err(not_found());
     }
     if name.contains('/') {
         let p = PathBuf::from(name);
         return match std::fs::metadata(&p) {
             Ok(_) => Ok(p),
-            Err(e) => Err(not_found(format!("stat {name}: {}", io_text(&e)))),
+            Err(source) => Err(Error::Stat {
+                name: name.into(),
+                source,
+            }),
         };
     }
     let path = env
@@ -523,32 +524,21 @@ fn find_program(name: &str, env: &[String]) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(not_found("executable file not found in $PATH".into()))
-}
-
-fn io_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
-        None => e.to_string(),
-    }
+    Err(not_found())
 }
 
 fn exec(args: &[String], env: &[String]) -> Result<Never> {
     let name = args.first().map(String::as_str).unwrap_or("");
     let program = find_program(name, env)?;
-    let c = |s: &str| CString::new(s).map_err(|_| Error::setup(format!("NUL byte in {s:?}")));
+    let c = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("NUL byte in {s:?}")));
     let argv: Vec<CString> = args.iter().map(|a| c(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|a| c(a)).collect::<Result<_>>()?;
     let prog =
-        CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::setup("NUL in path"))?;
+        CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::invalid("NUL in path"))?;
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    let code = if e == nix::errno::Errno::ENOENT {
-        127
-    } else {
-        126
-    };
-    Err(Error {
-        message: format!("exec: \"{name}\": {}", e.desc().to_lowercase()),
-        code,
+    Err(Error::Exec {
+        name: name.into(),
+        path: program,
+        errno: e,
     })
 }

@@ -101,13 +101,13 @@ fn bounding_caps(spec: &Spec) -> Vec<String> {
         .collect()
 }
 
-/// Writes "CODE MESSAGE" for the parent and leaves the forked process.
+/// Sends the error to the parent ([`Error::encode`]) and leaves the forked process.
 fn fail(report: &OwnedFd, e: Error) -> ! {
-    let msg = format!("{} {}", e.code, e.message);
+    let msg = e.encode();
     // SAFETY: writing a buffer to a pipe we own, then leaving the forked child.
     unsafe {
         libc::write(report.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-        libc::_exit(e.code)
+        libc::_exit(e.code())
     }
 }
 
@@ -134,7 +134,7 @@ pub fn start(l: &Launch) -> Result<Container> {
         if let Some(path) = ns.path() {
             let flag = namespace_flag(ns.typ());
             let fd = std::fs::File::open(path)
-                .map_err(|e| Error::setup(format!("open {}: {e}", path.display())))?;
+                .map_err(|e| Error::io(format!("open {}", path.display()), e).with_path(path))?;
             joined.push((OwnedFd::from(fd), flag, path.clone()));
         }
     }
@@ -154,7 +154,7 @@ pub fn start(l: &Launch) -> Result<Container> {
         }
         for (fd, flag, path) in &joined {
             nix::sched::setns(fd, *flag)
-                .map_err(|e| Error::sys(format!("join {}", path.display()), e))?;
+                .map_err(|e| Error::sys(format!("join {}", path.display()), e).with_path(path))?;
         }
         nix::sched::unshare(flags).map_err(|e| Error::sys("unshare namespaces", e))
     };
@@ -216,12 +216,13 @@ pub fn exec(e: &Exec) -> Result<Container> {
                 use std::os::unix::fs::MetadataExt;
                 t.ino() == o.ino()
             })
-            .map_err(|err| {
-                Error::setup(format!("the container is not running ({theirs}: {err})"))
+            .map_err(|source| Error::NotRunning {
+                path: theirs.clone().into(),
+                source,
             })?;
         if !same {
             let fd = std::fs::File::open(&theirs)
-                .map_err(|err| Error::setup(format!("open {theirs}: {err}")))?;
+                .map_err(|err| Error::io(format!("open {theirs}"), err).with_path(&theirs))?;
             namespaces.push((OwnedFd::from(fd), flag));
         }
     }
@@ -300,16 +301,12 @@ fn spawn(enter: &dyn Fn() -> Result<()>, fork_again: bool, body: &dyn Fn(OwnedFd
     if got_pid && pid != first {
         let _ = waitpid(first, None);
     }
-    let mut report = String::new();
-    let _ = err_r.read_to_string(&mut report);
+    let mut report = Vec::new();
+    let _ = err_r.read_to_end(&mut report);
     if !report.is_empty() || !got_pid {
         // Reap whatever ran and report its message.
         let _ = waitpid(if got_pid { pid } else { first }, None);
-        let (code, message) = report
-            .split_once(' ')
-            .and_then(|(c, m)| Some((c.parse().ok()?, m.to_string())))
-            .unwrap_or((125, format!("container setup failed: {report}")));
-        return Err(Error { message, code });
+        return Err(Error::decode(&report));
     }
     Ok(pid)
 }

@@ -148,12 +148,13 @@ fn mount_overlay_of(lowers: &[PathBuf], rw: Option<Upper>, target: &Path) -> Res
                 Some(_) => legacy(&format!("{data},volatile")).or_else(|_| legacy(&data)),
                 None => legacy(&data),
             }
-            .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))
+            .map_err(|e| {
+                Error::sys(format!("mount overlay on {}", target.display()), e).with_path(target)
+            })
         }
-        Err(e) => Err(Error::sys(
-            format!("mount overlay on {}", target.display()),
-            e,
-        )),
+        Err(e) => {
+            Err(Error::io(format!("mount overlay on {}", target.display()), e).with_path(target))
+        }
     }
 }
 
@@ -262,8 +263,9 @@ pub fn ensure_in_root(root: RawFd, path: &Path, file: bool) -> Result<OwnedFd> {
             _ => None,
         })
         .collect();
-    let err =
-        |e: std::io::Error| Error::sys(format!("create {} in the container", path.display()), e);
+    let err = |e: std::io::Error| {
+        Error::io(format!("create {} in the container", path.display()), e).with_path(path)
+    };
     let mut prefix = PathBuf::from("/");
     for (i, part) in parts.iter().enumerate() {
         let parent = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY).map_err(err)?;
@@ -274,7 +276,7 @@ pub fn ensure_in_root(root: RawFd, path: &Path, file: bool) -> Result<OwnedFd> {
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let name =
-                    CString::new(part.as_bytes()).map_err(|_| Error::setup("NUL in path"))?;
+                    CString::new(part.as_bytes()).map_err(|_| Error::invalid("NUL in path"))?;
                 // SAFETY: parent is a directory descriptor, name a plain component.
                 let r = unsafe {
                     if last && file {
@@ -372,10 +374,7 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
             .map(|md| !md.is_dir())
             .unwrap_or(false);
     if bind && !source.exists() {
-        return Err(Error::setup(format!(
-            "{what}: bind source path does not exist: {}",
-            source.display()
-        )));
+        return Err(Error::NoBindSource { what, path: source });
     }
     let target = ensure_in_root(root_fd, dest, is_file)?;
     let tpath = fd_path(&target);
@@ -384,7 +383,8 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
         return mount_cgroups(root_fd, dest, flags);
     }
     if bind {
-        return bind_on(&source, &target, flags, propagation).map_err(|e| Error::sys(&what, e));
+        return bind_on(&source, &target, flags, propagation)
+            .map_err(|e| Error::io(what, e).with_path(dest));
     } else {
         let data = data.join(",");
         mount(
@@ -394,10 +394,11 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
             flags,
             (!data.is_empty()).then_some(data.as_str()),
         )
-        .map_err(|e| Error::sys(&what, e))?;
+        .map_err(|e| Error::sys(&what, e).with_path(dest))?;
     }
     if !propagation.is_empty() {
-        let target = open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(&what, e))?;
+        let target = open_in_root(root_fd, dest, libc::O_PATH)
+            .map_err(|e| Error::io(&what, e).with_path(dest))?;
         mount(
             None::<&str>,
             &fd_path(&target),
@@ -405,7 +406,7 @@ pub fn mount_one(rootfs: &Path, root_fd: RawFd, m: &Mount) -> Result<()> {
             propagation,
             None::<&str>,
         )
-        .map_err(|e| Error::sys(format!("{what} (propagation)"), e))?;
+        .map_err(|e| Error::sys(format!("{what} (propagation)"), e).with_path(dest))?;
     }
     Ok(())
 }
@@ -517,7 +518,10 @@ fn bind_on(
 fn mount_cgroups(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
     let what = |m: &str| format!("mount {m} on {}", dest.display());
     let hierarchies =
-        crate::cgroups::container_hierarchies().map_err(|e| Error::setup(what(&e.to_string())))?;
+        crate::cgroups::container_hierarchies().map_err(|source| Error::CgroupMount {
+            dest: dest.to_path_buf(),
+            source,
+        })?;
     let at = |rel: &str| -> Result<OwnedFd> { ensure_in_root(root_fd, &dest.join(rel), false) };
     if hierarchies.iter().any(|h| h.v2 && h.name.is_empty()) {
         let target = at("")?;
@@ -556,7 +560,7 @@ fn mount_cgroups(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
         .map_err(|e| Error::sys(what(&format!("cgroup {}", h.name)), e))?;
     }
     let dir = open_in_root(root_fd, dest, libc::O_DIRECTORY | libc::O_RDONLY)
-        .map_err(|e| Error::sys(what("links"), e))?;
+        .map_err(|e| Error::io(what("links"), e).with_path(dest))?;
     for entry in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
@@ -582,8 +586,8 @@ fn mount_cgroups(root_fd: RawFd, dest: &Path, flags: MsFlags) -> Result<()> {
     }
     drop(dir);
     if flags.contains(MsFlags::MS_RDONLY) {
-        let base =
-            open_in_root(root_fd, dest, libc::O_PATH).map_err(|e| Error::sys(what("tmpfs"), e))?;
+        let base = open_in_root(root_fd, dest, libc::O_PATH)
+            .map_err(|e| Error::io(what("tmpfs"), e).with_path(dest))?;
         mount(
             None::<&str>,
             &fd_path(&base),
@@ -604,7 +608,7 @@ pub fn populate_dev(root_fd: RawFd, console: Option<&Path>) -> Result<()> {
         Path::new("/dev"),
         libc::O_DIRECTORY | libc::O_RDONLY,
     )
-    .map_err(|e| Error::sys("open /dev in the container", e))?;
+    .map_err(|e| Error::io("open /dev in the container", e))?;
     let nodes: [(&std::ffi::CStr, u32, u32); 6] = [
         (c"null", 1, 3),
         (c"zero", 1, 5),
@@ -625,7 +629,7 @@ pub fn populate_dev(root_fd: RawFd, console: Option<&Path>) -> Result<()> {
             );
             libc::umask(old);
             if r < 0 && last_errno().raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::sys(
+                return Err(Error::io(
                     format!("mknod /dev/{}", name.to_string_lossy()),
                     last_errno(),
                 ));
@@ -643,7 +647,7 @@ pub fn populate_dev(root_fd: RawFd, console: Option<&Path>) -> Result<()> {
         // SAFETY: as above.
         let r = unsafe { libc::symlinkat(target.as_ptr(), dev.as_raw_fd(), name.as_ptr()) };
         if r < 0 && last_errno().raw_os_error() != Some(libc::EEXIST) {
-            return Err(Error::sys(
+            return Err(Error::io(
                 format!("symlink /dev/{}", name.to_string_lossy()),
                 last_errno(),
             ));
@@ -672,7 +676,8 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys("open /", e))?;
-    nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
+    nix::unistd::chdir(rootfs)
+        .map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e).with_path(rootfs))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
     nix::unistd::fchdir(&old).map_err(|e| Error::sys("fchdir old root", e))?;
     // The old root may be shared with the host: make it a slave first so the detach does
@@ -715,7 +720,7 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
                 None::<&str>,
             )
         };
-        r.map_err(|e| Error::sys(format!("mask {p}"), e))?;
+        r.map_err(|e| Error::sys(format!("mask {p}"), e).with_path(p))?;
     }
     Ok(())
 }
@@ -733,7 +738,7 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(|e| Error::sys(format!("bind {p}"), e))?;
+        .map_err(|e| Error::sys(format!("bind {p}"), e).with_path(p))?;
         remount_readonly(p)?;
     }
     Ok(())
@@ -742,7 +747,8 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
 /// Remounts the mount at `p` read-only, keeping nosuid/nodev/noexec as they are (the kernel
 /// refuses to drop locked flags).
 pub fn remount_readonly(p: &str) -> Result<()> {
-    let st = nix::sys::statvfs::statvfs(p).map_err(|e| Error::sys(format!("statvfs {p}"), e))?;
+    let st = nix::sys::statvfs::statvfs(p)
+        .map_err(|e| Error::sys(format!("statvfs {p}"), e).with_path(p))?;
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     let f = st.flags();
     use nix::sys::statvfs::FsFlags;
@@ -756,5 +762,5 @@ pub fn remount_readonly(p: &str) -> Result<()> {
         }
     }
     mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
-        .map_err(|e| Error::sys(format!("remount {p} read-only"), e))
+        .map_err(|e| Error::sys(format!("remount {p} read-only"), e).with_path(p))
 }

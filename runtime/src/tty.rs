@@ -32,7 +32,7 @@ impl Pty {
             .map_err(|e| Error::sys("pty close-on-exec", e))?;
         }
         let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd()))
-            .map_err(|e| Error::setup(format!("the pty's name: {e}")))?;
+            .map_err(|e| Error::io("the pty's name", e))?;
         let pty = Pty {
             master: pair.master,
             slave: pair.slave,
@@ -48,7 +48,7 @@ impl Pty {
             slave: self
                 .slave
                 .try_clone()
-                .map_err(|e| Error::sys("dup pty", e))?,
+                .map_err(|e| Error::io("dup pty", e))?,
             slave_path: self.slave_path.clone(),
         })
     }
@@ -131,7 +131,7 @@ impl Relay {
             let mut to = std::fs::File::from(
                 master
                     .try_clone()
-                    .map_err(|e| Error::sys("dup pty master", e))?,
+                    .map_err(|e| Error::io("dup pty master", e))?,
             );
             // Ends with lb: a read of lb's stdin cannot be interrupted portably.
             std::thread::spawn(move || {

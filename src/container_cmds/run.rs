@@ -185,15 +185,15 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             code
         }
         Err(e) => {
-            eprintln!("lb: {}", e.message);
+            eprintln!("lb: {e}");
             let st = State {
                 status: Status::Exited,
-                exit_code: e.code,
+                exit_code: e.code(),
                 finished_at: now(),
                 ..State::default()
             };
             st.save(&dir, durable)?;
-            e.code
+            e.code()
         }
     };
     if let Some(net) = &network {
@@ -278,8 +278,8 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let started = match lb_runtime::exec(&e) {
         Ok(p) => p,
         Err(err) => {
-            eprintln!("lb: {}", err.message);
-            return Ok(ExitCode::from(err.code as u8));
+            eprintln!("lb: {err}");
+            return Ok(ExitCode::from(err.code() as u8));
         }
     };
     drop(e);

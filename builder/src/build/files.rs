@@ -18,10 +18,18 @@ impl Builder<'_> {
         // Where the image's links lead, inside it (a WORKDIR through a link makes the
         // directory at its target, as BuildKit does).
         let root = lb_rootpath::Root::open(&view)
-            .map_err(|e| BuildError::new(format!("{}: {e}", view.display())))?;
+            .map_err(|e| BuildError::io("opening a step's view", &view, e))?;
         let dir = root
             .resolve(Path::new(&state.workdir()), true)
-            .map_err(|e| BuildError::at(ins, format!("WORKDIR {}: {e}", state.workdir())))?;
+            .map_err(|source| {
+                BuildError::at(
+                    ins,
+                    ErrorKind::Workdir {
+                        workdir: state.workdir(),
+                        source,
+                    },
+                )
+            })?;
         let exists = root.metadata(&dir).is_ok_and(|md| md.is_dir());
         if dir == Path::new("/") || exists {
             self.history(&mut state, created_by, true);
@@ -40,7 +48,7 @@ impl Builder<'_> {
             .filter(|u| !u.is_empty())
             .map(|u| copy::resolve_owner(u, &view))
             .transpose()
-            .map_err(|m| BuildError::at(ins, m))?;
+            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
         self.files_step(state, v, t, key, created_by, |upper| {
             copy::make_dirs(upper, &view, &dir, user).map_err(|e| e.at(ins))
         })
@@ -71,7 +79,7 @@ impl Builder<'_> {
         let scope = state.scope();
         let word = |w: &str| {
             lex.process_word(w, &scope)
-                .map_err(|e| BuildError::at(ins, e.to_string()))
+                .map_err(|e| BuildError::invalid(ins, e.to_string()))
         };
         let mut sources = files
             .sources
@@ -119,14 +127,17 @@ impl Builder<'_> {
             .cloned()
             .collect();
         if !urls.is_empty() && checksum.is_some() && urls.len() > 1 {
-            return Err(BuildError::at(ins, "--checksum takes a single URL source"));
+            return Err(BuildError::invalid(
+                ins,
+                "--checksum takes a single URL source",
+            ));
         }
         sources.retain(|s| !crate::fetch::is_url(s));
 
         for url in &urls {
             inline.push(
                 crate::fetch::fetch(url, &inline_dir, checksum, self.urls)
-                    .map_err(|m| BuildError::at(ins, m))?,
+                    .map_err(|m| BuildError::at(ins, ErrorKind::Fetch(m)))?,
             );
         }
         let patterns = excludes
@@ -137,7 +148,7 @@ impl Builder<'_> {
             None
         } else {
             let ignore = crate::ignore::Ignore::parse(&patterns.join("\n"))
-                .map_err(|m| BuildError::at(ins, format!("--exclude: {m}")))?;
+                .map_err(|m| BuildError::invalid(ins, format!("--exclude: {m}")))?;
             Some(std::sync::Arc::new(ignore))
         };
         let spec = copy::CopySpec {
@@ -158,7 +169,7 @@ impl Builder<'_> {
             self.context.clone()
         };
         let mut op = copy::CopyOp::resolve(&root, &visible, from_image, &target, &spec)
-            .map_err(|m| BuildError::at(ins, m))?;
+            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
         if let copy::Source::Image(image, _) = &from {
             let chain = image
                 .chain_id()
@@ -168,7 +179,7 @@ impl Builder<'_> {
         }
         let content = op
             .digest(&self.digests)
-            .map_err(|m| BuildError::at(ins, m))?;
+            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
         let key = CacheKey::Copy {
             parent: &state.key,
             content: &content,

@@ -137,8 +137,7 @@ impl Builder<'_> {
         lowers.reverse();
         let at = dir.join("view");
         std::fs::create_dir_all(&at).map_err(|e| BuildError::io("preparing a step", &at, e))?;
-        lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
-            .map_err(|e| BuildError::new(e.message))?;
+        lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at).map_err(BuildError::runtime)?;
         Ok(at)
     }
 

@@ -105,14 +105,14 @@ impl Builder<'_> {
         let run = &RunInputs::of(run);
         let (args, script) = self
             .run_args(&state, run)
-            .map_err(|m| BuildError::at(ins, m))?;
+            .map_err(|m| BuildError::invalid(ins, m))?;
         let mut env = Self::run_env(&state);
         let user = state.config_str("User");
         let cwd = state.workdir();
         let network_none = match run.network {
             Some(lb_parser::NetworkMode::None) => true,
             Some(lb_parser::NetworkMode::Host) if !self.opts.allow_host_network => {
-                return Err(BuildError::at(
+                return Err(BuildError::invalid(
                     ins,
                     "RUN --network=host: network.host is not allowed (lb build --allow network.host)",
                 ));
@@ -245,7 +245,9 @@ impl Builder<'_> {
         let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);
         if let Some(net) = bridged {
-            let ns = net.attach(&id).map_err(|m| BuildError::at(ins, m))?;
+            let ns = net
+                .attach(&id)
+                .map_err(|m| BuildError::at(ins, ErrorKind::Network(m)))?;
             if let Some(linux) = spec.linux_mut() {
                 let mut namespaces = linux.namespaces().clone().unwrap_or_default();
                 namespaces.push(
@@ -286,7 +288,8 @@ impl Builder<'_> {
         let mut mounts = Vec::new();
         for m in run.mounts {
             mounts.push(
-                lb_parser::parse_mount(&m.spec, &expand).map_err(|e| BuildError::at(ins, e))?,
+                lb_parser::parse_mount(&m.spec, &expand)
+                    .map_err(|e| BuildError::invalid(ins, e))?,
             );
         }
         let source_of = |from: Option<&str>| -> Result<crate::mounts::MountSource, String> {
@@ -297,7 +300,7 @@ impl Builder<'_> {
                 )),
                 Some(f) => match self.source_image(f, results)? {
                     copy::Source::Image(image, key) => {
-                        let view = self.view(Some(&image)).map_err(|e| e.message)?;
+                        let view = self.view(Some(&image)).map_err(|e| e.kind.to_string())?;
                         Ok(crate::mounts::MountSource::Image(view, key))
                     }
                     copy::Source::Context(c) => {
@@ -315,7 +318,8 @@ impl Builder<'_> {
             secrets_dir: self.secrets.as_ref().map(|s| s.path()),
             digests: &self.digests,
         };
-        crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|m| BuildError::at(ins, m))
+        crate::mounts::prepare(&mounts, &menv, &source_of)
+            .map_err(|m| BuildError::at(ins, ErrorKind::Mount(m)))
     }
 
     /// Runs one RUN process to its end, its output streamed as events; a non-zero status
@@ -332,13 +336,22 @@ impl Builder<'_> {
         rootfs: PathBuf,
         user: Option<String>,
     ) -> Result<(), BuildError> {
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
-        let err_w = out_w
-            .try_clone()
-            .map_err(|e| BuildError::new(format!("pipe: {e}")))?;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| ErrorKind::Sys {
+                call: "pipe",
+                errno,
+            })?;
+        let err_w = out_w.try_clone().map_err(|source| ErrorKind::Io {
+            what: "pipe",
+            path: None,
+            source,
+        })?;
         let devnull: OwnedFd = std::fs::File::open("/dev/null")
-            .map_err(|e| BuildError::new(format!("/dev/null: {e}")))?
+            .map_err(|source| ErrorKind::Io {
+                what: "opening /dev/null",
+                path: Some("/dev/null".into()),
+                source,
+            })?
             .into();
         let launch = lb_runtime::Launch {
             id,
@@ -389,20 +402,16 @@ impl Builder<'_> {
             let _ = reader.join();
             code
         });
-        let code = code.map_err(|e| BuildError::at(ins, e.message))?;
+        let code = code.map_err(|e| BuildError::at(ins, ErrorKind::Runtime(e)))?;
         if code != 0 {
             let tail: Vec<String> = tail.into_inner().expect("tail").into();
-            let output = if tail.is_empty() {
-                String::new()
-            } else {
-                format!("\nlast output:\n  {}", tail.join("\n  "))
-            };
             return Err(BuildError::at(
                 ins,
-                format!(
-                    "process \"{}\" did not complete successfully: exit code: {code}{output}",
-                    args.join(" ")
-                ),
+                ErrorKind::Step {
+                    command: args.join(" "),
+                    exit_code: code,
+                    tail,
+                },
             ));
         }
         Ok(())

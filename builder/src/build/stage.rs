@@ -43,7 +43,7 @@ impl Builder<'_> {
             Base::Image(name) => {
                 let image = self
                     .image_named(name)
-                    .map_err(|m| BuildError::at(&stage.from, m))?;
+                    .map_err(|m| BuildError::at(&stage.from, ErrorKind::Image(m)))?;
                 let config = self.raw_config(&image)?;
                 let key = CacheKey::Image {
                     manifest: &image.manifest_digest,
@@ -83,8 +83,12 @@ impl Builder<'_> {
             .content()
             .read_verified(&image.config_digest)
             .map_err(store_err)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| BuildError::new(format!("image config {}: {e}", image.config_digest)))
+        serde_json::from_slice(&bytes).map_err(|source| {
+            BuildError::new(ErrorKind::Config {
+                digest: image.config_digest,
+                source,
+            })
+        })
     }
 
     pub(super) fn build_stage(
@@ -155,7 +159,7 @@ impl Builder<'_> {
                             state
                                 .run
                                 .expand(d, &state.args)
-                                .map_err(|e| BuildError::at(ins, e.to_string()))?,
+                                .map_err(|e| BuildError::invalid(ins, e.to_string()))?,
                         ),
                         (None, None) => self
                             .plan
@@ -199,7 +203,7 @@ impl Builder<'_> {
                     None => copy::Source::Context(self.opts.context.clone()),
                     Some(f) => self
                         .source_image(f, results)
-                        .map_err(|m| BuildError::at(ins, m))?,
+                        .map_err(|m| BuildError::at(ins, ErrorKind::Image(m)))?,
                 };
                 self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
             }
@@ -211,7 +215,7 @@ impl Builder<'_> {
                     .iter()
                     .find(|s| s.starts_with("git@") || s.ends_with(".git"))
                 {
-                    return Err(BuildError::at(
+                    return Err(BuildError::invalid(
                         ins,
                         format!("ADD {git}: git sources are not supported by lb yet"),
                     ));
@@ -223,9 +227,9 @@ impl Builder<'_> {
                 let applied = state
                     .run
                     .apply_change(ins, &state.args)
-                    .map_err(|e| BuildError::at(ins, e.to_string()))?
+                    .map_err(|e| BuildError::invalid(ins, e.to_string()))?
                     .ok_or_else(|| {
-                        BuildError::at(
+                        BuildError::invalid(
                             ins,
                             format!("{} is not supported here", ins.original.trim()),
                         )
@@ -269,7 +273,8 @@ impl Builder<'_> {
         // The key names the config: one without the triggers is another.
         state.key = CacheKey::OnbuildConsumed { parent: &state.key }.digest();
         for trigger in triggers {
-            let bad = |m: String| BuildError::at(&stage.from, format!("ONBUILD {trigger}: {m}"));
+            let bad =
+                |m: String| BuildError::invalid(&stage.from, format!("ONBUILD {trigger}: {m}"));
             let tree =
                 lb_parser::parse_syntax(trigger.as_bytes()).map_err(|e| bad(e.to_string()))?;
             for node in tree.nodes {

@@ -103,10 +103,10 @@ impl Container<'_> {
                         0
                     }
                     Err(e) => {
-                        let _ = write!(ready, "{} {e}", e.code);
+                        let _ = write!(ready, "{} {e}", e.code());
                         let st = State {
                             status: Status::Exited,
-                            exit_code: e.code,
+                            exit_code: e.code(),
                             finished_at: now(),
                             ..State::default()
                         };
