@@ -74,91 +74,6 @@ pub struct BuildArgs {
     context: PathBuf,
 }
 
-/// Where the build reads its context and Dockerfile from.
-struct BuildContext {
-    dir: PathBuf,
-    /// A Dockerfile read from standard input instead of a file.
-    dockerfile: Option<Vec<u8>>,
-    /// Holds an unpacked archive for as long as the build runs.
-    _unpacked: Option<tempfile::TempDir>,
-}
-
-/// Whether `bytes` start a tar archive, perhaps compressed.
-fn looks_like_tar(bytes: &[u8]) -> bool {
-    let mut head = Vec::new();
-    if let Ok(mut r) = lb_layerstore::decompressed(bytes) {
-        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut r, 512), &mut head);
-    }
-    head.len() == 512 && &head[257..262] == b"ustar"
-}
-
-/// A directory for a context lb unpacks: root's alone (0700) before anything is in it, so
-/// no other host user reaches its files (a setuid binary in the archive) while it builds.
-fn context_dir() -> anyhow::Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix("lb-context-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
-}
-
-fn unpack(archive: impl std::io::Read) -> anyhow::Result<tempfile::TempDir> {
-    let dir = context_dir()?;
-    lb_layerstore::apply_layer(
-        archive,
-        dir.path(),
-        lb_layerstore::ApplyOptions {
-            whiteouts: lb_layerstore::Whiteouts::Delete,
-            privileged: false,
-        },
-    )
-    .context("unpacking the build context")?;
-    Ok(dir)
-}
-
-fn context(arg: &std::path::Path) -> anyhow::Result<BuildContext> {
-    if arg.as_os_str() == "-" {
-        let mut input = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input)
-            .context("reading the context from standard input")?;
-        if looks_like_tar(&input) {
-            let dir = unpack(&input[..])?;
-            return Ok(BuildContext {
-                dir: dir.path().to_path_buf(),
-                dockerfile: None,
-                _unpacked: Some(dir),
-            });
-        }
-        // A bare Dockerfile: the context is empty.
-        let dir = context_dir()?;
-        return Ok(BuildContext {
-            dir: dir.path().to_path_buf(),
-            dockerfile: Some(input),
-            _unpacked: Some(dir),
-        });
-    }
-    if arg.is_dir() {
-        return Ok(BuildContext {
-            dir: arg.to_path_buf(),
-            dockerfile: None,
-            _unpacked: None,
-        });
-    }
-    if arg.is_file() {
-        let file =
-            std::fs::File::open(arg).with_context(|| format!("cannot read {}", arg.display()))?;
-        let dir = unpack(file).with_context(|| format!("context {}", arg.display()))?;
-        return Ok(BuildContext {
-            dir: dir.path().to_path_buf(),
-            dockerfile: None,
-            _unpacked: Some(dir),
-        });
-    }
-    bail!(
-        "unable to prepare context: path {:?} not found",
-        arg.display().to_string()
-    )
-}
-
 /// BuildKit's plain progress on standard error.
 struct Plain {
     start: Instant,
@@ -408,7 +323,7 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<Vec<(String, Strin
 }
 
 pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let ctx = context(&args.context)?;
+    let ctx = lb_builder::BuildContext::prepare(&args.context, &mut std::io::stdin().lock())?;
     let file = args
         .file
         .clone()

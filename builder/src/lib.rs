@@ -16,6 +16,7 @@
 mod build;
 mod cache_key;
 pub mod config;
+mod context;
 mod copy;
 mod digests;
 mod error;
@@ -29,6 +30,7 @@ pub use build::{
     write_flattened, write_merged,
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
+pub use context::{BuildContext, ContextError};
 pub use error::{BuildError, ErrorKind};
 pub use fetch::{DownloadError, UrlSource};
 pub use mounts::SecretSource;
