@@ -9,6 +9,11 @@ impl Container<'_> {
     pub fn kill(&self, sig: Signal) -> Result<()> {
         let st = self.state();
         Status::of(&st).can_kill(&self.record.id)?;
-        signal(&st, sig)
+        if signal(&st, sig)? {
+            Ok(())
+        } else {
+            // It ended meanwhile.
+            Status::Exited.can_kill(&self.record.id)
+        }
     }
 }

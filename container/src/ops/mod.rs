@@ -92,11 +92,16 @@ pub fn wait_exited(dir: &Path, timeout: Option<Duration>) -> State {
     }
 }
 
-/// Sends `sig` to the first process of the container whose state is `st`.
-fn signal(st: &State, sig: Signal) -> Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig).map_err(|errno| Error::Signal {
-        signal: sig,
-        pid: st.pid,
-        errno,
-    })
+/// Sends `sig` to the first process of the container whose state is `st`; false when
+/// that process has just ended (its monitor has not recorded it yet).
+fn signal(st: &State, sig: Signal) -> Result<bool> {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(errno) => Err(Error::Signal {
+            signal: sig,
+            pid: st.pid,
+            errno,
+        }),
+    }
 }

@@ -14,6 +14,7 @@ impl Container<'_> {
         let st = self.state();
         Status::of(&st).can_remove(key, force)?;
         if st.running() {
+            // One that ended meanwhile (ESRCH) is waited for all the same.
             signal(&st, Signal::SIGKILL)?;
             wait_exited(&self.dir, Some(Duration::from_secs(10)));
         }

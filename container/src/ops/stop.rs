@@ -20,11 +20,11 @@ impl Container<'_> {
         } else {
             parse_signal(stop_signal)?
         };
-        signal(&st, sig)?;
-        if wait_exited(&self.dir, Some(timeout)).running() {
+        // A process that ended meanwhile is stopped: its monitor records it.
+        if signal(&st, sig)? && wait_exited(&self.dir, Some(timeout)).running() {
             signal(&st, Signal::SIGKILL)?;
-            wait_exited(&self.dir, None);
         }
+        wait_exited(&self.dir, None);
         Ok(())
     }
 }
