@@ -153,7 +153,7 @@ pub fn build(
     // Unnamed blobs of the build are safe from a concurrent prune until the image is named.
     let _writing = store.writing().map_err(store_err)?;
     private_mounts()?;
-    let work_parent = store.root().join("build");
+    let work_parent = store.layout().build_scratch();
     std::fs::create_dir_all(&work_parent)
         .map_err(|e| BuildError::io("preparing the build", &work_parent, e))?;
     let work = tempfile::Builder::new()

@@ -175,10 +175,8 @@ pub(crate) fn prepare(
                 let id = m.id.clone().unwrap_or_else(|| target.display().to_string());
                 let dir = match m.sharing.unwrap_or(Sharing::Shared) {
                     Sharing::Private => env.step_dir.join(format!("cache-{n}")),
-                    _ => env
-                        .store_root
-                        .join("cache-mounts")
-                        .join(lb_layerstore::Digest::of(id.as_bytes()).hex()),
+                    _ => lb_layerstore::Layout::new(env.store_root)
+                        .cache_mount(&lb_layerstore::Digest::of(id.as_bytes())),
                 };
                 let fresh = !dir.is_dir();
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
