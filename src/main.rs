@@ -15,6 +15,7 @@ mod image_cmds;
 mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;
+mod storage_driver;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +28,11 @@ struct Cli {
     /// The store root (default: $LB_ROOT, else /var/lib/lb)
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<std::path::PathBuf>,
+    /// The storage driver of a new store: overlay or vfs (default: $LB_STORAGE_DRIVER, else
+    /// overlay, else vfs where overlayfs cannot be mounted); a store keeps the one it was
+    /// made with
+    #[arg(long, global = true, value_name = "DRIVER")]
+    storage_driver: Option<String>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -123,7 +129,12 @@ fn command() -> ExitCode {
         // at the first big write or request.
         lb_layerstore::MinFree::from_env()?;
         lb_registry::network_timeout_from_env()?;
-        Ok(lb_layerstore::Store::open(&root)?)
+        let wanted = storage_driver::wanted(cli.storage_driver.as_deref())?;
+        Ok(lb_layerstore::Store::open_with(
+            &root,
+            wanted,
+            storage_driver::default_for_new_store,
+        )?)
     };
     let result = match cli.command {
         Commands::Parse(args) => parse_cmd::run(args),

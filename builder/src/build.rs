@@ -36,7 +36,9 @@ mod layer;
 mod run;
 mod stage;
 mod state;
+mod vfs;
 
+use layer::StepChanges;
 use state::StageState;
 
 /// What the caller asks of a build.
@@ -134,6 +136,8 @@ struct Builder<'a> {
     source: Option<&'a dyn ImageSource>,
     network: Option<&'a dyn RunNetwork>,
     urls: Option<&'a dyn crate::fetch::UrlSource>,
+    /// The vfs storage driver's steps, for a vfs store (`None`: overlay).
+    vfs: Option<vfs::VfsSteps>,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -193,6 +197,7 @@ pub fn build(
         source,
         network,
         urls,
+        vfs: vfs::VfsSteps::of(store),
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -275,19 +280,51 @@ pub fn write_flattened(
     image: &Image,
     out: impl std::io::Write,
 ) -> Result<(), BuildError> {
-    let mut lowers = store.prepare_snapshots(image).map_err(store_err)?;
-    lowers.reverse();
-    write_merged(lowers, store.root(), out)
+    match vfs::VfsSteps::of(store) {
+        None => {
+            let mut lowers = store.prepare_snapshots(image).map_err(store_err)?;
+            lowers.reverse();
+            let mounts = lb_layerstore::Mounts::Overlay {
+                lowers,
+                upper: None,
+            };
+            write_merged(&mounts, store.root(), out)
+        }
+        // Its views go when `steps` drops.
+        Some(steps) => {
+            let tree = steps.view(store, Some(image))?;
+            let mounts = lb_layerstore::Mounts::Bind {
+                source: tree,
+                read_only: true,
+            };
+            write_merged(&mounts, store.root(), out)
+        }
+    }
 }
 
-/// Writes the merged file system of `lowers` (top first: snapshots, a container's upper
-/// dir) as one tar, whiteouts applied: the layers seen through a read-only overlay mounted
-/// in a mount namespace of this process's own, in a scratch directory under `scratch_in`.
+/// Writes the merged file system `mounts` describe as one tar, whiteouts applied. A
+/// directory (a vfs tree) is read as it is; an overlay's layers (`lowers` top first:
+/// snapshots, a container's upper dir) are seen through a read-only overlay mounted in a
+/// mount namespace of this process's own, in a scratch directory under `scratch_in`.
 pub fn write_merged(
-    mut lowers: Vec<PathBuf>,
+    mounts: &lb_layerstore::Mounts,
     scratch_in: &Path,
     out: impl std::io::Write,
 ) -> Result<(), BuildError> {
+    let write = |dir: &Path, out| {
+        lb_layerstore::write_diff(
+            dir,
+            out,
+            lb_layerstore::LayerCompression::None,
+            DiffOptions::default(),
+        )
+        .map(|_| ())
+        .map_err(store_err)
+    };
+    let mut lowers = match mounts {
+        lb_layerstore::Mounts::Bind { source, .. } => return write(source, out),
+        lb_layerstore::Mounts::Overlay { lowers, .. } => lowers.clone(),
+    };
     private_mounts()?;
     let scratch = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -301,14 +338,9 @@ pub fn write_merged(
     }
     lowers.push(empty);
     lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view).map_err(BuildError::runtime)?;
-    let written = lb_layerstore::write_diff(
-        &view,
-        out,
-        lb_layerstore::LayerCompression::None,
-        DiffOptions::default(),
-    );
+    let written = write(&view, out);
     let _ = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
-    written.map(|_| ()).map_err(store_err)
+    written
 }
 
 fn store_err(e: lb_layerstore::Error) -> BuildError {

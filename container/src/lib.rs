@@ -3,8 +3,9 @@
 //! versioned, read back from earlier records), the states a container goes through and
 //! what each allows (`state`, with docker's refusals), the rules that turn `lb run`'s
 //! options into an OCI spec (`run_spec`), docker's json-file log format (`json_log`), and
-//! containers on lb's networks with user networks' definitions (`network`), and build
-//! steps' networks from the host-wide pool (`step_network`).
+//! containers on lb's networks with user networks' definitions (`network`), build steps'
+//! networks from the host-wide pool (`step_network`), and a container's file system on the
+//! store's storage driver (`rootfs`: snapshots and mounts).
 //!
 //! It must not know: the builder, registries, or clap (options arrive as plain structs,
 //! errors leave as values; printing and exit codes are the caller's).
@@ -14,6 +15,7 @@ pub mod json_log;
 pub mod network;
 pub mod ops;
 pub mod record;
+pub mod rootfs;
 pub mod run_spec;
 pub mod state;
 pub mod step_network;

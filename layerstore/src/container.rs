@@ -183,6 +183,16 @@ impl Store {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }
+        // A vfs container's rootfs is the snapshotter's active snapshot of its id (overlay
+        // keeps its upper dir in the container's directory).
+        if self.storage_driver() == crate::StorageDriver::Vfs {
+            let snapshotter = self.snapshotter();
+            let key = crate::SnapshotKey::new(id)?;
+            let active = crate::Snapshot::Active(key);
+            if snapshotter.exists(&active) {
+                snapshotter.remove(&active)?;
+            }
+        }
         self.discard(&dir)
     }
 

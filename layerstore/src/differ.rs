@@ -44,6 +44,29 @@ use crate::diff::{
 };
 use crate::snapshotter::Mounts;
 
+/// Where a layer's changes are: an overlay upper dir (overlay whiteouts and opaque marks
+/// say what was deleted), or two full trees to [`compare`] (a vfs snapshot and its parent).
+#[derive(Debug, Clone, Copy)]
+pub enum LayerChanges<'a> {
+    Upper(&'a Path),
+    Trees { lower: &'a Path, upper: &'a Path },
+}
+
+impl LayerChanges<'_> {
+    /// Writes the layer of these changes to `out` ([`crate::write_diff`] or [`compare`]).
+    pub fn write(
+        self,
+        out: impl Write,
+        compression: LayerCompression,
+        opts: DiffOptions,
+    ) -> Result<LayerDiff, Error> {
+        match self {
+            LayerChanges::Upper(upper) => crate::diff::write_diff(upper, out, compression, opts),
+            LayerChanges::Trees { lower, upper } => compare(lower, upper, out, compression, opts),
+        }
+    }
+}
+
 /// Writes to `out` the layer of what changed from the tree `lower` to the tree `upper`
 /// (compressed and hashed in one pass, as [`crate::write_diff`]). Both trees must hold
 /// still meanwhile.

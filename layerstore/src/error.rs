@@ -114,6 +114,16 @@ pub enum Error {
     /// A snapshotter refused: no such snapshot, a key taken, a view committed, ...
     #[error("snapshot {key}: {reason}")]
     Snapshot { key: String, reason: String },
+    /// The store was made with another storage driver than the one asked for.
+    #[error(
+        "storage driver \"{wanted}\" does not match the store's existing driver \"{existing}\" ({})",
+        root.display()
+    )]
+    DriverMismatch {
+        wanted: crate::StorageDriver,
+        existing: crate::StorageDriver,
+        root: PathBuf,
+    },
     #[error("invalid {variable}={value:?}: {reason}")]
     InvalidSetting {
         variable: &'static str,

@@ -262,19 +262,19 @@ impl Store {
         )
     }
 
-    /// Turns an upper directory into a stored layer, uncompressed (its digest is its
-    /// diffID: building never pays for compression). The caller holds [`Store::writing`]
-    /// until the layer is named or referenced, so that a prune cannot take it.
+    /// Turns a step's or container's changes (an upper directory, or two trees) into a
+    /// stored layer, uncompressed (its digest is its diffID: building never pays for
+    /// compression). The caller holds [`Store::writing`] until the layer is named or
+    /// referenced, so that a prune cannot take it.
     pub fn store_layer(
         &self,
-        upper: &std::path::Path,
+        changes: crate::LayerChanges<'_>,
         opts: crate::diff::DiffOptions,
     ) -> Result<StoredLayer, Error> {
-        // write_diff hashes the tar for its diffID, which for an uncompressed layer is the
-        // blob's digest: the blob writer does not hash it a second time.
+        // The tar writer hashes the tar for its diffID, which for an uncompressed layer is
+        // the blob's digest: the blob writer does not hash it a second time.
         let mut w = self.content().writer_hashed_by_caller()?;
-        let diff =
-            crate::diff::write_diff(upper, &mut w, crate::diff::LayerCompression::None, opts)?;
+        let diff = changes.write(&mut w, crate::diff::LayerCompression::None, opts)?;
         let blob = w.commit(diff.diff_id, diff.size)?;
         Ok(StoredLayer {
             digest: blob.digest,
@@ -339,18 +339,18 @@ pub struct LayerCommit {
 }
 
 impl Store {
-    /// Makes an overlay upper directory a new layer on top of `parent` (an image with one
-    /// more layer, diffed from `upper` alone, stored uncompressed so its digest is its
-    /// diffID) and names it `name` when given. Returns the new image.
+    /// Makes a container's changes a new layer on top of `parent` (an image with one more
+    /// layer, stored uncompressed so its digest is its diffID) and names it `name` when
+    /// given. Returns the new image.
     pub fn commit_layer(
         &self,
         parent: &Image,
-        upper: &std::path::Path,
+        changes: crate::LayerChanges<'_>,
         name: Option<&Reference>,
         what: &LayerCommit,
     ) -> Result<Image, Error> {
         let _writing = self.writing()?;
-        let layer = self.store_layer(upper, crate::diff::DiffOptions::default())?;
+        let layer = self.store_layer(changes, crate::diff::DiffOptions::default())?;
         let parent_config = self.content().read_verified(&parent.config_digest)?;
         let mut config: serde_json::Value =
             serde_json::from_slice(&parent_config).map_err(|e| Error::Corrupt {

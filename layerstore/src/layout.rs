@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <root>/oci-layout, index.json       an OCI image layout: the names
+//! <root>/storage-driver               the store's storage driver (overlay or vfs)
 //! <root>/{gc,index,containers}.lock   the store's locks
 //! <root>/blobs/sha256/<hex>           content (manifests, configs, layers)
 //! <root>/ingest/                      blobs being written
@@ -78,6 +79,11 @@ impl Layout {
     /// A file of the root itself: `oci-layout`, `index.json`, a lock.
     pub(crate) fn root_file(&self, name: &str) -> PathBuf {
         self.root.join(name)
+    }
+
+    /// The file naming the store's storage driver.
+    pub(crate) fn storage_driver_file(&self) -> PathBuf {
+        self.root_file("storage-driver")
     }
 
     pub(crate) fn private_dir(&self, name: &str) -> PathBuf {

@@ -43,7 +43,7 @@ pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use container::ContainerRecord;
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
-pub use differ::{apply, compare};
+pub use differ::{LayerChanges, apply, compare};
 pub use digest::{Digest, Digester};
 pub use error::{Error, NoSpace, is_no_space};
 pub use gzip::ParallelGzip;
@@ -57,8 +57,8 @@ pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use snapshotter::{
-    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, UpperDirs,
-    VfsSnapshotter,
+    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, StorageDriver,
+    UpperDirs, VfsSnapshotter,
 };
 pub use store::spread_subdirectories;
 pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

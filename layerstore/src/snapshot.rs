@@ -224,7 +224,10 @@ mod tests {
         fs::write(upper.join("app/main"), b"built").unwrap();
         let _writing = store.writing().unwrap();
         let layer = store
-            .store_layer(&upper, crate::DiffOptions::default())
+            .store_layer(
+                crate::LayerChanges::Upper(&upper),
+                crate::DiffOptions::default(),
+            )
             .unwrap();
         assert_eq!(layer.digest, layer.diff_id, "uncompressed");
         let config = serde_json::json!({

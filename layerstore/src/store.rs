@@ -75,6 +75,8 @@ pub struct Store {
     root: PathBuf,
     layout: Layout,
     content: ContentStore,
+    /// Settled at open (`snapshotter/driver.rs`).
+    driver: crate::StorageDriver,
 }
 
 /// Asks the file system to place each new directory in `dir` far from its siblings (ext4's
@@ -142,28 +144,54 @@ fn restrict(root: &Path) -> Result<(), Error> {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating its layout on first use.
+    /// Opens the store at `root`, creating its layout on first use; a new store records
+    /// the default driver (overlay).
     pub fn open(root: &Path) -> Result<Store, Error> {
+        Store::open_with(root, None, crate::StorageDriver::default)
+    }
+
+    /// Opens the store at `root` with the storage driver `wanted` (an error when the store
+    /// records another); with none wanted, a new store takes what `default` says (the
+    /// caller's question whether overlayfs can be mounted here) and records it.
+    pub fn open_with(
+        root: &Path,
+        wanted: Option<crate::StorageDriver>,
+        default: impl FnOnce() -> crate::StorageDriver,
+    ) -> Result<Store, Error> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         restrict(root)?;
         let content = ContentStore::open(root)?;
-        let store = Store {
+        let mut store = Store {
             root: root.to_path_buf(),
             layout: Layout::new(root),
             content,
+            driver: crate::StorageDriver::default(),
         };
         let layout = store.layout.root_file("oci-layout");
+        let mut made = None;
         if !layout.exists() {
             // Under the index's lock, as every file written in the root: a prune clears
             // the root's temporaries while it holds that lock.
             let _index = store.lock("index.lock")?;
             if !layout.exists() {
+                // A new store: its driver is recorded before the layout, so whoever sees
+                // the layout sees the driver.
+                made = Some(store.record_driver(wanted.unwrap_or_else(default))?);
                 write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
             }
         }
+        store.driver = match made {
+            Some(d) => d,
+            None => store.settle_driver(wanted)?,
+        };
         store.empty_trash();
         store.settle_unsynced()?;
         Ok(store)
+    }
+
+    /// The store's storage driver.
+    pub fn storage_driver(&self) -> crate::StorageDriver {
+        self.driver
     }
 
     pub fn root(&self) -> &Path {

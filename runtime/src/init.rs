@@ -99,7 +99,7 @@ fn steps(
         None::<&str>,
     )
     .map_err(|e| Error::sys("make / rslave", e))?;
-    rootfs::mount_overlay(&l.layers, &l.rootfs)?;
+    l.layers.mount(&l.rootfs)?;
     let root = nix::fcntl::open(
         &l.rootfs,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,

@@ -17,7 +17,7 @@ use oci_spec::runtime::Spec;
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::parent_death::ParentDeath;
-use crate::rootfs::RootfsLayers;
+use crate::rootfs::Rootfs;
 
 /// Where the container's standard streams go.
 pub enum Stdio {
@@ -38,9 +38,10 @@ pub struct Launch {
     /// The container id: names its cgroup.
     pub id: String,
     pub spec: Spec,
-    pub layers: RootfsLayers,
-    /// The host directory the overlay is mounted on (only inside the container's mount
-    /// namespace).
+    /// What its root file system is made of: an overlay or one directory.
+    pub layers: Rootfs,
+    /// The host directory the root file system is mounted on (only inside the container's
+    /// mount namespace).
     pub rootfs: PathBuf,
     /// A docker-style user (`name`, `uid:gid`, ...) resolved in the container's own
     /// `/etc/passwd`; `None` takes the spec's numeric ids.

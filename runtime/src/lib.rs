@@ -1,8 +1,9 @@
-//! lb's native runtime: it starts a process in new namespaces on an overlay root file system
-//! built from read-only lower directories, confined as docker confines it (capabilities,
-//! seccomp, masked paths, cgroups), and follows it to its end. It takes an OCI runtime
-//! spec (`oci_spec::runtime::Spec`) and a list of lower directories; it knows nothing of
-//! images, layers, names or Dockerfiles — the caller turns an image into a spec.
+//! lb's native runtime: it starts a process in new namespaces on a root file system (an
+//! overlay of read-only lower directories, or one directory bound as it is), confined as
+//! docker confines it (capabilities, seccomp, masked paths, cgroups), and follows it to its
+//! end. It takes an OCI runtime spec (`oci_spec::runtime::Spec`) and a [`Rootfs`]; it knows
+//! nothing of images, layers, stores, storage drivers, names or Dockerfiles — the caller
+//! turns an image into a spec and a rootfs.
 
 pub mod cgroups;
 pub mod defaults;
@@ -19,4 +20,4 @@ pub mod user;
 pub use error::{Error, Result};
 pub use init::DEFAULT_PATH;
 pub use launch::{Container, Exec, Launch, Stdio, exec, exit_code, hold_signals, start};
-pub use rootfs::RootfsLayers;
+pub use rootfs::{Rootfs, RootfsLayers};

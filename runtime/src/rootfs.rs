@@ -14,6 +14,31 @@ use oci_spec::runtime::Mount;
 
 use crate::error::{Error, Result};
 
+/// A container's root file system: an overlay, or one directory bound as it is (a full
+/// tree of the container's own: the vfs storage driver's, where overlayfs cannot be used).
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    Overlay(RootfsLayers),
+    Dir(PathBuf),
+}
+
+impl Rootfs {
+    /// Mounts it at `target` (in the container's mount namespace).
+    pub fn mount(&self, target: &Path) -> Result<()> {
+        match self {
+            Rootfs::Overlay(layers) => mount_overlay(layers, target),
+            Rootfs::Dir(dir) => mount(
+                Some(dir.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::sys(format!("bind {} on {}", dir.display(), target.display()), e)),
+        }
+    }
+}
+
 /// The layers of a container's root: read-only lowers (top first) and its own upper and
 /// work directories.
 #[derive(Debug, Clone)]
@@ -105,6 +130,44 @@ pub fn mount_overlay(layers: &RootfsLayers, target: &Path) -> Result<()> {
     mount_overlay_of(&layers.lowers, Some(rw), target)
 }
 
+/// Whether an overlay can be mounted here: one of two lowers in `scratch` (an empty
+/// directory the caller gives and removes) is made and mounted with the new mount API and
+/// never attached anywhere (closing the descriptor drops it), or, on kernels without it, at
+/// `scratch` and unmounted at once. The error is the kernel's (`ENODEV`: no overlayfs;
+/// `EPERM`: not allowed here, e.g. in a container; `EINVAL`: not on this file system).
+pub fn probe_overlay(scratch: &Path) -> std::io::Result<()> {
+    let dirs: Vec<PathBuf> = ["l1", "l2", "target"]
+        .iter()
+        .map(|d| scratch.join(d))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d)?;
+    }
+    let lowers = &dirs[..2];
+    match overlay_context(lowers, None) {
+        Ok(fs) => {
+            // SAFETY: fsmount on a descriptor this function owns; the result is closed.
+            let mnt = unsafe {
+                libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0)
+            };
+            if mnt < 0 {
+                return Err(last_errno());
+            }
+            // SAFETY: a descriptor fsmount just returned, owned here alone.
+            drop(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) });
+            Ok(())
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            mount_overlay_of(lowers, None, &dirs[2]).map_err(|e| match e {
+                Error::Sys { errno, .. } => std::io::Error::from(errno),
+                e => std::io::Error::other(e.to_string()),
+            })?;
+            umount2(&dirs[2], MntFlags::MNT_DETACH).map_err(std::io::Error::from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The writable part of an overlay.
 #[derive(Clone, Copy)]
 struct Upper<'a> {
@@ -163,6 +226,33 @@ fn mount_overlay_fsconfig(
     rw: Option<Upper>,
     target: &Path,
 ) -> std::io::Result<()> {
+    let fs = overlay_context(lowers, rw)?;
+    // SAFETY: plain system calls on owned descriptors and NUL-terminated strings.
+    unsafe {
+        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0);
+        if mnt < 0 {
+            return Err(last_errno());
+        }
+        let mnt = OwnedFd::from_raw_fd(mnt as RawFd);
+        let t = CString::new(target.as_os_str().as_bytes())?;
+        if libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        ) < 0
+        {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
+}
+
+/// An overlay file system made (`fsopen`, one `fsconfig` per layer, `FSCONFIG_CMD_CREATE`)
+/// and not yet mounted: its context descriptor.
+fn overlay_context(lowers: &[PathBuf], rw: Option<Upper>) -> std::io::Result<OwnedFd> {
     // SAFETY: plain system calls on owned descriptors and NUL-terminated strings.
     unsafe {
         let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC);
@@ -224,25 +314,8 @@ fn mount_overlay_fsconfig(
         {
             return Err(last_errno());
         }
-        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0);
-        if mnt < 0 {
-            return Err(last_errno());
-        }
-        let mnt = OwnedFd::from_raw_fd(mnt as RawFd);
-        let t = CString::new(target.as_os_str().as_bytes())?;
-        if libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        ) < 0
-        {
-            return Err(last_errno());
-        }
+        Ok(fs)
     }
-    Ok(())
 }
 
 /// `path` (absolute or not) opened as seen from inside `root`: the one resolver

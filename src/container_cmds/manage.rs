@@ -216,21 +216,20 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
     };
     let mut cfg = lb_builder::ImageConfig::from_base(base, None);
     crate::image_cmds::apply_changes(&mut cfg, &args.change)?;
-    let image = store.commit_layer(
-        &parent,
-        &store.container_dir(&c.id).join("upper"),
-        name.as_ref(),
-        &lb_layerstore::LayerCommit {
-            created_by: c.config.command(),
-            comment: args.message.clone(),
-            author: args.author.clone(),
-            config_changes: if args.change.is_empty() {
-                Default::default()
-            } else {
-                cfg.config
-            },
+    let what = lb_layerstore::LayerCommit {
+        created_by: c.config.command(),
+        comment: args.message.clone(),
+        author: args.author.clone(),
+        config_changes: if args.change.is_empty() {
+            Default::default()
+        } else {
+            cfg.config
         },
-    )?;
+    };
+    let dir = store.container_dir(&c.id);
+    let image = lb_container::rootfs::with_changes(store, &c, &dir, &parent, |changes| {
+        Ok(store.commit_layer(&parent, changes, name.as_ref(), &what)?)
+    })?;
     println!("{}", image.config_digest);
     Ok(ExitCode::SUCCESS)
 }
@@ -245,14 +244,14 @@ pub struct ExportArgs {
 
 /// `lb export`: the container's whole file system (its image's layers with its own changes
 /// on top) as one tar, as `docker export` writes it (`write_merged`: a read-only overlay in
-/// a mount namespace of this process's own, seen by no one and gone with the process).
+/// a mount namespace of this process's own, seen by no one and gone with the process; on
+/// vfs the container's tree as it is).
 pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let c = store.container::<ContainerConfig>(&args.container)?;
     let dir = store.container_dir(&c.id);
-    let mut lowers = vec![dir.join("upper")];
-    lowers.extend(c.config.lowers.iter().rev().cloned());
+    let merged = lb_container::rootfs::merged(store, &c, &dir)?;
     crate::image_cmds::write_archive(args.output.as_deref(), |out| {
-        Ok(lb_builder::write_merged(lowers, &dir, out)?)
+        Ok(lb_builder::write_merged(&merged, &dir, out)?)
     })?;
     Ok(ExitCode::SUCCESS)
 }

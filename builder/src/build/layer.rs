@@ -1,8 +1,22 @@
-//! A step's layer: the cache looked up by its key, its upper dir committed as a layer
-//! and an image (recorded under the key, kept as a snapshot), the scratch directories
-//! steps write in, and the stage's file system as lowers or one read-only view.
+//! A step's layer: the cache looked up by its key, its changes (an upper dir, or on vfs a
+//! tree and its parent) committed as a layer and an image (recorded under the key, kept as
+//! a snapshot), the scratch directories steps write in, and the stage's file system as
+//! lowers or one read-only view.
 
 use super::*;
+
+/// Where a step's changes are.
+pub(super) enum StepChanges {
+    /// In `upper/` of the step's directory: overlay's upper dir, or the fresh dir COPY,
+    /// ADD and WORKDIR write into (on either driver).
+    Upper,
+    /// A vfs step's tree (the active snapshot `key`) and its parent's tree `lower`.
+    Tree {
+        key: lb_layerstore::SnapshotKey,
+        tree: PathBuf,
+        lower: PathBuf,
+    },
+}
 
 impl Builder<'_> {
     /// The image of `state` as it stands, written to the store.
@@ -41,19 +55,28 @@ impl Builder<'_> {
         Ok(Some(hit))
     }
 
-    /// Commits `upper` as the step's layer on top of `state`, records it under the step's
-    /// key and keeps `upper` as the layer's snapshot.
+    /// Commits `changes` (in the step's directory `dir`) as the step's layer on top of
+    /// `state`, records it under the step's key and keeps what it can as the layer's
+    /// snapshot: overlay's upper dir, vfs's tree.
     pub(super) fn commit(
         &self,
         mut state: StageState,
-        upper: &Path,
+        dir: &Path,
+        changes: &StepChanges,
         key: Digest,
         created_by: String,
     ) -> Result<StageState, BuildError> {
+        let upper = dir.join("upper");
+        let layer_changes = match changes {
+            StepChanges::Upper => lb_layerstore::LayerChanges::Upper(&upper),
+            StepChanges::Tree { tree, lower, .. } => {
+                lb_layerstore::LayerChanges::Trees { lower, upper: tree }
+            }
+        };
         let layer = self
             .store
             .store_layer(
-                upper,
+                layer_changes,
                 DiffOptions {
                     source_date_epoch: self.opts.source_date_epoch,
                 },
@@ -77,7 +100,21 @@ impl Builder<'_> {
             .map_err(store_err)?;
         let chain = lb_layerstore::chain_ids(&state.diff_ids());
         if let Some(top) = chain.last() {
-            self.store.adopt_snapshot(top, upper).map_err(store_err)?;
+            match (changes, &self.vfs) {
+                (StepChanges::Upper, None) => {
+                    self.store.adopt_snapshot(top, &upper).map_err(store_err)?;
+                }
+                // A vfs tree is made from the blob when a step stands on it: an upper dir
+                // is not one.
+                (StepChanges::Upper, Some(_)) => {}
+                (StepChanges::Tree { key, .. }, Some(vfs)) => vfs.commit(key, top)?,
+                (StepChanges::Tree { .. }, None) => {
+                    return Err(store_err(lb_layerstore::Error::Snapshot {
+                        key: top.to_string(),
+                        reason: "a vfs tree to commit on an overlay store".into(),
+                    }));
+                }
+            }
         }
         self.store.cache_put(&key, &image).map_err(store_err)?;
         state.layers = image.manifest.layers().clone();
@@ -129,6 +166,9 @@ impl Builder<'_> {
     /// The file system of `image` as one read-only directory (mounted in the build's own
     /// mount namespace when it has more than one layer).
     pub(crate) fn view(&self, image: Option<&Image>) -> Result<PathBuf, BuildError> {
+        if let Some(vfs) = &self.vfs {
+            return vfs.view(self.store, image);
+        }
         let dir = self.step_dir()?;
         let mut lowers = self.lowers(image, &dir)?;
         if lowers.len() == 1 {
@@ -161,21 +201,23 @@ impl Builder<'_> {
         std::fs::create_dir_all(&upper)
             .map_err(|e| BuildError::io("preparing a step", &upper, e))?;
         fill(&upper)?;
-        self.finish_layer(state, &dir, key, created_by, v, t)
+        self.finish_layer(state, &dir, &StepChanges::Upper, key, created_by, v, t)
     }
 
-    /// A step's end once `dir/upper` holds its changes: the layer committed (and the upper
-    /// dir kept as its snapshot), the step's scratch removed, its vertex done.
+    /// A step's end once `changes` are made: the layer committed (and kept as its
+    /// snapshot), the step's scratch `dir` removed, its vertex done.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish_layer(
         &self,
         state: StageState,
         dir: &Path,
+        changes: &StepChanges,
         key: Digest,
         created_by: String,
         v: usize,
         t: Instant,
     ) -> Result<StageState, BuildError> {
-        let state = self.commit(state, &dir.join("upper"), key, created_by)?;
+        let state = self.commit(state, dir, changes, key, created_by)?;
         let _ = std::fs::remove_dir_all(dir);
         self.progress.event(Event::Done {
             vertex: v,

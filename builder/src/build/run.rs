@@ -1,6 +1,7 @@
 //! RUN steps: the step's argv (shell form, exec form, heredoc scripts), its environment,
 //! mounts and network, its container started on an overlay of the stage's snapshots with a
-//! fresh upper dir that becomes the layer, and its output streamed as progress events.
+//! fresh upper dir that becomes the layer (on vfs: a copy of the stage's tree, compared
+//! with it), and its output streamed as progress events.
 
 use super::*;
 
@@ -137,8 +138,10 @@ impl Builder<'_> {
             name
         };
         let dir = self.run_step_dir()?;
-        // The image's file system, to tell the mount points mounts create: only with mounts.
-        let lower_view = if run.mounts.is_empty() {
+        // The image's file system, to tell the mount points mounts create: only with mounts
+        // on overlay (its upper dir holds nothing else of the image), always on vfs (the
+        // step's tree holds the image: /etc/hosts there is the image's, not a stub).
+        let lower_view = if run.mounts.is_empty() && self.vfs.is_none() {
             dir.clone()
         } else {
             self.view(state.image.as_ref())?
@@ -166,13 +169,11 @@ impl Builder<'_> {
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(hit);
         }
-        let mut lowers = self.lowers(state.image.as_ref(), &dir)?;
-        lowers.reverse();
-        let upper = dir.join("upper");
-        for d in ["upper", "work", "rootfs"] {
-            std::fs::create_dir_all(dir.join(d))
-                .map_err(|e| BuildError::io("preparing a step", &dir, e))?;
-        }
+        let (layers, changes) = self.step_rootfs(&state, &dir, &lower_view)?;
+        let upper = match &changes {
+            StepChanges::Upper => dir.join("upper"),
+            StepChanges::Tree { tree, .. } => tree.clone(),
+        };
         env.extend(prepared.env.iter().cloned());
         let mut spec =
             lb_runtime::defaults::docker_spec(args.clone(), network_none && bridged.is_none());
@@ -234,14 +235,6 @@ impl Builder<'_> {
             std::process::id(),
             &Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex()[..32]
         );
-        let layers = lb_runtime::RootfsLayers {
-            lowers,
-            upper: upper.clone(),
-            work: dir.join("work"),
-            // Not synced at unmount: the step's layer blob is written durably, and the store
-            // marks the snapshot this upper dir becomes as unsynced until it is.
-            volatile: true,
-        };
         let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);
         if let Some(net) = bridged {
@@ -267,7 +260,46 @@ impl Builder<'_> {
         ran?;
         crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
-        self.finish_layer(state, &dir, key, created_by, v, t)
+        self.finish_layer(state, &dir, &changes, key, created_by, v, t)
+    }
+
+    /// A RUN step's root file system in its directory `dir`: on overlay, the stage's
+    /// snapshots below a fresh upper dir; on vfs, a copy of the stage's tree (whose parent,
+    /// for the comparison, is `lower_view`).
+    fn step_rootfs(
+        &self,
+        state: &StageState,
+        dir: &Path,
+        lower_view: &Path,
+    ) -> Result<(lb_runtime::Rootfs, StepChanges), BuildError> {
+        let mkdirs = |names: &[&str]| {
+            names.iter().try_for_each(|d| {
+                std::fs::create_dir_all(dir.join(d))
+                    .map_err(|e| BuildError::io("preparing a step", dir, e))
+            })
+        };
+        if let Some(vfs) = &self.vfs {
+            mkdirs(&["rootfs"])?;
+            let (key, tree) = vfs.prepare(self.store, state.image.as_ref())?;
+            let changes = StepChanges::Tree {
+                key,
+                tree: tree.clone(),
+                lower: lower_view.to_path_buf(),
+            };
+            return Ok((lb_runtime::Rootfs::Dir(tree), changes));
+        }
+        let mut lowers = self.lowers(state.image.as_ref(), dir)?;
+        lowers.reverse();
+        mkdirs(&["upper", "work", "rootfs"])?;
+        let layers = lb_runtime::RootfsLayers {
+            lowers,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            // Not synced at unmount: the step's layer blob is written durably, and the store
+            // marks the snapshot this upper dir becomes as unsynced until it is.
+            volatile: true,
+        };
+        Ok((lb_runtime::Rootfs::Overlay(layers), StepChanges::Upper))
     }
 
     /// RUN's mounts, their words expanded with the stage's variables.
@@ -332,7 +364,7 @@ impl Builder<'_> {
         args: &[String],
         id: String,
         spec: oci_spec::runtime::Spec,
-        layers: lb_runtime::RootfsLayers,
+        layers: lb_runtime::Rootfs,
         rootfs: PathBuf,
         user: Option<String>,
     ) -> Result<(), BuildError> {

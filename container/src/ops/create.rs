@@ -60,7 +60,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let image = store
         .image(&name_ref)
         .map_err(|_| Error::NoSuchImage(image_arg.to_string()))?;
-    let lowers = store.prepare_snapshots(&image)?;
+    let lowers = crate::rootfs::image_lowers(store, &image)?;
     let id = random_id()?;
     let mode = opts.run.network.as_str();
     let host_network = mode == "host";
@@ -166,6 +166,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         },
     };
     let dir = store.create_container(&record)?;
+    if let Err(e) = crate::rootfs::create(store, &image, &id) {
+        let _ = store.remove_container(&id);
+        return Err(e);
+    }
     lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network).map_err(|source| {
         Error::Io {
             path: dir.join("etc"),

@@ -14,6 +14,7 @@
 //! This module knows nothing of processes, mount calls, images or builds: [`Mounts`] is
 //! data, which the runtime turns into a mount (it must not depend on the runtime crate).
 
+mod driver;
 mod overlay;
 mod record;
 mod tree;
@@ -25,6 +26,7 @@ use crate::Error;
 use crate::digest::Digest;
 use crate::snapshot::chain_ids;
 
+pub use driver::StorageDriver;
 pub use overlay::OverlaySnapshotter;
 pub use vfs::VfsSnapshotter;
 
@@ -178,6 +180,9 @@ pub trait Snapshotter {
 
     /// The mounts of the active snapshot or view `key`, as `prepare` or `view` gave them.
     fn mounts(&self, key: &SnapshotKey) -> Result<Mounts, Error>;
+
+    /// Whether `snapshot` is there (containerd's `Stat`, narrowed to what callers ask).
+    fn exists(&self, snapshot: &Snapshot) -> bool;
 }
 
 fn not_found(key: &str, what: &str) -> Error {

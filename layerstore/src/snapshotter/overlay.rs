@@ -166,6 +166,13 @@ impl Snapshotter for OverlaySnapshotter {
         let record = self.active.read(key)?;
         self.mounts_of(&self.active.path(key), &record)
     }
+
+    fn exists(&self, snapshot: &Snapshot) -> bool {
+        match snapshot {
+            Snapshot::Active(key) => self.active.read(key).is_ok(),
+            Snapshot::Committed(id) => self.store.snapshot_path(id).is_dir(),
+        }
+    }
 }
 
 #[cfg(test)]

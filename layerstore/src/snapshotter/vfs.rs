@@ -151,4 +151,11 @@ impl Snapshotter for VfsSnapshotter {
         let record = self.active.read(key)?;
         self.mounts_of(&self.active.path(key), &record)
     }
+
+    fn exists(&self, snapshot: &Snapshot) -> bool {
+        match snapshot {
+            Snapshot::Active(key) => self.active.read(key).is_ok(),
+            Snapshot::Committed(id) => self.committed_path(id).is_dir(),
+        }
+    }
 }

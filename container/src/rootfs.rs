@@ -1,0 +1,135 @@
+//! A container's root file system on the store's storage driver. Overlay: the image's
+//! snapshots (recorded as the record's `lowers`) below the upper dir in the container's
+//! directory, as always. Vfs: the snapshotter's active snapshot named by the container's id,
+//! a full copy of the image's tree, bound as the root; its changes are the comparison
+//! with the image's tree. `lb run`/`start`/`commit`/`export` reach the file system only
+//! through here.
+
+use std::path::{Path, PathBuf};
+
+use lb_layerstore::{
+    Chain, Image, LayerChanges, Mounts, Snapshot, SnapshotKey, StorageDriver, Store,
+};
+
+use crate::Result;
+use crate::record::Record;
+
+fn key(id: &str) -> Result<SnapshotKey> {
+    Ok(SnapshotKey::new(id)?)
+}
+
+fn vfs(store: &Store) -> bool {
+    store.storage_driver() == StorageDriver::Vfs
+}
+
+/// The image's file system made ready for a new container: its snapshots in the store's
+/// driver. Returns the overlay lowers to record (bottom first; none on vfs).
+pub fn image_lowers(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
+    if vfs(store) {
+        store.image_chain(image)?;
+        return Ok(Vec::new());
+    }
+    Ok(store.prepare_snapshots(image)?)
+}
+
+/// Makes the container `id`'s own file system (after its record: removing the container
+/// removes it): on vfs, its active snapshot on `image`'s tree. Nothing on overlay (the
+/// upper dir is made at start).
+pub fn create(store: &Store, image: &Image, id: &str) -> Result<()> {
+    if !vfs(store) {
+        return Ok(());
+    }
+    let chain = store.image_chain(image)?;
+    let parent = (!chain.ids().is_empty()).then_some(&chain);
+    store.snapshotter().prepare(&key(id)?, parent)?;
+    Ok(())
+}
+
+/// The container's root file system for the runtime (`dir`: its directory).
+pub fn rootfs(store: &Store, record: &Record, dir: &Path) -> Result<lb_runtime::Rootfs> {
+    if vfs(store) {
+        return Ok(lb_runtime::Rootfs::Dir(tree(store, &record.id)?));
+    }
+    // Overlay lowers are listed top first; snapshots come bottom first.
+    let mut lowers: Vec<PathBuf> = record.config.lowers.iter().rev().cloned().collect();
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| crate::Error::Io {
+            path: empty.clone(),
+            source: e,
+        })?;
+        lowers.push(empty);
+    }
+    Ok(lb_runtime::Rootfs::Overlay(lb_runtime::RootfsLayers {
+        lowers,
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+        // A container's upper dir is its state (`lb commit`, `lb start` again): synced
+        // when it is unmounted, as docker's. A `--rm` container's goes with it, so its
+        // exit need not wait for its writes to reach the disk (podman's choice too).
+        volatile: record.auto_remove,
+    }))
+}
+
+/// The container's whole file system (its image's with its changes), as `export` reads it.
+pub fn merged(store: &Store, record: &Record, dir: &Path) -> Result<Mounts> {
+    if vfs(store) {
+        return Ok(Mounts::Bind {
+            source: tree(store, &record.id)?,
+            read_only: true,
+        });
+    }
+    let mut lowers = vec![dir.join("upper")];
+    lowers.extend(record.config.lowers.iter().rev().cloned());
+    Ok(Mounts::Overlay {
+        lowers,
+        upper: None,
+    })
+}
+
+/// Calls `f` with the container's changes on top of its image `image` (`lb commit`): the
+/// upper dir, or on vfs its tree and the image's.
+pub fn with_changes<T>(
+    store: &Store,
+    record: &Record,
+    dir: &Path,
+    image: &Image,
+    f: impl FnOnce(LayerChanges<'_>) -> Result<T>,
+) -> Result<T> {
+    if !vfs(store) {
+        return f(LayerChanges::Upper(&dir.join("upper")));
+    }
+    let upper = tree(store, &record.id)?;
+    let chain = store.image_chain(image)?;
+    let snapshotter = store.snapshotter();
+    // A view of the image's tree for the comparison, gone after it.
+    let view = key(&format!(
+        "commit-{}-{}",
+        &record.id[..12.min(record.id.len())],
+        std::process::id()
+    ))?;
+    let mounts = snapshotter.view(&view, (!chain.ids().is_empty()).then_some(&chain as &Chain))?;
+    let result = match &mounts {
+        Mounts::Bind { source, .. } => f(LayerChanges::Trees {
+            lower: source,
+            upper: &upper,
+        }),
+        m => Err(crate::Error::Corrupt {
+            path: upper.clone(),
+            reason: format!("a vfs view as {m:?}"),
+        }),
+    };
+    let _ = snapshotter.remove(&Snapshot::Active(view));
+    result
+}
+
+/// A vfs container's tree.
+fn tree(store: &Store, id: &str) -> Result<PathBuf> {
+    match store.snapshotter().mounts(&key(id)?)? {
+        Mounts::Bind { source, .. } => Ok(source),
+        m => Err(crate::Error::Corrupt {
+            path: PathBuf::from(id),
+            reason: format!("a vfs container's rootfs as {m:?}"),
+        }),
+    }
+}
