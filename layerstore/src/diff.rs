@@ -258,7 +258,13 @@ impl<W: Write> TarWriter<'_, W> {
                 }
                 self.links.insert(key, rel.clone());
             }
-            let xattrs = xattrs(path).map_err(io_err)?;
+            // overlayfs's own attributes (`trusted.overlay.origin` on a copied-up file: a
+            // file handle of this host's lower) are no part of the file, as for directories.
+            let xattrs: Vec<_> = xattrs(path)
+                .map_err(io_err)?
+                .into_iter()
+                .filter(|(k, _)| !is_overlay(k))
+                .collect();
             let mut file = File::open(path).map_err(io_err)?;
             self.entry(
                 &rel,
