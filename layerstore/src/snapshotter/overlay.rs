@@ -34,7 +34,7 @@ pub struct OverlaySnapshotter {
 
 impl OverlaySnapshotter {
     pub fn new(store: &Store) -> OverlaySnapshotter {
-        let dir = store.root().join("snapshotter").join("overlay");
+        let dir = store.layout().snapshotter("overlay");
         OverlaySnapshotter {
             store: store.clone(),
             active: ActiveDir::new(&dir),

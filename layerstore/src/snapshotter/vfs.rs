@@ -30,7 +30,7 @@ pub struct VfsSnapshotter {
 
 impl VfsSnapshotter {
     pub fn new(store: &Store) -> VfsSnapshotter {
-        let dir = store.root().join("snapshotter").join("vfs");
+        let dir = store.layout().snapshotter("vfs");
         VfsSnapshotter {
             store: store.clone(),
             committed: dir.join("committed"),
