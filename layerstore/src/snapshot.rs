@@ -41,10 +41,12 @@ impl Store {
         self.layout().snapshot(chain_id)
     }
 
-    /// Unpacks every layer of `image` not unpacked yet; returns the snapshot directories,
-    /// lowest layer first.
-    pub fn prepare_snapshots(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
-        let _writing = self.writing()?;
+    /// `image`'s layer descriptors and their diffIDs, as many of each (a manifest and a
+    /// config that disagree are a damaged image).
+    pub(crate) fn layers_and_diff_ids<'i>(
+        &self,
+        image: &'i Image,
+    ) -> Result<(&'i [oci_spec::image::Descriptor], Vec<Digest>), Error> {
         let diff_ids = image.diff_ids()?;
         let layers = image.manifest.layers();
         if layers.len() != diff_ids.len() {
@@ -57,6 +59,14 @@ impl Store {
                 ),
             });
         }
+        Ok((layers, diff_ids))
+    }
+
+    /// Unpacks every layer of `image` not unpacked yet; returns the snapshot directories,
+    /// lowest layer first.
+    pub fn prepare_snapshots(&self, image: &Image) -> Result<Vec<PathBuf>, Error> {
+        let _writing = self.writing()?;
+        let (layers, diff_ids) = self.layers_and_diff_ids(image)?;
         let dir = self.snapshots_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut out = Vec::new();

@@ -121,23 +121,12 @@ impl Store {
     /// layer unpacked once into `snapshots/`). Vfs: each missing tree is a copy of the one
     /// below with the layer applied, deletions done (checked against its diffID).
     pub fn image_chain(&self, image: &Image) -> Result<Chain, Error> {
-        let diff_ids = image.diff_ids()?;
         if self.storage_driver() == StorageDriver::Overlay {
             self.prepare_snapshots(image)?;
-            return Ok(Chain::of_diff_ids(&diff_ids));
+            return Ok(Chain::of_diff_ids(&image.diff_ids()?));
         }
         let _writing = self.writing()?;
-        let layers = image.manifest.layers();
-        if layers.len() != diff_ids.len() {
-            return Err(Error::Corrupt {
-                path: self.content().path(&image.manifest_digest),
-                reason: format!(
-                    "{} layers but {} diff_ids in the config",
-                    layers.len(),
-                    diff_ids.len()
-                ),
-            });
-        }
+        let (layers, diff_ids) = self.layers_and_diff_ids(image)?;
         let snapshotter = self.snapshotter();
         let mut chain = Chain::default();
         for (layer, diff_id) in layers.iter().zip(&diff_ids) {
