@@ -128,13 +128,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     /// The caller has unmounted the overlay (its upper dir must hold still).
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error> {
-        let record = self.active.read(key)?;
-        if record.kind != Kind::Active {
-            return Err(Error::Snapshot {
-                key: key.to_string(),
-                reason: "a view cannot be committed".into(),
-            });
-        }
+        self.active.read_for_commit(key)?;
         // Shared with other writers: a prune (exclusive) never sees it half done.
         let _writing = self.store.writing()?;
         let upper = self.active.path(key).join(UPPER);

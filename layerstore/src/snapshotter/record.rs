@@ -115,6 +115,18 @@ impl ActiveDir {
         })
     }
 
+    /// The record of `key`, which is to be committed: a view is refused.
+    pub fn read_for_commit(&self, key: &SnapshotKey) -> Result<Record, Error> {
+        let record = self.read(key)?;
+        if record.kind != Kind::Active {
+            return Err(Error::Snapshot {
+                key: key.to_string(),
+                reason: "a view cannot be committed".into(),
+            });
+        }
+        Ok(record)
+    }
+
     /// Removes `key`'s directory (whole or absent at every instant: `Store::discard`).
     pub fn remove(&self, store: &Store, key: &SnapshotKey) -> Result<(), Error> {
         let dir = self.path(key);

@@ -109,13 +109,7 @@ impl Snapshotter for VfsSnapshotter {
 
     /// The caller has stopped writing the tree.
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error> {
-        let record = self.active.read(key)?;
-        if record.kind != Kind::Active {
-            return Err(Error::Snapshot {
-                key: key.to_string(),
-                reason: "a view cannot be committed".into(),
-            });
-        }
+        self.active.read_for_commit(key)?;
         let _writing = self.store.writing()?;
         let tree = self.active.path(key).join(FS);
         let target = self.committed_path(name);
