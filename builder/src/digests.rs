@@ -25,6 +25,9 @@ const RACY_SECS: i64 = 2;
 const KEEP_SECS: i64 = 14 * 24 * 3600;
 /// At most this many entries are kept, the most recently used first.
 const MAX_ENTRIES: usize = 500_000;
+/// An entry's `used` is moved on only when it is this much older (seconds), so that a
+/// rebuild whose files are all known changes nothing and writes no file.
+const USED_GRAIN: i64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stat {
@@ -60,6 +63,8 @@ struct Known {
 pub struct FileDigests {
     file: Option<PathBuf>,
     known: Mutex<HashMap<PathBuf, Known>>,
+    /// Whether `known` differs from the file it was loaded from.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> i64 {
@@ -78,6 +83,7 @@ impl FileDigests {
         FileDigests {
             file: Some(file),
             known: Mutex::new(known),
+            changed: Default::default(),
         }
     }
 
@@ -90,7 +96,10 @@ impl FileDigests {
             && k.stat == stat
             && let Ok(d) = k.digest.parse::<Digest>()
         {
-            k.used = t;
+            if t - k.used >= USED_GRAIN {
+                k.used = t;
+                self.mark_changed();
+            }
             return Ok(d);
         }
         let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -101,6 +110,7 @@ impl FileDigests {
         let settled = fs::symlink_metadata(path).is_ok_and(|now_md| Stat::of(&now_md) == stat)
             && t - stat.mtime.0 > RACY_SECS;
         let mut known = self.known.lock().expect("digests");
+        self.mark_changed();
         if settled {
             known.insert(
                 path.to_path_buf(),
@@ -116,6 +126,11 @@ impl FileDigests {
         Ok(digest)
     }
 
+    fn mark_changed(&self) {
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Writes the cache back (old and surplus entries dropped), atomically: a build killed
     /// meanwhile leaves the previous file. Failing to save costs only re-reading next time.
     pub fn save(&self) {
@@ -127,6 +142,9 @@ impl FileDigests {
         if kept.len() > MAX_ENTRIES {
             kept.sort_by_key(|(_, k)| std::cmp::Reverse(k.used));
             kept.truncate(MAX_ENTRIES);
+        }
+        if kept.len() == known.len() && !self.changed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
         }
         let kept: HashMap<&PathBuf, &Known> = kept.into_iter().collect();
         let Some(dir) = file.parent() else { return };
@@ -154,6 +172,38 @@ mod tests {
             .unwrap()
             .set_modified(t)
             .unwrap();
+    }
+
+    #[test]
+    fn a_build_that_learns_nothing_new_writes_no_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache_file = dir.path().join("digests.json");
+        let f = dir.path().join("a");
+        fs::write(&f, "one").unwrap();
+        age(&f, 100);
+        let d = FileDigests::load(cache_file.clone());
+        d.digest(&f, &fs::symlink_metadata(&f).unwrap()).unwrap();
+        d.save();
+        let written = fs::metadata(&cache_file).unwrap().ino();
+
+        let d = FileDigests::load(cache_file.clone());
+        d.digest(&f, &fs::symlink_metadata(&f).unwrap()).unwrap();
+        d.save();
+        assert_eq!(fs::metadata(&cache_file).unwrap().ino(), written);
+
+        // An entry last used long ago is moved on, and that is saved.
+        {
+            let d = FileDigests::load(cache_file.clone());
+            d.known.lock().unwrap().get_mut(&f).unwrap().used -= USED_GRAIN;
+            d.mark_changed();
+            d.save();
+        }
+        let d = FileDigests::load(cache_file.clone());
+        d.digest(&f, &fs::symlink_metadata(&f).unwrap()).unwrap();
+        d.save();
+        let saved = FileDigests::load(cache_file.clone());
+        assert!(now() - saved.known.lock().unwrap()[&f].used < USED_GRAIN);
     }
 
     #[test]

@@ -212,13 +212,20 @@ impl Store {
     }
 
     fn read_index(&self) -> Result<ImageIndex, Error> {
+        self.read_index_bytes().map(|(index, _)| index)
+    }
+
+    /// The index and the bytes it was read from (none when there is no file yet).
+    fn read_index_bytes(&self) -> Result<(ImageIndex, Option<Vec<u8>>), Error> {
         let path = self.index_path();
         match fs::read(&path) {
-            Ok(bytes) => ImageIndex::from_reader(&bytes[..]).map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty_index()),
+            Ok(bytes) => ImageIndex::from_reader(&bytes[..])
+                .map(|index| (index, Some(bytes)))
+                .map_err(|e| Error::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((empty_index(), None)),
             Err(e) => Err(Error::io(&path, e)),
         }
     }
@@ -229,7 +236,7 @@ impl Store {
         change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let _lock = self.lock("index.lock")?;
-        let mut index = self.read_index()?;
+        let (mut index, before) = self.read_index_bytes()?;
         let mut manifests = index.manifests().clone();
         let out = change(&mut manifests)?;
         index.set_manifests(manifests);
@@ -237,7 +244,11 @@ impl Store {
             path: self.index_path(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.index_path(), text.as_bytes())?;
+        // A name set again to what it was (every cached rebuild's tag) writes nothing: the
+        // file on disk is already durable, and its rewrite cost two syncs.
+        if before.as_deref() != Some(text.as_bytes()) {
+            write_atomic(&self.index_path(), text.as_bytes())?;
+        }
         Ok(out)
     }
 
@@ -478,6 +489,26 @@ mod tests {
             "docker.io/library/busybox:latest"
         );
         assert!(dir.path().join("oci-layout").is_file());
+    }
+
+    #[test]
+    fn a_name_set_to_what_it_is_writes_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = (
+            manifest(&store, b"{\"a\":1}"),
+            manifest(&store, b"{\"b\":2}"),
+        );
+        let app: Reference = "app".parse().unwrap();
+        let inode = || fs::metadata(dir.path().join("index.json")).unwrap().ino();
+        store.set_name(&app, &a).unwrap();
+        let written = inode();
+        store.set_name(&app, &a).unwrap();
+        assert_eq!(inode(), written, "the same name again replaced index.json");
+        store.set_name(&app, &b).unwrap();
+        assert_ne!(inode(), written, "a changed name must be written");
+        assert_eq!(store.resolve(&app).unwrap().digest(), b.digest());
     }
 
     #[test]

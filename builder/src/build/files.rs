@@ -94,8 +94,15 @@ impl Builder<'_> {
             copy::Source::Image(image, key) => (self.view(Some(image))?, SourceKey::Image(*key)),
         };
         let target = self.view(state.image.as_ref())?;
-        // Heredoc sources become files of their own, named by their delimiters.
-        let inline_dir = self.step_dir()?;
+        // Heredoc sources and fetched URLs become files of their own, in a directory made
+        // only for them.
+        let inline_dir =
+            if files.inline.is_empty() && !sources.iter().any(|s| crate::fetch::is_url(s)) {
+                PathBuf::new()
+            } else {
+                self.step_dir()?
+            };
+        // Heredoc sources are named by their delimiters.
         let mut inline = Vec::new();
         for (n, f) in files.inline.iter().enumerate() {
             let content = if f.expand {

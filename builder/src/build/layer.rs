@@ -150,10 +150,18 @@ impl Builder<'_> {
         image: Option<&Image>,
         dir: &Path,
     ) -> Result<Vec<PathBuf>, BuildError> {
-        let mut lowers = match image {
-            Some(i) => self.store.prepare_snapshots(i).map_err(store_err)?,
-            None => Vec::new(),
-        };
+        Self::or_empty(self.snapshots(image)?, dir)
+    }
+
+    fn snapshots(&self, image: Option<&Image>) -> Result<Vec<PathBuf>, BuildError> {
+        match image {
+            Some(i) => self.store.prepare_snapshots(i).map_err(store_err),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `lowers`, or an empty directory in `dir` for none.
+    fn or_empty(mut lowers: Vec<PathBuf>, dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
         if lowers.is_empty() {
             let empty = dir.join("empty");
             std::fs::create_dir_all(&empty)
@@ -169,8 +177,13 @@ impl Builder<'_> {
         if let Some(vfs) = &self.vfs {
             return vfs.view(self.store, image);
         }
+        let mut snapshots = self.snapshots(image)?;
+        // One layer is its own view, with no directory made for it.
+        if snapshots.len() == 1 {
+            return Ok(snapshots.remove(0));
+        }
         let dir = self.step_dir()?;
-        let mut lowers = self.lowers(image, &dir)?;
+        let mut lowers = Self::or_empty(snapshots, &dir)?;
         if lowers.len() == 1 {
             return Ok(lowers.remove(0));
         }

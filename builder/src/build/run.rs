@@ -137,16 +137,28 @@ impl Builder<'_> {
         } else {
             name
         };
-        let dir = self.run_step_dir()?;
+        // Only mounts need the step's directory before its key is known: a step without
+        // them that hits the cache makes none (its mkdir and rmdir, with ext4's discard,
+        // were most of a cached step's time).
+        let early_dir = if run.mounts.is_empty() {
+            None
+        } else {
+            Some(self.run_step_dir()?)
+        };
         // The image's file system, to tell the mount points mounts create: only with mounts
         // on overlay (its upper dir holds nothing else of the image), always on vfs (the
         // step's tree holds the image: /etc/hosts there is the image's, not a stub).
-        let lower_view = if run.mounts.is_empty() && self.vfs.is_none() {
-            dir.clone()
+        let image_view = if run.mounts.is_empty() && self.vfs.is_none() {
+            None
         } else {
-            self.view(state.image.as_ref())?
+            Some(self.view(state.image.as_ref())?)
         };
-        let prepared = self.run_mounts(&state, ins, run, &dir, &cwd, &lower_view, results)?;
+        let prepared = match (&early_dir, &image_view) {
+            (Some(dir), Some(view)) => {
+                self.run_mounts(&state, ins, run, dir, &cwd, view, results)?
+            }
+            _ => crate::mounts::Prepared::default(),
+        };
         let key = CacheKey::Run {
             parent: &state.key,
             run: RunKey {
@@ -166,9 +178,16 @@ impl Builder<'_> {
         let t = Instant::now();
         if let Some(hit) = self.cached(&state, key)? {
             self.progress.event(Event::Cached { vertex: v });
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(dir) = &early_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             return Ok(hit);
         }
+        let dir = match early_dir {
+            Some(dir) => dir,
+            None => self.run_step_dir()?,
+        };
+        let lower_view = image_view.unwrap_or_else(|| dir.clone());
         let (layers, changes) = self.step_rootfs(&state, &dir, &lower_view)?;
         let upper = match &changes {
             StepChanges::Upper => dir.join("upper"),
