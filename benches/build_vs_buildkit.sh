@@ -9,13 +9,16 @@
 # Cases: ../shared/peers/dockerfiles/{small,multistage,bigfiles} and ctx10k (made here: FROM the
 # busybox base, `COPY . /ctx/`, `RUN find /ctx | wc -l`, 10,000 files of ~100 bytes in 40 dirs).
 # Modes, as ../shared/peers/bench-peers.sh: cold (--no-cache), cached (unchanged rebuild), edit
-# (hyperfine --prepare rewrites one COPY'd file with new content before each run: small/edit.txt,
-# multistage/a.txt, bigfiles/stamp.txt, ctx10k/edit.txt). `hyperfine -N --warmup 1 --runs RUNS`;
-# docker and lb alternate per case and mode. Both get `-q` and the same base tar
+# (one COPY'd file is rewritten with new content before each run: small/edit.txt,
+# multistage/a.txt, bigfiles/stamp.txt, ctx10k/edit.txt). Timed interleaved (benches/interleave.py:
+# every round runs each tool once, in rotating order; 1 warm-up round, RUNS counted), because
+# block-wise timing drifted +-15% between blocks here. Both get `-q` and the same base tar
 # (../shared/peers/make-base.sh's busybox-rootfs.tar) as lbbase/busybox:latest. docker gets
 # `--network host` (the lab dockerd has no bridge); lb its default, each RUN in a network
 # namespace of its own on the bridge (LB_NETWORK=host for the old comparison). LB_HOST_TOO=1 also
 # times lb with `--network host` in the same run (rows lbhost-*, and lb/lbhost in the summary).
+# LB_OLD=PATH also times another lb binary (an earlier commit's, for before/after tables) in the
+# same rounds, on a store of its own (rows lbold-*, and lb/lbold in the summary).
 #
 # Needs root, /usr/bin/docker (Debian's 20.10 CLI; apt: docker.io), hyperfine, jq, python3 and
 # ../shared/peers (install-peers.sh installs the tools). Skips with a message otherwise.
@@ -82,6 +85,11 @@ envpath="ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 $D import --change "$envpath" --change 'CMD ["sh"]' "$base" lbbase/busybox:latest >/dev/null
 store=$tmp/store
 "$lb" --root "$store" import -c "$envpath" -c 'CMD ["sh"]' "$base" lbbase/busybox:latest >/dev/null
+lbold=${LB_OLD:-}
+if [ -n "$lbold" ]; then
+  "$lbold" --root "$tmp/store-old" import -c "$envpath" -c 'CMD ["sh"]' "$base" \
+    lbbase/busybox:latest >/dev/null
+fi
 
 # Contexts: the peers' cases, and ctx10k.
 ctx=$tmp/ctx
@@ -108,6 +116,7 @@ mkdir -p "$out"; rm -f "$out"/*.json "$out"/*.log "$out/medians.tsv"
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# lb: $lb ($(date -r "$lb" '+built %F %T')), $(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  [ -z "$lbold" ] || echo "# lbold: $lbold ($(date -r "$lbold" '+built %F %T'))"
   echo "# docker: $($D version -f '{{.Server.Version}}')"
 } >"$out/medians.tsv"
 cat "$out/medians.tsv"
@@ -118,34 +127,32 @@ build_cmd() { # TOOL CASE EXTRA-FLAGS
   docker) echo "$D build -q --network host $3 -t lbbench-$2 $ctx/$2" ;;
   lb)     echo "$lb --root $store build -q --network ${LB_NETWORK:-default} $3 -t lbbench-$2 $ctx/$2" ;;
   lbhost) echo "$lb --root $store build -q --network host $3 -t lbbench-$2 $ctx/$2" ;;
+  lbold)  echo "$lbold --root $tmp/store-old build -q $3 -t lbbench-$2 $ctx/$2" ;;
   esac
 }
-hf() { # NAME CMD [hyperfine options ...]
-  local name=$1 cmd=$2; shift 2
-  if hyperfine -N --style none --warmup 1 --runs "$runs" --export-json "$out/$name.json" "$@" "$cmd" \
-      >"$out/$name.log" 2>&1; then
-    printf '%s\t%.3f\n' "$name" "$(jq -r '.results[0].median' "$out/$name.json")" | tee -a "$out/medians.tsv"
+tools="docker lb"
+[ "${LB_HOST_TOO:-0}" = 1 ] && tools="$tools lbhost"
+[ -n "$lbold" ] && tools="$tools lbold"
+timed() { # CASE MODE FLAGS PREPARE: every tool, interleaved; a medians.tsv row each
+  local t=$1 mode=$2 name=$1-$2 cmds='{}' cfg
+  for tool in $tools; do
+    cmds=$(jq -c --arg k "$tool" --arg v "$(build_cmd $tool "$t" "$3")" '. + {($k): $v}' <<<"$cmds")
+  done
+  cfg=$(jq -n --argjson runs "$runs" --arg prep "$4" --arg json "$out/$name.json" --argjson cmds "$cmds" \
+    '{runs: $runs, warmup: 1, prepare: $prep, json_out: $json, cmds: $cmds}')
+  if python3 "$here/benches/interleave.py" "$cfg" >"$out/$name.log" 2>&1; then
+    jq -r --arg n "$name" '.results[] | "\(.command)-\($n)\t\(.median * 1000 | round / 1000)"' \
+      "$out/$name.json" | tee -a "$out/medians.tsv"
   else
-    printf '%s\tFAIL\n' "$name" | tee -a "$out/medians.tsv"
-    # once more, with its output, for the error text
-    { echo "--- $cmd"; $cmd 2>&1 | tail -15; } >>"$out/$name.log" 2>&1 || true
-    echo "  command: $cmd" >&2; tail -8 "$out/$name.log" | sed 's/^/  /' >&2
+    for tool in $tools; do printf '%s\tFAIL\n' "$tool-$name" | tee -a "$out/medians.tsv"; done
+    sed 's/^/  /' "$out/$name.log" >&2
   fi
 }
 
 for t in $cases; do
-  for mode in cold cached edit; do
-    tools="docker lb"
-    [ "${LB_HOST_TOO:-0}" = 1 ] && tools="docker lb lbhost"
-    for tool in $tools; do
-      case $mode in
-      cold)   hf "$tool-$t-$mode" "$(build_cmd $tool "$t" --no-cache)" ;;
-      cached) hf "$tool-$t-$mode" "$(build_cmd $tool "$t" '')" ;;
-      edit)   hf "$tool-$t-$mode" "$(build_cmd $tool "$t" '')" \
-                --prepare "sh -c 'date +%s%N > $ctx/$t/${edit[$t]}'" ;;
-      esac
-    done
-  done
+  timed "$t" cold --no-cache ""
+  timed "$t" cached "" ""
+  timed "$t" edit "" "date +%s%N > $ctx/$t/${edit[$t]}"
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/medians.tsv"
 
@@ -173,6 +180,18 @@ for t in sys.argv[2].split():
         except ValueError:
             rs, ok = "-", "-"
         print(f"| {t} | {c} | {d} | {l} | {rs} | {tg} | {ok} |")
+if any(k.startswith("lbold-") for k in m):
+    print()
+    print("| case | mode | lbold/BuildKit | lb/BuildKit | lb/lbold |")
+    print("|---|---|---|---|---|")
+    for t in sys.argv[2].split():
+        for c in ["cold", "cached", "edit"]:
+            d, o, l = (m.get(f"{x}-{t}-{c}", "-") for x in ("docker", "lbold", "lb"))
+            try:
+                row = f"{float(o) / float(d):.2f} | {float(l) / float(d):.2f} | {float(l) / float(o):.3f}"
+            except ValueError:
+                row = "- | - | -"
+            print(f"| {t} | {c} | {row} |")
 if any(k.startswith("lbhost-") for k in m):
     print()
     print("| case | mode | lb --network host s | lb (RUN isolated) s | isolated/host |")

@@ -7,16 +7,19 @@
 #
 # Run: bash benches/run_start.sh
 #
-# Needs root, runc, crun, hyperfine, python3, /usr/bin/time (apt: time) and busybox-static
+# Needs root, runc, crun, jq, python3, /usr/bin/time (apt: time) and busybox-static
 # (../shared/peers/install-peers.sh installs the peers). Skips with a message otherwise.
 # RUNS=N (default 50) timed runs each; OUT=DIR (default /tmp/lb-bench/run_start) keeps the
-# hyperfine JSON; BUNDLE=DIR times runc/crun on that bundle (e.g. /tmp/lab-bundle from
+# timings as JSON; BUNDLE=DIR times runc/crun on that bundle (e.g. /tmp/lab-bundle from
 # ../shared/peers/load-bases.sh) instead of one made here from the same rootfs tar as lb's.
 # crun 1.8 refuses this machine's hybrid cgroup layout, so it runs through
 # ../shared/peers/crun-hybrid.sh (bash + `unshare -m` + sh + umount, then crun); that
 # wrapper's own cost is timed as well (`unshare ... sh -c true`, and the whole chain with
 # `true` for crun) and subtracted in a second ratio. lb is target/release/lb (LB_BIN=PATH for
-# another), built with `cargo build --release -p lb` if missing.
+# another), built with `cargo build --release -p lb` if missing. LB_OLD=PATH times another lb
+# binary too (an earlier commit's, for before/after tables), on a store of its own.
+# Timed interleaved (benches/interleave.py: each round runs every command once, in rotating
+# order; 5 warm-up rounds), as block-wise runs drifted between blocks here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${RUNS:-50}
@@ -25,7 +28,7 @@ out=${OUT:-/tmp/lb-bench/run_start}
 skip() { echo "run_start: skipped: $*" >&2; exit 0; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (containers)"
 missing=()
-for t in runc crun hyperfine python3 unshare; do command -v "$t" >/dev/null || missing+=("$t"); done
+for t in runc crun jq python3 unshare; do command -v "$t" >/dev/null || missing+=("$t"); done
 [ -x /usr/bin/time ] || missing+=("/usr/bin/time (apt: time)")
 [ -x /bin/busybox ] || missing+=("/bin/busybox (apt: busybox-static)")
 [ ${#missing[@]} -eq 0 ] || skip "missing: ${missing[*]} (../shared/peers/install-peers.sh)"
@@ -52,6 +55,11 @@ bash "$here/testdata/make-busybox-rootfs.sh" "$tmp/bb.tar"
 "$lb" --root "$LB_ROOT" import "$tmp/bb.tar" bb >/dev/null
 # (b) once, untimed: unpacks the snapshot.
 "$lb" --root "$LB_ROOT" run --rm --network none bb true
+lbold=${LB_OLD:-}
+if [ -n "$lbold" ]; then
+  "$lbold" --root "$tmp/store-old" import "$tmp/bb.tar" bb >/dev/null
+  "$lbold" --root "$tmp/store-old" run --rm --network none bb true
+fi
 
 # The OCI bundle: the same tar, runc's default spec (pid, net, ipc, uts, mount namespaces,
 # 3 capabilities, no seccomp) with `true`, no terminal and a writable root (as umoci's and
@@ -90,14 +98,17 @@ for c in "$runc_cmd" "$runc_cmd" "$crun_cmd" "$crun_cmd" "$wrapper_chain"; do
   bash -c "$c" || { echo "run_start: '$c' failed" >&2; exit 1; }
 done
 
-# (c) side by side, one hyperfine run, no shell in between (-N).
+# (c) side by side, interleaved, no shell in between.
 json=$out/run_start.json
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$json" \
-  -n lb "$lb --root $LB_ROOT run --rm --network none bb true" \
-  -n runc "$runc_cmd" \
-  -n crun "$crun_cmd" \
-  -n unshare-sh "$unshare_sh" \
-  -n wrapper-chain "$wrapper_chain"
+cmds=$(jq -n --arg lb "$lb --root $LB_ROOT run --rm --network none bb true" --arg runc "$runc_cmd" \
+  --arg crun "$crun_cmd" --arg unshare "$unshare_sh" --arg chain "$wrapper_chain" \
+  '{lb: $lb, runc: $runc, crun: $crun, "unshare-sh": $unshare, "wrapper-chain": $chain}')
+if [ -n "$lbold" ]; then
+  cmds=$(jq --arg old "$lbold --root $tmp/store-old run --rm --network none bb true" \
+    '. + {lbold: $old}' <<<"$cmds")
+fi
+python3 "$here/benches/interleave.py" "$(jq -n --argjson runs "$runs" --arg json "$json" \
+  --argjson cmds "$cmds" '{runs: $runs, warmup: 5, json_out: $json, cmds: $cmds}')"
 
 # (e) lb's peak RSS: ru_maxrss of lb and what it waits for (its forked helpers, `true`).
 rss=()
@@ -112,11 +123,14 @@ import json, sys
 wrapped = sys.argv[2] == "1"
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 med = {k: r["median"] * 1000 for k, r in res.items()}
-for k in ("lb", "runc", "crun", "unshare-sh", "wrapper-chain"):
+for k in [k for k in ("lb", "lbold", "runc", "crun", "unshare-sh", "wrapper-chain") if k in res]:
     r = res[k]
     print(f"{k:18} median {med[k]:7.2f} ms  mean {r['mean']*1000:7.2f} ± {r['stddev']*1000:5.2f}  "
           f"min {r['min']*1000:7.2f}  max {r['max']*1000:7.2f}")
 print(f"lb/runc {med['lb']/med['runc']:.2f}x   lb/crun {med['lb']/med['crun']:.2f}x")
+if "lbold" in med:
+    print(f"lbold/runc {med['lbold']/med['runc']:.2f}x   lbold/crun {med['lbold']/med['crun']:.2f}x"
+          f"   lb/lbold {med['lb']/med['lbold']:.3f}")
 if wrapped:
     bare = med["crun"] - med["wrapper-chain"]
     print(f"crun ran through the wrapper; less the wrapper's chain, crun ~{bare:.2f} ms: "
@@ -124,4 +138,4 @@ if wrapped:
 kb = sorted(int(x) for x in sys.argv[3:])
 print(f"lb peak RSS (max resident set size, 5 runs): max {kb[-1]} KiB, median {kb[len(kb)//2]} KiB")
 PY
-echo "hyperfine JSON: $json"
+echo "timings (JSON): $json"
