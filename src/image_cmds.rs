@@ -9,7 +9,7 @@ use clap::Args;
 use lb_layerstore::{Image, Reference, Store};
 use serde_json::json;
 
-fn reference(arg: &str) -> anyhow::Result<Reference> {
+pub(crate) fn reference(arg: &str) -> anyhow::Result<Reference> {
     Reference::parse(arg).with_context(|| format!("bad image name {arg:?}"))
 }
 
@@ -228,67 +228,6 @@ pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
-}
-
-#[derive(Args)]
-pub struct InspectArgs {
-    /// Image names
-    #[arg(required = true)]
-    names: Vec<String>,
-}
-
-/// `lb inspect`: the JSON shape of `docker image inspect`.
-pub fn inspect(store: &Store, args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let all = store.names()?;
-    let mut out = Vec::new();
-    for n in &args.names {
-        let name = reference(n)?;
-        let image = store.image(&name)?;
-        let tags: Vec<String> = all
-            .iter()
-            .filter(|(_, d)| d.digest().as_ref() == image.manifest_digest.to_string())
-            .map(|(r, _)| r.familiar())
-            .collect();
-        let c = image.config.config().clone().unwrap_or_default();
-        let ports: Option<serde_json::Map<String, serde_json::Value>> = c
-            .exposed_ports()
-            .as_ref()
-            .map(|p| p.iter().map(|k| (k.clone(), json!({}))).collect());
-        let volumes: Option<serde_json::Map<String, serde_json::Value>> = c
-            .volumes()
-            .as_ref()
-            .map(|p| p.iter().map(|k| (k.clone(), json!({}))).collect());
-        // Docker's own fields, which the OCI config type does not carry: from the blob.
-        let raw: serde_json::Value =
-            serde_json::from_slice(&store.content().read_verified(&image.config_digest)?)?;
-        let docker_field = |k: &str| raw["config"].get(k).cloned().unwrap_or(json!(null));
-        out.push(json!({
-            "Id": image.config_digest.to_string(),
-            "RepoTags": tags,
-            "RepoDigests": [],
-            "Created": image.config.created(),
-            "Architecture": image.config.architecture().to_string(),
-            "Os": image.config.os().to_string(),
-            "Config": {
-                "User": c.user().clone().unwrap_or_default(),
-                "ExposedPorts": ports,
-                "Env": c.env(),
-                "Cmd": c.cmd(),
-                "Entrypoint": c.entrypoint(),
-                "WorkingDir": c.working_dir().clone().unwrap_or_default(),
-                "Labels": c.labels(),
-                "Volumes": volumes,
-                "StopSignal": c.stop_signal(),
-                "Healthcheck": docker_field("Healthcheck"),
-                "Shell": docker_field("Shell"),
-                "OnBuild": docker_field("OnBuild"),
-            },
-            "RootFS": { "Type": "layers", "Layers": image.config.rootfs().diff_ids() },
-            "Size": image.size(),
-        }));
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `lb prune`: remove what no name reaches.

@@ -12,10 +12,12 @@ mod build_cmd;
 mod closed_output;
 mod container_cmds;
 mod image_cmds;
+mod inspect_cmd;
 mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;
 mod storage_driver;
+mod template;
 
 #[derive(Parser)]
 #[command(
@@ -51,8 +53,8 @@ enum Commands {
     Tag(image_cmds::TagArgs),
     /// Remove image names
     Rmi(image_cmds::RmiArgs),
-    /// Show an image's details as JSON
-    Inspect(image_cmds::InspectArgs),
+    /// Show containers' or images' details as JSON (or through --format)
+    Inspect(inspect_cmd::InspectArgs),
     /// Show how an image was made, newest step first
     History(image_cmds::HistoryArgs),
     /// Save images to a tar archive (OCI layout + docker manifest.json)
@@ -97,6 +99,62 @@ enum Commands {
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommands),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommands),
+}
+
+/// `lb container ...`: docker's management-command names for the container commands.
+#[derive(Subcommand)]
+enum ContainerCommands {
+    /// Show containers' details as JSON (or through --format)
+    Inspect(inspect_cmd::TypedInspectArgs),
+    /// List containers
+    #[command(visible_aliases = ["ps", "list"])]
+    Ls(container_cmds::PsArgs),
+    /// Show a container's output
+    Logs(container_cmds::LogsArgs),
+    /// Stop running containers
+    Stop(container_cmds::StopArgs),
+    /// Send a signal to running containers
+    Kill(container_cmds::KillArgs),
+    /// Remove containers
+    Rm(container_cmds::RmArgs),
+    /// Start stopped containers
+    Start(container_cmds::StartArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait(container_cmds::WaitArgs),
+    /// Run a command in a running container
+    Exec(container_cmds::ExecArgs),
+    /// Write a container's file system as a tar archive
+    Export(container_cmds::ExportArgs),
+    /// Make a new image from a container's changes
+    Commit(container_cmds::CommitArgs),
+}
+
+/// `lb image ...`: docker's management-command names for the image commands.
+#[derive(Subcommand)]
+enum ImageCommands {
+    /// Show images' details as JSON (or through --format)
+    Inspect(inspect_cmd::TypedInspectArgs),
+    /// List images
+    #[command(visible_aliases = ["list"])]
+    Ls(image_cmds::ImagesArgs),
+    /// Remove image names
+    Rm(image_cmds::RmiArgs),
+    /// Give an image another name
+    Tag(image_cmds::TagArgs),
+    /// Show how an image was made, newest step first
+    History(image_cmds::HistoryArgs),
+    /// Save images to a tar archive
+    Save(image_cmds::SaveArgs),
+    /// Load images from a tar archive
+    Load(image_cmds::LoadArgs),
+    /// Create an image from a root file system tar
+    Import(image_cmds::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -143,7 +201,7 @@ fn command() -> ExitCode {
         Commands::Images(args) => store().and_then(|s| image_cmds::images(&s, args)),
         Commands::Tag(args) => store().and_then(|s| image_cmds::tag(&s, args)),
         Commands::Rmi(args) => store().and_then(|s| image_cmds::rmi(&s, args)),
-        Commands::Inspect(args) => store().and_then(|s| image_cmds::inspect(&s, args)),
+        Commands::Inspect(args) => store().and_then(|s| inspect_cmd::inspect(&s, args)),
         Commands::History(args) => store().and_then(|s| image_cmds::history(&s, args)),
         Commands::Save(args) => store().and_then(|s| image_cmds::save(&s, args)),
         Commands::Load(args) => store().and_then(|s| image_cmds::load(&s, args)),
@@ -176,6 +234,8 @@ fn command() -> ExitCode {
         Commands::System(SystemCommands::Check(args)) => {
             store().and_then(|s| image_cmds::system_check(&s, args))
         }
+        Commands::Container(cmd) => store().and_then(|s| container_command(&s, cmd)),
+        Commands::Image(cmd) => store().and_then(|s| image_command(&s, cmd)),
     };
     match result {
         Ok(code) => code,
@@ -184,6 +244,37 @@ fn command() -> ExitCode {
             eprintln!("lb: {}", error_text(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow::Result<ExitCode> {
+    use container_cmds as c;
+    match cmd {
+        ContainerCommands::Inspect(a) => a.run(s, inspect_cmd::Kind::Container),
+        ContainerCommands::Ls(a) => c::ps(s, a),
+        ContainerCommands::Logs(a) => c::logs(s, a),
+        ContainerCommands::Stop(a) => c::stop(s, a),
+        ContainerCommands::Kill(a) => c::kill(s, a),
+        ContainerCommands::Rm(a) => c::rm(s, a),
+        ContainerCommands::Start(a) => c::start(s, a),
+        ContainerCommands::Wait(a) => c::wait(s, a),
+        ContainerCommands::Exec(a) => c::exec(s, a),
+        ContainerCommands::Export(a) => c::export(s, a),
+        ContainerCommands::Commit(a) => c::commit(s, a),
+    }
+}
+
+fn image_command(s: &lb_layerstore::Store, cmd: ImageCommands) -> anyhow::Result<ExitCode> {
+    use image_cmds as i;
+    match cmd {
+        ImageCommands::Inspect(a) => a.run(s, inspect_cmd::Kind::Image),
+        ImageCommands::Ls(a) => i::images(s, a),
+        ImageCommands::Rm(a) => i::rmi(s, a),
+        ImageCommands::Tag(a) => i::tag(s, a),
+        ImageCommands::History(a) => i::history(s, a),
+        ImageCommands::Save(a) => i::save(s, a),
+        ImageCommands::Load(a) => i::load(s, a),
+        ImageCommands::Import(a) => i::import(s, a),
     }
 }
 

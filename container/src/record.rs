@@ -53,6 +53,19 @@ pub struct ContainerConfig {
     /// docker's `HostConfig.LogConfig`; none in records made before lb had log options.
     #[serde(default)]
     pub log_config: Option<LogConfigRecord>,
+    /// The entrypoint and command the command line was made of (docker's
+    /// `Config.Entrypoint` and `Config.Cmd`); none in records made before lb kept them.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// The environment as configured (docker's `Config.Env`); none in records made
+    /// before lb kept it.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// `-v` values as given (docker's `HostConfig.Binds`).
+    #[serde(default)]
+    pub binds: Vec<String>,
 }
 
 fn default_true() -> bool {

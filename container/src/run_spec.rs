@@ -61,9 +61,9 @@ pub struct RunPlan {
     pub seccomp: bool,
 }
 
-/// docker's Entrypoint/Cmd rule: `--entrypoint` replaces the image's entrypoint and drops
-/// its Cmd; arguments after the image replace Cmd.
-pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {
+/// The entrypoint and command a container runs (docker's `Config.Entrypoint` and
+/// `Config.Cmd`), by the rule below.
+pub fn entrypoint_and_cmd(image: &ImageRunConfig, opts: &RunOptions) -> (Vec<String>, Vec<String>) {
     let (entrypoint, default_cmd) = match &opts.entrypoint {
         Some(e) if e.is_empty() => (vec![], vec![]),
         Some(e) => (vec![e.clone()], vec![]),
@@ -74,6 +74,13 @@ pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<Str
     } else {
         opts.command.clone()
     };
+    (entrypoint, cmd)
+}
+
+/// docker's Entrypoint/Cmd rule: `--entrypoint` replaces the image's entrypoint and drops
+/// its Cmd; arguments after the image replace Cmd.
+pub fn command_line(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {
+    let (entrypoint, cmd) = entrypoint_and_cmd(image, opts);
     let all: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if all.is_empty() {
         invalid!("no command specified");
@@ -95,6 +102,18 @@ fn set_env(env: &mut Vec<String>, entry: String) {
     let key = entry.split('=').next().unwrap_or("").to_string();
     env.retain(|e| e.split('=').next() != Some(key.as_str()));
     env.push(entry);
+}
+
+/// The environment as configured (docker's `Config.Env`): the image's, then `--env-file`
+/// and `-e` entries; without what is added for the process only (a default PATH,
+/// HOSTNAME, TERM).
+pub fn configured_env(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for e in &image.env {
+        set_env(&mut env, e.clone());
+    }
+    add_env(&mut env, &opts.env_files, &opts.env)?;
+    Ok(env)
 }
 
 pub fn environment(image: &ImageRunConfig, opts: &RunOptions) -> Result<Vec<String>> {

@@ -1,7 +1,7 @@
 //! Each lifecycle operation of `lb-container` on real containers (root: namespaces,
 //! cgroups, overlay), called as a library the way `lb` and a future API server call it:
-//! create, start (under the monitor), stop, kill, remove, wait, list, and the json-file
-//! log the monitor writes. The tests run one at a time (a lock): the monitor forks this
+//! create, start (under the monitor), stop, kill, remove, wait, list, inspect, and the
+//! json-file log the monitor writes, read back by logs. The tests run one at a time (a lock): the monitor forks this
 //! process, and a fork beside other tests' threads is what `lb` itself never does.
 
 use std::sync::Mutex;
@@ -228,4 +228,101 @@ fn list_shows_running_containers_or_all_newest_first() {
     running.kill(nix::sys::signal::Signal::SIGKILL).unwrap();
     running.wait();
     assert!(ids(false).is_empty());
+}
+
+#[test]
+fn logs_writes_each_stream_to_its_writer_and_tail_keeps_the_last() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(env) = setup() else { return };
+    // stderr first: the two streams' copies interleave as they come.
+    let c = started(
+        &env,
+        &["sh", "-c", "echo e >&2; sleep 0.3; echo 1; echo 2; echo 3"],
+    );
+    assert_eq!(c.wait().exit_code, 0);
+    let logs = |opts: &lb_container::ops::LogsOptions| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        c.logs(opts, &mut out, &mut err).unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    };
+    let all = lb_container::ops::LogsOptions::default();
+    assert_eq!(logs(&all), ("1\n2\n3\n".to_string(), "e\n".to_string()));
+    let last = lb_container::ops::LogsOptions {
+        tail: Some(1),
+        timestamps: true,
+        ..all
+    };
+    let (out, err) = logs(&last);
+    assert!(out.ends_with(" 3\n") && out.lines().count() == 1, "{out}");
+    assert!(out.starts_with("20"), "a timestamp first: {out}");
+    assert_eq!(err, "");
+
+    // A container logging to nowhere has no logs to read: docker's refusal.
+    let quiet = create(
+        &env.store,
+        &CreateOptions {
+            log_driver: "none".into(),
+            ..options(&["true"])
+        },
+    )
+    .unwrap();
+    let quiet = Container::of(&env.store, quiet.record);
+    let e = quiet
+        .logs(
+            &lb_container::ops::LogsOptions::default(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "configured logging driver does not support reading"
+    );
+}
+
+#[test]
+fn inspect_follows_the_container_through_its_states() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(env) = setup() else { return };
+    let created = create(&env.store, &options(&["sleep", "100"])).unwrap();
+    let c = Container::of(&env.store, created.record);
+    let i = c.inspect().unwrap();
+    assert_eq!(
+        (i.state.status, i.state.running, i.state.pid),
+        ("created", false, 0)
+    );
+    assert_eq!(i.state.started_at, "0001-01-01T00:00:00Z");
+    assert_eq!(
+        (i.path.as_str(), i.args.as_slice()),
+        ("sleep", &["100".to_string()][..])
+    );
+    assert_eq!(i.name, format!("/{}", c.record.name));
+    assert_eq!(
+        i.config.cmd,
+        Some(vec!["sleep".to_string(), "100".to_string()])
+    );
+    assert!(i.image.starts_with("sha256:"));
+
+    c.start_monitored(created.ports).unwrap();
+    let i = c.inspect().unwrap();
+    assert_eq!((i.state.status, i.state.running), ("running", true));
+    assert!(i.state.pid > 0);
+    assert_eq!(i.state.finished_at, "0001-01-01T00:00:00Z");
+
+    c.kill(nix::sys::signal::Signal::SIGKILL).unwrap();
+    c.wait();
+    let i = c.inspect().unwrap();
+    assert_eq!(
+        (
+            i.state.status,
+            i.state.running,
+            i.state.exit_code,
+            i.state.pid
+        ),
+        ("exited", false, 137, 0)
+    );
+    assert!(!i.state.finished_at.starts_with("0001"));
 }

@@ -25,16 +25,21 @@ pub struct PortSpec {
     pub proto: Proto,
 }
 
-impl std::fmt::Display for PortSpec {
+impl std::fmt::Display for Proto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
+        f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
-        };
+        })
+    }
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}->{}/{proto}",
-            self.host_ip, self.host_port, self.container_port
+            "{}:{}->{}/{}",
+            self.host_ip, self.host_port, self.container_port, self.proto
         )
     }
 }

@@ -83,23 +83,19 @@ pub struct LogsArgs {
 }
 
 pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let c = store.container::<ContainerConfig>(&args.container)?;
-    let dir = store.container_dir(&c.id);
-    if lb_container::json_log::LogConfig::from_record(c.config.log_config.as_ref())?
-        == lb_container::json_log::LogConfig::None
-    {
-        bail!("configured logging driver does not support reading");
-    }
     let tail: Option<usize> = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
     };
-    let running = || State::load(&dir).running();
-    lb_container::json_log::show(
-        &dir,
+    let opts = lb_container::ops::LogsOptions {
+        follow: args.follow,
+        timestamps: args.timestamps,
         tail,
-        args.timestamps,
-        args.follow.then_some(&running as &dyn Fn() -> bool),
+    };
+    Container::open(store, &args.container)?.logs(
+        &opts,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
     )?;
     Ok(ExitCode::SUCCESS)
 }

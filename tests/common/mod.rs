@@ -2,6 +2,8 @@
 //! against it. Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

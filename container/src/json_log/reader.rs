@@ -1,4 +1,4 @@
-//! `lb logs`: a container's json-file entries printed to stdout and stderr, the rotated
+//! `logs`: a container's json-file entries written to the caller's stdout and stderr, the rotated
 //! files first (oldest first), streamed: memory stays bounded however large the logs are
 //! (`--tail` finds its start by reading the files backwards, as docker's tail reader).
 
@@ -21,15 +21,18 @@ struct Entry {
     time: String,
 }
 
-/// Prints the logs in `dir`: the last `tail` entries (all when None) and, with `running`,
-/// what comes after while it answers true (the container runs), across rotations.
+/// Writes the logs in `dir` to `stdout` and `stderr` (each entry to its stream's): the last
+/// `tail` entries (all when None) and, with `running`, what comes after while it answers
+/// true (the container runs), across rotations. A reader gone (a broken pipe) ends it.
 pub fn show(
     dir: &Path,
     tail: Option<usize>,
     timestamps: bool,
     running: Option<&dyn Fn() -> bool>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut out = Printer::new(timestamps);
+    let mut out = Printer::new(timestamps, stdout, stderr);
     match show_inner(dir, tail, running, &mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
@@ -40,7 +43,7 @@ fn show_inner(
     dir: &Path,
     tail: Option<usize>,
     running: Option<&dyn Fn() -> bool>,
-    out: &mut Printer,
+    out: &mut Printer<'_>,
 ) -> std::io::Result<()> {
     let path = dir.join(LOG_FILE);
     // The current file first: a rotation meanwhile then shows an entry twice at worst.
@@ -238,19 +241,19 @@ impl Lines {
 
 /// Entries to lb's stdout or stderr (as their stream), buffered; the other stream is
 /// flushed first when the stream changes, so their order holds on a shared terminal.
-struct Printer {
+struct Printer<'w> {
     timestamps: bool,
-    stdout: std::io::BufWriter<std::io::Stdout>,
-    stderr: std::io::BufWriter<std::io::Stderr>,
+    stdout: std::io::BufWriter<&'w mut dyn Write>,
+    stderr: std::io::BufWriter<&'w mut dyn Write>,
     last_err: bool,
 }
 
-impl Printer {
-    fn new(timestamps: bool) -> Printer {
+impl<'w> Printer<'w> {
+    fn new(timestamps: bool, stdout: &'w mut dyn Write, stderr: &'w mut dyn Write) -> Printer<'w> {
         Printer {
             timestamps,
-            stdout: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
-            stderr: std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
+            stdout: std::io::BufWriter::with_capacity(64 * 1024, stdout),
+            stderr: std::io::BufWriter::with_capacity(64 * 1024, stderr),
             last_err: false,
         }
     }

@@ -143,6 +143,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     // Validate everything before anything is written to the store.
     let dir_guess = store.container_dir(&id);
     let plan = run_spec::plan(&image_cfg, &run, &dir_guess.join("etc"))?;
+    let (entrypoint, cmd) = run_spec::entrypoint_and_cmd(&image_cfg, &run);
     let (_, log_config) = crate::json_log::LogConfig::from_flags(&opts.log_driver, &opts.log_opts)?;
     let record = Record {
         id: id.clone(),
@@ -163,6 +164,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             network: net.as_ref().map_or(mode, |n| n.name.as_str()).to_string(),
             ports: ports.iter().map(|b| PortBinding(b.spec())).collect(),
             log_config: Some(log_config),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
+            env: Some(run_spec::configured_env(&image_cfg, &run)?),
+            binds: run.volumes.clone(),
         },
     };
     let dir = store.create_container(&record)?;

@@ -1,6 +1,6 @@
 //! The operations on containers, one file each (youki's layout): `create`, `start` (under
-//! the `monitor`, from the record's `launch`), `exec`, `stop`, `kill`, `remove`, `wait`, and
-//! `list` over a store. Each checks the container's state with
+//! the `monitor`, from the record's `launch`), `exec`, `inspect`, `stop`, `kill`, `remove`, `wait`, and
+//! `logs`, and `list` over a store. Each checks the container's state with
 //! `state.rs` first, so what docker refuses is refused here, with its message.
 
 use std::path::{Path, PathBuf};
@@ -14,9 +14,11 @@ use crate::{ContainerConfig, Error, Record, Result, Status};
 
 mod create;
 mod exec;
+mod inspect;
 mod kill;
 mod launch;
 mod list;
+mod logs;
 mod monitor;
 mod remove;
 mod start;
@@ -25,7 +27,9 @@ mod wait;
 
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
+pub use inspect::ContainerInspect;
 pub use list::list;
+pub use logs::LogsOptions;
 pub use monitor::{devnull, running_state};
 
 /// A container of a store: its record and its directory.

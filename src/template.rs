@@ -1,0 +1,305 @@
+//! docker's `--format`: a Go template (text/template, through the `gtmpl` crate) run on
+//! each object a command shows, with the functions docker adds (`json`, `join`, `lower`,
+//! `upper`, `title`, `split`, `truncate`). The objects arrive as JSON values: the same
+//! keys `inspect` prints are the fields a template reads.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use gtmpl::{Context, FuncError, Template, Value};
+
+/// A parsed `--format`.
+pub struct Format {
+    template: Template,
+}
+
+impl Format {
+    /// Parses `text`; docker's error for a template that does not parse.
+    pub fn parse(text: &str) -> anyhow::Result<Format> {
+        let mut template = Template::default();
+        template.add_funcs(&[
+            ("json", json as gtmpl::Func),
+            ("join", join),
+            ("lower", lower),
+            ("upper", upper),
+            ("title", title),
+            ("split", split),
+            ("truncate", truncate),
+        ]);
+        template
+            .parse(text)
+            .map_err(|e| anyhow!("template parsing error: {e}"))?;
+        Ok(Format { template })
+    }
+
+    /// The template run on `object`.
+    pub fn render(&self, object: &impl serde::Serialize) -> anyhow::Result<String> {
+        // Through its JSON text: a `serde_json::Value` would sort the object's keys.
+        let json = serde_json::to_string(object).context("the object to format")?;
+        let Ordered(value) = serde_json::from_str(&json).context("the object to format")?;
+        self.template
+            .render(&Context::from(value))
+            .map_err(|e| match e {
+                // Its text holds the whole object.
+                gtmpl::error::ExecError::NoFiledFor(key, _) => {
+                    anyhow!("template: executing: map has no entry for key \"{key}\"")
+                }
+                e => anyhow!("template: executing: {e}"),
+            })
+    }
+}
+
+thread_local! {
+    /// The order of each object's keys in the value being rendered, by its sorted key set:
+    /// the template's maps are unordered, and `{{json .X}}` prints keys in the object's
+    /// order, as docker does.
+    static KEY_ORDER: std::cell::RefCell<HashMap<Vec<String>, Vec<String>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// A template value read from JSON, each object's key order noted in [`KEY_ORDER`].
+struct Ordered(Value);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        d.deserialize_any(OrderedVisitor).map(Ordered)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Ordered(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut order = Vec::new();
+        let mut fields = HashMap::new();
+        while let Some((k, Ordered(v))) = map.next_entry::<String, Ordered>()? {
+            order.push(k.clone());
+            fields.insert(k, v);
+        }
+        let mut sorted = order.clone();
+        sorted.sort();
+        KEY_ORDER.with(|k| k.borrow_mut().insert(sorted, order));
+        Ok(Value::Object(fields))
+    }
+}
+
+/// `v` as JSON text, objects' keys in their order where it is known (else sorted).
+fn write_json(v: &Value, out: &mut String) {
+    match v {
+        Value::NoValue | Value::Nil | Value::Function(_) => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::String(s) => out.push_str(&serde_json::Value::from(s.as_str()).to_string()),
+        Value::Number(n) => {
+            let n = n
+                .as_i64()
+                .map(serde_json::Value::from)
+                .or_else(|| n.as_u64().map(serde_json::Value::from))
+                .or_else(|| n.as_f64().map(serde_json::Value::from))
+                .unwrap_or(serde_json::Value::Null);
+            out.push_str(&n.to_string());
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) | Value::Map(o) => {
+            let mut sorted: Vec<String> = o.keys().cloned().collect();
+            sorted.sort();
+            let order = KEY_ORDER
+                .with(|k| k.borrow().get(&sorted).cloned())
+                .unwrap_or(sorted);
+            out.push('{');
+            for (i, k) in order.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                out.push(':');
+                write_json(&o[k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn arg<'a>(args: &'a [Value], n: usize, name: &str) -> Result<&'a Value, FuncError> {
+    args.get(n)
+        .ok_or_else(|| FuncError::Generic(format!("{name}: missing argument {}", n + 1)))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `{{json .X}}`: the value as JSON.
+fn json(args: &[Value]) -> Result<Value, FuncError> {
+    let mut out = String::new();
+    write_json(arg(args, 0, "json")?, &mut out);
+    Ok(Value::String(out))
+}
+
+/// `{{join .Args " "}}`.
+fn join(args: &[Value]) -> Result<Value, FuncError> {
+    let sep = text(arg(args, 1, "join")?);
+    match arg(args, 0, "join")? {
+        Value::Array(a) => Ok(Value::String(
+            a.iter().map(text).collect::<Vec<_>>().join(&sep),
+        )),
+        Value::Nil | Value::NoValue => Ok(Value::String(String::new())),
+        other => Ok(Value::String(text(other))),
+    }
+}
+
+fn lower(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(text(arg(args, 0, "lower")?).to_lowercase()))
+}
+
+fn upper(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(text(arg(args, 0, "upper")?).to_uppercase()))
+}
+
+/// Each word's first letter in upper case.
+fn title(args: &[Value]) -> Result<Value, FuncError> {
+    let s = text(arg(args, 0, "title")?);
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = c.is_whitespace();
+    }
+    Ok(Value::String(out))
+}
+
+/// `{{split .Name "/"}}`: the parts, as an array.
+fn split(args: &[Value]) -> Result<Value, FuncError> {
+    let s = text(arg(args, 0, "split")?);
+    let sep = text(arg(args, 1, "split")?);
+    Ok(Value::Array(
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect(),
+    ))
+}
+
+/// `{{truncate .ID 12}}`: at most that many characters.
+fn truncate(args: &[Value]) -> Result<Value, FuncError> {
+    let s = text(arg(args, 0, "truncate")?);
+    let n = match arg(args, 1, "truncate")? {
+        Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
+        other => text(other)
+            .parse()
+            .map_err(|_| FuncError::Generic("truncate: the length is not a number".into()))?,
+    };
+    Ok(Value::String(s.chars().take(n).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str, v: serde_json::Value) -> String {
+        Format::parse(t).unwrap().render(&v).unwrap()
+    }
+
+    #[test]
+    fn docker_templates_render() {
+        let c = serde_json::json!({
+            "Id": "abcdef0123456789",
+            "State": {"Status": "running", "Pid": 42, "Running": true},
+            "Args": ["-c", "sleep 5"],
+            "Config": {"Labels": {"a": "b"}, "Env": ["A=1", "B=2"]},
+        });
+        assert_eq!(render("{{.State.Status}}", c.clone()), "running");
+        assert_eq!(render("{{.State.Pid}}", c.clone()), "42");
+        assert_eq!(render("{{index .Config.Labels \"a\"}}", c.clone()), "b");
+        assert_eq!(
+            render("{{range .Config.Env}}{{.}};{{end}}", c.clone()),
+            "A=1;B=2;"
+        );
+        assert_eq!(render("{{json .State.Status}}", c.clone()), "\"running\"");
+        assert_eq!(render("{{json .Config.Labels}}", c.clone()), r#"{"a":"b"}"#);
+        assert_eq!(render("{{join .Args \" \"}}", c.clone()), "-c sleep 5");
+        assert_eq!(render("{{truncate .Id 6}}", c.clone()), "abcdef");
+        assert_eq!(render("{{upper .State.Status}}", c.clone()), "RUNNING");
+        assert_eq!(
+            render("{{if .State.Running}}up{{else}}down{{end}}", c.clone()),
+            "up"
+        );
+    }
+
+    #[test]
+    fn json_keeps_the_objects_key_order() {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Policy {
+            name: &'static str,
+            maximum_retry_count: u32,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Host {
+            restart_policy: Policy,
+        }
+        let host = Host {
+            restart_policy: Policy {
+                name: "no",
+                maximum_retry_count: 0,
+            },
+        };
+        let f = Format::parse("{{json .RestartPolicy}} {{json .}}").unwrap();
+        assert_eq!(
+            f.render(&host).unwrap(),
+            r#"{"Name":"no","MaximumRetryCount":0} {"RestartPolicy":{"Name":"no","MaximumRetryCount":0}}"#
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_errors() {
+        assert!(Format::parse("{{.State.Status").is_err());
+        let f = Format::parse("{{.Nope.Deeper}}").unwrap();
+        assert!(f.render(&serde_json::json!({"State": {}})).is_err());
+    }
+}

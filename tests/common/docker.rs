@@ -1,0 +1,91 @@
+//! A dockerd of a test's own, to run a scenario against docker 20.10 and lb alike: no
+//! bridge, no iptables, a data root of its own that it removes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::text;
+
+/// A dockerd of this test's own, stopped (and its data removed) when dropped.
+pub struct Docker {
+    daemon: Child,
+    sock: String,
+    data: tempfile::TempDir,
+}
+
+impl Docker {
+    pub fn start() -> Option<Docker> {
+        if !lb_testkit::require_root("dockerd")
+            || !lb_testkit::require_tools(
+                "docker.io (dockerd and the docker CLI)",
+                &["/usr/sbin/dockerd", "/usr/bin/docker"],
+            )
+        {
+            return None;
+        }
+        // overlay2 needs a data root on a file system that is not itself an overlay.
+        let data = tempfile::Builder::new()
+            .prefix("lb-difftest.")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let sock = format!("unix://{}", data.path().join("docker.sock").display());
+        let daemon = Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(data.path().join("root"))
+            .arg("--exec-root")
+            .arg(data.path().join("exec"))
+            .arg("--pidfile")
+            .arg(data.path().join("docker.pid"))
+            .args(["-H", &sock, "--bridge=none", "--iptables=false"])
+            .args(["--ip-forward=false", "--ip-masq=false"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("dockerd.log")).unwrap())
+            .spawn()
+            .expect("start dockerd");
+        let docker = Docker { daemon, sock, data };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker.cmd(&["version"]).output().unwrap().status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not answer in 60 s: {}",
+                std::fs::read_to_string(docker.data.path().join("dockerd.log")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(docker)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("/usr/bin/docker");
+        c.env("DOCKER_HOST", &self.sock)
+            .env("DOCKER_BUILDKIT", "1")
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `docker ARGS...`, which must succeed: its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+        // dockerd leaves its overlay mounts only when killed hard; unmount what is left so
+        // the data root can go.
+        let _ = Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(self.data.path().join("root"))
+            .output();
+    }
+}

@@ -1,0 +1,185 @@
+//! Containers as docker users see them, compared with docker 20.10 itself: the same
+//! scenario run by both (a dockerd of the test's own, `tests/common/docker.rs`), and what
+//! `inspect` shows (keys, values through `--format` templates, errors and exit codes) must
+//! agree.
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use serde_json::Value;
+
+mod common;
+use common::docker::Docker;
+use common::*;
+
+/// `lb` or `docker`, run the same way.
+trait Tool {
+    fn run(&self, args: &[&str]) -> Output;
+    fn name(&self) -> &'static str;
+
+    /// `ARGS...`, which must succeed: its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Tool for Env {
+    fn run(&self, args: &[&str]) -> Output {
+        lb(self, args)
+    }
+    fn name(&self) -> &'static str {
+        "lb"
+    }
+}
+
+impl Tool for Docker {
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// The environment as a set, without HOSTNAME (docker adds it to the process only).
+fn env_set(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .filter(|e| !e.starts_with("HOSTNAME="))
+        .collect()
+}
+
+#[test]
+fn container_inspect_shows_what_docker_shows() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let host = work.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    let bind = format!("{}:/data:ro", host.display());
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "insp",
+            "--network",
+            "none",
+            "-e",
+            "FOO=bar",
+            "-v",
+            &bind,
+            "--memory",
+            "64m",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+    }
+
+    // Values through templates, as scripts read them.
+    let templates = [
+        "{{.State.Status}} {{.State.Running}} {{.State.Paused}} {{.State.Restarting}} {{.State.Dead}} {{.State.ExitCode}}",
+        "{{.Path}} {{json .Args}} {{.Name}} {{.RestartCount}} {{.Platform}}",
+        "{{json .Config.Cmd}} {{json .Config.Entrypoint}} {{.Config.Image}} {{.Config.Tty}} {{.Config.User}} {{.Config.WorkingDir}}",
+        "{{json .HostConfig.Binds}} {{.HostConfig.NetworkMode}} {{.HostConfig.Memory}} {{.HostConfig.AutoRemove}}",
+        "{{json .HostConfig.RestartPolicy}} {{json .HostConfig.LogConfig}}",
+        "{{range .Mounts}}{{.Type}} {{.Source}} {{.Destination}} {{.Mode}} {{.RW}} {{.Propagation}}{{end}}",
+        "{{.NetworkSettings.IPAddress}}|{{json .NetworkSettings.Ports}}",
+        "{{if .State.Running}}up{{else}}down{{end}} {{len .Args}} {{index .Args 0}}",
+    ];
+    for tpl in templates {
+        let d = docker.ok(&["inspect", "-f", tpl, "insp"]);
+        let l = env.ok(&["inspect", "-f", tpl, "insp"]);
+        assert_eq!(l, d, "template {tpl}");
+        // `container inspect` answers the same.
+        assert_eq!(env.ok(&["container", "inspect", "-f", tpl, "insp"]), l);
+    }
+
+    // The JSON: lb's keys are docker's, and the values tools read agree.
+    let d: Value = serde_json::from_str(&docker.ok(&["inspect", "insp"])).unwrap();
+    let l: Value = serde_json::from_str(&env.ok(&["inspect", "insp"])).unwrap();
+    let (d, l) = (&d[0], &l[0]);
+    assert!(
+        keys(l).is_subset(&keys(d)),
+        "{:?} vs docker {:?}",
+        keys(l),
+        keys(d)
+    );
+    for k in ["State", "Config", "HostConfig", "NetworkSettings"] {
+        assert!(
+            keys(&l[k]).is_subset(&keys(&d[k])),
+            "{k}: {:?}",
+            keys(&l[k]).difference(&keys(&d[k])).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(keys(&l["State"]), keys(&d["State"]));
+    assert_eq!(env_set(&l["Config"]["Env"]), env_set(&d["Config"]["Env"]));
+    assert_eq!(l["Id"].as_str().unwrap().len(), 64);
+    assert!(l["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(l["State"]["FinishedAt"], d["State"]["FinishedAt"]);
+
+    // Killed: exited, 137, and a finish time.
+    for t in tools {
+        t.ok(&["kill", "insp"]);
+        t.ok(&["wait", "insp"]);
+    }
+    let tpl = "{{.State.Status}} {{.State.Running}} {{.State.ExitCode}} {{.State.Pid}}";
+    assert_eq!(
+        env.ok(&["inspect", "-f", tpl, "insp"]),
+        docker.ok(&["inspect", "-f", tpl, "insp"])
+    );
+    let finished = env.ok(&["inspect", "-f", "{{.State.FinishedAt}}", "insp"]);
+    assert!(!finished.starts_with("0001-"), "{finished}");
+
+    // Names found as nothing: docker's output, errors and status, by kind.
+    for args in [
+        &["inspect", "nope"][..],
+        &["inspect", "--type", "container", "busybox"],
+        &["container", "inspect", "busybox"],
+        &["image", "inspect", "insp"],
+        &["inspect", "-f", "{{.Id}}", "nope"],
+    ] {
+        let (d, l) = (docker.run(args), env.run(args));
+        assert_eq!(l.status.code(), d.status.code(), "{args:?}");
+        assert_eq!(text(&l.stdout), text(&d.stdout), "{args:?}");
+        assert_eq!(
+            text(&l.stderr)
+                .trim()
+                .trim_start_matches("Error response from daemon: "),
+            text(&d.stderr)
+                .trim()
+                .trim_start_matches("Error response from daemon: "),
+            "{args:?}"
+        );
+    }
+    // An image and a container in one call; the image by `--type image`.
+    let both: Value = serde_json::from_str(&env.ok(&["inspect", "insp", "busybox"])).unwrap();
+    assert_eq!(both.as_array().unwrap().len(), 2);
+    assert!(both[1]["RootFS"].is_object());
+    assert_eq!(
+        env.ok(&["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"]),
+        env.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"])
+    );
+    for t in tools {
+        t.ok(&["rm", "insp"]);
+    }
+}
