@@ -17,6 +17,7 @@ mod network_cmds;
 mod parse_cmd;
 mod registry_cmds;
 mod storage_driver;
+mod system_cmds;
 mod template;
 
 #[derive(Parser)]
@@ -99,6 +100,10 @@ enum Commands {
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
+    /// Show lb's version
+    Version(system_cmds::VersionArgs),
+    /// Show what the store holds and the host it runs on
+    Info(system_cmds::InfoArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommands),
@@ -164,6 +169,8 @@ enum SystemCommands {
     /// Check the store: blobs against their digests, names against whole images,
     /// snapshots against their layers, leftovers of killed processes
     Check(image_cmds::CheckArgs),
+    /// Show what the store holds and the host it runs on
+    Info(system_cmds::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -233,6 +240,10 @@ fn command() -> ExitCode {
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
         Commands::System(SystemCommands::Check(args)) => {
             store().and_then(|s| image_cmds::system_check(&s, args))
+        }
+        Commands::Version(args) => system_cmds::version(args),
+        Commands::Info(args) | Commands::System(SystemCommands::Info(args)) => {
+            store().and_then(|s| system_cmds::info(&s, args))
         }
         Commands::Container(cmd) => store().and_then(|s| container_command(&s, cmd)),
         Commands::Image(cmd) => store().and_then(|s| image_command(&s, cmd)),

@@ -114,6 +114,19 @@ fn container_inspect_shows_what_docker_shows() {
         assert_eq!(env.ok(&["container", "inspect", "-f", tpl, "insp"]), l);
     }
 
+    // info: the same counts, and the same host.
+    for tpl in [
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}} {{.Images}}",
+        "{{.OSType}} {{.Architecture}} {{.NCPU}} {{.MemTotal}} {{.KernelVersion}} {{.Name}}",
+        "{{.OperatingSystem}} {{.CgroupVersion}} {{.CgroupDriver}} {{.LoggingDriver}}",
+    ] {
+        assert_eq!(
+            env.ok(&["info", "-f", tpl]),
+            docker.ok(&["info", "-f", tpl]),
+            "{tpl}"
+        );
+    }
+
     // The JSON: lb's keys are docker's, and the values tools read agree.
     let d: Value = serde_json::from_str(&docker.ok(&["inspect", "insp"])).unwrap();
     let l: Value = serde_json::from_str(&env.ok(&["inspect", "insp"])).unwrap();

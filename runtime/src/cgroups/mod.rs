@@ -392,6 +392,13 @@ impl V1Dir {
 
 /// Container ids are 64 hex digits; anything that could leave `lb/` or name a cgroup
 /// interface file's parent is refused.
+/// The host's cgroup version as docker reports it (`info`'s Cgroup Version): 2 on a host
+/// with only the unified hierarchy, 1 where v1 controllers are mounted (a hybrid host too).
+pub fn host_version() -> Result<u8> {
+    let host = host::Host::detect()?;
+    Ok(if host.v1.is_empty() { 2 } else { 1 })
+}
+
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
