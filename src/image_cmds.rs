@@ -101,7 +101,7 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     // docker's units: powers of 1000, four significant digits (go-units' HumanSize).
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;

@@ -15,6 +15,7 @@ mod image_cmds;
 mod inspect_cmd;
 mod network_cmds;
 mod parse_cmd;
+mod prune_cmds;
 mod registry_cmds;
 mod storage_driver;
 mod system_cmds;
@@ -107,6 +108,9 @@ enum Commands {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommands),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(BuilderCommands),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommands),
@@ -138,6 +142,8 @@ enum ContainerCommands {
     Export(container_cmds::ExportArgs),
     /// Make a new image from a container's changes
     Commit(container_cmds::CommitArgs),
+    /// Remove all stopped containers
+    Prune(prune_cmds::PruneArgs),
 }
 
 /// `lb image ...`: docker's management-command names for the image commands.
@@ -160,6 +166,8 @@ enum ImageCommands {
     Load(image_cmds::LoadArgs),
     /// Create an image from a root file system tar
     Import(image_cmds::ImportArgs),
+    /// Remove unused images
+    Prune(prune_cmds::ImagePruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -171,6 +179,15 @@ enum SystemCommands {
     Check(image_cmds::CheckArgs),
     /// Show what the store holds and the host it runs on
     Info(system_cmds::InfoArgs),
+    /// Remove stopped containers, unused networks, dangling images and build cache
+    Prune(prune_cmds::SystemPruneArgs),
+}
+
+/// `lb builder ...`: the build cache.
+#[derive(Subcommand)]
+enum BuilderCommands {
+    /// Remove build cache
+    Prune(prune_cmds::ImagePruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -245,6 +262,12 @@ fn command() -> ExitCode {
         Commands::Info(args) | Commands::System(SystemCommands::Info(args)) => {
             store().and_then(|s| system_cmds::info(&s, args))
         }
+        Commands::System(SystemCommands::Prune(args)) => {
+            store().and_then(|s| prune_cmds::system_prune(&s, args))
+        }
+        Commands::Builder(BuilderCommands::Prune(args)) => {
+            store().and_then(|s| prune_cmds::builder_prune(&s, args))
+        }
         Commands::Container(cmd) => store().and_then(|s| container_command(&s, cmd)),
         Commands::Image(cmd) => store().and_then(|s| image_command(&s, cmd)),
     };
@@ -272,6 +295,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Exec(a) => c::exec(s, a),
         ContainerCommands::Export(a) => c::export(s, a),
         ContainerCommands::Commit(a) => c::commit(s, a),
+        ContainerCommands::Prune(a) => prune_cmds::container_prune(s, a),
     }
 }
 
@@ -286,6 +310,7 @@ fn image_command(s: &lb_layerstore::Store, cmd: ImageCommands) -> anyhow::Result
         ImageCommands::Save(a) => i::save(s, a),
         ImageCommands::Load(a) => i::load(s, a),
         ImageCommands::Import(a) => i::import(s, a),
+        ImageCommands::Prune(a) => prune_cmds::image_prune(s, a),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum NetworkCommands {
     Rm(RmArgs),
     /// Show networks as JSON
     Inspect(InspectArgs),
+    /// Remove all unused networks
+    Prune(crate::prune_cmds::PruneArgs),
     /// Keep namespaces ready for build steps on the default bridge (started by lb build)
     #[command(hide = true)]
     PoolFill(PoolFillArgs),
@@ -90,6 +92,7 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
         NetworkCommands::Ls => ls(store),
         NetworkCommands::Rm(a) => rm(store, a),
         NetworkCommands::Inspect(a) => inspect(store, a),
+        NetworkCommands::Prune(a) => crate::prune_cmds::network_prune(store, a),
         NetworkCommands::PoolFill(a) => {
             // Refilling is for later builds: it yields the CPU to the build beside it
             // (nice 19, inherited by its threads; not SCHED_IDLE, which a busy machine

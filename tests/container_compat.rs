@@ -196,3 +196,143 @@ fn container_inspect_shows_what_docker_shows() {
         t.ok(&["rm", "insp"]);
     }
 }
+
+/// Container and network ids, sizes: what differs between two tools' runs.
+fn normalized(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            if l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                "ID".to_string()
+            } else if l.starts_with("Total reclaimed space: ") {
+                "Total reclaimed space: SIZE".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `ARGS...` with `input` on standard input.
+fn with_input(t: &dyn Tool, env: &Env, docker: &Docker, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut cmd = if t.name() == "lb" {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_lb"));
+        c.arg("--root").arg(&env.root).args(args);
+        c
+    } else {
+        docker.cmd(args)
+    };
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn prune_removes_what_docker_removes_and_says_it_alike() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&[
+            "run",
+            "--name",
+            "done",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        t.ok(&["network", "create", "unused"]);
+    }
+
+    // Declined: nothing goes, the question asked on standard output.
+    let (d, l) = (
+        with_input(&docker, &env, &docker, &["container", "prune"], "n\n"),
+        with_input(&env, &env, &docker, &["container", "prune"], "n\n"),
+    );
+    assert_eq!(l.status.code(), d.status.code());
+    assert_eq!(
+        text(&l.stdout),
+        text(&d.stdout),
+        "docker said {}",
+        text(&d.stderr)
+    );
+    for t in tools {
+        assert!(t.ok(&["ps", "-a"]).contains("done"), "{}", t.name());
+    }
+
+    // Accepted: the stopped container goes, the running one stays.
+    let (d, l) = (
+        with_input(&docker, &env, &docker, &["container", "prune"], "y\n"),
+        with_input(&env, &env, &docker, &["container", "prune"], "y\n"),
+    );
+    assert_eq!(normalized(&text(&l.stdout)), normalized(&text(&d.stdout)));
+    assert!(text(&l.stdout).contains("Deleted Containers:"));
+    for t in tools {
+        let ps = t.ok(&["ps", "-a"]);
+        assert!(
+            !ps.contains("done") && ps.contains("up"),
+            "{}: {ps}",
+            t.name()
+        );
+        t.ok(&[
+            "run",
+            "--name",
+            "done2",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+    }
+
+    // system prune -f: containers and networks, in docker's sections.
+    let (d, l) = (
+        docker.ok(&["system", "prune", "-f"]),
+        env.ok(&["system", "prune", "-f"]),
+    );
+    assert_eq!(normalized(&l), normalized(&d));
+    assert!(l.contains("Deleted Networks:\nunused\n"), "{l}");
+    for t in tools {
+        assert!(!t.ok(&["network", "ls"]).contains("unused"), "{}", t.name());
+        // Images a container uses stay with `image prune -a`.
+        t.ok(&["image", "prune", "-a", "-f"]);
+        assert!(t.ok(&["images"]).contains("busybox"), "{}", t.name());
+        t.ok(&["rm", "-f", "up"]);
+    }
+    // Now unused: `image prune -a` untags it.
+    let (d, l) = (
+        docker.ok(&["image", "prune", "-a", "-f"]),
+        env.ok(&["image", "prune", "-a", "-f"]),
+    );
+    assert!(l.contains("untagged: busybox:latest"), "{l}");
+    assert!(d.contains("untagged: busybox:latest"), "{d}");
+    assert!(!env.ok(&["images"]).contains("busybox"));
+}

@@ -42,6 +42,22 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every build cache mount (`RUN --mount=type=cache` contents), under the gc
+    /// lock, so none that a running build holds; the bytes they held.
+    pub fn remove_cache_mounts(&self) -> Result<u64, Error> {
+        let _gc = self.lock("gc.lock")?;
+        let dir = self.layout().cache_mounts();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut bytes = 0;
+        for e in entries.flatten() {
+            bytes += crate::container::files_size(&e.path());
+            self.discard(&e.path())?;
+        }
+        Ok(bytes)
+    }
+
     /// Removes records whose image is gone, and leftovers of interrupted writes; the
     /// caller holds the gc lock, after the blobs were swept. Returns how many went.
     pub(crate) fn prune_cache(&self) -> u64 {

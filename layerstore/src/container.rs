@@ -199,27 +199,7 @@ impl Store {
     /// The bytes a container's own changes take (its upper directory), as `docker ps -s`
     /// and `system df` count them: regular files' sizes, hard links once.
     pub fn container_size(&self, id: &str) -> u64 {
-        fn walk(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return 0;
-            };
-            let mut total = 0;
-            for e in entries.flatten() {
-                let Ok(md) = e.path().symlink_metadata() else {
-                    continue;
-                };
-                if md.is_dir() {
-                    total += walk(&e.path(), seen);
-                } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
-                    total += md.len();
-                }
-            }
-            total
-        }
-        walk(
-            &self.container_dir(id).join("upper"),
-            &mut Default::default(),
-        )
+        files_size(&self.container_dir(id).join("upper"))
     }
 
     /// Removes `name` unless it is the last name of an image a container uses (docker's
@@ -263,6 +243,28 @@ impl Store {
             .map(|c| c.id)
             .collect())
     }
+}
+
+/// The bytes of the regular files under `dir` (not following links), hard links once.
+pub(crate) fn files_size(dir: &Path) -> u64 {
+    fn walk(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut total = 0;
+        for e in entries.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                total += walk(&e.path(), seen);
+            } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
+                total += md.len();
+            }
+        }
+        total
+    }
+    walk(dir, &mut Default::default())
 }
 
 #[cfg(test)]

@@ -133,7 +133,12 @@ impl Layout {
 
     /// The directory of the cache mount whose id hashes to `id`.
     pub fn cache_mount(&self, id: &Digest) -> PathBuf {
-        self.root.join(CACHE_MOUNTS).join(id.hex())
+        self.cache_mounts().join(id.hex())
+    }
+
+    /// Where the cache mounts are.
+    pub fn cache_mounts(&self) -> PathBuf {
+        self.root.join(CACHE_MOUNTS)
     }
 
     /// Builds' scratch directories.

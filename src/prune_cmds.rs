@@ -1,0 +1,214 @@
+//! docker's prune commands: `container prune`, `image prune [-a]`, `network prune`,
+//! `builder prune`, and `system prune [-a]` doing all four, each asking first unless
+//! `-f`, with docker's warnings and its "Deleted …" / "Total reclaimed space" output.
+//!
+//! lb's images are reached through names only: an image no name reaches (docker's
+//! "dangling" images, and the build cache's step images) goes with the store's own prune.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use clap::Args;
+use lb_container::{Container, Status};
+use lb_layerstore::Store;
+
+use crate::image_cmds::human_size;
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct ImagePruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Prune volumes
+    #[arg(long)]
+    volumes: bool,
+}
+
+/// Asks `warning` unless forced; whether to go on (docker's prompt, `y` or `yes`).
+fn confirmed(force: bool, warning: &str) -> bool {
+    confirmed_as(force, &format!("{warning}\n"))
+}
+
+/// [`confirmed`] with the text before the question as docker 20.10 words it.
+fn confirmed_as(force: bool, before: &str) -> bool {
+    if force {
+        return true;
+    }
+    // On standard output, as docker asks.
+    print!("{before}Are you sure you want to continue? [y/N] ");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Removes every container that is not running; their ids and the bytes they held.
+fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for (record, state) in lb_container::ops::list(store, true)? {
+        if Status::of(&state).is_live() {
+            continue;
+        }
+        let size = store.container_size(&record.id);
+        let id = record.id.clone();
+        Container::of(store, record).remove(&id, false)?;
+        bytes += size;
+        removed.push(id);
+    }
+    Ok((removed, bytes))
+}
+
+/// Removes the user networks no container is on; their names.
+fn prune_networks(store: &Store) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for d in lb_container::network::definitions(store)? {
+        if lb_container::network::users(store, &d.name).is_empty() {
+            lb_container::network::remove(store, &d.name)?;
+            removed.push(d.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// With `all`, untags every image no container uses ("untagged: NAME" lines); then the
+/// store's prune: what no name reaches (images, build cache steps, leftovers).
+fn prune_images(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut lines = Vec::new();
+    if all {
+        let used: std::collections::HashSet<String> = store
+            .containers::<lb_container::ContainerConfig>()?
+            .iter()
+            .map(|c| c.image.to_string())
+            .collect();
+        for (name, desc) in store.names()? {
+            if !used.contains(desc.digest().as_ref()) {
+                store.remove_image_name(&name, false)?;
+                lines.push(format!("untagged: {}", name.familiar()));
+            }
+        }
+    }
+    lb_builder::reap_killed_builds();
+    let report = store.prune()?;
+    for b in &report.broken {
+        eprintln!(
+            "WARNING: {}: {} (kept what of it is there; `lb system check --repair` drops it)",
+            b.reference, b.error
+        );
+    }
+    Ok((lines, report.bytes))
+}
+
+fn print_section(title: &str, items: &[String]) {
+    if !items.is_empty() {
+        println!("{title}:");
+        for i in items {
+            println!("{i}");
+        }
+        println!();
+    }
+}
+
+pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    // docker 20.10 says what a declined prune reclaimed: nothing.
+    let (mut ids, mut bytes) = (Vec::new(), 0);
+    if confirmed(
+        args.force,
+        "WARNING! This will remove all stopped containers.",
+    ) {
+        (ids, bytes) = prune_containers(store)?;
+    }
+    print_section("Deleted Containers", &ids);
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn network_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let warning =
+        "WARNING! This will remove all custom networks not used by at least one container.";
+    if confirmed(args.force, warning) {
+        print_section("Deleted Networks", &prune_networks(store)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn image_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<ExitCode> {
+    let warning = if args.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    let (mut lines, mut bytes) = (Vec::new(), 0);
+    if confirmed(args.force, warning) {
+        (lines, bytes) = prune_images(store, args.all)?;
+    }
+    print_section("Deleted Images", &lines);
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<ExitCode> {
+    // docker 20.10 asks on the warning's line.
+    let warning = if args.all {
+        "WARNING! This will remove all build cache. "
+    } else {
+        "WARNING! This will remove all dangling build cache. "
+    };
+    let mut bytes = 0;
+    if confirmed_as(args.force, warning) {
+        bytes = prune_images(store, false)?.1;
+        if args.all {
+            bytes += store.remove_cache_mounts()?;
+        }
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<ExitCode> {
+    let mut warning = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+    );
+    if args.volumes {
+        warning.push_str("  - all volumes not used by at least one container\n");
+    }
+    warning.push_str(if args.all {
+        "  - all images without at least one container associated to them\n  - all build cache\n"
+    } else {
+        "  - all dangling images\n  - all dangling build cache\n"
+    });
+    if !confirmed(args.force, &warning) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (ids, mut bytes) = prune_containers(store)?;
+    print_section("Deleted Containers", &ids);
+    print_section("Deleted Networks", &prune_networks(store)?);
+    let (lines, image_bytes) = prune_images(store, args.all)?;
+    print_section("Deleted Images", &lines);
+    bytes += image_bytes;
+    if args.all {
+        bytes += store.remove_cache_mounts()?;
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
