@@ -20,6 +20,7 @@ mod registry_cmds;
 mod storage_driver;
 mod system_cmds;
 mod template;
+mod volume_cmds;
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +112,9 @@ enum Commands {
     /// Manage builds
     #[command(subcommand)]
     Builder(BuilderCommands),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume_cmds::VolumeCommands),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommands),
@@ -268,6 +272,7 @@ fn command() -> ExitCode {
         Commands::Builder(BuilderCommands::Prune(args)) => {
             store().and_then(|s| prune_cmds::builder_prune(&s, args))
         }
+        Commands::Volume(cmd) => store().and_then(|s| volume_cmds::run(&s, cmd)),
         Commands::Container(cmd) => store().and_then(|s| container_command(&s, cmd)),
         Commands::Image(cmd) => store().and_then(|s| image_command(&s, cmd)),
     };

@@ -72,7 +72,7 @@ fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
         }
         let size = store.container_size(&record.id);
         let id = record.id.clone();
-        Container::of(store, record).remove(&id, false)?;
+        Container::of(store, record).remove(&id, false, false)?;
         bytes += size;
         removed.push(id);
     }
@@ -185,6 +185,17 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn volume_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let warning = "WARNING! This will remove all local volumes not used by at least one container.";
+    let (mut names, mut bytes) = (Vec::new(), 0);
+    if confirmed(args.force, warning) {
+        (names, bytes) = lb_container::volume::prune(store)?;
+    }
+    print_section("Deleted Volumes", &names);
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<ExitCode> {
     let mut warning = String::from(
         "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
@@ -203,6 +214,11 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     let (ids, mut bytes) = prune_containers(store)?;
     print_section("Deleted Containers", &ids);
     print_section("Deleted Networks", &prune_networks(store)?);
+    if args.volumes {
+        let (names, volume_bytes) = lb_container::volume::prune(store)?;
+        print_section("Deleted Volumes", &names);
+        bytes += volume_bytes;
+    }
     let (lines, image_bytes) = prune_images(store, args.all)?;
     print_section("Deleted Images", &lines);
     bytes += image_bytes;

@@ -336,3 +336,128 @@ fn prune_removes_what_docker_removes_and_says_it_alike() {
     assert!(d.contains("untagged: busybox:latest"), "{d}");
     assert!(!env.ok(&["images"]).contains("busybox"));
 }
+
+#[test]
+fn volumes_keep_data_copy_up_and_refuse_removal_in_use_as_docker() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let same = |args: &[&str]| {
+        let (d, l) = (docker.run(args), env.run(args));
+        assert_eq!(
+            l.status.code(),
+            d.status.code(),
+            "{args:?}: lb said {} docker said {}",
+            text(&l.stderr),
+            text(&d.stderr)
+        );
+        assert_eq!(
+            normalized(&text(&l.stdout)),
+            normalized(&text(&d.stdout)),
+            "{args:?}"
+        );
+        let err = |o: &Output| {
+            let e = text(&o.stderr);
+            // Container ids in messages differ between the two.
+            match e.find(" - [") {
+                Some(i) => e[..i].to_string(),
+                None => e,
+            }
+        };
+        assert_eq!(err(&l), err(&d), "{args:?}");
+        text(&l.stdout)
+    };
+    // docker's container names have two characters at least.
+    for t in tools {
+        let out = t.run(&["run", "--name", "w", "--network", "none", "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", t.name());
+        assert!(
+            text(&out.stderr).contains("Invalid container name (w)"),
+            "{}",
+            t.name()
+        );
+    }
+    assert_eq!(same(&["volume", "create", "vol1"]), "vol1\n");
+    same(&["volume", "ls", "-q"]);
+    same(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Driver}} {{.Scope}} {{json .Labels}}",
+        "vol1",
+    ]);
+    // A new volume on a path the image has files at starts with them (copy-up).
+    let listing = same(&[
+        "run",
+        "--name",
+        "writer",
+        "--network",
+        "none",
+        "-v",
+        "vol1:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -ln /etc/passwd /etc/group; cat /etc/passwd; test -f /etc/hosts && echo hosts; echo data > /etc/mine",
+    ]);
+    assert!(listing.contains("passwd"), "{listing}");
+    // What a container wrote is there for the next one, at another path too.
+    assert_eq!(
+        same(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "vol1:/srv:ro",
+            "busybox",
+            "cat",
+            "/srv/mine"
+        ]),
+        "data\n"
+    );
+    same(&["volume", "rm", "vol1"]);
+    same(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Driver}} {{.Mode}} {{.RW}}{{end}} {{json .HostConfig.Binds}}",
+        "writer",
+    ]);
+    // Anonymous volumes: made for `-v /path`, gone with `rm -v`.
+    same(&[
+        "run",
+        "--name",
+        "anon",
+        "--network",
+        "none",
+        "-v",
+        "/etc",
+        "busybox",
+        "true",
+    ]);
+    same(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Destination}} {{.Driver}} {{.RW}}{{end}} {{json .HostConfig.Binds}}",
+        "anon",
+    ]);
+    for t in tools {
+        assert_eq!(
+            t.ok(&["volume", "ls", "-q"]).lines().count(),
+            2,
+            "{}",
+            t.name()
+        );
+        t.ok(&["rm", "-v", "anon"]);
+        assert_eq!(t.ok(&["volume", "ls", "-q"]), "vol1\n", "{}", t.name());
+        t.ok(&["rm", "writer"]);
+    }
+    same(&["volume", "rm", "nope"]);
+    same(&["volume", "prune", "-f"]);
+    same(&["volume", "ls"]);
+}

@@ -401,7 +401,7 @@ fn init_reaps_forwards_signals_and_keeps_the_status() {
             "-d",
             "--init",
             "--name",
-            "i",
+            "ic",
             "busybox",
             "sh",
             "-c",
@@ -410,8 +410,8 @@ fn init_reaps_forwards_signals_and_keeps_the_status() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(lb(&env, &["stop", "-t", "5", "i"]).status.success());
-    assert_eq!(text(&lb(&env, &["wait", "i"]).stdout), "4\n");
+    assert!(lb(&env, &["stop", "-t", "5", "ic"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "ic"]).stdout), "4\n");
 }
 
 #[test]
@@ -682,7 +682,7 @@ fn lifecycle_details_logs_follow_kill_signal_and_a_lost_monitor() {
             "run",
             "-d",
             "--name",
-            "f",
+            "fc",
             "busybox",
             "sh",
             "-c",
@@ -699,13 +699,13 @@ fn lifecycle_details_logs_follow_kill_signal_and_a_lost_monitor() {
     let follow = Command::new(env!("CARGO_BIN_EXE_lb"))
         .arg("--root")
         .arg(&env.root)
-        .args(["logs", "-f", "f"])
+        .args(["logs", "-f", "fc"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(lb(&env, &["kill", "-s", "USR1", "f"]).status.success());
-    assert_eq!(text(&lb(&env, &["wait", "f"]).stdout), "3\n");
+    assert!(lb(&env, &["kill", "-s", "USR1", "fc"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "fc"]).stdout), "3\n");
     let followed = follow.wait_with_output().unwrap();
     assert_eq!(text(&followed.stdout), "one\nusr1\n");
     // A container whose monitor was killed (kill -9) is still seen running, and exited once
@@ -825,15 +825,15 @@ fn the_image_config_is_honoured_as_docker_does() {
             "run",
             "-d",
             "--name",
-            "s",
+            "sc",
             "configured",
             "trap 'exit 5' USR1; while true; do sleep 0.1; done",
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(lb(&env, &["stop", "s"]).status.success());
-    assert_eq!(text(&lb(&env, &["wait", "s"]).stdout), "5\n");
+    assert!(lb(&env, &["stop", "sc"]).status.success());
+    assert_eq!(text(&lb(&env, &["wait", "sc"]).stdout), "5\n");
     // A change that is not a config instruction is refused, naming it.
     let out = lb(&env, &["commit", "-c", "RUN rm -rf /", "base", "bad"]);
     assert_eq!(out.status.code(), Some(1));

@@ -13,6 +13,9 @@ pub enum Error {
     /// message.
     #[error("{0}")]
     Conflict(String),
+    /// A volume name names no volume (`volume rm/inspect`).
+    #[error("No such volume: {0}")]
+    NoSuchVolume(String),
     /// `--network NAME` (or `network rm/inspect NAME`) names no network.
     #[error("network {0} not found")]
     NoSuchNetwork(String),

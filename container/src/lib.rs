@@ -19,6 +19,7 @@ pub mod rootfs;
 pub mod run_spec;
 pub mod state;
 pub mod step_network;
+pub mod volume;
 
 pub use error::{Error, Result};
 pub use ops::Container;

@@ -66,6 +66,9 @@ pub struct ContainerConfig {
     /// `-v` values as given (docker's `HostConfig.Binds`).
     #[serde(default)]
     pub binds: Vec<String>,
+    /// The volumes it mounts.
+    #[serde(default)]
+    pub volumes: Vec<crate::volume::VolumeUse>,
 }
 
 fn default_true() -> bool {

@@ -133,3 +133,70 @@ fn tree(store: &Store, id: &str) -> Result<PathBuf> {
         }),
     }
 }
+
+/// Calls `f` with the container's image as one read-only tree (for copy-up into new
+/// volumes): on vfs the container's fresh tree, on overlay the image's snapshots mounted
+/// read-only in a child process's own mount namespace (lb's own namespace keeps seeing
+/// the host's: network namespaces are bound there), under the container's directory.
+pub fn with_image_tree(
+    store: &Store,
+    record: &Record,
+    dir: &Path,
+    f: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    if vfs(store) {
+        return f(&tree(store, &record.id)?);
+    }
+    use std::io::{Read, Write};
+    let view = dir.join("image-view");
+    let empty = dir.join("image-empty");
+    for d in [&view, &empty] {
+        std::fs::create_dir_all(d).map_err(|source| crate::Error::Io {
+            path: d.clone(),
+            source,
+        })?;
+    }
+    let sys = |what, errno| crate::Error::Sys { what, errno };
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
+    // SAFETY: the child only mounts, copies files and exits; it never returns into lb.
+    let child = match unsafe { nix::unistd::fork() }.map_err(|e| sys("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(err_r);
+            let mut report = std::fs::File::from(err_w);
+            let done = lb_runtime::rootfs::private_mount_namespace()
+                .map_err(crate::Error::from)
+                .and_then(|()| {
+                    // Top first, and an empty lowest one: a read-only overlay needs two.
+                    let mut lowers: Vec<PathBuf> =
+                        record.config.lowers.iter().rev().cloned().collect();
+                    lowers.push(empty.clone());
+                    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)?;
+                    f(&view)
+                });
+            let code = match done {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = write!(report, "{e}");
+                    1
+                }
+            };
+            // SAFETY: leaving the forked child without running the parent's exit code.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    let mut message = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut message);
+    let status = nix::sys::wait::waitpid(child, None).map_err(|e| sys("waitpid", e))?;
+    let _ = std::fs::remove_dir(&view);
+    let _ = std::fs::remove_dir(&empty);
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+        _ => Err(crate::Error::Corrupt {
+            path: dir.to_path_buf(),
+            reason: format!("copying the image's files into a new volume: {message}"),
+        }),
+    }
+}

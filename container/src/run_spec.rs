@@ -467,7 +467,11 @@ pub fn plan(image: &ImageRunConfig, opts: &RunOptions, etc: &Path) -> Result<Run
             &etc.join(f),
         ));
     }
+    // The /etc files and the user's mounts, parents before what is under them (docker's
+    // sortMounts): a volume on /etc must not hide the /etc/hosts bound into it.
+    let system = mounts.len() - 3;
     mounts.extend(user_mounts(opts)?);
+    mounts[system..].sort_by_key(|m| m.destination().components().count());
     spec.set_mounts(Some(mounts));
     if let Some(root) = spec.root_mut() {
         root.set_readonly(Some(opts.read_only));

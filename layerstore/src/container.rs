@@ -38,10 +38,11 @@ pub struct ContainerRecord<C = serde::de::IgnoredAny> {
     pub config: C,
 }
 
-/// docker's rule for container names.
+/// docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, two characters at least.
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    name.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -70,7 +71,7 @@ impl Store {
         }
         if !valid_name(&record.name) {
             return Err(Error::BadContainer(format!(
-                "invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                "Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                 record.name
             )));
         }
@@ -246,7 +247,7 @@ impl Store {
 }
 
 /// The bytes of the regular files under `dir` (not following links), hard links once.
-pub(crate) fn files_size(dir: &Path) -> u64 {
+pub fn files_size(dir: &Path) -> u64 {
     fn walk(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
         let Ok(entries) = fs::read_dir(dir) else {
             return 0;

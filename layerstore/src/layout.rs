@@ -19,6 +19,7 @@
 //! <root>/containers/<id>/             container records, upper dirs, logs, state
 //! <root>/netns/<id>                   containers' network namespace files
 //! <root>/networks/<name>.json         user network definitions
+//! <root>/volumes/<name>/              volumes: volume.json, and _data (what containers see)
 //! <root>/registries/<domain>/<hex>    which repositories hold a blob (mount hints)
 //! <root>/trash/                       what is being deleted
 //! ```
@@ -41,6 +42,7 @@ pub(crate) const PRIVATE_DIRS: &[&str] = &[
     UNSYNCED,
     NETNS,
     NETWORKS,
+    VOLUMES,
     REGISTRIES,
     TRASH,
 ];
@@ -56,6 +58,7 @@ const COMPRESSED: &str = "compressed";
 const UNSYNCED: &str = "unsynced";
 const NETNS: &str = "netns";
 const NETWORKS: &str = "networks";
+const VOLUMES: &str = "volumes";
 const REGISTRIES: &str = "registries";
 const TRASH: &str = "trash";
 
@@ -134,6 +137,11 @@ impl Layout {
     /// The directory of the cache mount whose id hashes to `id`.
     pub fn cache_mount(&self, id: &Digest) -> PathBuf {
         self.cache_mounts().join(id.hex())
+    }
+
+    /// Where the volumes are, one directory each.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join(VOLUMES)
     }
 
     /// Where the cache mounts are.

@@ -40,7 +40,7 @@ mod unsynced;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
 pub use check::{CheckOptions, CheckReport, Problem, Subject};
-pub use container::ContainerRecord;
+pub use container::{ContainerRecord, files_size};
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};
 pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use differ::{LayerChanges, apply, compare};
@@ -58,7 +58,7 @@ pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use snapshotter::{
     Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, StorageDriver,
-    UpperDirs, VfsSnapshotter,
+    UpperDirs, VfsSnapshotter, copy_tree,
 };
 pub use store::spread_subdirectories;
 pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

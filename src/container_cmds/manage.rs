@@ -155,6 +155,9 @@ pub struct RmArgs {
     /// Kill and remove a running container
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -162,7 +165,7 @@ pub struct RmArgs {
 pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
     each(&args.containers, |key| {
-        Container::open(store, key)?.remove(key, args.force)
+        Container::open(store, key)?.remove(key, args.force, args.volumes)
     })
 }
 

@@ -203,6 +203,8 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if args.rm {
         store.remove_container(&id)?;
+        // docker's --rm takes the container's anonymous volumes with it.
+        lb_container::volume::release_anonymous(store, &container.record);
     }
     Ok(ExitCode::from(code as u8))
 }

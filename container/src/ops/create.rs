@@ -130,8 +130,23 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             id[..12].to_string()
         }
     });
+    let image_volumes: Vec<String> = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    let volumes = crate::volume::plan(
+        store,
+        &opts.run.volumes,
+        &opts.run.mounts,
+        &opts.run.tmpfs,
+        &image_volumes,
+    )?;
     let run = RunOptions {
         hostname: hostname.clone(),
+        volumes: volumes.volumes.clone(),
+        mounts: volumes.mounts.clone(),
         join_network: if bridge {
             Some(network::netns_file(store, &id))
         } else {
@@ -167,11 +182,25 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
             env: Some(run_spec::configured_env(&image_cfg, &run)?),
-            binds: run.volumes.clone(),
+            binds: opts.run.volumes.clone(),
+            volumes: volumes.uses,
         },
     };
     let dir = store.create_container(&record)?;
-    if let Err(e) = crate::rootfs::create(store, &image, &id) {
+    // Its file system, then its volumes: new ones get the image's files at their paths.
+    let made = crate::rootfs::create(store, &image, &id).and_then(|()| {
+        let fresh = crate::volume::make(store, &record.config.volumes)?;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        crate::rootfs::with_image_tree(store, &record, &dir, |tree| {
+            fresh
+                .iter()
+                .try_for_each(|(v, path)| crate::volume::copy_up(v, tree, path))
+        })
+    });
+    if let Err(e) = made {
+        crate::volume::release_anonymous(store, &record);
         let _ = store.remove_container(&id);
         return Err(e);
     }
@@ -234,7 +263,7 @@ pub fn bind_ports(specs: &[PortSpec]) -> Result<Vec<Bound>> {
         .collect()
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

@@ -112,8 +112,14 @@ pub struct HostPort {
 pub struct MountPoint {
     #[serde(rename = "Type")]
     pub kind: String,
+    /// A volume's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub source: String,
     pub destination: String,
+    /// A volume's driver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     pub mode: String,
     #[serde(rename = "RW")]
     pub rw: bool,
@@ -310,7 +316,13 @@ impl Container<'_> {
                 },
             )]),
         };
-        let binds: Vec<String> = config.binds.clone();
+        // `-v SRC:DST` values; an anonymous `-v /path` is a volume, not a bind.
+        let binds: Vec<String> = config
+            .binds
+            .iter()
+            .filter(|b| b.contains(':'))
+            .cloned()
+            .collect();
         Ok(ContainerInspect {
             id: record.id.clone(),
             created: record.created.clone(),
@@ -450,13 +462,39 @@ impl Container<'_> {
                     })
                     .cloned()
                     .unwrap_or_else(|| "rprivate".into());
-                MountPoint {
-                    kind: "bind".into(),
-                    source: m.source().as_deref().map(path_text).unwrap_or_default(),
-                    destination: path_text(m.destination()),
-                    mode: if rw { String::new() } else { "ro".into() },
-                    rw,
-                    propagation,
+                let destination = path_text(m.destination());
+                let volume = self
+                    .record
+                    .config
+                    .volumes
+                    .iter()
+                    .find(|v| v.destination.trim_end_matches('/') == destination);
+                match volume {
+                    // A volume's data directory, as docker shows a volume.
+                    Some(v) => MountPoint {
+                        kind: "volume".into(),
+                        name: Some(v.name.clone()),
+                        source: m.source().as_deref().map(path_text).unwrap_or_default(),
+                        destination,
+                        driver: Some("local".into()),
+                        mode: if v.anonymous {
+                            String::new()
+                        } else {
+                            "z".into()
+                        },
+                        rw,
+                        propagation: String::new(),
+                    },
+                    None => MountPoint {
+                        kind: "bind".into(),
+                        name: None,
+                        source: m.source().as_deref().map(path_text).unwrap_or_default(),
+                        destination,
+                        driver: None,
+                        mode: if rw { String::new() } else { "ro".into() },
+                        rw,
+                        propagation,
+                    },
                 }
             })
             .collect()

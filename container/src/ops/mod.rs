@@ -25,6 +25,7 @@ mod start;
 mod stop;
 mod wait;
 
+pub(crate) use create::random_id;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
 pub use inspect::ContainerInspect;

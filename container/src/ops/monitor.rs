@@ -99,6 +99,7 @@ impl Container<'_> {
                         let _ = st.save(dir, !auto_remove);
                         if auto_remove {
                             let _ = store.remove_container(&record.id);
+                            crate::volume::release_anonymous(store, record);
                         }
                         0
                     }
@@ -131,6 +132,7 @@ impl Container<'_> {
                 let _ = crate::network::leave(store, record);
                 if auto_remove {
                     let _ = store.remove_container(&record.id);
+                    crate::volume::release_anonymous(store, record);
                 }
                 Err(Error::NotStarted { code, message })
             }

@@ -10,7 +10,8 @@ use crate::{Result, Status};
 
 impl Container<'_> {
     /// Removes the container; `key` is how the caller named it (for docker's message).
-    pub fn remove(self, key: &str, force: bool) -> Result<()> {
+    /// With `volumes` (`rm -v`), its anonymous volumes go too.
+    pub fn remove(self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let st = self.state();
         Status::of(&st).can_remove(key, force)?;
         if st.running() {
@@ -24,6 +25,10 @@ impl Container<'_> {
         }
         // Off the network whatever happens: a failed cleanup is retried by `reconcile`.
         let _ = crate::network::leave(self.store, &self.record);
-        Ok(self.store.remove_container(&self.record.id)?)
+        self.store.remove_container(&self.record.id)?;
+        if volumes {
+            crate::volume::release_anonymous(self.store, &self.record);
+        }
+        Ok(())
     }
 }

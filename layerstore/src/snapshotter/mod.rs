@@ -28,6 +28,7 @@ use crate::snapshot::chain_ids;
 
 pub use driver::StorageDriver;
 pub use overlay::OverlaySnapshotter;
+pub use tree::copy_tree;
 pub use vfs::VfsSnapshotter;
 
 /// A committed snapshot's parents: ChainIDs (as [`chain_ids`] computes them), the bottom

@@ -24,7 +24,7 @@ const WHAT: &str = "copying a snapshot";
 
 /// Copies the directory `src` to `dst`, which must not exist. What is written counts
 /// against the store's free-space reserve (reflinked files take none).
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), Error> {
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), Error> {
     let meta = fs::symlink_metadata(src).map_err(|e| Error::io(src, e))?;
     if !meta.is_dir() {
         return Err(Error::io(src, io::Error::other("not a directory")));
