@@ -15,6 +15,7 @@ use nix::errno::Errno;
 
 use crate::cgroups::CgroupError;
 use crate::seccomp::SeccompError;
+use crate::user::UserError;
 
 /// A container could not be started or managed.
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +80,8 @@ pub enum Error {
     },
     /// The spec's user does not resolve in the container's passwd/group files (the
     /// resolver's message: `unable to find user ...`).
-    #[error("{0}")]
-    User(String),
+    #[error(transparent)]
+    User(#[from] UserError),
     /// A capability set could not be set.
     #[error("set {set:?} capabilities: {source}")]
     Capabilities {
@@ -249,7 +250,7 @@ enum Wire {
         what: String,
         path: Vec<u8>,
     },
-    User(String),
+    User(UserError),
     Capabilities {
         set: String,
         message: String,
@@ -334,7 +335,7 @@ impl Wire {
                 what: what.clone(),
                 path: bytes(path),
             },
-            Error::User(s) => Wire::User(s.clone()),
+            Error::User(e) => Wire::User(e.clone()),
             Error::Capabilities { set, source } => Wire::Capabilities {
                 set: format!("{set:?}"),
                 message: source.to_string(),
@@ -401,7 +402,7 @@ impl Wire {
                 what,
                 path: path(p),
             },
-            Wire::User(s) => Error::User(s),
+            Wire::User(e) => Error::User(e),
             Wire::Capabilities { set, message } => {
                 use caps::CapSet;
                 let set = match set.as_str() {
@@ -524,6 +525,11 @@ mod tests {
                     source: CgroupError::NotMounted,
                 },
                 "mount no usable cgroup hierarchy is mounted (/proc/self/mountinfo shows neither cgroup2 nor a v1 memory, pids, cpu or freezer hierarchy) on /sys/fs/cgroup",
+                125,
+            ),
+            (
+                Error::User(UserError::NoSuchUser("app".into())),
+                "unable to find user app: no matching entries in passwd file",
                 125,
             ),
             (

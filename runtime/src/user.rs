@@ -3,6 +3,27 @@
 //! `/etc/group`, supplementary groups from the group file. Pure functions over the files'
 //! text, so the rules are testable without a container.
 
+/// Why a user spec does not resolve, in runc's words (docker's messages, byte for byte).
+/// The names are as the spec or the files give them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum UserError {
+    /// A user name (or a uid outside the numeric range) that no passwd entry has.
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoSuchUser(String),
+    /// A group name that no group entry has.
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoSuchGroup(String),
+    /// The passwd entry of this user has a uid that is not a number.
+    #[error("bad uid in /etc/passwd for {0}")]
+    BadUid(String),
+    /// The passwd entry of this user has a gid that is not a number.
+    #[error("bad gid in /etc/passwd for {0}")]
+    BadGid(String),
+    /// The group entry of this name has a gid that is not a number.
+    #[error("bad gid in /etc/group for {0}")]
+    BadGroupGid(String),
+}
+
 /// Who the container process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecUser {
@@ -14,7 +35,7 @@ pub struct ExecUser {
 
 /// Resolves `spec` (empty means root) against the contents of the rootfs's passwd and
 /// group files (empty when the image has none).
-pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String> {
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserError> {
     let (user_arg, group_arg) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -34,9 +55,9 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String
         (Some(f), _) => (
             Some(f[0]),
             f[2].parse::<u32>()
-                .map_err(|_| format!("bad uid in /etc/passwd for {}", f[0]))?,
+                .map_err(|_| UserError::BadUid(f[0].to_string()))?,
             f[3].parse::<u32>()
-                .map_err(|_| format!("bad gid in /etc/passwd for {}", f[0]))?,
+                .map_err(|_| UserError::BadGid(f[0].to_string()))?,
             f.get(5)
                 .copied()
                 .filter(|h| !h.is_empty())
@@ -44,11 +65,7 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String
                 .to_string(),
         ),
         (None, Some(n)) => (None, n, 0, "/".to_string()),
-        (None, None) => {
-            return Err(format!(
-                "unable to find user {user_arg}: no matching entries in passwd file"
-            ));
-        }
+        (None, None) => return Err(UserError::NoSuchUser(user_arg.to_string())),
     };
     if let Some(n) = numeric_user {
         uid = n;
@@ -70,12 +87,8 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String
                 (_, Some(n)) => n,
                 (Some(f), None) => f[2]
                     .parse()
-                    .map_err(|_| format!("bad gid in /etc/group for {}", f[0]))?,
-                (None, None) => {
-                    return Err(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ));
-                }
+                    .map_err(|_| UserError::BadGroupGid(f[0].to_string()))?,
+                (None, None) => return Err(UserError::NoSuchGroup(g.to_string())),
             };
         }
         _ => {
@@ -109,7 +122,7 @@ mod tests {
         app:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nwheel:x:10:app,other\naudio:x:29:app\napp:x:1000:\n";
 
-    fn r(spec: &str) -> Result<ExecUser, String> {
+    fn r(spec: &str) -> Result<ExecUser, UserError> {
         resolve(spec, PASSWD, GROUP)
     }
 
@@ -139,17 +152,31 @@ mod tests {
         assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4243, "/"));
         let n = r("4242").unwrap();
         assert_eq!((n.uid, n.gid), (4242, 0));
-        assert!(
-            r("nobody")
-                .unwrap_err()
-                .contains("unable to find user nobody")
+        assert_eq!(
+            r("nobody").unwrap_err().to_string(),
+            "unable to find user nobody: no matching entries in passwd file"
         );
-        assert!(
-            r("app:nogroup")
-                .unwrap_err()
-                .contains("unable to find group nogroup")
+        assert_eq!(
+            r("app:nogroup").unwrap_err().to_string(),
+            "unable to find group nogroup: no matching entries in group file"
         );
         // No passwd at all (scratch images): numeric ids still work.
         assert_eq!(resolve("7:8", "", "").unwrap().uid, 7);
+    }
+
+    #[test]
+    fn unreadable_ids_are_named_as_runc_names_them() {
+        let bad = |spec: &str, passwd: &str, group: &str| {
+            resolve(spec, passwd, group).unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad("u", "u:x:one:0::/:/bin/sh\n", ""),
+            "bad uid in /etc/passwd for u"
+        );
+        assert_eq!(
+            bad("u", "u:x:1:zero::/:/bin/sh\n", ""),
+            "bad gid in /etc/passwd for u"
+        );
+        assert_eq!(bad("0:g", "", "g:x:ten:\n"), "bad gid in /etc/group for g");
     }
 }
