@@ -324,17 +324,10 @@ fn image_command(s: &lb_layerstore::Store, cmd: ImageCommands) -> anyhow::Result
 /// device while WHAT (PATH)`, whatever was being done around it.
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let no_space = e.chain().find_map(|c| {
-        c.downcast_ref::<lb_layerstore::Error>()
-            .and_then(lb_layerstore::Error::no_space)
-            .or_else(|| c.downcast_ref::<lb_layerstore::NoSpace>())
-            .or_else(|| {
-                c.downcast_ref::<std::io::Error>()
-                    .and_then(lb_layerstore::NoSpace::carried)
-            })
-            .or_else(|| {
-                c.downcast_ref::<lb_builder::BuildError>()
-                    .and_then(lb_builder::BuildError::out_of_space)
-            })
+        lb_layerstore::NoSpace::of(c).or_else(|| {
+            c.downcast_ref::<lb_builder::BuildError>()
+                .and_then(lb_builder::BuildError::out_of_space)
+        })
     });
     match no_space {
         Some(n) => n.to_string(),

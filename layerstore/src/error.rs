@@ -56,6 +56,19 @@ impl NoSpace {
         is_no_space(e).then(|| NoSpace::new(what, path))
     }
 
+    /// The no-space error that `e` (one link of an error's chain) is or carries: the
+    /// store's [`Error::NoSpace`], a `NoSpace` itself, or one a writer carried inside an
+    /// `io::Error`.
+    pub fn of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a NoSpace> {
+        e.downcast_ref::<Error>()
+            .and_then(Error::no_space)
+            .or_else(|| e.downcast_ref::<NoSpace>())
+            .or_else(|| {
+                e.downcast_ref::<std::io::Error>()
+                    .and_then(NoSpace::carried)
+            })
+    }
+
     /// A `NoSpace` carried inside `e` by a writer.
     pub fn carried(e: &std::io::Error) -> Option<&NoSpace> {
         e.get_ref().and_then(|i| i.downcast_ref::<NoSpace>())
