@@ -174,13 +174,13 @@ pub fn build(
             .unwrap_or_else(lb_layerstore::creation_time),
     );
     let ignore = crate::ignore::Ignore::load(&opts.context)
-        .map_err(|m| BuildError::new(ErrorKind::Context(m)))?;
+        .map_err(|e| BuildError::new(ErrorKind::Context(e)))?;
     let secrets = if opts.secrets.is_empty() {
         None
     } else {
         Some(
             crate::mounts::SecretsTmpfs::mount(&work.path().join("secrets"))
-                .map_err(|m| BuildError::new(ErrorKind::Context(m)))?,
+                .map_err(|e| BuildError::new(ErrorKind::Mount(e)))?,
         )
     };
     let b = Builder {

@@ -17,54 +17,14 @@ use lb_layerstore::{Digest, Digester, Image, NoSpace, SpaceGuard};
 use lb_rootpath::Root;
 
 use crate::digests::FileDigests;
-use crate::error::{BuildError, ErrorKind};
 
+mod error;
 mod tree;
 
+pub use error::CopyError;
 pub(crate) use tree::mirror;
 pub use tree::tree_digest;
 use tree::{TreeWrite, set_mtime, walk, write_tree};
-
-/// Why writing a copy failed: a message, or no room to write it (the disk full, or the
-/// store's file system at its reserve), which the build reports as such.
-#[derive(Debug)]
-pub(crate) enum CopyError {
-    Failed(String),
-    NoSpace(NoSpace),
-}
-
-impl From<String> for CopyError {
-    fn from(m: String) -> CopyError {
-        CopyError::Failed(m)
-    }
-}
-
-impl std::fmt::Display for CopyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CopyError::Failed(m) => f.write_str(m),
-            CopyError::NoSpace(n) => n.fmt(f),
-        }
-    }
-}
-
-impl CopyError {
-    /// The build's error for the instruction `ins`.
-    pub(crate) fn at(self, ins: &lb_parser::Instruction) -> BuildError {
-        match self {
-            CopyError::Failed(m) => BuildError::at(ins, ErrorKind::Copy(m)),
-            CopyError::NoSpace(n) => BuildError::no_space(n).at_line(ins),
-        }
-    }
-
-    /// A failed write of `path` while `what`: no space as such, else `path: error`.
-    fn write(what: impl FnOnce() -> String, path: &Path, e: std::io::Error) -> CopyError {
-        match NoSpace::from_io(&e, &what(), path) {
-            Some(n) => CopyError::NoSpace(n),
-            None => CopyError::Failed(format!("{}: {e}", path.display())),
-        }
-    }
-}
 
 /// Where a COPY reads from.
 pub enum Source {
@@ -187,7 +147,7 @@ fn glob_pattern(p: &str) -> String {
 /// The paths inside `root` that `pattern` (relative; Go's `filepath.Match` syntax in each
 /// component) matches, sorted. Each directory on the way is listed where it resolves
 /// inside the root, so a symlinked directory never lists the host's.
-fn glob_in_root(root: &Root, pattern: &Path) -> Result<Vec<PathBuf>, String> {
+fn glob_in_root(root: &Root, pattern: &Path) -> Result<Vec<PathBuf>, glob::PatternError> {
     let opts = glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
@@ -203,8 +163,7 @@ fn glob_in_root(root: &Root, pattern: &Path) -> Result<Vec<PathBuf>, String> {
             found.iter_mut().for_each(|f| f.push(part));
             continue;
         }
-        let pat =
-            glob::Pattern::new(&glob_pattern(&text)).map_err(|e| format!("bad pattern: {e}"))?;
+        let pat = glob::Pattern::new(&glob_pattern(&text))?;
         let mut next = Vec::new();
         for dir in &found {
             let Ok(host) = root.host_path(dir, true) else {
@@ -281,7 +240,7 @@ impl CopyOp {
         from_image: bool,
         target: &Path,
         spec: &CopySpec,
-    ) -> Result<CopyOp, String> {
+    ) -> Result<CopyOp, CopyError> {
         let CopySpec {
             sources,
             inline,
@@ -293,27 +252,28 @@ impl CopyOp {
             parents,
             ref excludes,
         } = *spec;
-        let src_root = Root::open(root).map_err(|e| e.to_string())?;
-        let dst_root = Root::open(target).map_err(|e| e.to_string())?;
+        let src_root = Root::open(root).map_err(|e| CopyError::root(root, e))?;
+        let dst_root = Root::open(target).map_err(|e| CopyError::root(target, e))?;
         // The destination as the image sees it: symlinks in the image followed inside it.
         let to = dst_root
             .resolve(&absolute_dest(dest, workdir), true)
-            .map_err(|e| format!("destination {dest}: {e}"))?;
+            .map_err(|source| CopyError::Destination {
+                dest: dest.to_string(),
+                source,
+            })?;
         // (the path as written, the path it resolves to inside the root)
         let mut matched: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut wildcard = false;
-        let not_found = |rel: &Path| {
-            format!(
-                "failed to compute cache key: \"/{}\": not found",
-                rel.display()
-            )
-        };
         for src in sources {
-            let rel =
-                clean_relative(src).ok_or_else(|| format!("{src}: outside the build context"))?;
+            let rel = clean_relative(src).ok_or_else(|| CopyError::OutsideContext {
+                src: src.to_string(),
+            })?;
             let named = if has_wildcard(src) {
                 wildcard = true;
-                glob_in_root(&src_root, &rel).map_err(|e| format!("{src}: {e}"))?
+                glob_in_root(&src_root, &rel).map_err(|source| CopyError::BadPattern {
+                    src: src.to_string(),
+                    source,
+                })?
             } else {
                 vec![rel.clone()]
             };
@@ -329,7 +289,7 @@ impl CopyOp {
                 match found {
                     Some(p) => matched.push((root.join(&name), p)),
                     None if has_wildcard(src) => {}
-                    None => return Err(not_found(&rel)),
+                    None => return Err(CopyError::NotFound { path: rel }),
                 }
             }
         }
@@ -337,7 +297,7 @@ impl CopyOp {
         let local = matched.len();
         matched.extend(inline.iter().map(|p| (p.clone(), p.clone())));
         if matched.is_empty() {
-            return Err("no source files were specified".into());
+            return Err(CopyError::NoSources);
         }
         let dest_is_dir = dest.ends_with('/')
             || dest.ends_with("/.")
@@ -347,7 +307,7 @@ impl CopyOp {
         let mut items = Vec::new();
         for (n, (named, from)) in matched.into_iter().enumerate() {
             let unpack = unpack && n < local;
-            let md = fs::metadata(&from).map_err(|e| format!("{}: {e}", named.display()))?;
+            let md = fs::metadata(&from).map_err(|e| CopyError::io(&named, e))?;
             let item = if parents && named.starts_with(root) {
                 let rel = named.strip_prefix(root).unwrap_or(&named).to_path_buf();
                 Item {
@@ -386,8 +346,9 @@ impl CopyOp {
         let owner = chown.map(|c| resolve_owner(c, target)).transpose()?;
         let chmod = chmod
             .map(|m| {
-                u32::from_str_radix(m, 8)
-                    .map_err(|_| format!("invalid chmod {m}: want an octal mode"))
+                u32::from_str_radix(m, 8).map_err(|_| CopyError::Chmod {
+                    mode: m.to_string(),
+                })
             })
             .transpose()?;
         Ok(CopyOp {
@@ -424,7 +385,7 @@ impl CopyOp {
     /// The digest of everything the copy writes: paths where they land, types, modes,
     /// owners, sizes, contents and link targets (not mtimes: an unchanged file touched
     /// again is the same input, as in BuildKit).
-    pub fn digest(&self, digests: &FileDigests) -> Result<Digest, String> {
+    pub fn digest(&self, digests: &FileDigests) -> Result<Digest, CopyError> {
         let mut h = Digester::new(std::io::sink());
         let mut add = |s: &str| {
             use std::io::Write;
@@ -460,12 +421,11 @@ impl CopyOp {
     /// copy wrote is followed within it, never to the host); sources are read where they
     /// were resolved, files opened without following a link.
     pub(crate) fn write(&self, upper: &Path) -> Result<(), CopyError> {
-        let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
+        let upper_root = Root::open(upper).map_err(|e| CopyError::root(upper, e))?;
         // Big copies stop before the store's file system falls below its reserve.
-        let mut guard = SpaceGuard::for_path(upper, "copying").map_err(|e| e.to_string())?;
+        let mut guard = SpaceGuard::for_path(upper, "copying").map_err(CopyError::Reserve)?;
         for item in &self.items {
-            let from_md =
-                fs::metadata(&item.from).map_err(|e| format!("{}: {e}", item.from.display()))?;
+            let from_md = fs::metadata(&item.from).map_err(|e| CopyError::io(&item.from, e))?;
             // A directory's contents land in `to`, which becomes a directory itself.
             let into_dir = from_md.is_dir() || item.unpack;
             let parent_of = if into_dir {
@@ -478,10 +438,9 @@ impl CopyOp {
             }
             let dest = upper_root
                 .host_path(&item.to, into_dir)
-                .map_err(|e| format!("{}: {e}", item.to.display()))?;
+                .map_err(|e| CopyError::io(&item.to, e))?;
             if item.unpack {
-                let f = fs::File::open(&item.from)
-                    .map_err(|e| format!("{}: {e}", item.from.display()))?;
+                let f = fs::File::open(&item.from).map_err(|e| CopyError::io(&item.from, e))?;
                 lb_layerstore::apply_layer(
                     f,
                     &dest,
@@ -495,7 +454,10 @@ impl CopyOp {
                         n.what = format!("unpacking {}", item.from.display());
                         CopyError::NoSpace(n)
                     }
-                    e => CopyError::Failed(format!("{}: {e}", item.from.display())),
+                    source => CopyError::Unpack {
+                        path: item.from.clone(),
+                        source,
+                    },
                 })?;
                 continue;
             }
@@ -536,21 +498,21 @@ pub(crate) fn make_dirs(
     dir: &Path,
     owner: Option<(u32, u32)>,
 ) -> Result<(), CopyError> {
-    let upper_root = Root::open(upper).map_err(|e| e.to_string())?;
-    let target_root = Root::open(target).map_err(|e| e.to_string())?;
+    let upper_root = Root::open(upper).map_err(|e| CopyError::root(upper, e))?;
+    let target_root = Root::open(target).map_err(|e| CopyError::root(target, e))?;
     let mut at = PathBuf::from("/");
     for c in dir.components() {
         let Component::Normal(n) = c else { continue };
         at.push(n);
         let in_upper = upper_root
             .host_path(&at, true)
-            .map_err(|e| format!("{}: {e}", at.display()))?;
+            .map_err(|e| CopyError::io(&at, e))?;
         if fs::symlink_metadata(&in_upper).is_ok_and(|md| md.is_dir()) {
             continue;
         }
         fs::create_dir(&in_upper)
             .map_err(|e| CopyError::write(|| format!("making {}", at.display()), &in_upper, e))?;
-        let err = |e: std::io::Error| format!("{}: {e}", at.display());
+        let err = |e: std::io::Error| CopyError::io(&at, e);
         match target_root.metadata(&at) {
             Ok(md) if md.is_dir() => {
                 std::os::unix::fs::lchown(&in_upper, Some(md.uid()), Some(md.gid()))
@@ -572,15 +534,19 @@ pub(crate) fn make_dirs(
 
 /// `--chown=user[:group]`, names looked up in the image's own files; a bare numeric user
 /// gets the same numeric group, as in BuildKit.
-pub(crate) fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), String> {
-    let root = Root::open(target).map_err(|e| e.to_string())?;
+pub(crate) fn resolve_owner(spec: &str, target: &Path) -> Result<(u32, u32), CopyError> {
+    let root = Root::open(target).map_err(|e| CopyError::root(target, e))?;
     let read = |f: &str| {
         root.read(Path::new(f))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    let u = lb_runtime::user::resolve(spec, &read("etc/passwd"), &read("etc/group"))
-        .map_err(|e| format!("--chown={spec}: {e}"))?;
+    let u = lb_runtime::user::resolve(spec, &read("etc/passwd"), &read("etc/group")).map_err(
+        |source| CopyError::Chown {
+            spec: spec.to_string(),
+            source,
+        },
+    )?;
     let gid = match spec.split_once(':') {
         None if spec.parse::<u32>().is_ok() => u.uid,
         _ => u.gid,
@@ -643,20 +609,17 @@ mod tests {
             op(&["src/*.txt"], "/d").unwrap().items[0].to,
             PathBuf::from("/d/a.txt")
         );
-        assert!(
-            op(&["nope"], "/")
-                .unwrap_err()
-                .contains("\"/nope\": not found")
+        assert_eq!(
+            op(&["nope"], "/").unwrap_err().to_string(),
+            "failed to compute cache key: \"/nope\": not found"
         );
-        assert!(
-            op(&["../x"], "/")
-                .unwrap_err()
-                .contains("outside the build context")
+        assert_eq!(
+            op(&["../x"], "/").unwrap_err().to_string(),
+            "../x: outside the build context"
         );
-        assert!(
-            op(&["*.none"], "/")
-                .unwrap_err()
-                .contains("no source files")
+        assert_eq!(
+            op(&["*.none"], "/").unwrap_err().to_string(),
+            "no source files were specified"
         );
         // The digest changes with content, not with mtimes.
         let d1 = op(&["src"], "/app")

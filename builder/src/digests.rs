@@ -29,6 +29,15 @@ const MAX_ENTRIES: usize = 500_000;
 /// rebuild whose files are all known changes nothing and writes no file.
 const USED_GRAIN: i64 = 3600;
 
+/// A file that could not be read to hash it: `PATH: ERROR`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", .path.display())]
+pub struct DigestError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stat {
     dev: u64,
@@ -89,7 +98,7 @@ impl FileDigests {
 
     /// The sha256 of the file at `path`, whose metadata (not following a symlink) is `md`:
     /// remembered when the stat is unchanged, otherwise read and hashed.
-    pub fn digest(&self, path: &Path, md: &fs::Metadata) -> Result<Digest, String> {
+    pub fn digest(&self, path: &Path, md: &fs::Metadata) -> Result<Digest, DigestError> {
         let stat = Stat::of(md);
         let t = now();
         if let Some(k) = self.known.lock().expect("digests").get_mut(path)
@@ -102,9 +111,13 @@ impl FileDigests {
             }
             return Ok(d);
         }
-        let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let failed = |source| DigestError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = fs::File::open(path).map_err(failed)?;
         let mut h = Digester::new(std::io::sink());
-        std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::copy(&mut f, &mut h).map_err(failed)?;
         let digest = h.finish().0;
         // The stat again, after the read: a file written meanwhile is not remembered.
         let settled = fs::symlink_metadata(path).is_ok_and(|now_md| Stat::of(&now_md) == stat)
@@ -246,5 +259,20 @@ mod tests {
         let d = FileDigests::load(cache_file);
         let md = fs::symlink_metadata(&f).unwrap();
         assert_eq!(d.digest(&f, &md).unwrap(), Digest::of(b"x"));
+    }
+
+    #[test]
+    fn a_file_gone_before_it_is_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gone");
+        fs::write(&f, "x").unwrap();
+        let md = fs::symlink_metadata(&f).unwrap();
+        fs::remove_file(&f).unwrap();
+        let e = FileDigests::default().digest(&f, &md).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: No such file or directory (os error 2)", f.display())
+        );
+        assert_eq!(e.path, f);
     }
 }

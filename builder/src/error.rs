@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use lb_layerstore::NoSpace;
 use lb_parser::Instruction;
 
+use crate::copy::CopyError;
+use crate::ignore::IgnoreError;
+use crate::mounts::MountError;
+
 /// A build failed: what happened, and at which Dockerfile line when an instruction is at
 /// fault. Displayed as `line N: MESSAGE`; [`ErrorKind`] alone is `MESSAGE`.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +24,8 @@ pub struct BuildError {
 }
 
 /// What went wrong in a build. The variants holding a `String` carry the message of a part
-/// that reports text (docker's message for a rule, or a module's own): which part is data.
+/// that reports text (docker's message for a rule, an image source's, a network's): which
+/// part is data.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     /// An I/O error while `what`, on `path` (`PATH: ERROR`), or on no path of its own (a
@@ -80,21 +85,22 @@ pub enum ErrorKind {
     /// A base or `--from` image could not be had (the image source's message).
     #[error("{0}")]
     Image(String),
-    /// COPY or ADD failed (resolving sources, owners, the destination; hashing; copying).
-    #[error("{0}")]
-    Copy(String),
+    /// COPY or ADD failed (resolving sources, owners, the destination; hashing; copying),
+    /// or WORKDIR's owner could not be resolved.
+    #[error(transparent)]
+    Copy(CopyError),
     /// ADD could not fetch a URL.
     #[error(transparent)]
     Fetch(crate::fetch::FetchError),
-    /// RUN's `--mount`s could not be prepared.
-    #[error("{0}")]
-    Mount(String),
+    /// RUN's `--mount`s (or the build's tmpfs for their secrets) could not be prepared.
+    #[error(transparent)]
+    Mount(MountError),
     /// A RUN step could not join its network.
     #[error("{0}")]
     Network(String),
-    /// The build context's `.dockerignore` or the secrets' tmpfs could not be read or made.
-    #[error("{0}")]
-    Context(String),
+    /// The build context's `.dockerignore` could not be read, or has a bad pattern.
+    #[error(transparent)]
+    Context(IgnoreError),
     /// A stage's thread panicked: a bug, said as such with what it said.
     #[error("internal error: a stage's thread panicked: {0}")]
     Panicked(String),

@@ -52,13 +52,6 @@ pub enum FetchError {
     },
 }
 
-/// The builder's steps keep their errors as text.
-impl From<FetchError> for String {
-    fn from(e: FetchError) -> String {
-        e.to_string()
-    }
-}
-
 /// Whether an ADD source is a URL to fetch.
 pub fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")

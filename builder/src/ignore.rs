@@ -5,9 +5,44 @@
 //! matches it or one of its parent directories, so an excluded directory takes its
 //! contents with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use regex::Regex;
+
+/// A pattern that is no pattern, named as written (cleaned).
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    /// A `[` with no `]` after it.
+    #[error("{pattern}: unterminated character class")]
+    Unterminated { pattern: String },
+    /// The pattern's regular expression was refused (a bad class range, say).
+    #[error("{pattern}: {source}")]
+    Regex {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+/// Why a context's `.dockerignore` (or a COPY's `--exclude`s, read the same way) is no set
+/// of patterns.
+#[derive(Debug, thiserror::Error)]
+pub enum IgnoreError {
+    /// `.dockerignore` is there but cannot be read (`path`: where it was looked for).
+    #[error(".dockerignore: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pattern on line `line` (from 1).
+    #[error(".dockerignore:{line}: {source}")]
+    Pattern {
+        line: usize,
+        #[source]
+        source: PatternError,
+    },
+}
 
 #[derive(Debug)]
 struct Pattern {
@@ -22,7 +57,7 @@ pub struct Ignore {
 }
 
 /// A cleaned pattern as a regular expression anchored at both ends.
-fn to_regex(pattern: &str) -> Result<Regex, String> {
+fn to_regex(pattern: &str) -> Result<Regex, PatternError> {
     let mut re = String::from("^");
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
@@ -44,7 +79,9 @@ fn to_regex(pattern: &str) -> Result<Regex, String> {
             '[' => {
                 let end = chars[i..].iter().position(|c| *c == ']').map(|p| p + i);
                 let Some(end) = end else {
-                    return Err(format!("{pattern}: unterminated character class"));
+                    return Err(PatternError::Unterminated {
+                        pattern: pattern.to_string(),
+                    });
                 };
                 let class: String = chars[i + 1..end].iter().collect();
                 let class = class
@@ -65,7 +102,10 @@ fn to_regex(pattern: &str) -> Result<Regex, String> {
         i += 1;
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| format!("{pattern}: {e}"))
+    Regex::new(&re).map_err(|source| PatternError::Regex {
+        pattern: pattern.to_string(),
+        source,
+    })
 }
 
 /// Go's `filepath.Clean` for a relative pattern, without a leading `/`.
@@ -80,18 +120,21 @@ fn clean(p: &str) -> String {
 
 impl Ignore {
     /// Reads `CONTEXT/.dockerignore`; none is no patterns.
-    pub fn load(context: &Path) -> Result<Ignore, String> {
+    pub fn load(context: &Path) -> Result<Ignore, IgnoreError> {
         // Read inside the context: a link named .dockerignore cannot read a host file.
         let read =
             lb_rootpath::Root::open(context).and_then(|r| r.read(Path::new(".dockerignore")));
         match read {
             Ok(text) => Ignore::parse(&String::from_utf8_lossy(&text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
-            Err(e) => Err(format!(".dockerignore: {e}")),
+            Err(source) => Err(IgnoreError::Read {
+                path: context.join(".dockerignore"),
+                source,
+            }),
         }
     }
 
-    pub fn parse(text: &str) -> Result<Ignore, String> {
+    pub fn parse(text: &str) -> Result<Ignore, IgnoreError> {
         let mut patterns = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -106,7 +149,10 @@ impl Ignore {
             if body == "." && exclusion {
                 continue; // ignoring the whole context is not possible
             }
-            let regex = to_regex(&body).map_err(|e| format!(".dockerignore:{}: {e}", n + 1))?;
+            let regex = to_regex(&body).map_err(|source| IgnoreError::Pattern {
+                line: n + 1,
+                source,
+            })?;
             patterns.push(Pattern { regex, exclusion });
         }
         Ok(Ignore { patterns })
@@ -179,6 +225,27 @@ mod tests {
         assert!(ex("[a-c].txt", "b.txt"));
         assert!(!ex("[^a-c].txt", "b.txt"));
         assert!(!ex("", "anything"));
-        assert!(Ignore::parse("[oops").is_err());
+        assert_eq!(
+            Ignore::parse("ok\n[oops").unwrap_err().to_string(),
+            ".dockerignore:2: [oops: unterminated character class"
+        );
+        let bad_range = Ignore::parse("[z-a]").unwrap_err();
+        assert!(
+            bad_range
+                .to_string()
+                .starts_with(".dockerignore:1: [z-a]: regex parse error"),
+            "{bad_range}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_dockerignore_is_named() {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ctx.path().join(".dockerignore")).unwrap();
+        let e = Ignore::load(ctx.path()).unwrap_err();
+        assert_eq!(e.to_string(), ".dockerignore: Is a directory (os error 21)");
+        assert!(
+            matches!(e, IgnoreError::Read { path, .. } if path == ctx.path().join(".dockerignore"))
+        );
     }
 }

@@ -31,7 +31,10 @@ pub use build::{
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
 pub use context::{BuildContext, ContextError};
+pub use copy::CopyError;
+pub use digests::DigestError;
 pub use error::{BuildError, ErrorKind};
 pub use fetch::{DownloadError, UrlSource};
-pub use mounts::SecretSource;
+pub use ignore::{IgnoreError, PatternError};
+pub use mounts::{MountError, SecretSource};
 pub use plan::{Base, Plan, Stage, plan};

@@ -15,6 +15,99 @@ use lb_rootpath::Root;
 use oci_spec::runtime::{Mount, MountBuilder};
 
 use crate::cache_key::{MountKey, SourceKey};
+use crate::copy::CopyError;
+use crate::error::{BuildError, ErrorKind};
+
+/// Why a RUN's `--mount`s (or the build's tmpfs for secrets) could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A secret mount with neither `id=` nor `target=`.
+    #[error("a secret mount needs id= or target=")]
+    SecretWithoutId,
+    /// A mount (its spec as written) that needs `target=`.
+    #[error("mount {spec}: target= is required")]
+    NoTarget { spec: String },
+    /// `type=cache,from=`: not there yet.
+    #[error("cache mounts seeded from= a stage are not supported by lb yet")]
+    CacheFrom,
+    /// `type=ssh`: not there yet.
+    #[error("RUN --mount=type=ssh is not supported by lb yet")]
+    Ssh,
+    /// An I/O error on `path` (a cache directory, the secrets' directory).
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `sharing=locked` cache could not be locked.
+    #[error("lock {}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tmpfs for secrets could not be mounted on `path`.
+    #[error("mount a tmpfs for secrets on {}: {source}", .path.display())]
+    SecretsTmpfs {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A bind mount's `from=` (a stage or an image) could not be had: its own error.
+    #[error(transparent)]
+    Unavailable(Box<ErrorKind>),
+    /// A bind mount's source, as written, climbs out of its root.
+    #[error("mount source {source_path}: outside its root")]
+    SourceOutside { source_path: String },
+    /// A bind mount's source (relative to its root) is not there, or is hidden.
+    #[error("mount source \"/{}\": not found", .path.display())]
+    SourceNotFound { path: PathBuf },
+    /// A bind mount's tree could not be hashed or copied.
+    #[error(transparent)]
+    Tree(#[from] CopyError),
+    /// A required secret the build was not given.
+    #[error("secret {id}: not provided (--secret id={id},src=FILE)")]
+    SecretMissing { id: String },
+    /// A secret's file could not be read.
+    #[error("secret {id}: {}: {source}", .path.display())]
+    SecretFile {
+        id: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret's variable is not set (or not Unicode).
+    #[error("secret {id}: ${var} is not set")]
+    SecretEnv { id: String, var: String },
+    /// The step's copy of a secret could not be written.
+    #[error("secret {id}: {source}")]
+    SecretCopy {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl MountError {
+    /// The build's error for the instruction `ins`: a `from=` that could not be had as its
+    /// own kind, no room to write as such, the rest as a mount's.
+    pub(crate) fn at(self, ins: &lb_parser::Instruction) -> BuildError {
+        let kind = match self {
+            MountError::Unavailable(kind) => *kind,
+            MountError::Tree(CopyError::NoSpace(n)) => ErrorKind::NoSpace(n),
+            e => ErrorKind::Mount(e),
+        };
+        BuildError::new(kind).at_line(ins)
+    }
+
+    fn io(path: &Path, source: std::io::Error) -> MountError {
+        MountError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `,env=VAR`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +138,8 @@ pub(crate) struct Prepared {
 pub(crate) struct SecretsTmpfs(PathBuf);
 
 impl SecretsTmpfs {
-    pub fn mount(dir: &Path) -> Result<SecretsTmpfs, String> {
-        std::fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn mount(dir: &Path) -> Result<SecretsTmpfs, MountError> {
+        std::fs::create_dir(dir).map_err(|e| MountError::io(dir, e))?;
         nix::mount::mount(
             Some("tmpfs"),
             dir,
@@ -56,7 +149,10 @@ impl SecretsTmpfs {
                 | nix::mount::MsFlags::MS_NOEXEC,
             Some("mode=0700"),
         )
-        .map_err(|e| format!("mount a tmpfs for secrets on {}: {e}", dir.display()))?;
+        .map_err(|source| MountError::SecretsTmpfs {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Ok(SecretsTmpfs(dir.to_path_buf()))
     }
 
@@ -142,8 +238,8 @@ pub(crate) struct MountEnv<'a> {
 pub(crate) fn prepare(
     mounts: &[lb_parser::Mount],
     env: &MountEnv,
-    source_of: &dyn Fn(Option<&str>) -> Result<MountSource, String>,
-) -> Result<Prepared, String> {
+    source_of: &dyn Fn(Option<&str>) -> Result<MountSource, ErrorKind>,
+) -> Result<Prepared, MountError> {
     let mut p = Prepared::default();
     // The image's file system before the step, to tell which mount points it lacks.
     let lower = Root::open(env.lower_view);
@@ -158,19 +254,19 @@ pub(crate) fn prepare(
         let target = match (m.kind, target) {
             (_, Some(t)) => t,
             (MountType::Secret, None) => {
-                let id =
-                    m.id.as_deref()
-                        .ok_or("a secret mount needs id= or target=")?;
+                let id = m.id.as_deref().ok_or(MountError::SecretWithoutId)?;
                 PathBuf::from("/run/secrets").join(id)
             }
-            (_, None) => return Err(format!("mount {}: target= is required", m.spec)),
+            (_, None) => {
+                return Err(MountError::NoTarget {
+                    spec: m.spec.clone(),
+                });
+            }
         };
         match m.kind {
             MountType::Cache => {
                 if m.from.is_some() {
-                    return Err(
-                        "cache mounts seeded from= a stage are not supported by lb yet".into(),
-                    );
+                    return Err(MountError::CacheFrom);
                 }
                 let id = m.id.clone().unwrap_or_else(|| target.display().to_string());
                 let dir = match m.sharing.unwrap_or(Sharing::Shared) {
@@ -179,29 +275,27 @@ pub(crate) fn prepare(
                         .cache_mount(&lb_layerstore::Digest::of(id.as_bytes())),
                 };
                 let fresh = !dir.is_dir();
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir).map_err(|e| MountError::io(&dir, e))?;
                 if fresh {
                     use std::os::unix::fs::PermissionsExt;
                     let mode = m.mode.unwrap_or(0o755);
                     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        .map_err(|e| MountError::io(&dir, e))?;
                     std::os::unix::fs::chown(
                         &dir,
                         Some(m.uid.unwrap_or(0)),
                         Some(m.gid.unwrap_or(0)),
                     )
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    .map_err(|e| MountError::io(&dir, e))?;
                 }
                 if m.sharing == Some(Sharing::Locked) {
-                    let lock =
-                        std::fs::File::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    let lock = std::fs::File::open(&dir).map_err(|e| MountError::io(&dir, e))?;
                     // SAFETY: flock on a descriptor we own; blocks until the other build is done.
                     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                        return Err(format!(
-                            "lock {}: {}",
-                            dir.display(),
-                            std::io::Error::last_os_error()
-                        ));
+                        return Err(MountError::Lock {
+                            path: dir,
+                            source: std::io::Error::last_os_error(),
+                        });
                     }
                     p._locks.push(lock);
                 }
@@ -213,18 +307,23 @@ pub(crate) fn prepare(
             }
             MountType::Bind => {
                 let source = m.source.clone().unwrap_or_else(|| "/".into());
-                let (root, from_key, visible) = match source_of(m.from.as_deref())? {
+                let from = source_of(m.from.as_deref())
+                    .map_err(|k| MountError::Unavailable(Box::new(k)))?;
+                let (root, from_key, visible) = match from {
                     MountSource::Context(root, visible) => (root, SourceKey::Context, visible),
                     MountSource::Image(root, key) => {
                         (root, SourceKey::Image(key), crate::copy::Visible::default())
                     }
                 };
                 let from_image = from_key != SourceKey::Context;
-                let rel = crate::copy::clean_relative(&source)
-                    .ok_or_else(|| format!("mount source {source}: outside its root"))?;
+                let rel = crate::copy::clean_relative(&source).ok_or_else(|| {
+                    MountError::SourceOutside {
+                        source_path: source.clone(),
+                    }
+                })?;
                 // Resolved inside its root (a link in the context or the stage names a
                 // path of that root, never the host's), visible as named and as resolved.
-                let not_found = || format!("mount source \"/{}\": not found", rel.display());
+                let not_found = || MountError::SourceNotFound { path: rel.clone() };
                 let path = Root::open(&root)
                     .and_then(|r| r.host_path(&rel, true))
                     .map_err(|_| not_found())?;
@@ -283,17 +382,23 @@ pub(crate) fn prepare(
                         .unwrap_or_default();
                 let Some(src) = env.secrets.get(&id) else {
                     if m.required {
-                        return Err(format!(
-                            "secret {id}: not provided (--secret id={id},src=FILE)"
-                        ));
+                        return Err(MountError::SecretMissing { id });
                     }
                     continue;
                 };
                 let value = match src {
-                    SecretSource::File(f) => std::fs::read(f)
-                        .map_err(|e| format!("secret {id}: {}: {e}", f.display()))?,
+                    SecretSource::File(f) => {
+                        std::fs::read(f).map_err(|source| MountError::SecretFile {
+                            id: id.clone(),
+                            path: f.clone(),
+                            source,
+                        })?
+                    }
                     SecretSource::Env(var) => std::env::var(var)
-                        .map_err(|_| format!("secret {id}: ${var} is not set"))?
+                        .map_err(|_| MountError::SecretEnv {
+                            id: id.clone(),
+                            var: var.clone(),
+                        })?
                         .into_bytes(),
                 };
                 if let Some(var) = &m.env {
@@ -310,11 +415,11 @@ pub(crate) fn prepare(
                     (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
                     m.mode.unwrap_or(0o400),
                 )
-                .map_err(|e| format!("secret {id}: {e}"))?;
+                .map_err(|source| MountError::SecretCopy { id, source })?;
                 p.mounts.push(bind(&target, &copy.0, true));
                 p._secrets.push(copy);
             }
-            MountType::Ssh => return Err("RUN --mount=type=ssh is not supported by lb yet".into()),
+            MountType::Ssh => return Err(MountError::Ssh),
         }
         let in_image = lower.as_ref().ok().map(|r| r.symlink_metadata(&target));
         if !matches!(in_image, Some(Ok(_))) {
@@ -343,6 +448,100 @@ pub(crate) fn remove_stubs(upper: &Path, lower_view: &Path, stubs: &[PathBuf]) {
         };
         if std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0) {
             let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// Each renders as the text lb printed when it was a `String`.
+    #[test]
+    fn messages_are_the_ones_lb_printed() {
+        let cases: Vec<(MountError, &str)> = vec![
+            (
+                MountError::SecretWithoutId,
+                "a secret mount needs id= or target=",
+            ),
+            (
+                MountError::NoTarget {
+                    spec: "type=cache".into(),
+                },
+                "mount type=cache: target= is required",
+            ),
+            (
+                MountError::CacheFrom,
+                "cache mounts seeded from= a stage are not supported by lb yet",
+            ),
+            (
+                MountError::Ssh,
+                "RUN --mount=type=ssh is not supported by lb yet",
+            ),
+            (
+                MountError::io(Path::new("/c"), io::Error::from_raw_os_error(libc::EACCES)),
+                "/c: Permission denied (os error 13)",
+            ),
+            (
+                MountError::Lock {
+                    path: "/c".into(),
+                    source: io::Error::from_raw_os_error(libc::EINTR),
+                },
+                "lock /c: Interrupted system call (os error 4)",
+            ),
+            (
+                MountError::SecretsTmpfs {
+                    path: "/w/secrets".into(),
+                    source: nix::errno::Errno::EPERM,
+                },
+                "mount a tmpfs for secrets on /w/secrets: EPERM: Operation not permitted",
+            ),
+            (
+                MountError::SourceOutside {
+                    source_path: "../x".into(),
+                },
+                "mount source ../x: outside its root",
+            ),
+            (
+                MountError::SourceNotFound { path: "a/b".into() },
+                "mount source \"/a/b\": not found",
+            ),
+            (
+                MountError::SecretMissing { id: "key".into() },
+                "secret key: not provided (--secret id=key,src=FILE)",
+            ),
+            (
+                MountError::SecretFile {
+                    id: "key".into(),
+                    path: "/k".into(),
+                    source: io::Error::from_raw_os_error(libc::ENOENT),
+                },
+                "secret key: /k: No such file or directory (os error 2)",
+            ),
+            (
+                MountError::SecretEnv {
+                    id: "key".into(),
+                    var: "TOKEN".into(),
+                },
+                "secret key: $TOKEN is not set",
+            ),
+            (
+                MountError::SecretCopy {
+                    id: "key".into(),
+                    source: io::Error::from_raw_os_error(libc::ENOSPC),
+                },
+                "secret key: No space left on device (os error 28)",
+            ),
+            (
+                MountError::Unavailable(Box::new(ErrorKind::Invalid(
+                    "stage 3 was not built".into(),
+                ))),
+                "stage 3 was not built",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
         }
     }
 }

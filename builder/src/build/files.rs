@@ -48,7 +48,7 @@ impl Builder<'_> {
             .filter(|u| !u.is_empty())
             .map(|u| copy::resolve_owner(u, &view))
             .transpose()
-            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
+            .map_err(|e| e.at(ins))?;
         self.files_step(state, v, t, key, created_by, |upper| {
             copy::make_dirs(upper, &view, &dir, user).map_err(|e| e.at(ins))
         })
@@ -155,7 +155,7 @@ impl Builder<'_> {
             None
         } else {
             let ignore = crate::ignore::Ignore::parse(&patterns.join("\n"))
-                .map_err(|m| BuildError::invalid(ins, format!("--exclude: {m}")))?;
+                .map_err(|e| copy::CopyError::Exclude(e).at(ins))?;
             Some(std::sync::Arc::new(ignore))
         };
         let spec = copy::CopySpec {
@@ -176,7 +176,7 @@ impl Builder<'_> {
             self.context.clone()
         };
         let mut op = copy::CopyOp::resolve(&root, &visible, from_image, &target, &spec)
-            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
+            .map_err(|e| e.at(ins))?;
         if let copy::Source::Image(image, _) = &from {
             let chain = image
                 .chain_id()
@@ -184,9 +184,7 @@ impl Builder<'_> {
                 .map_or_else(|| "empty".to_string(), |c| c.to_string());
             op = op.with_content_id(format!("{chain} exclude {patterns:?}"));
         }
-        let content = op
-            .digest(&self.digests)
-            .map_err(|m| BuildError::at(ins, ErrorKind::Copy(m)))?;
+        let content = op.digest(&self.digests).map_err(|e| e.at(ins))?;
         let key = CacheKey::Copy {
             parent: &state.key,
             content: &content,

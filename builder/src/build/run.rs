@@ -343,15 +343,15 @@ impl Builder<'_> {
                     .map_err(|e| BuildError::invalid(ins, e))?,
             );
         }
-        let source_of = |from: Option<&str>| -> Result<crate::mounts::MountSource, String> {
+        let source_of = |from: Option<&str>| -> Result<crate::mounts::MountSource, ErrorKind> {
             match from {
                 None => Ok(crate::mounts::MountSource::Context(
                     self.opts.context.clone(),
                     self.context.clone(),
                 )),
-                Some(f) => match self.source_image(f, results)? {
+                Some(f) => match self.source_image(f, results).map_err(ErrorKind::Image)? {
                     copy::Source::Image(image, key) => {
-                        let view = self.view(Some(&image)).map_err(|e| e.kind.to_string())?;
+                        let view = self.view(Some(&image)).map_err(|e| e.kind)?;
                         Ok(crate::mounts::MountSource::Image(view, key))
                     }
                     copy::Source::Context(c) => {
@@ -369,8 +369,7 @@ impl Builder<'_> {
             secrets_dir: self.secrets.as_ref().map(|s| s.path()),
             digests: &self.digests,
         };
-        crate::mounts::prepare(&mounts, &menv, &source_of)
-            .map_err(|m| BuildError::at(ins, ErrorKind::Mount(m)))
+        crate::mounts::prepare(&mounts, &menv, &source_of).map_err(|e| e.at(ins))
     }
 
     /// Runs one RUN process to its end, its output streamed as events; a non-zero status

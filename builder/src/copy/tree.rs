@@ -6,11 +6,9 @@
 use super::*;
 
 /// Removes what is at `path` unless it is a directory (a link is removed, not followed).
-fn remove_non_dir(path: &Path) -> Result<(), String> {
+fn remove_non_dir(path: &Path) -> Result<(), CopyError> {
     match fs::symlink_metadata(path) {
-        Ok(md) if !md.is_dir() => {
-            fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))
-        }
+        Ok(md) if !md.is_dir() => fs::remove_file(path).map_err(|e| CopyError::io(path, e)),
         _ => Ok(()),
     }
 }
@@ -22,7 +20,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), CopyError> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(from)
-        .map_err(|e| format!("{}: {e}", from.display()))?;
+        .map_err(|e| CopyError::io(from, e))?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -33,7 +31,11 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), CopyError> {
         let what = || format!("copying {}", from.display());
         match NoSpace::from_io(&e, &what(), to) {
             Some(n) => CopyError::NoSpace(n),
-            None => CopyError::Failed(format!("copy {} to {}: {e}", from.display(), to.display())),
+            None => CopyError::CopyFile {
+                from: from.to_path_buf(),
+                to: to.to_path_buf(),
+                source: e,
+            },
         }
     })?;
     Ok(())
@@ -47,18 +49,18 @@ pub(super) fn walk(
     top: bool,
     visible: &Visible,
     out: &mut Vec<(PathBuf, PathBuf, fs::Metadata)>,
-) -> Result<(), String> {
+) -> Result<(), CopyError> {
     let md = if top {
         fs::metadata(path)
     } else {
         fs::symlink_metadata(path)
     }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    .map_err(|e| CopyError::io(path, e))?;
     let is_dir = md.is_dir();
     out.push((path.to_path_buf(), rel.to_path_buf(), md));
     if is_dir {
         let mut names: Vec<_> = fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
+            .map_err(|e| CopyError::io(path, e))?
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         names.sort();
@@ -115,7 +117,7 @@ pub(super) fn write_tree(
             continue;
         }
         if md.file_type().is_symlink() {
-            let target = fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let target = fs::read_link(&path).map_err(|e| CopyError::io(&path, e))?;
             remove_non_dir(&to)?;
             std::os::unix::fs::symlink(&target, &to).map_err(err)?;
         } else if md.is_file() {
@@ -132,8 +134,12 @@ pub(super) fn write_tree(
             continue;
         }
         let (uid, gid) = (how.owner)(&md);
-        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", to.display()))?;
+        std::os::unix::fs::lchown(&to, Some(uid), Some(gid)).map_err(|source| {
+            CopyError::SetOwner {
+                path: to.clone(),
+                source,
+            }
+        })?;
         if md.is_file() {
             fs::set_permissions(&to, fs::Permissions::from_mode((how.mode)(&md))).map_err(err)?;
         }
@@ -141,10 +147,14 @@ pub(super) fn write_tree(
     }
     for (to, md) in dirs.into_iter().rev() {
         let (uid, gid) = (how.owner)(&md);
-        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", to.display()))?;
+        std::os::unix::fs::lchown(&to, Some(uid), Some(gid)).map_err(|source| {
+            CopyError::SetOwner {
+                path: to.clone(),
+                source,
+            }
+        })?;
         fs::set_permissions(&to, fs::Permissions::from_mode((how.mode)(&md)))
-            .map_err(|e| format!("{}: {e}", to.display()))?;
+            .map_err(|e| CopyError::io(&to, e))?;
         set_mtime(&to, &md)?;
     }
     Ok(())
@@ -153,7 +163,12 @@ pub(super) fn write_tree(
 /// Makes `to` (absent) a tree of what of `from` is visible, owners and modes kept: files
 /// hard-linked when `link` (a read-only view: the same inodes, nothing copied) or copied
 /// (a throw-away copy to write to).
-pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> Result<(), String> {
+pub(crate) fn mirror(
+    from: &Path,
+    visible: &Visible,
+    to: &Path,
+    link: bool,
+) -> Result<(), CopyError> {
     let mut files = Vec::new();
     walk(from, Path::new(""), true, visible, &mut files)?;
     let top = files.first().map(|(_, _, md)| md.clone());
@@ -162,10 +177,10 @@ pub(crate) fn mirror(from: &Path, visible: &Visible, to: &Path, link: bool) -> R
         mode: &|md| md.mode() & 0o7777,
         link,
     };
-    write_tree(files, to, &how, None).map_err(|e| e.to_string())?;
+    write_tree(files, to, &how, None)?;
     // The top is new here: it takes the source's metadata too.
     if let Some(md) = top.filter(|md| md.is_dir()) {
-        let err = |e: std::io::Error| format!("{}: {e}", to.display());
+        let err = |e: std::io::Error| CopyError::io(to, e);
         std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(err)?;
         fs::set_permissions(to, fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(err)?;
         set_mtime(to, &md)?;
@@ -181,14 +196,14 @@ pub fn tree_digest(
     with_owners: bool,
     visible: &Visible,
     digests: &FileDigests,
-) -> Result<Digest, String> {
+) -> Result<Digest, CopyError> {
     use rayon::prelude::*;
     let mut files = Vec::new();
     walk(path, Path::new(""), true, visible, &mut files)?;
     let contents: Vec<Option<Digest>> = files
         .par_iter()
         .map(|(path, _, md)| md.is_file().then(|| digests.digest(path, md)).transpose())
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, _>>()?;
     let mut h = Digester::new(std::io::sink());
     for ((path, rel, md), content) in files.iter().zip(contents) {
         let kind = if md.is_dir() {
@@ -211,12 +226,13 @@ pub fn tree_digest(
             rel.display(),
             md.mode() & 0o7777
         );
-        std::io::Write::write_all(&mut h, line.as_bytes()).map_err(|e| e.to_string())?;
+        // Into a sink: the hash is all it does, and it cannot fail.
+        let _ = std::io::Write::write_all(&mut h, line.as_bytes());
     }
     Ok(h.finish().0)
 }
 
-pub(super) fn set_mtime(path: &Path, md: &fs::Metadata) -> Result<(), String> {
+pub(super) fn set_mtime(path: &Path, md: &fs::Metadata) -> Result<(), CopyError> {
     let t = nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec());
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
@@ -225,5 +241,8 @@ pub(super) fn set_mtime(path: &Path, md: &fs::Metadata) -> Result<(), String> {
         &t,
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
-    .map_err(|e| format!("set times of {}: {e}", path.display()))
+    .map_err(|source| CopyError::SetTimes {
+        path: path.to_path_buf(),
+        source,
+    })
 }
