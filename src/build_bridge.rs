@@ -19,8 +19,8 @@ impl<'a> BuildBridge<'a> {
 }
 
 impl lb_builder::RunNetwork for BuildBridge<'_> {
-    fn attach(&self, id: &str) -> Result<PathBuf, String> {
-        self.0.attach(id).map_err(|e| crate::error_text(&e.into()))
+    fn attach(&self, id: &str) -> Result<PathBuf, lb_builder::SeamError> {
+        Ok(self.0.attach(id)?)
     }
 
     fn detach(&self, id: &str) {

@@ -365,4 +365,32 @@ mod tests {
             "reading X: No such file or directory (os error 2)"
         );
     }
+
+    /// The builder says an image source's or a network's error (now a value, no longer
+    /// the text made here) as lb says any error: causes once each, no room alone.
+    #[test]
+    fn a_build_says_a_callers_error_as_lb_says_it() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        let said = lb_layerstore::Error::io_while("reading", std::path::Path::new("/x"), refused);
+        let full = lb_layerstore::Error::NoSpace(lb_layerstore::NoSpace::new("unpacking", "/s"));
+        let errors = [
+            anyhow::Error::from(std::io::Error::from_raw_os_error(111))
+                .context("GET https://registry/v2/")
+                .context("pulling alpine"),
+            anyhow::Error::from(said).context("pulling alpine"),
+            anyhow::Error::from(full).context("pulling alpine"),
+        ];
+        for e in errors {
+            let text = super::error_text(&e);
+            let image = lb_builder::ErrorKind::from(lb_builder::ImageError::Fetch {
+                name: "alpine".into(),
+                source: e.into(),
+            });
+            assert_eq!(image.to_string(), text);
+        }
+        let e = anyhow::Error::from(std::io::Error::from_raw_os_error(2)).context("netns");
+        let text = super::error_text(&e);
+        let network = lb_builder::BuildError::from(lb_builder::ErrorKind::Network(e.into()));
+        assert_eq!(network.kind.to_string(), text);
+    }
 }

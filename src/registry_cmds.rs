@@ -203,7 +203,7 @@ impl lb_builder::UrlSource for UrlFetcher {
 }
 
 impl lb_builder::ImageSource for RegistrySource<'_> {
-    fn fetch(&self, name: &Reference) -> Result<lb_layerstore::Image, String> {
+    fn fetch(&self, name: &Reference) -> Result<lb_layerstore::Image, lb_builder::SeamError> {
         pull_with(
             self.store,
             name,
@@ -211,7 +211,7 @@ impl lb_builder::ImageSource for RegistrySource<'_> {
             &lb_registry::Options::default(),
             true,
         )
-        .map_err(|e| crate::error_text(&e))
+        .map_err(Into::into)
     }
 }
 

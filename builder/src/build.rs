@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::cache_key::{CacheKey, CopyFlags, CopyInputs, RunInputs, RunKey, SourceKey};
 use crate::config::ImageConfig;
 use crate::copy;
-use crate::error::{BuildError, ErrorKind};
+use crate::error::{BuildError, ErrorKind, ImageError};
 use crate::plan::{Base, Plan, Stage, plan};
 
 mod files;
@@ -69,11 +69,16 @@ pub struct BuildOptions {
     pub pull: bool,
 }
 
+/// Why a caller's [`ImageSource`] or [`RunNetwork`] failed: its own error, causes and all.
+/// The build's error says it with its causes, as lb prints errors ([`ErrorKind::Image`],
+/// [`ErrorKind::Network`]), and no room to write anywhere in it as [`ErrorKind::NoSpace`].
+pub type SeamError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A network RUN steps join instead of the host's (`--network bridge`), wired in by the
 /// caller: the builder knows nothing of bridges.
 pub trait RunNetwork: Sync {
     /// Sets up a network namespace for the step container `id`; the file its spec joins.
-    fn attach(&self, id: &str) -> Result<PathBuf, String>;
+    fn attach(&self, id: &str) -> Result<PathBuf, SeamError>;
     /// Undoes `attach`, whether the step succeeded or not.
     fn detach(&self, id: &str);
     /// A step missed the cache: steps will run, RUN steps among them perhaps. Called at
@@ -85,7 +90,7 @@ pub trait RunNetwork: Sync {
 /// builder knows nothing of registries).
 pub trait ImageSource: Sync {
     /// Fetches `name` into the store and names it there; the image.
-    fn fetch(&self, name: &Reference) -> Result<Image, String>;
+    fn fetch(&self, name: &Reference) -> Result<Image, SeamError>;
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use lb_layerstore::NoSpace;
 use lb_parser::Instruction;
 
+use crate::build::SeamError;
 use crate::copy::CopyError;
 use crate::ignore::IgnoreError;
 use crate::mounts::MountError;
@@ -23,9 +24,8 @@ pub struct BuildError {
     pub kind: ErrorKind,
 }
 
-/// What went wrong in a build. The variants holding a `String` carry the message of a part
-/// that reports text (docker's message for a rule, an image source's, a network's): which
-/// part is data.
+/// What went wrong in a build, as data: `Invalid` alone carries a message (docker's, for a
+/// rule), `Panicked` what a panic said.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     /// An I/O error while `what`, on `path` (`PATH: ERROR`), or on no path of its own (a
@@ -82,9 +82,9 @@ pub enum ErrorKind {
     /// What docker refuses (a rule of the Dockerfile, an expansion, a flag), with its message.
     #[error("{0}")]
     Invalid(String),
-    /// A base or `--from` image could not be had (the image source's message).
-    #[error("{0}")]
-    Image(String),
+    /// A base or `--from` image could not be had.
+    #[error(transparent)]
+    Image(ImageError),
     /// COPY or ADD failed (resolving sources, owners, the destination; hashing; copying),
     /// or WORKDIR's owner could not be resolved.
     #[error(transparent)]
@@ -95,15 +95,89 @@ pub enum ErrorKind {
     /// RUN's `--mount`s (or the build's tmpfs for their secrets) could not be prepared.
     #[error(transparent)]
     Mount(MountError),
-    /// A RUN step could not join its network.
-    #[error("{0}")]
-    Network(String),
+    /// A RUN step could not join its network: the caller's error, with its causes.
+    #[error("{}", caller_text(.0))]
+    Network(#[source] SeamError),
     /// The build context's `.dockerignore` could not be read, or has a bad pattern.
     #[error(transparent)]
     Context(IgnoreError),
     /// A stage's thread panicked: a bug, said as such with what it said.
     #[error("internal error: a stage's thread panicked: {0}")]
     Panicked(String),
+}
+
+/// Why a base or `--from` image could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The name is no image reference.
+    #[error("invalid reference {name:?}: {source}")]
+    Reference {
+        name: String,
+        #[source]
+        source: lb_layerstore::Error,
+    },
+    /// Not in the store, and the build has no image source to fetch it from.
+    #[error("{name}: image not found locally")]
+    NotLocal { name: String },
+    /// `--from` names a stage by index that was not built before this one.
+    #[error("stage {stage} was not built")]
+    StageNotBuilt { stage: String },
+    /// The caller's [`ImageSource`](crate::ImageSource) could not fetch it (`name` as
+    /// written): its error, with its causes.
+    #[error("{}", caller_text(.source))]
+    Fetch {
+        name: String,
+        #[source]
+        source: SeamError,
+    },
+}
+
+/// An image that could not be had; no room to fetch it is the build's
+/// [`ErrorKind::NoSpace`].
+impl From<ImageError> for ErrorKind {
+    fn from(e: ImageError) -> ErrorKind {
+        match &e {
+            ImageError::Fetch { source, .. } => match no_space_in(source.as_ref()) {
+                Some(n) => ErrorKind::NoSpace(n.clone()),
+                None => ErrorKind::Image(e),
+            },
+            _ => ErrorKind::Image(e),
+        }
+    }
+}
+
+impl ErrorKind {
+    /// A RUN step's network could not be had: the caller's error; no room as such.
+    pub(crate) fn network(e: SeamError) -> ErrorKind {
+        match no_space_in(e.as_ref()) {
+            Some(n) => ErrorKind::NoSpace(n.clone()),
+            None => ErrorKind::Network(e),
+        }
+    }
+}
+
+/// The store's no-space error somewhere in `e`'s chain.
+fn no_space_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a NoSpace> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(NoSpace::of)
+}
+
+/// A caller's error as lb prints any error (`main::error_text`), since a build's error is
+/// printed as its text alone: what ran out of room when a cause did, else the error and
+/// each cause its text does not already end with, after `: `.
+fn caller_text(e: &SeamError) -> String {
+    let e: &(dyn std::error::Error + 'static) = e.as_ref();
+    if let Some(n) = no_space_in(e) {
+        return n.to_string();
+    }
+    let mut text = e.to_string();
+    for cause in std::iter::successors(e.source(), |c| c.source()) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn last_output(tail: &[String]) -> String {
@@ -242,5 +316,81 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EMFILE),
         });
         assert_eq!(e.to_string(), "pipe: Too many open files (os error 24)");
+    }
+
+    /// An error with a message of its own and a cause, as callers' errors are made.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct Said {
+        message: &'static str,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    }
+
+    fn said(message: &'static str, source: Option<SeamError>) -> SeamError {
+        Box::new(Said { message, source })
+    }
+
+    #[test]
+    fn a_callers_error_is_said_with_its_causes_once_each() {
+        let io = || std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        // A cause its text does not say is added; one it ends with is not repeated.
+        let e = said(
+            "pulling alpine",
+            Some(said("GET /v2/", Some(Box::new(io())))),
+        );
+        assert_eq!(
+            ErrorKind::from(ImageError::Fetch {
+                name: "alpine".into(),
+                source: e
+            })
+            .to_string(),
+            "pulling alpine: GET /v2/: Connection refused (os error 111)"
+        );
+        let io_said = lb_layerstore::Error::io_while("reading", Path::new("/x"), io());
+        let e = ErrorKind::network(said("bridge", Some(Box::new(io_said))));
+        assert_eq!(
+            e.to_string(),
+            "bridge: /x: Connection refused (os error 111)"
+        );
+        // No room, anywhere in the chain, is the build's NoSpace and says only that.
+        let full = lb_layerstore::Error::NoSpace(NoSpace::new("unpacking a layer", "/s/x"));
+        let e = ErrorKind::from(ImageError::Fetch {
+            name: "alpine".into(),
+            source: said("pulling alpine", Some(Box::new(full))),
+        });
+        assert!(matches!(e, ErrorKind::NoSpace(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "no space left on device while unpacking a layer (/s/x)"
+        );
+    }
+
+    #[test]
+    fn images_that_cannot_be_had_are_named() {
+        let bad = lb_layerstore::Reference::parse("UPPER").unwrap_err();
+        let text = format!("invalid reference \"UPPER\": {bad}");
+        let cases = [
+            (
+                ImageError::Reference {
+                    name: "UPPER".into(),
+                    source: bad,
+                },
+                text.as_str(),
+            ),
+            (
+                ImageError::NotLocal {
+                    name: "alpine".into(),
+                },
+                "alpine: image not found locally",
+            ),
+            (
+                ImageError::StageNotBuilt { stage: "3".into() },
+                "stage 3 was not built",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(ErrorKind::from(e).to_string(), want);
+        }
     }
 }

@@ -26,14 +26,14 @@ mod mounts;
 pub mod plan;
 
 pub use build::{
-    BuildOptions, Event, ImageSource, Progress, RunNetwork, build, reap_killed_builds,
+    BuildOptions, Event, ImageSource, Progress, RunNetwork, SeamError, build, reap_killed_builds,
     write_flattened, write_merged,
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
 pub use context::{BuildContext, ContextError};
 pub use copy::CopyError;
 pub use digests::DigestError;
-pub use error::{BuildError, ErrorKind};
+pub use error::{BuildError, ErrorKind, ImageError};
 pub use fetch::{DownloadError, UrlSource};
 pub use ignore::{IgnoreError, PatternError};
 pub use mounts::{MountError, SecretSource};

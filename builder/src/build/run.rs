@@ -259,7 +259,7 @@ impl Builder<'_> {
         if let Some(net) = bridged {
             let ns = net
                 .attach(&id)
-                .map_err(|m| BuildError::at(ins, ErrorKind::Network(m)))?;
+                .map_err(|e| BuildError::at(ins, ErrorKind::network(e)))?;
             if let Some(linux) = spec.linux_mut() {
                 let mut namespaces = linux.namespaces().clone().unwrap_or_default();
                 namespaces.push(
@@ -349,7 +349,7 @@ impl Builder<'_> {
                     self.opts.context.clone(),
                     self.context.clone(),
                 )),
-                Some(f) => match self.source_image(f, results).map_err(ErrorKind::Image)? {
+                Some(f) => match self.source_image(f, results)? {
                     copy::Source::Image(image, key) => {
                         let view = self.view(Some(&image)).map_err(|e| e.kind)?;
                         Ok(crate::mounts::MountSource::Image(view, key))

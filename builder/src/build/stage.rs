@@ -43,7 +43,7 @@ impl Builder<'_> {
             Base::Image(name) => {
                 let image = self
                     .image_named(name)
-                    .map_err(|m| BuildError::at(&stage.from, ErrorKind::Image(m)))?;
+                    .map_err(|e| BuildError::at(&stage.from, e.into()))?;
                 let config = self.raw_config(&image)?;
                 let key = CacheKey::Image {
                     manifest: &image.manifest_digest,
@@ -64,16 +64,24 @@ impl Builder<'_> {
     }
 
     /// The image `name`: from the store, else (or always, with `--pull`) from the source.
-    pub(super) fn image_named(&self, name: &str) -> Result<Image, String> {
-        let r = Reference::parse(name).map_err(|e| format!("invalid reference {name:?}: {e}"))?;
+    pub(super) fn image_named(&self, name: &str) -> Result<Image, ImageError> {
+        let r = Reference::parse(name).map_err(|source| ImageError::Reference {
+            name: name.to_string(),
+            source,
+        })?;
         if !self.opts.pull {
             if let Ok(image) = self.store.image(&r) {
                 return Ok(image);
             }
         }
         match self.source {
-            Some(source) => source.fetch(&r),
-            None => Err(format!("{name}: image not found locally")),
+            Some(source) => source.fetch(&r).map_err(|source| ImageError::Fetch {
+                name: name.to_string(),
+                source,
+            }),
+            None => Err(ImageError::NotLocal {
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -203,7 +211,7 @@ impl Builder<'_> {
                     None => copy::Source::Context(self.opts.context.clone()),
                     Some(f) => self
                         .source_image(f, results)
-                        .map_err(|m| BuildError::at(ins, ErrorKind::Image(m)))?,
+                        .map_err(|e| BuildError::at(ins, e.into()))?,
                 };
                 self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
             }
@@ -294,7 +302,7 @@ impl Builder<'_> {
         &self,
         from: &str,
         results: &Mutex<Vec<Option<StageState>>>,
-    ) -> Result<copy::Source, String> {
+    ) -> Result<copy::Source, ImageError> {
         let stage = self
             .plan
             .stages
@@ -302,9 +310,11 @@ impl Builder<'_> {
             .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str()))
             .or_else(|| from.parse::<usize>().ok());
         if let Some(i) = stage {
-            let s = results.lock().expect("results")[i]
-                .clone()
-                .ok_or_else(|| format!("stage {from} was not built"))?;
+            let s = results.lock().expect("results")[i].clone().ok_or_else(|| {
+                ImageError::StageNotBuilt {
+                    stage: from.to_string(),
+                }
+            })?;
             let image = s.image.clone().expect("a built stage has its image");
             return Ok(copy::Source::Image(Box::new(image), s.key));
         }
