@@ -94,6 +94,10 @@ enum Commands {
     Exec(container_cmds::ExecArgs),
     /// Start stopped containers
     Start(container_cmds::StartArgs),
+    /// Pause all processes within containers
+    Pause(container_cmds::PauseArgs),
+    /// Unpause all processes within containers
+    Unpause(container_cmds::PauseArgs),
     /// Write a container's file system as a tar archive
     Export(container_cmds::ExportArgs),
     /// Manage networks
@@ -148,6 +152,10 @@ enum ContainerCommands {
     Commit(container_cmds::CommitArgs),
     /// Remove all stopped containers
     Prune(prune_cmds::PruneArgs),
+    /// Pause all processes within containers
+    Pause(container_cmds::PauseArgs),
+    /// Unpause all processes within containers
+    Unpause(container_cmds::PauseArgs),
 }
 
 /// `lb image ...`: docker's management-command names for the image commands.
@@ -251,6 +259,8 @@ fn command() -> ExitCode {
         Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
         Commands::Exec(args) => store().and_then(|s| container_cmds::exec(&s, args)),
         Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
+        Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
+        Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
         Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
         Commands::Pull(args) => store().and_then(|s| registry_cmds::pull(&s, args)),
@@ -301,6 +311,8 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Export(a) => c::export(s, a),
         ContainerCommands::Commit(a) => c::commit(s, a),
         ContainerCommands::Prune(a) => prune_cmds::container_prune(s, a),
+        ContainerCommands::Pause(a) => c::pause(s, a),
+        ContainerCommands::Unpause(a) => c::unpause(s, a),
     }
 }
 

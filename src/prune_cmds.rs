@@ -72,7 +72,7 @@ fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
         }
         let size = store.container_size(&record.id);
         let id = record.id.clone();
-        Container::of(store, record).remove(&id, false, false)?;
+        Container::of(store, record).remove(false, false)?;
         bytes += size;
         removed.push(id);
     }

@@ -461,3 +461,76 @@ fn volumes_keep_data_copy_up_and_refuse_removal_in_use_as_docker() {
     same(&["volume", "prune", "-f"]);
     same(&["volume", "ls"]);
 }
+
+#[test]
+fn pause_freezes_and_refuses_what_docker_refuses() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    // Ids in messages differ: compare with each tool's own id put back as ID.
+    let same = |args: &[&str]| {
+        let (d, l) = (docker.run(args), env.run(args));
+        let id = |t: &dyn Tool| t.ok(&["inspect", "-f", "{{.Id}}", "pz"]).trim().to_string();
+        let (did, lid) = (id(&docker), id(&env));
+        let clean = |o: &Output, id: &str| {
+            (
+                text(&o.stdout).replace(id, "ID"),
+                text(&o.stderr)
+                    .replace(id, "ID")
+                    .replace("Error response from daemon: ", "")
+                    .replace("lb: ", ""),
+            )
+        };
+        assert_eq!(
+            l.status.code(),
+            d.status.code(),
+            "{args:?}: {}",
+            text(&l.stderr)
+        );
+        assert_eq!(clean(&l, &lid), clean(&d, &did), "{args:?}");
+    };
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "pz",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+    }
+    let state = "{{.State.Status}} {{.State.Running}} {{.State.Paused}}";
+    same(&["pause", "pz"]);
+    same(&["inspect", "-f", state, "pz"]);
+    for t in tools {
+        let ps = t.ok(&["ps", "--filter", "name=pz", "--format", "{{.Status}}"]);
+        assert!(ps.trim_end().ends_with("(Paused)"), "{}: {ps}", t.name());
+    }
+    same(&["pause", "pz"]);
+    same(&["exec", "pz", "true"]);
+    same(&["rm", "pz"]);
+    same(&["unpause", "pz"]);
+    same(&["inspect", "-f", state, "pz"]);
+    same(&["unpause", "pz"]);
+    // A paused container can be killed.
+    same(&["pause", "pz"]);
+    same(&["kill", "pz"]);
+    for t in tools {
+        t.ok(&["wait", "pz"]);
+    }
+    same(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.Paused}}",
+        "pz",
+    ]);
+    same(&["pause", "pz"]);
+}

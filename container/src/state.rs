@@ -26,6 +26,7 @@ impl Status {
     pub fn of(state: &State) -> Status {
         match state.status {
             RunStatus::Created => Status::Created,
+            RunStatus::Running if state.paused => Status::Paused,
             RunStatus::Running => Status::Running,
             RunStatus::Exited => Status::Exited,
         }
@@ -71,14 +72,15 @@ impl Status {
         }
     }
 
-    /// `rm`: a live container only with `--force`.
+    /// `rm`: a live container only with `--force`; `key` is the container's id, as docker
+    /// 20.10 names it in the refusal.
     pub fn can_remove(self, key: &str, force: bool) -> Result<(), Error> {
         match self {
             Status::Paused if !force => Err(Error::Conflict(format!(
-                "cannot remove container \"{key}\": container is paused and must be unpaused first"
+                "You cannot remove a paused container {key}. Unpause and then stop the container before attempting removal or force remove"
             ))),
             s if s.is_live() && !force => Err(Error::Conflict(format!(
-                "cannot remove container \"{key}\": container is running: stop the container before removing or force remove"
+                "You cannot remove a running container {key}. Stop the container before attempting removal or force remove"
             ))),
             _ => Ok(()),
         }
@@ -89,7 +91,7 @@ impl Status {
         match self {
             Status::Running => Ok(()),
             Status::Paused => Err(Error::Conflict(format!(
-                "container {key} is paused, unpause the container before exec"
+                "Container {key} is paused, unpause the container before exec"
             ))),
             _ => Err(Error::Conflict(format!("container {key} is not running"))),
         }
@@ -99,8 +101,8 @@ impl Status {
     pub fn can_pause(self, id: &str) -> Result<(), Error> {
         match self {
             Status::Running => Ok(()),
-            Status::Paused => Err(Error::Conflict(format!("container {id} is already paused"))),
-            _ => Err(Error::Conflict(format!("container {id} is not running"))),
+            Status::Paused => Err(Error::Conflict(format!("Container {id} is already paused"))),
+            _ => Err(Error::Conflict(format!("Container {id} is not running"))),
         }
     }
 
@@ -109,7 +111,7 @@ impl Status {
         if self == Status::Paused {
             Ok(())
         } else {
-            Err(Error::Conflict(format!("container {id} is not paused")))
+            Err(Error::Conflict(format!("Container {id} is not paused")))
         }
     }
 }
@@ -153,7 +155,7 @@ mod tests {
         );
         assert_eq!(
             text(Status::Running.can_remove("web", false)),
-            "cannot remove container \"web\": container is running: stop the container before removing or force remove"
+            "You cannot remove a running container web. Stop the container before attempting removal or force remove"
         );
         assert_eq!(
             text(Status::Paused.can_start("web")),

@@ -168,13 +168,13 @@ fn remove_refuses_a_running_container_unless_forced() {
     let id = c.record.id.clone();
     let e = Container::open(&env.store, &id)
         .unwrap()
-        .remove("web", false, false)
+        .remove(false, false)
         .unwrap_err();
     assert!(matches!(e, Error::Conflict(_)), "{e}");
-    assert!(e.to_string().contains("container is running"), "{e}");
+    assert!(e.to_string().contains("remove a running container"), "{e}");
     Container::open(&env.store, &id)
         .unwrap()
-        .remove("web", true, false)
+        .remove(true, false)
         .unwrap();
     assert!(Container::open(&env.store, &id).is_err());
     assert!(!env.store.container_dir(&id).exists());

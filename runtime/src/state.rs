@@ -29,6 +29,9 @@ pub struct State {
     /// RFC 3339, empty when not yet.
     pub started_at: String,
     pub finished_at: String,
+    /// Frozen by `lb pause` (its processes exist, none runs).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for State {
@@ -42,6 +45,7 @@ impl Default for State {
             oom_killed: false,
             started_at: String::new(),
             finished_at: String::new(),
+            paused: false,
         }
     }
 }

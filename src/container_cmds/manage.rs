@@ -1,72 +1,7 @@
-//! The commands on existing containers: `ps`, `logs`, `stop`, `kill`, `rm`, `wait`,
+//! The commands on existing containers: `logs`, `stop`, `kill`, `rm`, `wait`,
 //! `commit`, `export`.
 
 use super::*;
-
-#[derive(Args)]
-pub struct PsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short, long)]
-    all: bool,
-    /// Only display container ids
-    #[arg(short, long)]
-    quiet: bool,
-    /// Don't truncate output
-    #[arg(long = "no-trunc")]
-    no_trunc: bool,
-}
-
-pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
-    lb_container::network::reconcile(store);
-    let rows = lb_container::ops::list(store, args.all)?;
-    if args.quiet {
-        for (c, _) in rows {
-            println!(
-                "{}",
-                if args.no_trunc {
-                    &c.id[..]
-                } else {
-                    &c.id[..12]
-                }
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-    );
-    for (c, st) in rows {
-        let mut cmd = format!("\"{}\"", c.config.command());
-        if !args.no_trunc && cmd.chars().count() > 22 {
-            cmd = cmd.chars().take(20).collect::<String>() + "…\"";
-        }
-        println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {}",
-            if args.no_trunc {
-                &c.id[..]
-            } else {
-                &c.id[..12]
-            },
-            c.image_name,
-            cmd,
-            format!("{} ago", ago(&c.created)),
-            status_text(&st),
-            if st.running() {
-                c.config
-                    .port_specs()
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            } else {
-                String::new()
-            },
-            c.name
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
 #[derive(Args)]
 pub struct LogsArgs {
@@ -135,6 +70,24 @@ fn each(
 }
 
 #[derive(Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `lb pause`: each container's processes frozen.
+pub fn pause(store: &Store, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(&args.containers, |key| Container::open(store, key)?.pause())
+}
+
+/// `lb unpause`.
+pub fn unpause(store: &Store, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(&args.containers, |key| {
+        Container::open(store, key)?.unpause()
+    })
+}
+
+#[derive(Args)]
 pub struct KillArgs {
     /// Signal to send
     #[arg(short, long, default_value = "KILL")]
@@ -165,7 +118,7 @@ pub struct RmArgs {
 pub fn rm(store: &Store, args: RmArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
     each(&args.containers, |key| {
-        Container::open(store, key)?.remove(key, args.force, args.volumes)
+        Container::open(store, key)?.remove(args.force, args.volumes)
     })
 }
 

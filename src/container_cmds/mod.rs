@@ -18,12 +18,14 @@ use lb_runtime::state::{State, Status};
 use lb_container::run_spec::RunOptions;
 
 mod manage;
+mod ps;
 mod run;
 
 pub use manage::{
-    CommitArgs, ExportArgs, KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs, WaitArgs, commit, export,
-    kill, logs, ps, rm, stop, wait,
+    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, RmArgs, StopArgs, WaitArgs, commit,
+    export, kill, logs, pause, rm, stop, unpause, wait,
 };
+pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, exec, run, start};
 
 /// The options `run` and `exec` share: how the process runs and what it sees.
@@ -85,6 +87,7 @@ fn ago(rfc: &str) -> String {
 fn status_text(st: &State) -> String {
     match st.status {
         Status::Created => "Created".into(),
+        Status::Running if st.paused => format!("Up {} (Paused)", ago(&st.started_at)),
         Status::Running => format!("Up {}", ago(&st.started_at)),
         Status::Exited => format!("Exited ({}) {} ago", st.exit_code, ago(&st.finished_at)),
     }

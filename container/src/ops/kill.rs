@@ -9,7 +9,11 @@ impl Container<'_> {
     pub fn kill(&self, sig: Signal) -> Result<()> {
         let st = self.state();
         Status::of(&st).can_kill(&self.record.id)?;
-        if signal(&st, sig)? {
+        let sent = signal(&st, sig)?;
+        if sig == Signal::SIGKILL {
+            self.thaw_if_paused()?;
+        }
+        if sent {
             Ok(())
         } else {
             // It ended meanwhile.

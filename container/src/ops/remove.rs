@@ -9,12 +9,12 @@ use super::{Container, signal, wait_exited};
 use crate::{Result, Status};
 
 impl Container<'_> {
-    /// Removes the container; `key` is how the caller named it (for docker's message).
-    /// With `volumes` (`rm -v`), its anonymous volumes go too.
-    pub fn remove(self, key: &str, force: bool, volumes: bool) -> Result<()> {
+    /// Removes the container. With `volumes` (`rm -v`), its anonymous volumes go too.
+    pub fn remove(self, force: bool, volumes: bool) -> Result<()> {
         let st = self.state();
-        Status::of(&st).can_remove(key, force)?;
+        Status::of(&st).can_remove(&self.record.id, force)?;
         if st.running() {
+            self.thaw_if_paused()?;
             // One that ended meanwhile (ESRCH) is waited for all the same.
             signal(&st, Signal::SIGKILL)?;
             wait_exited(&self.dir, Some(Duration::from_secs(10)));

@@ -14,6 +14,7 @@ impl Container<'_> {
         if !st.running() {
             return Ok(());
         }
+        self.thaw_if_paused()?;
         let stop_signal = self.record.config.stop_signal.as_str();
         let sig = if stop_signal.is_empty() {
             Signal::SIGTERM

@@ -54,7 +54,7 @@ pub(super) fn kill_v1(freezer: Option<&Path>, cg: &Cgroup) -> Result<()> {
 
 /// Freezes a v1 freezer cgroup, best effort: a cgroup stuck in FREEZING after a second
 /// (tasks in uninterruptible sleep) is killed anyway.
-fn freeze_v1(dir: &Path) -> Result<()> {
+pub(super) fn freeze_v1(dir: &Path) -> Result<()> {
     let state = dir.join("freezer.state");
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {

@@ -74,6 +74,9 @@ pub enum CgroupError {
     CallerInside { path: PathBuf, pid: i32 },
     #[error("unexpected content {content:?} in {}", .path.display())]
     Parse { path: PathBuf, content: String },
+    /// Pausing needs the freezer (v1) or cgroup.freeze (v2).
+    #[error("the freezer cgroup controller is not available on this host")]
+    NoFreezer,
 }
 
 type Result<T> = std::result::Result<T, CgroupError>;
@@ -390,8 +393,6 @@ impl V1Dir {
     }
 }
 
-/// Container ids are 64 hex digits; anything that could leave `lb/` or name a cgroup
-/// interface file's parent is refused.
 /// The host's cgroup version as docker reports it (`info`'s Cgroup Version): 2 on a host
 /// with only the unified hierarchy, 1 where v1 controllers are mounted (a hybrid host too).
 pub fn host_version() -> Result<u8> {
@@ -399,6 +400,8 @@ pub fn host_version() -> Result<u8> {
     Ok(if host.v1.is_empty() { 2 } else { 1 })
 }
 
+/// Container ids are 64 hex digits; anything that could leave `lb/` or name a cgroup
+/// interface file's parent is refused.
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -476,6 +479,7 @@ fn read_u64(path: &Path) -> Result<u64> {
 }
 
 mod dirs;
+mod freezer;
 mod host;
 mod kill;
 mod limits;

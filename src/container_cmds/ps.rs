@@ -1,0 +1,221 @@
+//! `lb ps`: the store's containers, as docker lists them: the default table, `-q`,
+//! `--filter` (name, id, status), `-s`, and `--format` (a Go template per container, or
+//! `table TEMPLATE` with docker's column headers, aligned as its tabwriter aligns them).
+
+use super::*;
+use crate::template::Format;
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Filter output based on conditions provided (name=, id=, status=)
+    #[arg(short, long = "filter")]
+    filters: Vec<String>,
+    /// Pretty-print containers using a Go template
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// A row of `ps`, with docker's field names for `--format`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Row {
+    #[serde(rename = "ID")]
+    id: String,
+    image: String,
+    command: String,
+    created_at: String,
+    running_for: String,
+    ports: String,
+    state: &'static str,
+    status: String,
+    names: String,
+    networks: String,
+}
+
+/// docker's header of a `table` column, by its field.
+fn header(field: &str) -> &str {
+    match field {
+        "ID" => "CONTAINER ID",
+        "Image" => "IMAGE",
+        "Command" => "COMMAND",
+        "CreatedAt" => "CREATED AT",
+        "RunningFor" => "CREATED",
+        "Ports" => "PORTS",
+        "State" => "STATE",
+        "Status" => "STATUS",
+        "Names" => "NAMES",
+        "Networks" => "NETWORKS",
+        other => other,
+    }
+}
+
+/// Whether container `c` in state `st` passes docker's `--filter KEY=VALUE`s (all must).
+fn passes(filters: &[(String, String)], c: &lb_container::Record, st: &State) -> bool {
+    filters.iter().all(|(k, v)| match k.as_str() {
+        "name" => c.name.contains(v.trim_start_matches('/')),
+        "id" => c.id.starts_with(v.as_str()),
+        "status" => lb_container::Status::of(st).as_str() == v,
+        _ => true,
+    })
+}
+
+pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
+    lb_container::network::reconcile(store);
+    let filters: Vec<(String, String)> = args
+        .filters
+        .iter()
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) if matches!(k, "name" | "id" | "status") => {
+                Ok((k.to_string(), v.to_string()))
+            }
+            _ => Err(anyhow::anyhow!("invalid filter '{f}'")),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // A status filter other than running shows stopped containers too, as docker's.
+    let all = args.all || filters.iter().any(|(k, v)| k == "status" && v != "running");
+    let rows: Vec<(lb_container::Record, State)> = lb_container::ops::list(store, all)?
+        .into_iter()
+        .filter(|(c, st)| passes(&filters, c, st))
+        .collect();
+    let short = |id: &str| {
+        if args.no_trunc {
+            id.to_string()
+        } else {
+            id[..12].to_string()
+        }
+    };
+    if args.quiet {
+        for (c, _) in rows {
+            println!("{}", short(&c.id));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let row = |c: &lb_container::Record, st: &State| {
+        let mut cmd = format!("\"{}\"", c.config.command());
+        if !args.no_trunc && cmd.chars().count() > 22 {
+            cmd = cmd.chars().take(20).collect::<String>() + "…\"";
+        }
+        Row {
+            id: short(&c.id),
+            image: c.image_name.clone(),
+            command: cmd,
+            created_at: c.created.clone(),
+            running_for: format!("{} ago", ago(&c.created)),
+            ports: if st.running() {
+                c.config
+                    .port_specs()
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                String::new()
+            },
+            state: lb_container::Status::of(st).as_str(),
+            status: status_text(st),
+            names: c.name.clone(),
+            networks: c.config.network.clone(),
+        }
+    };
+    if let Some(f) = &args.format {
+        let (table, text) = match f.strip_prefix("table") {
+            Some(rest) => (true, rest.trim_start().to_string()),
+            None => (false, f.clone()),
+        };
+        let template = Format::parse(&text)?;
+        let mut lines = Vec::new();
+        if table {
+            // The header: each field's column name in the template's own layout.
+            let mut head = text.clone();
+            for field in [
+                "ID",
+                "Image",
+                "Command",
+                "CreatedAt",
+                "RunningFor",
+                "Ports",
+                "State",
+                "Status",
+                "Names",
+                "Networks",
+            ] {
+                head = head.replace(&format!("{{{{.{field}}}}}"), header(field));
+            }
+            lines.push(head.replace("\\t", "\t"));
+        }
+        for (c, st) in &rows {
+            lines.push(template.render(&row(c, st))?.replace("\\t", "\t"));
+        }
+        print!("{}", aligned(&lines));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+    );
+    for (c, st) in &rows {
+        let r = row(c, st);
+        println!(
+            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {}",
+            r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lines whose tab-separated cells are padded to their column's width plus three spaces
+/// (docker's tabwriter: minimum width 10, padding 3); the last cell of a line as it is.
+fn aligned(lines: &[String]) -> String {
+    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    let mut widths: Vec<usize> = Vec::new();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            let w = c.chars().count();
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(w);
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < row.len() {
+                let width = (widths[i] + 3).max(10);
+                out.push_str(&" ".repeat(width - c.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_cells_align_as_dockers_tabwriter() {
+        let lines = ["NAMES\tSTATUS".to_string(), "web\tUp 2 seconds".to_string()];
+        assert_eq!(
+            super::aligned(&lines),
+            "NAMES     STATUS\nweb       Up 2 seconds\n"
+        );
+        let lines = [
+            "CONTAINER ID\tNAMES".to_string(),
+            "0123456789ab\tweb".to_string(),
+        ];
+        assert_eq!(
+            super::aligned(&lines),
+            "CONTAINER ID   NAMES\n0123456789ab   web\n"
+        );
+    }
+}
