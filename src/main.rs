@@ -94,6 +94,8 @@ enum Commands {
     Exec(container_cmds::ExecArgs),
     /// Start stopped containers
     Start(container_cmds::StartArgs),
+    /// Restart containers
+    Restart(container_cmds::RestartArgs),
     /// Pause all processes within containers
     Pause(container_cmds::PauseArgs),
     /// Unpause all processes within containers
@@ -152,6 +154,8 @@ enum ContainerCommands {
     Commit(container_cmds::CommitArgs),
     /// Remove all stopped containers
     Prune(prune_cmds::PruneArgs),
+    /// Restart containers
+    Restart(container_cmds::RestartArgs),
     /// Pause all processes within containers
     Pause(container_cmds::PauseArgs),
     /// Unpause all processes within containers
@@ -259,6 +263,7 @@ fn command() -> ExitCode {
         Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
         Commands::Exec(args) => store().and_then(|s| container_cmds::exec(&s, args)),
         Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
+        Commands::Restart(args) => store().and_then(|s| container_cmds::restart(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
         Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
@@ -311,6 +316,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Export(a) => c::export(s, a),
         ContainerCommands::Commit(a) => c::commit(s, a),
         ContainerCommands::Prune(a) => prune_cmds::container_prune(s, a),
+        ContainerCommands::Restart(a) => c::restart(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),
     }

@@ -534,3 +534,119 @@ fn pause_freezes_and_refuses_what_docker_refuses() {
     ]);
     same(&["pause", "pz"]);
 }
+
+/// Polls `tool`'s `inspect -f TEMPLATE NAME` until it says `want` (10 s at most).
+fn inspect_until(t: &dyn Tool, name: &str, template: &str, want: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = t.ok(&["inspect", "-f", template, name]);
+        if got.trim() == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{}: {name} {template}: {got:?}, want {want:?}",
+            t.name()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restart_policies_bring_back_give_up_and_respect_a_stop_as_docker() {
+    let Some(env) = setup() else { return };
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        let run = |args: &[&str]| {
+            let mut all = vec!["run", "-d", "--network", "none"];
+            all.extend_from_slice(args);
+            t.ok(&all);
+        };
+        run(&[
+            "--name",
+            "back",
+            "--restart",
+            "always",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        run(&[
+            "--name",
+            "giveup",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 1",
+        ]);
+        run(&[
+            "--name",
+            "fine",
+            "--restart",
+            "on-failure",
+            "busybox",
+            "true",
+        ]);
+        // Refused as docker refuses it.
+        let out = t.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+        assert_ne!(out.status.code(), Some(0), "{}", t.name());
+        assert!(
+            text(&out.stderr).contains("Conflicting options: --restart and --rm"),
+            "{}: {}",
+            t.name(),
+            text(&out.stderr)
+        );
+    }
+    for t in tools {
+        // Killed from the host, not by the user: started again.
+        let pid = t.ok(&["inspect", "-f", "{{.State.Pid}}", "back"]);
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: a signal to the container's process, found by its inspect.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        inspect_until(
+            t,
+            "back",
+            "{{.State.Status}} {{.RestartCount}}",
+            "running 1",
+        );
+        // on-failure:2 gives up after two restarts; a clean exit is not restarted.
+        inspect_until(
+            t,
+            "giveup",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+            "exited 2 1",
+        );
+        inspect_until(
+            t,
+            "fine",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+            "exited 0 0",
+        );
+        // A stop the user asked for stays.
+        t.ok(&["stop", "-t", "1", "back"]);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        inspect_until(t, "back", "{{.State.Status}}", "exited");
+    }
+    let tpl = "{{json .HostConfig.RestartPolicy}} {{.RestartCount}}";
+    for name in ["back", "giveup", "fine"] {
+        assert_eq!(
+            env.ok(&["inspect", "-f", tpl, name]),
+            docker.ok(&["inspect", "-f", tpl, name]),
+            "{name}"
+        );
+    }
+    // `restart` starts a stopped one again.
+    for t in tools {
+        assert_eq!(t.ok(&["restart", "-t", "1", "back"]), "back\n");
+        inspect_until(t, "back", "{{.State.Status}}", "running");
+        t.ok(&["rm", "-f", "back", "giveup", "fine"]);
+    }
+}

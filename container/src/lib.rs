@@ -15,6 +15,7 @@ pub mod json_log;
 pub mod network;
 pub mod ops;
 pub mod record;
+pub mod restart;
 pub mod rootfs;
 pub mod run_spec;
 pub mod state;

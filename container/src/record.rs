@@ -69,6 +69,9 @@ pub struct ContainerConfig {
     /// The volumes it mounts.
     #[serde(default)]
     pub volumes: Vec<crate::volume::VolumeUse>,
+    /// `--restart`, which its monitor carries out.
+    #[serde(default)]
+    pub restart: crate::restart::RestartPolicy,
 }
 
 fn default_true() -> bool {

@@ -28,6 +28,7 @@ impl Status {
             RunStatus::Created => Status::Created,
             RunStatus::Running if state.paused => Status::Paused,
             RunStatus::Running => Status::Running,
+            RunStatus::Exited if state.restarting => Status::Restarting,
             RunStatus::Exited => Status::Exited,
         }
     }

@@ -32,6 +32,12 @@ pub struct State {
     /// Frozen by `lb pause` (its processes exist, none runs).
     #[serde(default)]
     pub paused: bool,
+    /// Exited, and its restart policy will start it again (docker's "restarting").
+    #[serde(default)]
+    pub restarting: bool,
+    /// How many times its restart policy started it again.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 impl Default for State {
@@ -46,6 +52,8 @@ impl Default for State {
             started_at: String::new(),
             finished_at: String::new(),
             paused: false,
+            restarting: false,
+            restart_count: 0,
         }
     }
 }

@@ -70,6 +70,26 @@ fn each(
 }
 
 #[derive(Args)]
+pub struct RestartArgs {
+    /// Seconds to wait for stop before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `lb restart`: stop (as `lb stop`), then start again under a monitor.
+pub fn restart(store: &Store, args: RestartArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(args.time);
+    each(&args.containers, |key| {
+        let c = Container::open(store, key)?;
+        c.stop(timeout)?;
+        // Its monitor has recorded the exit: open it again for the start.
+        Container::open(store, key)?.start()
+    })
+}
+
+#[derive(Args)]
 pub struct PauseArgs {
     #[arg(required = true)]
     containers: Vec<String>,

@@ -22,8 +22,8 @@ mod ps;
 mod run;
 
 pub use manage::{
-    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, RmArgs, StopArgs, WaitArgs, commit,
-    export, kill, logs, pause, rm, stop, unpause, wait,
+    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, RestartArgs, RmArgs, StopArgs, WaitArgs,
+    commit, export, kill, logs, pause, restart, rm, stop, unpause, wait,
 };
 pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, exec, run, start};
@@ -89,6 +89,9 @@ fn status_text(st: &State) -> String {
         Status::Created => "Created".into(),
         Status::Running if st.paused => format!("Up {} (Paused)", ago(&st.started_at)),
         Status::Running => format!("Up {}", ago(&st.started_at)),
+        Status::Exited if st.restarting => {
+            format!("Restarting ({}) {} ago", st.exit_code, ago(&st.finished_at))
+        }
         Status::Exited => format!("Exited ({}) {} ago", st.exit_code, ago(&st.finished_at)),
     }
 }

@@ -11,6 +11,10 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Restart policy to apply when a container exits (no, on-failure[:N], always,
+    /// unless-stopped)
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// Publish a container's port on the host ([IP:][HOSTPORT:]CTRPORT[/tcp|udp])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -104,6 +108,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         hostname: args.hostname.clone(),
+        restart: args.restart.clone(),
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
         run: RunOptions {

@@ -32,6 +32,8 @@ pub struct CreateOptions {
     pub publish_all: bool,
     /// `--hostname`.
     pub hostname: Option<String>,
+    /// `--restart` (empty: no).
+    pub restart: String,
     /// `--log-driver` and `--log-opt`s.
     pub log_driver: String,
     pub log_opts: Vec<String>,
@@ -159,6 +161,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let dir_guess = store.container_dir(&id);
     let plan = run_spec::plan(&image_cfg, &run, &dir_guess.join("etc"))?;
     let (entrypoint, cmd) = run_spec::entrypoint_and_cmd(&image_cfg, &run);
+    let restart = crate::restart::RestartPolicy::parse(&opts.restart)?;
+    if opts.auto_remove && restart.name != crate::restart::RestartName::No {
+        return Err(Error::InvalidOption(
+            "Conflicting options: --restart and --rm".into(),
+        ));
+    }
     let (_, log_config) = crate::json_log::LogConfig::from_flags(&opts.log_driver, &opts.log_opts)?;
     let record = Record {
         id: id.clone(),
@@ -184,6 +192,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             env: Some(run_spec::configured_env(&image_cfg, &run)?),
             binds: opts.run.volumes.clone(),
             volumes: volumes.uses,
+            restart,
         },
     };
     let dir = store.create_container(&record)?;

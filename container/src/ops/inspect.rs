@@ -353,7 +353,7 @@ impl Container<'_> {
                 path_text(&self.dir.join(LOG_FILE))
             },
             name: format!("/{}", record.name),
-            restart_count: 0,
+            restart_count: run.restart_count,
             driver: self.store.storage_driver().as_str().to_string(),
             platform: "linux".into(),
             host_config: HostConfig {
@@ -365,8 +365,8 @@ impl Container<'_> {
                 },
                 port_bindings,
                 restart_policy: RestartPolicy {
-                    name: "no".into(),
-                    maximum_retry_count: 0,
+                    name: config.restart.name.as_str().into(),
+                    maximum_retry_count: config.restart.maximum_retry_count,
                 },
                 auto_remove: record.auto_remove,
                 cap_add: None,

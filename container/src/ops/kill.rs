@@ -9,6 +9,12 @@ impl Container<'_> {
     pub fn kill(&self, sig: Signal) -> Result<()> {
         let st = self.state();
         Status::of(&st).can_kill(&self.record.id)?;
+        // docker's kill is a stop the user asked for: the restart policy leaves it.
+        crate::restart::request_stop(&self.dir)?;
+        if Status::of(&st) == Status::Restarting {
+            self.wait_not_restarting();
+            return Ok(());
+        }
         let sent = signal(&st, sig)?;
         if sig == Signal::SIGKILL {
             self.thaw_if_paused()?;

@@ -23,10 +23,9 @@ impl Container<'_> {
     pub fn start_monitored(&self, ports: Vec<Bound>) -> Result<()> {
         let store = self.store;
         let record = &self.record;
-        let dir = self.dir.as_path();
         let auto_remove = record.auto_remove;
         let log_config = LogConfig::from_record(record.config.log_config.as_ref())?;
-        let mut launch = self.launch(lb_runtime::Stdio::Inherit)?;
+        let launch = self.launch(lb_runtime::Stdio::Inherit)?;
         let pipe = |e| Error::Sys {
             what: "pipe",
             errno: e,
@@ -41,80 +40,7 @@ impl Container<'_> {
             nix::unistd::ForkResult::Child => {
                 drop(ready_r);
                 let _ = nix::unistd::setsid();
-                let mut ready = std::fs::File::from(ready_w);
-                // The container's output: a pty's master (`-t`, one stream, as docker logs
-                // it) or a pipe for each stream.
-                let streams = match log_streams(record.config.tty, &log_config) {
-                    Ok((stdio, streams)) => {
-                        launch.stdio = stdio;
-                        streams
-                    }
-                    Err(e) => {
-                        let _ = write!(ready, "125 {e}");
-                        // SAFETY: leaving the forked monitor.
-                        unsafe { libc::_exit(1) }
-                    }
-                };
-                let code = match lb_runtime::start(&launch) {
-                    Ok(c) => {
-                        // The container holds its ends now: ours would keep the logs open.
-                        drop(launch);
-                        // The published ports' relays live in this monitor, as long as the
-                        // container (their threads stay in the monitor's cgroup: they are
-                        // made before the charge below).
-                        if let Some(ip) = crate::network::address(dir) {
-                            for b in ports {
-                                lb_network::ports::relay(b, ip);
-                            }
-                        }
-                        // Copying the output is the container's work: its CPU time is
-                        // charged to the container's cgroup (v1), so a flood is throttled
-                        // by the container's own limits. Charged before the caller is told
-                        // the container runs, so no output is ever copied uncharged. Back
-                        // out before the container's processes are killed at its end.
-                        let charge = lb_runtime::cgroups::Cgroup::open(&record.id)
-                            .ok()
-                            .flatten()
-                            .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
-                        let mut st = running_state(c.pid());
-                        let _ = st.save(dir, !auto_remove);
-                        let _ = write!(ready, "ok");
-                        drop(ready);
-                        // Nothing of the caller's terminal stays open in the monitor.
-                        if let Ok(null) = devnull() {
-                            for fd in 0..3 {
-                                // SAFETY: replacing the standard descriptors of this process.
-                                unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                            }
-                        }
-                        crate::json_log::copy(dir, &log_config, streams);
-                        drop(charge);
-                        let code = c.wait().unwrap_or(255);
-                        // Off the network before the exit is recorded: whoever waits for it
-                        // (stop, rm, wait) finds the links and addresses gone.
-                        let _ = crate::network::leave(store, record);
-                        st.status = Status::Exited;
-                        st.exit_code = code;
-                        st.finished_at = now();
-                        let _ = st.save(dir, !auto_remove);
-                        if auto_remove {
-                            let _ = store.remove_container(&record.id);
-                            crate::volume::release_anonymous(store, record);
-                        }
-                        0
-                    }
-                    Err(e) => {
-                        let _ = write!(ready, "{} {e}", e.code());
-                        let st = State {
-                            status: Status::Exited,
-                            exit_code: e.code(),
-                            finished_at: now(),
-                            ..State::default()
-                        };
-                        let _ = st.save(dir, !auto_remove);
-                        1
-                    }
-                };
+                let code = self.monitor(launch, ports, &log_config, std::fs::File::from(ready_w));
                 // SAFETY: leaving the forked monitor.
                 unsafe { libc::_exit(code) }
             }
@@ -138,6 +64,153 @@ impl Container<'_> {
             }
         }
     }
+}
+
+impl Container<'_> {
+    /// The monitor's life (in the forked child): starts the container, tells the caller
+    /// through `ready` ("ok", or "CODE message"), copies its output to the log, records
+    /// its exit, and starts it again while its restart policy says so. Returns the
+    /// monitor's exit status.
+    fn monitor(
+        &self,
+        first: lb_runtime::Launch,
+        ports: Vec<Bound>,
+        log_config: &LogConfig,
+        ready: std::fs::File,
+    ) -> i32 {
+        let store = self.store;
+        let record = &self.record;
+        let dir = self.dir.as_path();
+        let auto_remove = record.auto_remove;
+        let policy = &record.config.restart;
+        let mut ready = Some(ready);
+        let mut ports = Some(ports);
+        let mut launch = Some(first);
+        let mut restart_count = 0;
+        let mut backoff = crate::restart::Backoff::default();
+        let fail = |ready: &mut Option<std::fs::File>, code: i32, e: &dyn std::fmt::Display| {
+            if let Some(mut r) = ready.take() {
+                let _ = write!(r, "{code} {e}");
+            }
+        };
+        loop {
+            let mut this = match launch
+                .take()
+                .map_or_else(|| self.launch(lb_runtime::Stdio::Inherit), Ok)
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    fail(&mut ready, 125, &e);
+                    return 1;
+                }
+            };
+            // The container's output: a pty's master (`-t`, one stream, as docker logs
+            // it) or a pipe for each stream.
+            let streams = match log_streams(record.config.tty, log_config) {
+                Ok((stdio, streams)) => {
+                    this.stdio = stdio;
+                    streams
+                }
+                Err(e) => {
+                    fail(&mut ready, 125, &e);
+                    return 1;
+                }
+            };
+            // The user's start clears an earlier stop; a restart keeps a request that
+            // came while it was being made.
+            if restart_count == 0 {
+                crate::restart::clear_stop_request(dir);
+            }
+            let c = match lb_runtime::start(&this) {
+                Ok(c) => c,
+                Err(e) => {
+                    fail(&mut ready, e.code(), &e);
+                    let st = State {
+                        status: Status::Exited,
+                        exit_code: e.code(),
+                        finished_at: now(),
+                        restart_count,
+                        ..State::default()
+                    };
+                    let _ = st.save(dir, !auto_remove);
+                    return 1;
+                }
+            };
+            // The container holds its ends now: ours would keep the logs open.
+            drop(this);
+            // The published ports' relays live in this monitor, as long as the container
+            // and its restarts (their threads stay in the monitor's cgroup: they are made
+            // before the charge below).
+            if let (Some(ip), Some(ports)) = (crate::network::address(dir), ports.take()) {
+                for b in ports {
+                    lb_network::ports::relay(b, ip);
+                }
+            }
+            // Copying the output is the container's work: its CPU time is charged to the
+            // container's cgroup (v1), so a flood is throttled by the container's own
+            // limits. Charged before the caller is told the container runs, so no output
+            // is ever copied uncharged. Back out before the container's processes are
+            // killed at its end.
+            let charge = lb_runtime::cgroups::Cgroup::open(&record.id)
+                .ok()
+                .flatten()
+                .and_then(|cg| cg.charge_thread_cpu().ok().flatten());
+            let mut st = running_state(c.pid());
+            st.restart_count = restart_count;
+            let _ = st.save(dir, !auto_remove);
+            if let Some(mut r) = ready.take() {
+                let _ = write!(r, "ok");
+                drop(r);
+                // Nothing of the caller's terminal stays open in the monitor.
+                if let Ok(null) = devnull() {
+                    for fd in 0..3 {
+                        // SAFETY: replacing the standard descriptors of this process.
+                        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                    }
+                }
+            }
+            let started = std::time::Instant::now();
+            crate::json_log::copy(dir, log_config, streams);
+            drop(charge);
+            let code = c.wait().unwrap_or(255);
+            st.status = Status::Exited;
+            st.exit_code = code;
+            st.finished_at = now();
+            st.paused = false;
+            let stop_requested = crate::restart::stop_requested(dir);
+            if policy.should_restart(code, restart_count, stop_requested) {
+                st.restarting = true;
+                let _ = st.save(dir, !auto_remove);
+                let wait = backoff.after(started.elapsed());
+                if sleep_unless_stopped(dir, wait) {
+                    restart_count += 1;
+                    continue;
+                }
+                st.restarting = false;
+            }
+            // Off the network before the exit is recorded: whoever waits for it (stop, rm,
+            // wait) finds the links and addresses gone.
+            let _ = crate::network::leave(store, record);
+            let _ = st.save(dir, !auto_remove);
+            if auto_remove {
+                let _ = store.remove_container(&record.id);
+                crate::volume::release_anonymous(store, record);
+            }
+            return 0;
+        }
+    }
+}
+
+/// Waits `wait` unless a stop is asked for meanwhile; whether the whole wait passed.
+fn sleep_unless_stopped(dir: &std::path::Path, wait: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < end {
+        if crate::restart::stop_requested(dir) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20).min(wait));
+    }
+    !crate::restart::stop_requested(dir)
 }
 
 /// The run state of a container whose first process, `pid`, has just started and whose

@@ -11,8 +11,14 @@ use crate::{Result, Status};
 impl Container<'_> {
     /// Removes the container. With `volumes` (`rm -v`), its anonymous volumes go too.
     pub fn remove(self, force: bool, volumes: bool) -> Result<()> {
-        let st = self.state();
+        let mut st = self.state();
         Status::of(&st).can_remove(&self.record.id, force)?;
+        if st.running() || Status::of(&st) == Status::Restarting {
+            // No restart after this.
+            crate::restart::request_stop(&self.dir)?;
+            self.wait_not_restarting();
+            st = self.state();
+        }
         if st.running() {
             self.thaw_if_paused()?;
             // One that ended meanwhile (ESRCH) is waited for all the same.

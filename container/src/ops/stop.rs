@@ -6,14 +6,22 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::{Container, parse_signal, signal, wait_exited};
-use crate::Result;
+use crate::{Result, Status};
 
 impl Container<'_> {
     pub fn stop(&self, timeout: Duration) -> Result<()> {
         let st = self.state();
+        if Status::of(&st) == Status::Restarting {
+            // Between two runs: the monitor sees the request and does not start it again.
+            crate::restart::request_stop(&self.dir)?;
+            self.wait_not_restarting();
+            return Ok(());
+        }
         if !st.running() {
             return Ok(());
         }
+        // Asked for by the user: its restart policy does not undo it.
+        crate::restart::request_stop(&self.dir)?;
         self.thaw_if_paused()?;
         let stop_signal = self.record.config.stop_signal.as_str();
         let sig = if stop_signal.is_empty() {
@@ -27,5 +35,16 @@ impl Container<'_> {
         }
         wait_exited(&self.dir, None);
         Ok(())
+    }
+}
+
+impl Container<'_> {
+    /// Waits (a few seconds at most) for the monitor of a restarting container to take
+    /// in a stop request.
+    pub(super) fn wait_not_restarting(&self) {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while self.status() == Status::Restarting && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
