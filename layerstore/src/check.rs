@@ -6,7 +6,7 @@
 //! leftovers of killed processes. The check holds the gc lock exclusively, so no writer's
 //! files in progress are taken for leftovers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -114,7 +114,9 @@ impl Store {
         self.check_leftovers(&mut report, opts)?;
         let bad_blobs = self.check_blobs(&mut report, opts)?;
         self.check_names(&mut report, opts, &bad_blobs)?;
-        self.check_snapshots(&mut report, opts)?;
+        let layer_of = self.layers_by_chain()?;
+        self.check_snapshots(&mut report, opts, &layer_of)?;
+        self.check_vfs_trees(&mut report, opts, &layer_of)?;
         if opts.repair {
             // Records of images that are gone lead nowhere now.
             self.prune_cache();
@@ -122,12 +124,14 @@ impl Store {
         Ok(report)
     }
 
-    /// Temporary files and directories of killed processes: nothing runs beside a check.
+    /// Temporary files and directories of killed processes, and the active snapshots and
+    /// views they made: nothing runs beside a check.
     fn check_leftovers(&self, report: &mut CheckReport, opts: CheckOptions) -> Result<(), Error> {
         // Container records and index changes are made without the gc lock, under these.
         let _containers = self.lock("containers.lock")?;
         let _index = self.lock("index.lock")?;
-        let found = self.temporaries();
+        let mut found = self.temporaries();
+        found.extend(self.stale_snapshots()?);
         if opts.repair {
             for path in &found {
                 self.discard(path)?;
@@ -262,15 +266,13 @@ impl Store {
         Ok(())
     }
 
-    /// Every snapshot is what its layer unpacks to: the layer found through any image whose
-    /// manifest is in the store, named or not (a prune removes snapshots before blobs, so
-    /// a prune killed midway leaves the layers of the snapshots it was removing). A
-    /// snapshot of no layer in the store is a leftover.
-    fn check_snapshots(&self, report: &mut CheckReport, opts: CheckOptions) -> Result<(), Error> {
+    /// Every chain id of an image whose manifest is in the store, named or not (a prune
+    /// removes snapshots before blobs, so a prune killed midway leaves the layers of the
+    /// snapshots it was removing), to its top layer's blob.
+    fn layers_by_chain(&self) -> Result<BTreeMap<Digest, Digest>, Error> {
         let mut images = self.live_images()?.images;
         images.extend(self.unnamed_images()?);
-        // chain id -> its layer blob, once.
-        let mut layer_of: std::collections::BTreeMap<Digest, Digest> = Default::default();
+        let mut layer_of: BTreeMap<Digest, Digest> = Default::default();
         for image in &images {
             let Ok(diff_ids) = image.diff_ids() else {
                 continue;
@@ -284,6 +286,17 @@ impl Store {
                 }
             }
         }
+        Ok(layer_of)
+    }
+
+    /// Every snapshot is what its layer unpacks to (the layer found by
+    /// [`Store::layers_by_chain`]); a snapshot of no layer in the store is a leftover.
+    fn check_snapshots(
+        &self,
+        report: &mut CheckReport,
+        opts: CheckOptions,
+        layer_of: &BTreeMap<Digest, Digest>,
+    ) -> Result<(), Error> {
         let mut layers: Vec<(Digest, Digest)> = Vec::new();
         let dir = self.snapshots_dir();
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -332,6 +345,27 @@ impl Store {
                 self.discard(&self.snapshot_path(&chain))?;
                 report.problems[i].repaired = true;
             }
+        }
+        Ok(())
+    }
+
+    /// A vfs tree whose chain is not an image's in the store is a leftover, as a snapshot
+    /// of no layer is (one an active snapshot or view stands on is in use). Their contents
+    /// are not compared with the layers (a tree is a whole image's file system, not one
+    /// layer's).
+    fn check_vfs_trees(
+        &self,
+        report: &mut CheckReport,
+        opts: CheckOptions,
+        layer_of: &BTreeMap<Digest, Digest>,
+    ) -> Result<(), Error> {
+        let mut keep: HashSet<Digest> = layer_of.keys().copied().collect();
+        keep.extend(self.snapshots_in_use());
+        for tree in self.vfs_trees_outside(&keep) {
+            if opts.repair {
+                self.discard(&tree)?;
+            }
+            report.leftovers.push(tree);
         }
         Ok(())
     }

@@ -10,7 +10,10 @@
 //! <root>/blobs/sha256/<hex>           content (manifests, configs, layers)
 //! <root>/ingest/                      blobs being written
 //! <root>/snapshots/<chain id hex>/    unpacked layers (overlay lowers)
-//! <root>/snapshotter/<driver>/        the snapshotter seam's active snapshots and trees
+//! <root>/snapshotter/<driver>/active/<key>/
+//!                                     the snapshotter seam's active snapshots and views
+//! <root>/snapshotter/vfs/committed/<chain id hex>/
+//!                                     the vfs driver's committed trees
 //! <root>/unsynced/<boot id>/          snapshots not yet known to be on disk
 //! <root>/compressed/<algo>/<hex>      layers compressed once for pushes
 //! <root>/cache/                       build cache records
@@ -114,6 +117,21 @@ impl Layout {
     /// The snapshotter seam's area of `driver`.
     pub fn snapshotter(&self, driver: &str) -> PathBuf {
         self.root.join("snapshotter").join(driver)
+    }
+
+    /// `driver`'s active snapshots and views, one directory per key.
+    pub fn snapshotter_active(&self, driver: &str) -> PathBuf {
+        self.snapshotter(driver).join("active")
+    }
+
+    /// The vfs driver's committed trees.
+    pub fn vfs_committed(&self) -> PathBuf {
+        self.snapshotter("vfs").join("committed")
+    }
+
+    /// The vfs tree of the chain `chain_id` ends (whether or not it exists).
+    pub fn vfs_tree(&self, chain_id: &Digest) -> PathBuf {
+        self.vfs_committed().join(chain_id.hex())
     }
 
     pub fn unsynced(&self) -> PathBuf {

@@ -279,7 +279,7 @@ impl Store {
     pub fn prune(&self) -> Result<PruneReport, Error> {
         let _gc = self.lock("gc.lock")?;
         let reached = self.live_images()?;
-        let snapshots = self.prune_snapshots(&reached)?;
+        let snapshots = self.prune_all_snapshots(&reached)?;
         let live = reached.blobs();
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {

@@ -84,9 +84,10 @@ impl Store {
 
     /// What killed writers left beside their work: everything in `ingest/`, and the
     /// dot-named temporaries (`.tmp-*`, `.trash-*`, ...) in the root (index writes), `blobs`,
-    /// `snapshots`, `containers`, `cache` and `compressed/*`. Only for a caller that holds
-    /// the gc lock exclusively and `containers.lock` and `index.lock` (taken in that order,
-    /// as every other holder takes them): then no writer's file in progress is among them.
+    /// `snapshots`, `containers`, `cache`, `compressed/*` and the snapshotter's directories
+    /// (active snapshots being made, vfs trees). Only for a caller that holds the gc lock
+    /// exclusively and `containers.lock` and `index.lock` (taken in that order, as every
+    /// other holder takes them): then no writer's file in progress is among them.
     pub(crate) fn temporaries(&self) -> Vec<PathBuf> {
         let layout = self.layout();
         let mut dirs: Vec<PathBuf> = vec![
@@ -95,6 +96,9 @@ impl Store {
             layout.snapshots(),
             layout.containers(),
             layout.cache_records(),
+            layout.snapshotter_active(crate::StorageDriver::Overlay.as_str()),
+            layout.snapshotter_active(crate::StorageDriver::Vfs.as_str()),
+            layout.vfs_committed(),
         ];
         if let Ok(algos) = fs::read_dir(layout.compressed_root()) {
             dirs.extend(algos.flatten().map(|e| e.path()));

@@ -29,7 +29,7 @@ const SETTLE_SECS: u64 = 600;
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`); "unknown" where there is none, which
 /// then makes every boot the same one (the records never expire a snapshot).
-fn boot_id() -> &'static str {
+pub(crate) fn boot_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         fs::read_to_string("/proc/sys/kernel/random/boot_id")

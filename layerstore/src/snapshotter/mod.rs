@@ -15,7 +15,9 @@
 //! data, which the runtime turns into a mount (it must not depend on the runtime crate).
 
 mod driver;
+mod gc;
 mod overlay;
+mod owner;
 mod record;
 mod tree;
 mod vfs;

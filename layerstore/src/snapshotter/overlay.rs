@@ -34,10 +34,9 @@ pub struct OverlaySnapshotter {
 
 impl OverlaySnapshotter {
     pub fn new(store: &Store) -> OverlaySnapshotter {
-        let dir = store.layout().snapshotter("overlay");
         OverlaySnapshotter {
             store: store.clone(),
-            active: ActiveDir::new(&dir),
+            active: ActiveDir::new(store, crate::StorageDriver::Overlay),
         }
     }
 
@@ -94,11 +93,8 @@ impl OverlaySnapshotter {
         let chain = parent.cloned().unwrap_or_default();
         // Refused before anything is made: every layer below must be there.
         self.lowers(&chain)?;
-        let record = Record {
-            kind,
-            parent: chain.ids().to_vec(),
-        };
-        let dir = self.active.create(key, &record, |tmp| {
+        let record = Record::new(kind, chain.ids().to_vec());
+        let dir = self.active.create(&self.store, key, &record, |tmp| {
             let names: &[&str] = match kind {
                 Kind::Active => &[UPPER, WORK],
                 Kind::View => &[EMPTY],

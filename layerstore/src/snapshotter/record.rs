@@ -1,17 +1,22 @@
 //! Active snapshots and views on disk, for every driver: `<driver dir>/active/<key>/`, made
 //! whole in a `.tmp-*` directory beside it and renamed into place (a kill leaves no half
 //! snapshot under a key; two preparers of one key: the first rename wins), with
-//! `record.json` saying whether it is a view and which chain it stands on.
+//! `record.json` saying whether it is a view, which chain it stands on and which process
+//! made it. Making one holds the store's writers' lock (`Store::writing`), so a prune or a
+//! check (which hold it exclusively) finds no `.tmp-*` directory in progress, and no
+//! snapshot made after it chose what to keep.
 //!
 //! It knows the layout of one driver's directory, nothing of what the driver keeps in a
 //! snapshot's directory besides the record.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::owner::Owner;
 use super::{Chain, SnapshotKey};
 use crate::Error;
 use crate::digest::Digest;
@@ -33,9 +38,22 @@ pub(super) struct Record {
     pub kind: Kind,
     /// The parent chain's ChainIDs, bottom first.
     pub parent: Vec<Digest>,
+    /// The process that made it; `None` in a record of an earlier lb (taken for a process
+    /// that is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Record {
+    /// The record of a snapshot this process makes.
+    pub fn new(kind: Kind, parent: Vec<Digest>) -> Record {
+        Record {
+            kind,
+            parent,
+            owner: Owner::current(),
+        }
+    }
+
     pub fn chain(&self) -> Chain {
         Chain::from_chain_ids(self.parent.clone())
     }
@@ -48,9 +66,10 @@ pub(super) struct ActiveDir {
 }
 
 impl ActiveDir {
-    pub fn new(driver_dir: &Path) -> ActiveDir {
+    /// The keyed snapshots of the store's driver `driver`.
+    pub fn new(store: &Store, driver: crate::StorageDriver) -> ActiveDir {
         ActiveDir {
-            dir: driver_dir.join("active"),
+            dir: store.layout().snapshotter_active(driver.as_str()),
         }
     }
 
@@ -64,6 +83,7 @@ impl ActiveDir {
     /// A key taken already is an error, and what `fill` made is removed.
     pub fn create(
         &self,
+        store: &Store,
         key: &SnapshotKey,
         record: &Record,
         fill: impl FnOnce(&Path) -> Result<(), Error>,
@@ -72,6 +92,8 @@ impl ActiveDir {
         if target.exists() {
             return Err(exists(key));
         }
+        // Shared with other writers; a prune (exclusive) never sees one half made.
+        let _writing = store.writing()?;
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
@@ -136,22 +158,55 @@ impl ActiveDir {
         store.discard(&dir)
     }
 
+    /// Every key and its record (`None`: unreadable), not the `.tmp-*` being made.
+    fn entries(&self) -> Vec<(SnapshotKey, Option<Record>)> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| SnapshotKey::new(&e.file_name().to_string_lossy()).ok())
+            .map(|key| {
+                let record = self.read(&key).ok();
+                (key, record)
+            })
+            .collect()
+    }
+
     /// Whether an active snapshot or view stands on the committed snapshot `id`.
     pub fn uses(&self, id: &Digest) -> Result<Option<String>, Error> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Ok(None);
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(key) = SnapshotKey::new(&name) else {
-                continue; // a .tmp-* being made
-            };
-            match self.read(&key) {
-                Ok(r) if r.parent.contains(id) => return Ok(Some(name)),
-                _ => {}
-            }
-        }
-        Ok(None)
+        Ok(self
+            .entries()
+            .into_iter()
+            .find(|(_, r)| r.as_ref().is_some_and(|r| r.parent.contains(id)))
+            .map(|(key, _)| key.to_string()))
+    }
+
+    /// The committed snapshots that active snapshots and views stand on.
+    pub fn in_use(&self) -> HashSet<Digest> {
+        self.entries()
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .flat_map(|r| r.parent)
+            .collect()
+    }
+
+    /// The directories of snapshots no one uses any more: not a container's (its key is
+    /// one of `containers`, the ids of the store's containers), and the process that made
+    /// it gone (a killed build's RUN step or view, a killed unpack, a container whose
+    /// removal was cut short). Only for a caller that holds the gc lock exclusively.
+    pub fn stale(&self, containers: &HashSet<String>) -> Vec<PathBuf> {
+        self.entries()
+            .into_iter()
+            .filter(|(key, record)| {
+                let owner_alive = record
+                    .as_ref()
+                    .and_then(|r| r.owner.as_ref())
+                    .is_some_and(Owner::alive);
+                !containers.contains(key.as_str()) && !owner_alive
+            })
+            .map(|(key, _)| self.path(&key))
+            .collect()
     }
 }
 

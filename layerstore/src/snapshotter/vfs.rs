@@ -30,16 +30,15 @@ pub struct VfsSnapshotter {
 
 impl VfsSnapshotter {
     pub fn new(store: &Store) -> VfsSnapshotter {
-        let dir = store.layout().snapshotter("vfs");
         VfsSnapshotter {
             store: store.clone(),
-            committed: dir.join("committed"),
-            active: ActiveDir::new(&dir),
+            committed: store.layout().vfs_committed(),
+            active: ActiveDir::new(store, crate::StorageDriver::Vfs),
         }
     }
 
     fn committed_path(&self, id: &Digest) -> PathBuf {
-        self.committed.join(id.hex())
+        self.store.layout().vfs_tree(id)
     }
 
     /// The committed tree `chain` names (`None` for the empty chain); it must exist. Only
@@ -78,11 +77,8 @@ impl VfsSnapshotter {
         kind: Kind,
     ) -> Result<Mounts, Error> {
         let tree = self.parent_tree(parent)?;
-        let record = Record {
-            kind,
-            parent: parent.map(|c| c.ids().to_vec()).unwrap_or_default(),
-        };
-        let dir = self.active.create(key, &record, |tmp| {
+        let record = Record::new(kind, parent.map(|c| c.ids().to_vec()).unwrap_or_default());
+        let dir = self.active.create(&self.store, key, &record, |tmp| {
             let at = tmp.join(FS);
             match (&tree, kind) {
                 (Some(tree), Kind::Active) => super::tree::copy_tree(tree, &at),
