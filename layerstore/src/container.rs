@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -197,10 +196,17 @@ impl Store {
         self.discard(&dir)
     }
 
-    /// The bytes a container's own changes take (its upper directory), as `docker ps -s`
-    /// and `system df` count them: regular files' sizes, hard links once.
+    /// The bytes a container's own changes take, as `docker ps -s` and `system df` count
+    /// them: regular files' sizes, hard links once. Overlay: what its upper directory holds.
+    /// Vfs: the files of its tree that changed from its image's tree
+    /// ([`crate::Snapshotter::usage`]); 0 when either tree cannot be read.
     pub fn container_size(&self, id: &str) -> u64 {
-        files_size(&self.container_dir(id).join("upper"))
+        match self.storage_driver() {
+            crate::StorageDriver::Overlay => files_size(&self.container_dir(id).join("upper")),
+            crate::StorageDriver::Vfs => crate::SnapshotKey::new(id)
+                .and_then(|key| self.snapshotter().usage(&key))
+                .unwrap_or(0),
+        }
     }
 
     /// Removes `name` unless it is the last name of an image a container uses (docker's
@@ -248,24 +254,7 @@ impl Store {
 
 /// The bytes of the regular files under `dir` (not following links), hard links once.
 pub fn files_size(dir: &Path) -> u64 {
-    fn walk(dir: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return 0;
-        };
-        let mut total = 0;
-        for e in entries.flatten() {
-            let Ok(md) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if md.is_dir() {
-                total += walk(&e.path(), seen);
-            } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
-                total += md.len();
-            }
-        }
-        total
-    }
-    walk(dir, &mut Default::default())
+    crate::snapshotter::file_bytes(dir, &mut Default::default())
 }
 
 #[cfg(test)]

@@ -234,3 +234,39 @@ fn a_key_is_taken_once_and_a_failed_prepare_leaves_nothing() {
         .collect();
     assert_eq!(names, vec!["k"]);
 }
+
+#[test]
+fn usage_counts_what_an_overlay_upper_dir_would_hold() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let vfs = VfsSnapshotter::new(&store);
+    let base = source(&vfs.prepare(&key("base"), None).unwrap());
+    fs::create_dir_all(base.join("etc")).unwrap();
+    fs::write(base.join("etc/passwd"), vec![b'p'; 1000]).unwrap();
+    fs::write(base.join("etc/group"), vec![b'g'; 500]).unwrap();
+    fs::write(base.join("big"), vec![0u8; 100_000]).unwrap();
+    // Whole seconds, as in a tree unpacked from a tar.
+    for p in ["etc/passwd", "etc/group", "big", "etc"] {
+        set_time(&base.join(p), 1_600_000_000, 0);
+    }
+    // On nothing, every file is the snapshot's own.
+    assert_eq!(vfs.usage(&key("base")).unwrap(), 101_500);
+    let chain = Chain::default().child(&Digest::of(b"base layer"));
+    vfs.commit(&key("base"), chain.top().unwrap()).unwrap();
+
+    let tree = source(&vfs.prepare(&key("c"), Some(&chain)).unwrap());
+    assert_eq!(vfs.usage(&key("c")).unwrap(), 0, "an unchanged copy");
+    fs::write(tree.join("made"), b"hi\n").unwrap();
+    // A deletion holds no file; a changed mode copies the whole file up on overlay.
+    fs::remove_file(tree.join("etc/passwd")).unwrap();
+    fs::set_permissions(tree.join("etc/group"), fs::Permissions::from_mode(0o600)).unwrap();
+    // A new directory whole, its hard links once.
+    fs::create_dir(tree.join("new")).unwrap();
+    fs::write(tree.join("new/a"), [1u8; 10]).unwrap();
+    fs::hard_link(tree.join("new/a"), tree.join("new/b")).unwrap();
+    assert_eq!(vfs.usage(&key("c")).unwrap(), 3 + 500 + 10);
+    // A view changes nothing.
+    vfs.view(&key("v"), Some(&chain)).unwrap();
+    assert_eq!(vfs.usage(&key("v")).unwrap(), 0);
+    assert!(vfs.usage(&key("none")).is_err());
+}

@@ -31,6 +31,7 @@ use crate::snapshot::chain_ids;
 pub use driver::StorageDriver;
 pub use overlay::OverlaySnapshotter;
 pub use tree::copy_tree;
+pub(crate) use tree::file_bytes;
 pub use vfs::VfsSnapshotter;
 
 /// A committed snapshot's parents: ChainIDs (as [`chain_ids`] computes them), the bottom
@@ -186,6 +187,11 @@ pub trait Snapshotter {
 
     /// Whether `snapshot` is there (containerd's `Stat`, narrowed to what callers ask).
     fn exists(&self, snapshot: &Snapshot) -> bool;
+
+    /// The bytes of the regular files the active snapshot `key` changed or added against
+    /// its parent, hard links once (containerd's `Usage`, narrowed to what `docker ps -s`
+    /// shows): what an overlay upper dir holding its changes would hold. 0 for a view.
+    fn usage(&self, key: &SnapshotKey) -> Result<u64, Error>;
 }
 
 fn not_found(key: &str, what: &str) -> Error {

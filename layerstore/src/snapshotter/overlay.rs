@@ -163,6 +163,15 @@ impl Snapshotter for OverlaySnapshotter {
             Snapshot::Committed(id) => self.store.snapshot_path(id).is_dir(),
         }
     }
+
+    fn usage(&self, key: &SnapshotKey) -> Result<u64, Error> {
+        Ok(match self.active.read(key)?.kind {
+            Kind::Active => {
+                super::file_bytes(&self.active.path(key).join(UPPER), &mut Default::default())
+            }
+            Kind::View => 0,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! It knows trees only: not snapshots, layers or the store's layout. The source must hold
 //! still while it is copied (a committed snapshot does).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
@@ -42,6 +42,29 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), Error> {
     };
     copier.dir_content(src, dst)?;
     copier.metadata(src, dst, &meta, false)
+}
+
+/// The bytes of the regular files at `path` (a file, or a directory with all below it),
+/// each inode once (`seen` keeps hard links from counting twice): how `docker ps -s` and
+/// `system df` count a container's size. What cannot be read counts nothing.
+pub(crate) fn file_bytes(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if md.is_file() {
+        return if seen.insert((md.dev(), md.ino())) {
+            md.len()
+        } else {
+            0
+        };
+    }
+    if !md.is_dir() {
+        return 0;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return 0;
+    };
+    entries.flatten().map(|e| file_bytes(&e.path(), seen)).sum()
 }
 
 struct Copier {

@@ -148,4 +148,18 @@ impl Snapshotter for VfsSnapshotter {
             Snapshot::Committed(id) => self.committed_path(id).is_dir(),
         }
     }
+
+    /// The differ's comparison with the parent tree, by metadata only
+    /// ([`crate::differ::changed_bytes`]: cheap, no file content is read).
+    fn usage(&self, key: &SnapshotKey) -> Result<u64, Error> {
+        let record = self.active.read(key)?;
+        if record.kind == Kind::View {
+            return Ok(0);
+        }
+        let tree = self.active.path(key).join(FS);
+        match self.parent_tree(Some(&record.chain()))? {
+            Some(parent) => crate::differ::changed_bytes(&parent, &tree),
+            None => Ok(super::file_bytes(&tree, &mut Default::default())),
+        }
+    }
 }
