@@ -1,11 +1,13 @@
 //! A vfs store's housekeeping, as `lb` does it: a prune takes the trees no image reaches
 //! and what a killed build left, never what a running container or build uses; `system
-//! check` reports (and `--repair` removes) a tree of no image. (`common::setup` makes this
-//! binary's stores with vfs.)
+//! check` reports (and `--repair` removes) a tree of no image; pull, load and import make
+//! no overlay snapshot. (`common::setup` makes this binary's stores with vfs.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use lb_testkit::{RegistryAuth, TestRegistry};
 
 mod common;
 use common::*;
@@ -201,4 +203,60 @@ fn system_check_reports_a_tree_of_no_image_and_repair_removes_it() {
     assert_eq!(names(&committed(&env.root)), base);
     let out = ok(&lb(&env, &["system", "check"]));
     assert!(!out.contains("leftover"), "{out}");
+}
+
+#[test]
+fn pull_load_and_import_make_no_overlay_snapshots() {
+    let Some(env) = setup() else { return };
+    let snapshots = |e: &Env| names(&e.root.join("snapshots"));
+    // import (setup's)
+    assert_eq!(snapshots(&env), Vec::<String>::new());
+    let base = chain(&env, "busybox");
+
+    // load, into another vfs store
+    let archive = env.root.parent().unwrap().join("busybox.archive.tar");
+    ok(&lb(
+        &env,
+        &["save", "-o", archive.to_str().unwrap(), "busybox"],
+    ));
+    let other = setup().unwrap();
+    ok(&lb(&other, &["rmi", "busybox"]));
+    ok(&lb(&other, &["prune"]));
+    ok(&lb(&other, &["load", "-i", archive.to_str().unwrap()]));
+    assert_eq!(snapshots(&other), Vec::<String>::new());
+    let (code, out, err) = run(&other, &[], &["echo", "loaded"]);
+    assert_eq!((code, out.as_str()), (0, "loaded\n"), "{err}");
+    assert_eq!(snapshots(&other), Vec::<String>::new());
+
+    // pull, from a registry on loopback: the image's trees are made, nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous) else {
+        return;
+    };
+    let name = format!("{}/vfs/busybox:1", reg.addr);
+    ok(&lb(&env, &["tag", "busybox", &name]));
+    ok(&lb(&env, &["push", &name]));
+    let puller = setup().unwrap();
+    ok(&lb(&puller, &["rmi", "busybox"]));
+    ok(&lb(&puller, &["prune"]));
+    assert_eq!(names(&committed(&puller.root)), Vec::<String>::new());
+    let out = lb(&puller, &["pull", &name]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("Pull complete"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(snapshots(&puller), Vec::<String>::new());
+    assert_eq!(names(&committed(&puller.root)), base);
+    let (code, out, err) = run_image(&puller, &[], &name, &["echo", "pulled"]);
+    assert_eq!((code, out.as_str()), (0, "pulled\n"), "{err}");
+    let out = lb(&puller, &["pull", &name]);
+    ok(&out);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Already exists") && err.contains("Image is up to date"),
+        "{err}"
+    );
+    assert_eq!(snapshots(&puller), Vec::<String>::new());
 }

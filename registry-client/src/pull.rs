@@ -5,13 +5,20 @@
 //! config's diffID). Layers already stored are skipped. Nothing is named until all of it
 //! is in; a failed or killed pull leaves only unnamed blobs and temporary directories
 //! that `lb prune` removes, and a re-run fetches what is missing.
+//!
+//! On a vfs store, whose trees are whole file systems each made on the one below, the
+//! layers are only stored as they arrive (in any order); the image's trees are then made
+//! from the blobs, each layer checked against its diffID there (`Store::image_chain`),
+//! before the image is named. No overlay snapshot is made.
 
 use std::io::{self, Read};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lb_layerstore::{Compression, Digest, Digester, Image, Reference, Store};
+use lb_layerstore::{
+    Compression, Digest, Digester, Image, Reference, Snapshot, StorageDriver, Store,
+};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
@@ -528,6 +535,9 @@ pub fn pull(
             .map_err(|e| Error::Verify(e.to_string()))?,
     );
     let image = store.image_by_manifest(stored.digest)?;
+    if !unpacks_as_it_fetches(store) {
+        store.image_chain(&image)?;
+    }
     store.set_name(reference, &desc)?;
     // Where these blobs are, for cross-repository mounts when pushing them elsewhere.
     for l in layers {
@@ -540,8 +550,15 @@ pub fn pull(
     Ok(image)
 }
 
+/// Whether layers are unpacked into their snapshots as they arrive (overlay); a vfs store
+/// makes its trees once all layers are in.
+fn unpacks_as_it_fetches(store: &Store) -> bool {
+    store.storage_driver() == StorageDriver::Overlay
+}
+
 /// One layer: nothing when its blob and snapshot are stored; its snapshot from the blob
-/// when only the blob is; else fetched, stored and unpacked in one pass.
+/// when only the blob is; else fetched, stored and unpacked in one pass. On vfs the
+/// snapshot is the layer's tree, made after the fetch: here the blob alone.
 fn fetch_layer(
     store: &Store,
     reg: &Registry,
@@ -556,7 +573,8 @@ fn fetch_layer(
         .content()
         .info(&digest)
         .is_ok_and(|i| i.size == desc.size());
-    let have_snapshot = store.snapshot_path(chain).is_dir();
+    let unpack = unpacks_as_it_fetches(store);
+    let have_snapshot = store.snapshotter().exists(&Snapshot::Committed(*chain));
     if have_blob && have_snapshot {
         progress.line(&format!(
             "{}: Already exists",
@@ -565,7 +583,9 @@ fn fetch_layer(
         return Ok(());
     }
     if have_blob {
-        store.unpack_snapshot(store.content().open_blob(&digest)?, diff_id, chain)?;
+        if unpack {
+            store.unpack_snapshot(store.content().open_blob(&digest)?, diff_id, chain)?;
+        }
         progress.line(&format!(
             "{}: Pull complete",
             crate::client::short_id(&digest)
@@ -604,7 +624,11 @@ fn fetch_layer(
         )));
     }
     // A download that ended fails the unpacking; its own error says why.
-    let made = match store.unpack_snapshot(&mut checked, diff_id, chain) {
+    let unpacked = match unpack {
+        true => store.unpack_snapshot(&mut checked, diff_id, chain),
+        false => Ok(false),
+    };
+    let made = match unpacked {
         Ok(made) => made,
         Err(e) => return Err(checked.inner.get_mut().failure_or(e.into())),
     };
@@ -615,7 +639,8 @@ fn fetch_layer(
             let _ = store.discard(&store.snapshot_path(chain));
         }
     };
-    // Whatever the unpacking left unread still belongs to the blob, and is checked.
+    // Whatever the unpacking left unread (on vfs, all of it) still belongs to the blob, and
+    // is checked.
     let rest = io::copy(&mut checked, &mut io::sink());
     let network = checked.inner.get_mut().failure.take();
     let ended = checked.out.is_none();
