@@ -230,9 +230,9 @@ pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// `lb prune`: remove what no name reaches.
-pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
-    // Containers of killed builds first: their scratch space goes with the prune.
+/// The store's prune: what no name reaches, after the containers of killed builds (their
+/// scratch space goes with it); a warning for each name whose image cannot be read.
+pub(crate) fn prune_store(store: &Store) -> anyhow::Result<lb_layerstore::PruneReport> {
     lb_builder::reap_killed_builds();
     let report = store.prune()?;
     for b in &report.broken {
@@ -241,6 +241,12 @@ pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
             b.reference, b.error
         );
     }
+    Ok(report)
+}
+
+/// `lb prune`: remove what no name reaches.
+pub fn prune(store: &Store) -> anyhow::Result<ExitCode> {
+    let report = prune_store(store)?;
     println!("Deleted blobs: {}", report.blobs);
     println!("Deleted snapshots: {}", report.snapshots);
     println!("Total reclaimed space: {}", human_size(report.bytes));

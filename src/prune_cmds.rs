@@ -108,15 +108,7 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> 
             }
         }
     }
-    lb_builder::reap_killed_builds();
-    let report = store.prune()?;
-    for b in &report.broken {
-        eprintln!(
-            "WARNING: {}: {} (kept what of it is there; `lb system check --repair` drops it)",
-            b.reference, b.error
-        );
-    }
-    Ok((lines, report.bytes))
+    Ok((lines, crate::image_cmds::prune_store(store)?.bytes))
 }
 
 fn print_section(title: &str, items: &[String]) {

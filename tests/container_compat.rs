@@ -48,6 +48,17 @@ impl Tool for Docker {
     }
 }
 
+/// A store with the busybox test image, and a dockerd of the test's own with the same
+/// image as `busybox`; None when the test is skipped.
+fn both() -> Option<(Env, Docker)> {
+    let env = setup()?;
+    let docker = Docker::start()?;
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    Some((env, docker))
+}
+
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
@@ -64,13 +75,8 @@ fn env_set(v: &Value) -> BTreeSet<String> {
 
 #[test]
 fn container_inspect_shows_what_docker_shows() {
-    let Some(env) = setup() else { return };
-    let Some(docker) = Docker::start() else {
-        return;
-    };
+    let Some((env, docker)) = both() else { return };
     let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
     let host = work.path().join("shared");
     std::fs::create_dir(&host).unwrap();
     let bind = format!("{}:/data:ro", host.display());
@@ -240,13 +246,7 @@ fn with_input(t: &dyn Tool, env: &Env, docker: &Docker, args: &[&str], input: &s
 
 #[test]
 fn prune_removes_what_docker_removes_and_says_it_alike() {
-    let Some(env) = setup() else { return };
-    let Some(docker) = Docker::start() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     for t in tools {
         t.ok(&[
@@ -339,13 +339,7 @@ fn prune_removes_what_docker_removes_and_says_it_alike() {
 
 #[test]
 fn volumes_keep_data_copy_up_and_refuse_removal_in_use_as_docker() {
-    let Some(env) = setup() else { return };
-    let Some(docker) = Docker::start() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     let same = |args: &[&str]| {
         let (d, l) = (docker.run(args), env.run(args));
@@ -464,13 +458,7 @@ fn volumes_keep_data_copy_up_and_refuse_removal_in_use_as_docker() {
 
 #[test]
 fn pause_freezes_and_refuses_what_docker_refuses() {
-    let Some(env) = setup() else { return };
-    let Some(docker) = Docker::start() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     // Ids in messages differ: compare with each tool's own id put back as ID.
     let same = |args: &[&str]| {
@@ -554,13 +542,7 @@ fn inspect_until(t: &dyn Tool, name: &str, template: &str, want: &str) {
 
 #[test]
 fn restart_policies_bring_back_give_up_and_respect_a_stop_as_docker() {
-    let Some(env) = setup() else { return };
-    let Some(docker) = Docker::start() else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     for t in tools {
         let run = |args: &[&str]| {

@@ -26,3 +26,21 @@ pub use error::{Error, Result};
 pub use ops::Container;
 pub use record::{ContainerConfig, PortBinding, Record};
 pub use state::Status;
+
+/// A JSON file of lb's read as `T`: none when it is missing, [`Error::Corrupt`] when it
+/// does not parse (a network's or a volume's definition).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(f: &std::path::Path) -> Result<Option<T>> {
+    match std::fs::read(f) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: f.to_path_buf(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            path: f.to_path_buf(),
+            source,
+        }),
+    }
+}

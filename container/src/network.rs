@@ -59,17 +59,7 @@ fn definitions_dir(store: &Store) -> PathBuf {
 
 /// A user network's definition as stored.
 pub fn definition(store: &Store, name: &str) -> Result<Option<NetworkDefinition>> {
-    let f = definitions_dir(store).join(format!("{name}.json"));
-    match std::fs::read(&f) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
-            Error::Corrupt {
-                path: f.clone(),
-                reason: e.to_string(),
-            }
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io { path: f, source }),
-    }
+    crate::read_json(&definitions_dir(store).join(format!("{name}.json")))
 }
 
 /// Every user network, by name.

@@ -62,17 +62,7 @@ pub fn lookup(store: &Store, name: &str) -> Result<Option<VolumeDefinition>> {
     if !valid_name(name) {
         return Ok(None);
     }
-    let f = dir(store, name).join(DEFINITION);
-    match std::fs::read(&f) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
-            Error::Corrupt {
-                path: f.clone(),
-                reason: e.to_string(),
-            }
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io { path: f, source }),
-    }
+    crate::read_json(&dir(store, name).join(DEFINITION))
 }
 
 /// Every volume, by name.
