@@ -96,6 +96,10 @@ enum Commands {
     Start(container_cmds::StartArgs),
     /// Restart containers
     Restart(container_cmds::RestartArgs),
+    /// Rename a container
+    Rename(container_cmds::RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(container_cmds::PortArgs),
     /// Pause all processes within containers
     Pause(container_cmds::PauseArgs),
     /// Unpause all processes within containers
@@ -156,6 +160,10 @@ enum ContainerCommands {
     Prune(prune_cmds::PruneArgs),
     /// Restart containers
     Restart(container_cmds::RestartArgs),
+    /// Rename a container
+    Rename(container_cmds::RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(container_cmds::PortArgs),
     /// Pause all processes within containers
     Pause(container_cmds::PauseArgs),
     /// Unpause all processes within containers
@@ -264,6 +272,8 @@ fn command() -> ExitCode {
         Commands::Exec(args) => store().and_then(|s| container_cmds::exec(&s, args)),
         Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
         Commands::Restart(args) => store().and_then(|s| container_cmds::restart(&s, args)),
+        Commands::Rename(args) => store().and_then(|s| container_cmds::rename(&s, args)),
+        Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
         Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
@@ -317,6 +327,8 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Commit(a) => c::commit(s, a),
         ContainerCommands::Prune(a) => prune_cmds::container_prune(s, a),
         ContainerCommands::Restart(a) => c::restart(s, a),
+        ContainerCommands::Rename(a) => c::rename(s, a),
+        ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),
     }

@@ -632,3 +632,72 @@ fn restart_policies_bring_back_give_up_and_respect_a_stop_as_docker() {
         t.ok(&["rm", "-f", "back", "giveup", "fine"]);
     }
 }
+
+#[test]
+fn rename_and_port_answer_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        for name in ["ra1", "rb1"] {
+            t.ok(&[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "100",
+            ]);
+        }
+    }
+    // Refusals: taken, invalid, missing; each with docker's status and last line.
+    for args in [
+        &["rename", "ra1", "rb1"][..],
+        &["rename", "ra1", "x"],
+        &["rename", "nope", "zz"],
+    ] {
+        let (d, l) = (docker.run(args), env.run(args));
+        assert_eq!(l.status.code(), d.status.code(), "{args:?}");
+        let last = |o: &Output| text(&o.stderr).lines().last().unwrap_or("").to_string();
+        assert_eq!(last(&l), last(&d), "{args:?}");
+    }
+    for t in tools {
+        assert_eq!(t.ok(&["rename", "ra1", "ra2"]), "", "{}", t.name());
+        let names = t.ok(&["ps", "--format", "{{.Names}}"]);
+        assert!(
+            names.contains("ra2") && !names.contains("ra1"),
+            "{}: {names}",
+            t.name()
+        );
+        t.ok(&["rm", "-f", "ra2", "rb1"]);
+    }
+    // Published ports (lb's bridge; the test's dockerd has none).
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "127.0.0.1::80",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let all = env.ok(&["port", "pub"]);
+    let host = all
+        .strip_prefix("80/tcp -> ")
+        .unwrap_or_else(|| panic!("{all}"))
+        .trim()
+        .to_string();
+    assert!(host.starts_with("127.0.0.1:"), "{all}");
+    assert_eq!(env.ok(&["port", "pub", "80"]).trim(), host);
+    let out = env.run(&["port", "pub", "81"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: No public port '81/tcp' published for pub\n"
+    );
+    env.ok(&["rm", "-f", "pub"]);
+}

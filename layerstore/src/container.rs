@@ -172,6 +172,35 @@ impl Store {
         write_atomic(&path, &json)
     }
 
+    /// Gives container `id` the name `name` (docker's rule; refused when another
+    /// container has it, with docker 20.10's words).
+    pub fn rename_container<C: Serialize + DeserializeOwned + Clone>(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        let name = name.trim_start_matches('/');
+        if !valid_name(name) {
+            return Err(Error::BadContainer(format!(
+                "Error when allocating new name: Invalid container name (/{name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let _lock = self.lock("containers.lock")?;
+        let all = self.containers::<C>()?;
+        if let Some(other) = all.iter().find(|c| c.name == name && c.id != id) {
+            return Err(Error::BadContainer(format!(
+                "Error when allocating new name: Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        let mut record = all
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::NoContainer(id.to_string()))?;
+        record.name = name.to_string();
+        self.update_container(&record)
+    }
+
     /// Deletes a container's directory. It is first renamed out of sight (the trash), so a
     /// crash midway never leaves half a container.
     pub fn remove_container(&self, id: &str) -> Result<(), Error> {

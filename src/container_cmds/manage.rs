@@ -90,6 +90,70 @@ pub fn restart(store: &Store, args: RestartArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+/// `lb rename`: quiet on success, as docker.
+pub fn rename(store: &Store, args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let renamed =
+        Container::open(store, &args.container).and_then(|mut c| c.rename(&args.new_name));
+    Ok(match renamed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb: {}", crate::error_text(&e.into()));
+            eprintln!("Error: failed to rename container named {}", args.container);
+            ExitCode::from(1)
+        }
+    })
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    port: Option<String>,
+}
+
+/// `lb port`: the container's published ports (`80/tcp -> 0.0.0.0:8080`), or the host
+/// sides of one.
+pub fn port(store: &Store, args: PortArgs) -> anyhow::Result<ExitCode> {
+    let c = Container::open(store, &args.container)?;
+    let specs = c.record.config.port_specs();
+    let wanted = args.port.as_deref().map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut shown = 0;
+    for p in &specs {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let host = format!("{}:{}", p.host_ip, p.host_port);
+        match &wanted {
+            Some(w) if *w != key => {}
+            Some(_) => {
+                println!("{host}");
+                shown += 1;
+            }
+            None => println!("{key} -> {host}"),
+        }
+    }
+    if let Some(w) = wanted
+        && shown == 0
+    {
+        eprintln!(
+            "Error: No public port '{w}' published for {}",
+            args.container
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
 pub struct PauseArgs {
     #[arg(required = true)]
     containers: Vec<String>,

@@ -22,8 +22,9 @@ mod ps;
 mod run;
 
 pub use manage::{
-    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, RestartArgs, RmArgs, StopArgs, WaitArgs,
-    commit, export, kill, logs, pause, restart, rm, stop, unpause, wait,
+    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs, RestartArgs,
+    RmArgs, StopArgs, WaitArgs, commit, export, kill, logs, pause, port, rename, restart, rm, stop,
+    unpause, wait,
 };
 pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, exec, run, start};

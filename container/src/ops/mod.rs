@@ -1,5 +1,5 @@
 //! The operations on containers, one file each (youki's layout): `create`, `start` (under
-//! the `monitor`, from the record's `launch`), `exec`, `inspect`, `pause`, `stop`, `kill`, `remove`, `wait`, and
+//! the `monitor`, from the record's `launch`), `exec`, `inspect`, `pause`, `rename`, `stop`, `kill`, `remove`, `wait`, and
 //! `logs`, and `list` over a store. Each checks the container's state with
 //! `state.rs` first, so what docker refuses is refused here, with its message.
 
@@ -22,6 +22,7 @@ mod logs;
 mod monitor;
 mod pause;
 mod remove;
+mod rename;
 mod start;
 mod stop;
 mod wait;
