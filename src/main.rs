@@ -76,6 +76,8 @@ enum Commands {
     Logout(registry_cmds::LogoutArgs),
     /// Run a command in a new container
     Run(Box<container_cmds::RunArgs>),
+    /// Create a new container (started later with `lb start`)
+    Create(Box<container_cmds::RunArgs>),
     /// List containers
     Ps(container_cmds::PsArgs),
     /// Show a container's output
@@ -133,6 +135,10 @@ enum Commands {
 /// `lb container ...`: docker's management-command names for the container commands.
 #[derive(Subcommand)]
 enum ContainerCommands {
+    /// Create a new container
+    Create(Box<container_cmds::RunArgs>),
+    /// Run a command in a new container
+    Run(Box<container_cmds::RunArgs>),
     /// Show containers' details as JSON (or through --format)
     Inspect(inspect_cmd::TypedInspectArgs),
     /// List containers
@@ -253,6 +259,15 @@ fn command() -> ExitCode {
         Commands::History(args) => store().and_then(|s| image_cmds::history(&s, args)),
         Commands::Save(args) => store().and_then(|s| image_cmds::save(&s, args)),
         Commands::Load(args) => store().and_then(|s| image_cmds::load(&s, args)),
+        Commands::Create(args) => {
+            return match store() {
+                Ok(s) => container_cmds::create(&s, *args),
+                Err(e) => {
+                    eprintln!("lb: {}", error_text(&e));
+                    ExitCode::from(125)
+                }
+            };
+        }
         Commands::Run(args) => {
             return match store() {
                 Ok(s) => container_cmds::run(&s, *args),
@@ -315,6 +330,8 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
     use container_cmds as c;
     match cmd {
         ContainerCommands::Inspect(a) => a.run(s, inspect_cmd::Kind::Container),
+        ContainerCommands::Create(a) => Ok(c::create(s, *a)),
+        ContainerCommands::Run(a) => Ok(c::run(s, *a)),
         ContainerCommands::Ls(a) => c::ps(s, a),
         ContainerCommands::Logs(a) => c::logs(s, a),
         ContainerCommands::Stop(a) => c::stop(s, a),

@@ -701,3 +701,44 @@ fn rename_and_port_answer_as_docker() {
     );
     env.ok(&["rm", "-f", "pub"]);
 }
+
+#[test]
+fn create_makes_a_container_that_start_runs() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        let id = t.ok(&[
+            "create",
+            "--name",
+            "made",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; sleep 100",
+        ]);
+        assert_eq!(id.trim().len(), 64, "{}: {id}", t.name());
+    }
+    let tpl = "{{.State.Status}} {{.State.Running}} {{.State.Pid}} {{.Path}} {{json .Args}}";
+    assert_eq!(
+        env.ok(&["inspect", "-f", tpl, "made"]),
+        docker.ok(&["inspect", "-f", tpl, "made"])
+    );
+    for t in tools {
+        assert_eq!(t.ok(&["start", "made"]), "made\n", "{}", t.name());
+        inspect_until(t, "made", "{{.State.Status}}", "running");
+        inspect_until(t, "made", "{{len .Id}}", "64");
+        t.ok(&["rm", "-f", "made"]);
+    }
+    // On lb's bridge: the address comes with the start, as docker's.
+    env.ok(&["create", "--name", "bridged", "busybox", "sleep", "100"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bridged"]),
+        "\n"
+    );
+    env.ok(&["start", "bridged"]);
+    let ip = env.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bridged"]);
+    assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    env.ok(&["rm", "-f", "bridged"]);
+}

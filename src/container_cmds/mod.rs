@@ -27,7 +27,7 @@ pub use manage::{
     unpause, wait,
 };
 pub use ps::{PsArgs, ps};
-pub use run::{ExecArgs, RunArgs, StartArgs, exec, run, start};
+pub use run::{ExecArgs, RunArgs, StartArgs, create, exec, run, start};
 
 /// The options `run` and `exec` share: how the process runs and what it sees.
 #[derive(Args)]

@@ -98,9 +98,29 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
+/// `lb create`: the container made (its record, file system, volumes), not started; its
+/// id printed. It joins its network when it starts, as docker's.
+pub fn create(store: &Store, args: RunArgs) -> ExitCode {
+    let made = lb_container::ops::create(store, &create_options(&args)).and_then(|created| {
+        for w in &created.warnings {
+            eprintln!("WARNING: {w}");
+        }
+        lb_container::network::leave(store, &created.record)?;
+        Ok(created.record.id)
+    });
+    match made {
+        Ok(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail125(e.into()),
+    }
+}
+
+/// What `run` and `create` ask `lb_container::ops::create` for.
+fn create_options(args: &RunArgs) -> lb_container::ops::CreateOptions {
     let (image_arg, command) = split_target(&args.image_and_command);
-    let opts = lb_container::ops::CreateOptions {
+    lb_container::ops::CreateOptions {
         image: image_arg.to_string(),
         name: args.name.clone(),
         auto_remove: args.rm,
@@ -134,8 +154,11 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             network: args.network.clone(),
             ..RunOptions::default()
         },
-    };
-    let created = lb_container::ops::create(store, &opts)?;
+    }
+}
+
+fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let created = lb_container::ops::create(store, &create_options(&args))?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }
