@@ -359,6 +359,27 @@ pub fn system_df(store: &Store) -> anyhow::Result<ExitCode> {
         human_size(size),
         human_size(stopped)
     );
+    // Volumes: what no container uses is what `volume prune` reclaims.
+    let (mut count, mut used, mut size, mut unused) = (0, 0, 0u64, 0u64);
+    for v in lb_container::volume::list(store)? {
+        let bytes = lb_layerstore::files_size(&v.mountpoint);
+        count += 1;
+        size += bytes;
+        if lb_container::volume::users(store, &v.name)?.is_empty() {
+            unused += bytes;
+        } else {
+            used += 1;
+        }
+    }
+    let pct = (unused * 100).checked_div(size).unwrap_or(0);
+    println!(
+        "{:<15} {:<9} {:<9} {:<11} {} ({pct}%)",
+        "Local Volumes",
+        count,
+        used,
+        human_size(size),
+        human_size(unused)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -416,6 +416,27 @@ fn volumes_keep_data_copy_up_and_refuse_removal_in_use_as_docker() {
         "data\n"
     );
     same(&["volume", "rm", "vol1"]);
+    // system df counts it, used; ps -s shows what the writer changed.
+    for t in tools {
+        let df = t.ok(&["system", "df"]);
+        let row: Vec<&str> = df
+            .lines()
+            .find(|l| l.starts_with("Local Volumes"))
+            .unwrap_or_else(|| panic!("{}: {df}", t.name()))
+            .split_whitespace()
+            .collect();
+        assert_eq!(&row[2..4], ["1", "1"], "{}: {df}", t.name());
+        let size = t.ok(&[
+            "ps",
+            "-a",
+            "-s",
+            "--filter",
+            "name=writer",
+            "--format",
+            "{{.Size}}",
+        ]);
+        assert!(size.contains("(virtual "), "{}: {size}", t.name());
+    }
     same(&[
         "inspect",
         "-f",

@@ -1,5 +1,5 @@
 //! `lb ps`: the store's containers, as docker lists them: the default table, `-q`,
-//! `--filter` (name, id, status), `-s`, and `--format` (a Go template per container, or
+//! `--filter` (name, id, status), `-s` (SIZE), and `--format` (a Go template per container, or
 //! `table TEMPLATE` with docker's column headers, aligned as its tabwriter aligns them).
 
 use super::*;
@@ -22,6 +22,9 @@ pub struct PsArgs {
     /// Pretty-print containers using a Go template
     #[arg(long)]
     format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
 }
 
 /// A row of `ps`, with docker's field names for `--format`.
@@ -39,6 +42,8 @@ struct Row {
     status: String,
     names: String,
     networks: String,
+    /// What it changed, and with its image's (`-s`, docker's "3B (virtual 2.14MB)").
+    size: String,
 }
 
 /// docker's header of a `table` column, by its field.
@@ -54,6 +59,7 @@ fn header(field: &str) -> &str {
         "Status" => "STATUS",
         "Names" => "NAMES",
         "Networks" => "NETWORKS",
+        "Size" => "SIZE",
         other => other,
     }
 }
@@ -124,6 +130,17 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
             status: status_text(st),
             names: c.name.clone(),
             networks: c.config.network.clone(),
+            size: if args.size {
+                let own = store.container_size(&c.id);
+                let image = store.image_by_manifest(c.image).map_or(0, |i| i.size());
+                format!(
+                    "{} (virtual {})",
+                    crate::image_cmds::human_size(own),
+                    crate::image_cmds::human_size(own + image)
+                )
+            } else {
+                String::new()
+            },
         }
     };
     if let Some(f) = &args.format {
@@ -147,6 +164,7 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
                 "Status",
                 "Names",
                 "Networks",
+                "Size",
             ] {
                 head = head.replace(&format!("{{{{.{field}}}}}"), header(field));
             }
@@ -159,14 +177,25 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+        "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} NAMES{}",
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        if args.size { "     SIZE" } else { "" }
     );
     for (c, st) in &rows {
         let r = row(c, st);
+        let names = if args.size {
+            format!("{:<9}{:<5}{}", r.names, "", r.size)
+        } else {
+            r.names
+        };
         println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {}",
-            r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names
+            "{:<14} {:<20} {:<24} {:<16} {:<26} {:<8} {names}",
+            r.id, r.image, r.command, r.running_for, r.status, r.ports
         );
     }
     Ok(ExitCode::SUCCESS)
