@@ -763,3 +763,59 @@ fn create_makes_a_container_that_start_runs() {
     assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     env.ok(&["rm", "-f", "bridged"]);
 }
+
+#[test]
+fn healthchecks_go_starting_unhealthy_healthy_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "hc",
+            "--network",
+            "none",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+    }
+    for t in tools {
+        let ps = t.ok(&["ps", "--format", "{{.Status}}"]);
+        assert!(ps.contains("(health: starting)"), "{}: {ps}", t.name());
+    }
+    let tpl = "{{.State.Health.Status}} {{.State.Health.FailingStreak}}";
+    for t in tools {
+        inspect_until(t, "hc", "{{.State.Health.Status}}", "unhealthy");
+        let streak = t.ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "hc"]);
+        assert!(
+            streak.trim().parse::<u32>().unwrap() >= 2,
+            "{}: {streak}",
+            t.name()
+        );
+        let ps = t.ok(&["ps", "--format", "{{.Status}}"]);
+        assert!(ps.trim_end().ends_with("(unhealthy)"), "{}: {ps}", t.name());
+        t.ok(&["exec", "hc", "touch", "/tmp/ok"]);
+        inspect_until(t, "hc", tpl, "healthy 0");
+    }
+    let config = "{{json .Config.Healthcheck.Test}} {{json .Config.Healthcheck.Interval}} {{.Config.Healthcheck.Retries}}";
+    assert_eq!(
+        env.ok(&["inspect", "-f", config, "hc"]),
+        docker.ok(&["inspect", "-f", config, "hc"])
+    );
+    let last = "{{with index .State.Health.Log 0}}{{.ExitCode}}{{end}}";
+    assert_eq!(
+        env.ok(&["inspect", "-f", last, "hc"]),
+        docker.ok(&["inspect", "-f", last, "hc"])
+    );
+    for t in tools {
+        t.ok(&["rm", "-f", "hc"]);
+    }
+}

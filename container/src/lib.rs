@@ -11,6 +11,7 @@
 //! errors leave as values; printing and exit codes are the caller's).
 
 mod error;
+pub mod health;
 pub mod json_log;
 pub mod network;
 pub mod ops;

@@ -72,6 +72,9 @@ pub struct ContainerConfig {
     /// `--restart`, which its monitor carries out.
     #[serde(default)]
     pub restart: crate::restart::RestartPolicy,
+    /// The healthcheck its monitor runs (the image's, or `--health-*`'s).
+    #[serde(default)]
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 fn default_true() -> bool {

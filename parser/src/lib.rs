@@ -13,6 +13,7 @@
 //! takes bytes and returns values.
 
 mod duration;
+pub use duration::parse as parse_duration;
 mod error;
 mod flags;
 mod instructions;

@@ -95,7 +95,8 @@ impl State {
     /// Writes `dir/state.json` atomically (temporary file, rename), and with `durable`
     /// fsynced first (a container that outlives a crash; not one removed at its exit).
     pub fn save(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
-        let tmp = dir.join(".state.json.tmp");
+        // A name of this process's own: the monitor and a `pause` may save at once.
+        let tmp = dir.join(format!(".state.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec(self).expect("serialisable state");
         {
             use std::io::Write;

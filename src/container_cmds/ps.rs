@@ -127,7 +127,21 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             },
             state: lb_container::Status::of(st).as_str(),
-            status: status_text(st),
+            status: match (st.running() && !st.paused, c.config.health.is_some()) {
+                // docker's "Up 5 seconds (healthy)".
+                (true, true) => {
+                    let health = lb_container::health::Health::load(&store.container_dir(&c.id))
+                        .map(|h| h.status)
+                        .unwrap_or_else(|| "starting".into());
+                    let shown = if health == "starting" {
+                        "health: starting".to_string()
+                    } else {
+                        health
+                    };
+                    format!("{} ({shown})", status_text(st))
+                }
+                _ => status_text(st),
+            },
             names: c.name.clone(),
             networks: c.config.network.clone(),
             size: if args.size {

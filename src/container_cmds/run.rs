@@ -15,6 +15,27 @@ pub struct RunArgs {
     /// unless-stopped)
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval")]
+    health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout")]
+    health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    health_retries: Option<u32>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h)
+    #[arg(long = "health-start-period")]
+    health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h)
+    #[arg(long = "health-start-interval")]
+    health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// Publish a container's port on the host ([IP:][HOSTPORT:]CTRPORT[/tcp|udp])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -101,7 +122,8 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
 /// `lb create`: the container made (its record, file system, volumes), not started; its
 /// id printed. It joins its network when it starts, as docker's.
 pub fn create(store: &Store, args: RunArgs) -> ExitCode {
-    let made = lb_container::ops::create(store, &create_options(&args)).and_then(|created| {
+    let made = create_options(&args).and_then(|opts| {
+        let created = lb_container::ops::create(store, &opts)?;
         for w in &created.warnings {
             eprintln!("WARNING: {w}");
         }
@@ -113,14 +135,36 @@ pub fn create(store: &Store, args: RunArgs) -> ExitCode {
             println!("{id}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail125(e.into()),
+        Err(e) => fail125(e),
     }
 }
 
+/// A `--health-*` duration (Go's form: `30s`, `1m30s`, `500ms`).
+fn health_duration(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    v.as_deref()
+        .map(|s| {
+            let ns = lb_parser::parse_duration(s).map_err(|e| {
+                anyhow::anyhow!("invalid argument {s:?} for \"--{flag}\" flag: {e}")
+            })?;
+            Ok(Duration::from_nanos(ns.max(0) as u64))
+        })
+        .transpose()
+}
+
 /// What `run` and `create` ask `lb_container::ops::create` for.
-fn create_options(args: &RunArgs) -> lb_container::ops::CreateOptions {
+fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOptions> {
     let (image_arg, command) = split_target(&args.image_and_command);
-    lb_container::ops::CreateOptions {
+    let health = lb_container::health::HealthOptions {
+        cmd: args.health_cmd.clone(),
+        interval: health_duration("health-interval", &args.health_interval)?,
+        timeout: health_duration("health-timeout", &args.health_timeout)?,
+        start_period: health_duration("health-start-period", &args.health_start_period)?,
+        start_interval: health_duration("health-start-interval", &args.health_start_interval)?,
+        retries: args.health_retries,
+        disable: args.no_healthcheck,
+    };
+    Ok(lb_container::ops::CreateOptions {
+        health,
         image: image_arg.to_string(),
         name: args.name.clone(),
         auto_remove: args.rm,
@@ -154,11 +198,11 @@ fn create_options(args: &RunArgs) -> lb_container::ops::CreateOptions {
             network: args.network.clone(),
             ..RunOptions::default()
         },
-    }
+    })
 }
 
 fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let created = lb_container::ops::create(store, &create_options(&args))?;
+    let created = lb_container::ops::create(store, &create_options(&args)?)?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }

@@ -34,6 +34,8 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     /// `--restart` (empty: no).
     pub restart: String,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: crate::health::HealthOptions,
     /// `--log-driver` and `--log-opt`s.
     pub log_driver: String,
     pub log_opts: Vec<String>,
@@ -193,6 +195,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             binds: opts.run.volumes.clone(),
             volumes: volumes.uses,
             restart,
+            health: crate::health::HealthConfig::of(image_healthcheck(store, &image), &opts.health),
         },
     };
     let dir = store.create_container(&record)?;
@@ -248,6 +251,28 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         ports,
         warnings,
     })
+}
+
+/// The image's HEALTHCHECK (docker's `config.Healthcheck`, which the OCI config type does
+/// not carry: read from the config blob).
+fn image_healthcheck(
+    store: &Store,
+    image: &lb_layerstore::Image,
+) -> Option<crate::health::HealthConfig> {
+    #[derive(serde::Deserialize)]
+    struct Blob {
+        config: Option<Inner>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(rename = "Healthcheck")]
+        healthcheck: Option<crate::health::HealthConfig>,
+    }
+    let bytes = store.content().read_verified(&image.config_digest).ok()?;
+    serde_json::from_slice::<Blob>(&bytes)
+        .ok()?
+        .config?
+        .healthcheck
 }
 
 /// The run configuration an image gives its containers.

@@ -56,6 +56,9 @@ pub struct InspectState {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// With a healthcheck: its status, streak and last results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +152,8 @@ pub struct InspectConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// docker's `{}` values (a set's members).
@@ -340,6 +345,10 @@ impl Container<'_> {
                 error: String::new(),
                 started_at: or_zero(&run.started_at),
                 finished_at: or_zero(&run.finished_at),
+                health: config
+                    .health
+                    .as_ref()
+                    .map(|_| crate::health::Health::load(&self.dir).unwrap_or_default()),
             },
             image: image
                 .as_ref()
@@ -418,6 +427,7 @@ impl Container<'_> {
                     .into_iter()
                     .collect(),
                 stop_signal: (!config.stop_signal.is_empty()).then(|| config.stop_signal.clone()),
+                healthcheck: config.health.clone(),
             },
             network_settings: NetworkSettings {
                 bridge: String::new(),

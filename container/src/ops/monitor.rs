@@ -170,9 +170,22 @@ impl Container<'_> {
                 }
             }
             let started = std::time::Instant::now();
-            crate::json_log::copy(dir, log_config, streams);
-            drop(charge);
-            let code = c.wait().unwrap_or(255);
+            // Healthchecks beside the container, while it runs (a probe in flight ends
+            // with the container's PID namespace).
+            let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let code = std::thread::scope(|scope| {
+                if let Some(h) = &record.config.health {
+                    let probing = probing.clone();
+                    scope.spawn(move || {
+                        crate::health::watch(h, dir, probing, |cmd, t| self.probe(cmd, t))
+                    });
+                }
+                crate::json_log::copy(dir, log_config, streams);
+                drop(charge);
+                let code = c.wait().unwrap_or(255);
+                probing.store(false, std::sync::atomic::Ordering::Relaxed);
+                code
+            });
             st.status = Status::Exited;
             st.exit_code = code;
             st.finished_at = now();
@@ -272,4 +285,58 @@ pub fn devnull() -> Result<OwnedFd> {
             path: "/dev/null".into(),
             source,
         })
+}
+
+impl Container<'_> {
+    /// One healthcheck probe: `command` exec'd in the container with the container's user
+    /// and confinement; its exit code (-1 when it could not run or ran past `timeout`,
+    /// then killed) and the first 4 KiB of its output.
+    fn probe(&self, command: &[String], timeout: std::time::Duration) -> (i32, String) {
+        let opts = crate::ops::ExecOptions {
+            command: command.to_vec(),
+            ..Default::default()
+        };
+        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        let (Ok(mut exec), Ok((out_r, out_w))) = (self.exec_process(&self.record.id, &opts), pipe)
+        else {
+            return (-1, "the probe could not be set up".into());
+        };
+        let (Ok(err_w), Ok(stdin)) = (out_w.try_clone(), devnull()) else {
+            return (-1, "the probe could not be set up".into());
+        };
+        exec.stdio = lb_runtime::Stdio::Fds {
+            stdin,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        let process = match lb_runtime::exec(&exec) {
+            Ok(p) => p,
+            Err(e) => return (-1, e.to_string()),
+        };
+        drop(exec);
+        let reader =
+            std::thread::spawn(move || crate::health::read_output(std::fs::File::from(out_r)));
+        let pid = nix::unistd::Pid::from_raw(process.pid());
+        let end = std::time::Instant::now() + timeout;
+        let code = loop {
+            use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(_, c)) => break c,
+                Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                Ok(_) if std::time::Instant::now() < end => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Ok(_) => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+                    return (
+                        -1,
+                        format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()),
+                    );
+                }
+                Err(_) => break -1,
+            }
+        };
+        (code, reader.join().unwrap_or_default())
+    }
 }

@@ -9,18 +9,29 @@ impl Container<'_> {
     pub fn pause(&self) -> Result<()> {
         let mut st = self.state();
         Status::of(&st).can_pause(&self.record.id)?;
-        self.cgroup()?.freeze()?;
+        let cgroup = self.cgroup()?;
+        // Recorded before the freeze: a container that ends meanwhile is recorded exited
+        // by its monitor after this, never running again by a save that came late.
         st.paused = true;
-        self.save_state(&st)
+        self.save_state(&st)?;
+        if let Err(e) = cgroup.freeze() {
+            st.paused = false;
+            let _ = self.save_state(&st);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Lets a paused container run again.
     pub fn unpause(&self) -> Result<()> {
         let mut st = self.state();
         Status::of(&st).can_unpause(&self.record.id)?;
-        self.cgroup()?.thaw()?;
+        let cgroup = self.cgroup()?;
+        // Recorded while still frozen: nothing in it can end (and be recorded exited by
+        // the monitor) before this.
         st.paused = false;
-        self.save_state(&st)
+        self.save_state(&st)?;
+        Ok(cgroup.thaw()?)
     }
 
     /// Thaws a paused container before a stop or a SIGKILL, which a frozen process
