@@ -819,3 +819,94 @@ fn healthchecks_go_starting_unhealthy_healthy_as_docker() {
         t.ok(&["rm", "-f", "hc"]);
     }
 }
+
+#[test]
+fn volumes_from_shares_volumes_and_binds_with_their_modes_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/hosttmp:ro", host.path().display());
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "vsrc",
+            "--network",
+            "none",
+            "-v",
+            "vf1:/data",
+            "-v",
+            &bind,
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+    }
+    let same = |args: &[&str]| {
+        let (d, l) = (docker.run(args), env.run(args));
+        assert_eq!(
+            l.status.code(),
+            d.status.code(),
+            "{args:?}: {}",
+            text(&l.stderr)
+        );
+        assert_eq!(text(&l.stdout), text(&d.stdout), "{args:?}");
+        assert_eq!(text(&l.stderr), text(&d.stderr), "{args:?}");
+    };
+    // The volume writable, the bind read-only as it is there.
+    same(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "vsrc",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /data/x && echo ok; touch /hosttmp/y 2>/dev/null || echo ro",
+    ]);
+    // `:ro` makes everything read-only.
+    same(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "vsrc:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /data/z 2>/dev/null || echo ro; ls /data",
+    ]);
+    same(&[
+        "run",
+        "--name",
+        "vto",
+        "--network",
+        "none",
+        "--volumes-from",
+        "vsrc",
+        "busybox",
+        "true",
+    ]);
+    // Mounts in any order (docker's is its map's).
+    let mounts = |t: &dyn Tool| {
+        let out = t.ok(&[
+            "inspect", "-f",
+            "{{json .HostConfig.VolumesFrom}}{{range .Mounts}}\n{{.Type}}:{{.Destination}}:{{.RW}}{{end}}",
+            "vto",
+        ]);
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(mounts(&env), mounts(&docker));
+    for t in tools {
+        let out = t.run(&["run", "--rm", "--volumes-from", "nope", "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", t.name());
+        t.ok(&["rm", "-f", "vsrc", "vto"]);
+        t.ok(&["volume", "rm", "vf1"]);
+    }
+}

@@ -69,6 +69,9 @@ pub struct ContainerConfig {
     /// The volumes it mounts.
     #[serde(default)]
     pub volumes: Vec<crate::volume::VolumeUse>,
+    /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`).
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     /// `--restart`, which its monitor carries out.
     #[serde(default)]
     pub restart: crate::restart::RestartPolicy,

@@ -15,6 +15,9 @@ pub struct RunArgs {
     /// unless-stopped)
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Mount volumes from the specified container(s) (NAME[:ro|rw])
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
     /// Command to run to check health
     #[arg(long = "health-cmd")]
     health_cmd: Option<String>,
@@ -165,6 +168,7 @@ fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOpt
     };
     Ok(lb_container::ops::CreateOptions {
         health,
+        volumes_from: args.volumes_from.clone(),
         image: image_arg.to_string(),
         name: args.name.clone(),
         auto_remove: args.rm,

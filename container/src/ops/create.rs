@@ -32,6 +32,8 @@ pub struct CreateOptions {
     pub publish_all: bool,
     /// `--hostname`.
     pub hostname: Option<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
     /// `--restart` (empty: no).
     pub restart: String,
     /// `--health-*`, `--no-healthcheck`.
@@ -140,9 +142,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .as_ref()
         .and_then(|c| c.volumes().clone())
         .unwrap_or_default();
+    let mut asked = opts.run.volumes.clone();
+    for from in &opts.volumes_from {
+        asked.extend(volumes_of(store, from)?);
+    }
     let volumes = crate::volume::plan(
         store,
-        &opts.run.volumes,
+        &asked,
         &opts.run.mounts,
         &opts.run.tmpfs,
         &image_volumes,
@@ -194,6 +200,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             env: Some(run_spec::configured_env(&image_cfg, &run)?),
             binds: opts.run.volumes.clone(),
             volumes: volumes.uses,
+            volumes_from: opts.volumes_from.clone(),
             restart,
             health: crate::health::HealthConfig::of(image_healthcheck(store, &image), &opts.health),
         },
@@ -251,6 +258,48 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         ports,
         warnings,
     })
+}
+
+/// `--volumes-from NAME[:ro|rw]`: that container's volumes and binds as `-v` values, at
+/// the same paths, read-only with `ro`, writable with `rw`, else as they are there.
+fn volumes_of(store: &Store, from: &str) -> Result<Vec<String>> {
+    let (name, mode) = match from.rsplit_once(':') {
+        Some((n, m @ ("ro" | "rw"))) => (n, m),
+        _ => (from, ""),
+    };
+    let other = store.container::<ContainerConfig>(name)?;
+    let with_mode = |src: &str, dst: &str, own_ro: bool| {
+        let ro = match mode {
+            "ro" => true,
+            "rw" => false,
+            _ => own_ro,
+        };
+        if ro {
+            format!("{src}:{dst}:ro")
+        } else {
+            format!("{src}:{dst}")
+        }
+    };
+    let mut out: Vec<String> = other
+        .config
+        .volumes
+        .iter()
+        .map(|v| with_mode(&v.name, &v.destination, v.read_only))
+        .collect();
+    for b in &other.config.binds {
+        let parts: Vec<&str> = b.split(':').collect();
+        if let [src, dst, rest @ ..] = parts.as_slice()
+            && src.starts_with('/')
+        {
+            out.push(with_mode(
+                src,
+                dst,
+                rest.first()
+                    .is_some_and(|m| m.split(',').any(|o| o == "ro")),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The image's HEALTHCHECK (docker's `config.Healthcheck`, which the OCI config type does

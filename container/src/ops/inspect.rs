@@ -71,6 +71,7 @@ pub struct HostConfig {
     pub port_bindings: BTreeMap<String, Vec<HostPort>>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
+    pub volumes_from: Option<Vec<String>>,
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
     pub privileged: bool,
@@ -378,6 +379,8 @@ impl Container<'_> {
                     maximum_retry_count: config.restart.maximum_retry_count,
                 },
                 auto_remove: record.auto_remove,
+                volumes_from: (!config.volumes_from.is_empty())
+                    .then(|| config.volumes_from.clone()),
                 cap_add: None,
                 cap_drop: None,
                 privileged: false,
