@@ -46,23 +46,20 @@ struct Row {
     size: String,
 }
 
-/// docker's header of a `table` column, by its field.
-fn header(field: &str) -> &str {
-    match field {
-        "ID" => "CONTAINER ID",
-        "Image" => "IMAGE",
-        "Command" => "COMMAND",
-        "CreatedAt" => "CREATED AT",
-        "RunningFor" => "CREATED",
-        "Ports" => "PORTS",
-        "State" => "STATE",
-        "Status" => "STATUS",
-        "Names" => "NAMES",
-        "Networks" => "NETWORKS",
-        "Size" => "SIZE",
-        other => other,
-    }
-}
+/// The fields `--format` knows, with docker's header of each `table` column.
+const COLUMNS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Size", "SIZE"),
+];
 
 /// Whether container `c` in state `st` passes docker's `--filter KEY=VALUE`s (all must).
 fn passes(filters: &[(String, String)], c: &lb_container::Record, st: &State) -> bool {
@@ -167,20 +164,8 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         if table {
             // The header: each field's column name in the template's own layout.
             let mut head = text.clone();
-            for field in [
-                "ID",
-                "Image",
-                "Command",
-                "CreatedAt",
-                "RunningFor",
-                "Ports",
-                "State",
-                "Status",
-                "Names",
-                "Networks",
-                "Size",
-            ] {
-                head = head.replace(&format!("{{{{.{field}}}}}"), header(field));
+            for (field, header) in COLUMNS {
+                head = head.replace(&format!("{{{{.{field}}}}}"), header);
             }
             lines.push(head.replace("\\t", "\t"));
         }
