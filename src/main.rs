@@ -100,6 +100,8 @@ enum Commands {
     Restart(container_cmds::RestartArgs),
     /// Rename a container
     Rename(container_cmds::RenameArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container_cmds::CpArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -168,6 +170,8 @@ enum ContainerCommands {
     Restart(container_cmds::RestartArgs),
     /// Rename a container
     Rename(container_cmds::RenameArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(container_cmds::CpArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -288,6 +292,7 @@ fn command() -> ExitCode {
         Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
         Commands::Restart(args) => store().and_then(|s| container_cmds::restart(&s, args)),
         Commands::Rename(args) => store().and_then(|s| container_cmds::rename(&s, args)),
+        Commands::Cp(args) => store().and_then(|s| container_cmds::cp(&s, args)),
         Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
@@ -345,6 +350,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Prune(a) => prune_cmds::container_prune(s, a),
         ContainerCommands::Restart(a) => c::restart(s, a),
         ContainerCommands::Rename(a) => c::rename(s, a),
+        ContainerCommands::Cp(a) => c::cp(s, a),
         ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),

@@ -9,55 +9,8 @@ use std::process::Output;
 use serde_json::Value;
 
 mod common;
-use common::docker::Docker;
+use common::docker::{Docker, Tool, both};
 use common::*;
-
-/// `lb` or `docker`, run the same way.
-trait Tool {
-    fn run(&self, args: &[&str]) -> Output;
-    fn name(&self) -> &'static str;
-
-    /// `ARGS...`, which must succeed: its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{} {args:?}: {}",
-            self.name(),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-}
-
-impl Tool for Env {
-    fn run(&self, args: &[&str]) -> Output {
-        lb(self, args)
-    }
-    fn name(&self) -> &'static str {
-        "lb"
-    }
-}
-
-impl Tool for Docker {
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-}
-
-/// A store with the busybox test image, and a dockerd of the test's own with the same
-/// image as `busybox`; None when the test is skipped.
-fn both() -> Option<(Env, Docker)> {
-    let env = setup()?;
-    let docker = Docker::start()?;
-    let work = tempfile::tempdir().unwrap();
-    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
-    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
-    Some((env, docker))
-}
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()

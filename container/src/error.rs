@@ -73,6 +73,20 @@ pub enum Error {
     /// message.
     #[error("{message}")]
     NotStarted { code: u8, message: String },
+    /// `cp`: a path the container does not have (the CLI names the container too, as
+    /// docker's `No such container:path: C:PATH`).
+    #[error("Could not find the file {0} in container")]
+    NoSuchPath(String),
+    /// `cp` into a path that is not a directory.
+    #[error("extraction point is not a directory")]
+    ExtractPointNotDirectory,
+    #[error("container rootfs is marked read-only")]
+    RootfsReadOnly,
+    #[error("mounted volume is marked read-only")]
+    VolumeReadOnly,
+    /// `cp` failed in the container's file system: what failed there.
+    #[error("{0}")]
+    Copy(String),
     /// A file an option names could not be read (`--env-file`).
     #[error("{option} {}: {source}", path.display())]
     OptionFile {

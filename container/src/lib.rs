@@ -10,6 +10,7 @@
 //! It must not know: the builder, registries, or clap (options arrive as plain structs,
 //! errors leave as values; printing and exit codes are the caller's).
 
+pub mod archive;
 mod error;
 pub mod health;
 pub mod json_log;

@@ -17,10 +17,12 @@ use lb_runtime::state::{State, Status};
 
 use lb_container::run_spec::RunOptions;
 
+mod cp;
 mod manage;
 mod ps;
 mod run;
 
+pub use cp::{CpArgs, cp};
 pub use manage::{
     CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs, RestartArgs,
     RmArgs, StopArgs, WaitArgs, commit, export, kill, logs, pause, port, rename, restart, rm, stop,

@@ -1,10 +1,10 @@
 //! A dockerd of a test's own, to run a scenario against docker 20.10 and lb alike: no
 //! bridge, no iptables, a data root of its own that it removes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::text;
+use super::{Env, lb, setup, text};
 
 /// A dockerd of this test's own, stopped (and its data removed) when dropped.
 pub struct Docker {
@@ -88,4 +88,51 @@ impl Drop for Docker {
             .arg(self.data.path().join("root"))
             .output();
     }
+}
+
+/// `lb` or `docker`, run the same way.
+pub trait Tool {
+    fn run(&self, args: &[&str]) -> Output;
+    fn name(&self) -> &'static str;
+
+    /// `ARGS...`, which must succeed: its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Tool for Env {
+    fn run(&self, args: &[&str]) -> Output {
+        lb(self, args)
+    }
+    fn name(&self) -> &'static str {
+        "lb"
+    }
+}
+
+impl Tool for Docker {
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+}
+
+/// A store with the busybox test image, and a dockerd of the test's own with the same
+/// image as `busybox`; None when the test is skipped.
+pub fn both() -> Option<(Env, Docker)> {
+    let env = setup()?;
+    let docker = Docker::start()?;
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    docker.ok(&["import", base.to_str().unwrap(), "busybox"]);
+    Some((env, docker))
 }

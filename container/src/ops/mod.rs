@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 
 use crate::{ContainerConfig, Error, Record, Result, Status};
 
+mod copy;
 mod create;
 mod exec;
 mod inspect;
@@ -27,6 +28,7 @@ mod start;
 mod stop;
 mod wait;
 
+pub use copy::{ExtractOptions, PathStat};
 pub(crate) use create::random_id;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
