@@ -46,6 +46,30 @@ fn a_stopped_container_is_copied_from_and_into() {
     ok(&["rm", "idle"]);
 }
 
+/// A link through procfs (`/proc/1/root`, `/proc/self/...`) is no way out either: the
+/// copy sees the container's tree without its procfs.
+#[test]
+fn procfs_magic_links_lead_nowhere() {
+    let Some(env) = setup() else { return };
+    let ok = |args: &[&str]| {
+        let o = lb(&env, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    };
+    let plant = "ln -s /proc/1/root/etc /r && ln -s /proc/1/cwd /c && exec sleep 300";
+    ok(&["run", "-d", "--name", "magic", "--network", "none", "busybox", "sh", "-c", plant]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    for src in ["magic:/r/passwd", "magic:/c/etc/passwd", "magic:/proc/1/root/etc/passwd"] {
+        let o = lb(&env, &["cp", src, dir.path().join("x").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{src}: {}", text(&o.stderr));
+    }
+    let payload = dir.path().join("p");
+    std::fs::write(&payload, "x").unwrap();
+    let o = lb(&env, &["cp", payload.to_str().unwrap(), "magic:/c/tmp/"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    ok(&["rm", "-f", "magic"]);
+}
+
 /// CVE-2018-15664: the container swaps a directory for a symlink to `/` while copies run
 /// through it, both ways; no copy ever reads or writes the host's files there.
 #[test]

@@ -10,6 +10,7 @@ pub mod defaults;
 mod error;
 mod init;
 mod launch;
+pub mod mountinfo;
 mod parent_death;
 pub mod rootfs;
 pub mod seccomp;

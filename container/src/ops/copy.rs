@@ -213,6 +213,13 @@ impl Container<'_> {
         } else {
             None
         };
+        // The container's procfs mounts, which the child takes away in its copy of the
+        // namespace: a magic link there (`/proc/1/fd/N`, `/proc/1/root`) is not a path
+        // to resolve, and could lead to whatever a container process holds open.
+        let procfs = match namespace {
+            Some(_) => procfs_mounts(st.pid),
+            None => Vec::new(),
+        };
         let mount_at = self.dir.join(format!("cp-{}", std::process::id()));
         let (report_r, report_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
@@ -235,7 +242,7 @@ impl Container<'_> {
                 drop(ours);
                 let mut report = File::from(report_w);
                 let entered = match &namespace {
-                    Some(ns) => join_namespace(ns),
+                    Some(ns) => join_namespace(ns, &procfs),
                     None => mount_and_chroot(
                         rootfs.as_ref().expect("a stopped container's rootfs"),
                         &mounts,
@@ -317,9 +324,10 @@ enum Pipe<'a> {
     ToChild(&'a mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>),
 }
 
-/// The child joins the running container's mount namespace: its root and working
-/// directory become the namespace's root, the container's (pivoted) root.
-fn join_namespace(pidfd: &OwnedFd) -> std::result::Result<(), InRootError> {
+/// The child joins the running container's mount namespace (its root and working
+/// directory become the namespace's root, the container's pivoted root), then takes a
+/// private copy of it without the `procfs` mounts.
+fn join_namespace(pidfd: &OwnedFd, procfs: &[PathBuf]) -> std::result::Result<(), InRootError> {
     // SAFETY: setns on a pidfd with one namespace flag.
     let r = unsafe { libc::setns(pidfd.as_raw_fd(), libc::CLONE_NEWNS) };
     if r != 0 {
@@ -329,9 +337,23 @@ fn join_namespace(pidfd: &OwnedFd) -> std::result::Result<(), InRootError> {
         )));
     }
     std::env::set_current_dir("/")?;
+    lb_runtime::rootfs::private_mount_namespace()?;
+    for p in procfs.iter().rev() {
+        nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| format!("detaching {}: {e}", p.display()))?;
+    }
     Ok(())
 }
 
+/// The mount points of procfs in the mount namespace of `pid`, in mount order.
+fn procfs_mounts(pid: i32) -> Vec<PathBuf> {
+    lb_runtime::mountinfo::of_process(&pid.to_string())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.fstype == "proc")
+        .map(|m| m.mount_point)
+        .collect()
+}
 /// The child mounts a stopped container's root file system at `at` (with its binds and
 /// volumes, each resolved inside it) in a mount namespace of its own, and makes it its
 /// root.

@@ -229,48 +229,22 @@ pub fn container_hierarchies() -> Result<Vec<HierarchyMount>> {
 }
 
 pub(super) fn parse_mountinfo(text: &str) -> Vec<CgMount> {
-    text.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let _source = post.next()?;
-            let options = post.next().unwrap_or_default();
-            let v2 = match fstype {
+    crate::mountinfo::parse(text)
+        .into_iter()
+        .filter_map(|m| {
+            let v2 = match m.fstype.as_str() {
                 "cgroup2" => true,
                 "cgroup" => false,
                 _ => return None,
             };
             Some(CgMount {
                 v2,
-                root: unescape_mountinfo(pre.get(3)?),
-                mountpoint: PathBuf::from(unescape_mountinfo(pre.get(4)?)),
-                options: options.split(',').map(str::to_string).collect(),
+                root: m.root,
+                mountpoint: m.mount_point,
+                options: m.options,
             })
         })
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
-pub(super) fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of /proc/self/cgroup: `id:controllers:path`; v2 has no controllers.
