@@ -102,6 +102,8 @@ enum Commands {
     Rename(container_cmds::RenameArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(container_cmds::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container_cmds::DiffArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -172,6 +174,8 @@ enum ContainerCommands {
     Rename(container_cmds::RenameArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(container_cmds::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container_cmds::DiffArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -293,6 +297,7 @@ fn command() -> ExitCode {
         Commands::Restart(args) => store().and_then(|s| container_cmds::restart(&s, args)),
         Commands::Rename(args) => store().and_then(|s| container_cmds::rename(&s, args)),
         Commands::Cp(args) => store().and_then(|s| container_cmds::cp(&s, args)),
+        Commands::Diff(args) => store().and_then(|s| container_cmds::diff(&s, args)),
         Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
@@ -351,6 +356,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Restart(a) => c::restart(s, a),
         ContainerCommands::Rename(a) => c::rename(s, a),
         ContainerCommands::Cp(a) => c::cp(s, a),
+        ContainerCommands::Diff(a) => c::diff(s, a),
         ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),

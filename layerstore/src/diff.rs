@@ -305,10 +305,7 @@ impl<W: Write> TarWriter<'_, W> {
         let io_err = |e| Error::io(path, e);
         let stat = Stat::of(meta);
         let xattrs = xattrs(path).map_err(io_err)?;
-        let opaque = opaque
-            || xattrs.iter().any(|(k, v)| {
-                (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y"
-            });
+        let opaque = opaque || has_opaque_mark(&xattrs);
         let keep: Vec<_> = xattrs.into_iter().filter(|(k, _)| !is_overlay(k)).collect();
         let dname = format!("{rel}/");
         self.entry(
@@ -479,6 +476,18 @@ fn is_overlay(key: &str) -> bool {
 }
 
 /// The extended attributes of `path` (not following symlinks), sorted by name.
+/// Whether these xattrs of an overlay upper dir's directory make it opaque.
+fn has_opaque_mark(xattrs: &[(String, Vec<u8>)]) -> bool {
+    xattrs
+        .iter()
+        .any(|(k, v)| (k == "trusted.overlay.opaque" || k == "user.overlay.opaque") && v == b"y")
+}
+
+/// Whether the directory `path` of an overlay upper dir is opaque (hides the lowers).
+pub(crate) fn is_opaque(path: &Path) -> bool {
+    xattrs(path).is_ok_and(|x| has_opaque_mark(&x))
+}
+
 pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {

@@ -96,8 +96,7 @@ pub fn compare(
 /// size and set the mtime back to its old whole second. (Comparing inode numbers or
 /// ctimes with the parent's would find every file changed: a vfs tree is a copy.)
 pub fn changed_bytes(lower: &Path, upper: &Path) -> Result<u64, Error> {
-    let mut changes = Vec::new();
-    walk(lower, upper, "", Contents::Skipped, &mut changes)?;
+    let changes = tree_changes(lower, upper)?;
     let mut seen = std::collections::HashSet::new();
     Ok(changes
         .iter()
@@ -149,7 +148,7 @@ pub fn apply(layer: impl Read, mounts: &Mounts) -> Result<ApplyStats, Error> {
 
 /// One thing the layer says, in the layer's order.
 #[derive(Debug)]
-enum Change {
+pub(crate) enum Change {
     /// `path`, named `prefix` + `name`, as it is now (a directory with all below it).
     Whole {
         path: PathBuf,
@@ -209,6 +208,14 @@ fn metadata(path: &Path) -> Result<fs::Metadata, Error> {
 
 fn raw_name(path: &Path) -> &[u8] {
     path.file_name().map_or(&[][..], |n| n.as_bytes())
+}
+
+/// The changes from directory `lower` to directory `upper` (named `prefix` in the layer),
+/// by metadata only (see [`changed_bytes`]).
+pub(crate) fn tree_changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, Error> {
+    let mut changes = Vec::new();
+    walk(lower, upper, "", Contents::Skipped, &mut changes)?;
+    Ok(changes)
 }
 
 /// The changes from directory `lower` to directory `upper` (named `prefix` in the layer).

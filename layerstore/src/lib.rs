@@ -16,6 +16,7 @@
 mod apply;
 mod archive;
 mod cache;
+mod changes;
 mod check;
 mod compressed;
 mod container;
@@ -39,6 +40,7 @@ mod trash;
 mod unsynced;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
+pub use changes::{ChangeKind, PathChange, path_changes};
 pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use container::{ContainerRecord, files_size};
 pub use content::{BlobInfo, BlobWriter, CallerHashedWriter, ContentStore};

@@ -1,6 +1,8 @@
 //! The commands on existing containers: `logs`, `stop`, `kill`, `rm`, `wait`,
 //! `commit`, `export`.
 
+use std::io::Write;
+
 use super::*;
 
 #[derive(Args)]
@@ -289,5 +291,20 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     crate::image_cmds::write_archive(args.output.as_deref(), |out| {
         Ok(lb_builder::write_merged(&merged, &dir, out)?)
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    container: String,
+}
+
+/// `lb diff`: docker's `C`/`A`/`D` lines, sorted by path.
+pub fn diff(store: &Store, args: DiffArgs) -> anyhow::Result<ExitCode> {
+    let changes = Container::open(store, &args.container)?.changes()?;
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        writeln!(out, "{} {}", c.kind.letter(), c.path)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,9 +24,9 @@ mod run;
 
 pub use cp::{CpArgs, cp};
 pub use manage::{
-    CommitArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs, RestartArgs,
-    RmArgs, StopArgs, WaitArgs, commit, export, kill, logs, pause, port, rename, restart, rm, stop,
-    unpause, wait,
+    CommitArgs, DiffArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs,
+    RestartArgs, RmArgs, StopArgs, WaitArgs, commit, diff, export, kill, logs, pause, port, rename,
+    restart, rm, stop, unpause, wait,
 };
 pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, create, exec, run, start};

@@ -14,6 +14,7 @@ use crate::{ContainerConfig, Error, Record, Result, Status};
 
 mod copy;
 mod create;
+mod diff;
 mod exec;
 mod inspect;
 mod kill;

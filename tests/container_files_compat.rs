@@ -2,7 +2,7 @@
 //! ways, into and out of running and stopped containers, must give the same trees, the
 //! same refusals and exit codes; a symlink to `/` planted in the container leads to the
 //! container's root, never the host's. (The race of a link swapped in during a copy is
-//! `cp_cli.rs`'s.)
+//! `container_files_cli.rs`'s.)
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -260,4 +260,43 @@ fn cp_copies_as_docker_copies() {
         std::fs::read(work.path().join("lb/fromvol")).unwrap(),
         b"host file\n"
     );
+}
+
+#[test]
+fn diff_lists_what_docker_lists() {
+    let Some((env, docker)) = both() else { return };
+    let script = "mkdir -p /new/sub && echo x > /new/sub/f && echo y >> /etc/passwd \
+        && rm -rf /home /bin/ls && rm /etc/group && mkdir -p /usr/a/b && touch /usr/a/b/c \
+        && ln -s /x /tmp/l && chmod 700 /var";
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let lists: Vec<Vec<String>> = tools
+        .iter()
+        .map(|t| {
+            t.ok(&[
+                "run",
+                "--name",
+                "changed",
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ]);
+            // docker lists in its walk's order; lb by path.
+            let mut l: Vec<String> = t
+                .ok(&["diff", "changed"])
+                .lines()
+                .map(str::to_string)
+                .collect();
+            l.sort();
+            t.ok(&["rm", "changed"]);
+            l
+        })
+        .collect();
+    assert_eq!(lists[0], lists[1], "docker's, then lb's");
+    for t in tools {
+        let o = t.run(&["diff", "nosuch"]);
+        assert_eq!(o.status.code(), Some(1));
+    }
 }

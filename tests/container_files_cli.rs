@@ -1,6 +1,8 @@
-//! `lb cp` on its own, on this binary's storage driver (`vfs_cp_cli.rs` runs it on vfs):
-//! a stopped container's files both ways, and a symlink swapped in while copies run that
-//! never lets one reach the host (CVE-2018-15664). docker's behaviour is `cp_compat.rs`'s.
+//! A container's files through `lb cp` and `lb diff`, on this binary's storage driver
+//! (`vfs_container_files_cli.rs` runs it on vfs): a stopped container's files both ways,
+//! a symlink swapped in while copies run that never lets one reach the host
+//! (CVE-2018-15664), and the changes `diff` lists. docker's behaviour is compared in
+//! `container_files_compat.rs` and `container_compat.rs`.
 
 mod common;
 use common::*;
@@ -46,6 +48,51 @@ fn a_stopped_container_is_copied_from_and_into() {
     ok(&["rm", "idle"]);
 }
 
+#[test]
+fn diff_lists_what_the_container_changed() {
+    let Some(env) = setup() else { return };
+    let script = "mkdir -p /new/sub && echo x > /new/sub/f && echo y >> /etc/passwd \
+        && rm -rf /home /bin/ls && rm /etc/group && mkdir /tmp/t";
+    let o = lb(
+        &env,
+        &[
+            "run",
+            "--name",
+            "changed",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = lb(&env, &["diff", "changed"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "C /bin\nD /bin/ls\nC /etc\nD /etc/group\nC /etc/passwd\nD /home\nA /new\n\
+         A /new/sub\nA /new/sub/f\nC /tmp\nA /tmp/t\n"
+    );
+    // A container that changed nothing lists nothing (lb's /etc files are not changes).
+    let o = lb(
+        &env,
+        &[
+            "run",
+            "--name",
+            "same",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&lb(&env, &["diff", "same"]).stdout), "");
+    assert_eq!(lb(&env, &["diff", "nosuch"]).status.code(), Some(1));
+}
+
 /// A link through procfs (`/proc/1/root`, `/proc/self/...`) is no way out either: the
 /// copy sees the container's tree without its procfs.
 #[test]
@@ -56,10 +103,25 @@ fn procfs_magic_links_lead_nowhere() {
         assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
     };
     let plant = "ln -s /proc/1/root/etc /r && ln -s /proc/1/cwd /c && exec sleep 300";
-    ok(&["run", "-d", "--name", "magic", "--network", "none", "busybox", "sh", "-c", plant]);
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "magic",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        plant,
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    for src in ["magic:/r/passwd", "magic:/c/etc/passwd", "magic:/proc/1/root/etc/passwd"] {
+    for src in [
+        "magic:/r/passwd",
+        "magic:/c/etc/passwd",
+        "magic:/proc/1/root/etc/passwd",
+    ] {
         let o = lb(&env, &["cp", src, dir.path().join("x").to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(1), "{src}: {}", text(&o.stderr));
     }

@@ -1,5 +1,0 @@
-//! `cp_cli.rs` again, on stores made with the vfs storage driver (`common::setup` tells
-//! by this binary's name).
-
-#[path = "cp_cli.rs"]
-mod cases;
