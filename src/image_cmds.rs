@@ -103,18 +103,29 @@ pub fn human_duration(secs: i64) -> String {
 
 pub(crate) fn human_size(bytes: u64) -> String {
     // docker's units: powers of 1000, four significant digits (go-units' HumanSize).
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    go_units(bytes, 1000.0, DECIMAL_UNITS, 4)
+}
+
+/// go-units' decimal abbreviations (`HumanSize`), and its binary ones (`BytesSize`).
+pub(crate) const DECIMAL_UNITS: &[&str] = &["B", "kB", "MB", "GB", "TB", "PB"];
+pub(crate) const BINARY_UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/// `bytes` in the largest of `units` (each `base` times the one before) that keeps it at
+/// least 1, with `digits` significant digits and no trailing zeros (go-units'
+/// `CustomSize("%.<digits>g%s")`).
+pub(crate) fn go_units(bytes: u64, base: f64, units: &[&str], digits: usize) -> String {
     let mut v = bytes as f64;
     let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
+    while v >= base && u < units.len() - 1 {
+        v /= base;
         u += 1;
     }
-    let decimals = match v {
-        v if v >= 100.0 => 1,
-        v if v >= 10.0 => 2,
-        _ => 3,
+    let whole = if v >= 1.0 {
+        v.log10().floor() as usize + 1
+    } else {
+        1
     };
+    let decimals = digits.saturating_sub(whole);
     let s = format!("{v:.decimals$}");
     let s = if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.')

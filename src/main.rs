@@ -104,6 +104,10 @@ enum Commands {
     Cp(container_cmds::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(container_cmds::DiffArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(container_cmds::StatsArgs),
+    /// Display the running processes of a container
+    Top(container_cmds::TopArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -176,6 +180,10 @@ enum ContainerCommands {
     Cp(container_cmds::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(container_cmds::DiffArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(container_cmds::StatsArgs),
+    /// Display the running processes of a container
+    Top(container_cmds::TopArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -298,6 +306,8 @@ fn command() -> ExitCode {
         Commands::Rename(args) => store().and_then(|s| container_cmds::rename(&s, args)),
         Commands::Cp(args) => store().and_then(|s| container_cmds::cp(&s, args)),
         Commands::Diff(args) => store().and_then(|s| container_cmds::diff(&s, args)),
+        Commands::Stats(args) => store().and_then(|s| container_cmds::stats(&s, args)),
+        Commands::Top(args) => store().and_then(|s| container_cmds::top(&s, args)),
         Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
@@ -357,6 +367,8 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Rename(a) => c::rename(s, a),
         ContainerCommands::Cp(a) => c::cp(s, a),
         ContainerCommands::Diff(a) => c::diff(s, a),
+        ContainerCommands::Stats(a) => c::stats(s, a),
+        ContainerCommands::Top(a) => c::top(s, a),
         ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),

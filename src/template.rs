@@ -49,6 +49,66 @@ impl Format {
     }
 }
 
+/// `--format TEMPLATE` run on each of `rows`, one line each, or `table TEMPLATE`: a
+/// header line first (each `{{.Field}}` replaced by its column's name in `columns`), the
+/// cells aligned as docker's tabwriter aligns them.
+pub fn table_or_lines(
+    format: &str,
+    columns: &[(&str, &str)],
+    rows: &[impl serde::Serialize],
+) -> anyhow::Result<String> {
+    let (table, text) = match format.strip_prefix("table") {
+        Some(rest) => (true, rest.trim_start().to_string()),
+        None => (false, format.to_string()),
+    };
+    let template = Format::parse(&text)?;
+    let mut lines = Vec::new();
+    if table {
+        let mut head = text.clone();
+        for (field, header) in columns {
+            head = head.replace(&format!("{{{{.{field}}}}}"), header);
+        }
+        lines.push(head.replace("\\t", "\t"));
+    }
+    for row in rows {
+        lines.push(template.render(row)?.replace("\\t", "\t"));
+    }
+    Ok(if table {
+        aligned(&lines, 10)
+    } else {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    })
+}
+
+/// Lines whose tab-separated cells are padded to their column's width plus three spaces,
+/// at least `min_width` (docker's tabwriter: minimum width 10 for its formatter's tables,
+/// 20 for `top`, padding 3); the last cell of a line as it is.
+pub fn aligned(lines: &[String], min_width: usize) -> String {
+    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    let mut widths: Vec<usize> = Vec::new();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            let w = c.chars().count();
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(w);
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < row.len() {
+                let width = (widths[i] + 3).max(min_width);
+                out.push_str(&" ".repeat(width - c.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 thread_local! {
     /// The order of each object's keys in the value being rendered, by its sorted key set:
     /// the template's maps are unordered, and `{{json .X}}` prints keys in the object's

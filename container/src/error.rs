@@ -87,6 +87,9 @@ pub enum Error {
     /// `cp` failed in the container's file system: what failed there.
     #[error("{0}")]
     Copy(String),
+    /// `top`: the host's `ps` failed, or its output has no PID column.
+    #[error("{0}")]
+    Ps(String),
     /// A file an option names could not be read (`--env-file`).
     #[error("{option} {}: {source}", path.display())]
     OptionFile {

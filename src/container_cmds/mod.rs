@@ -21,6 +21,7 @@ mod cp;
 mod manage;
 mod ps;
 mod run;
+mod stats;
 
 pub use cp::{CpArgs, cp};
 pub use manage::{
@@ -30,6 +31,7 @@ pub use manage::{
 };
 pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, create, exec, run, start};
+pub use stats::{StatsArgs, TopArgs, stats, top};
 
 /// The options `run` and `exec` share: how the process runs and what it sees.
 #[derive(Args)]

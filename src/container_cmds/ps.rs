@@ -3,7 +3,6 @@
 //! `table TEMPLATE` with docker's column headers, aligned as its tabwriter aligns them).
 
 use super::*;
-use crate::template::Format;
 
 #[derive(Args)]
 pub struct PsArgs {
@@ -155,24 +154,8 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(f) = &args.format {
-        let (table, text) = match f.strip_prefix("table") {
-            Some(rest) => (true, rest.trim_start().to_string()),
-            None => (false, f.clone()),
-        };
-        let template = Format::parse(&text)?;
-        let mut lines = Vec::new();
-        if table {
-            // The header: each field's column name in the template's own layout.
-            let mut head = text.clone();
-            for (field, header) in COLUMNS {
-                head = head.replace(&format!("{{{{.{field}}}}}"), header);
-            }
-            lines.push(head.replace("\\t", "\t"));
-        }
-        for (c, st) in &rows {
-            lines.push(template.render(&row(c, st))?.replace("\\t", "\t"));
-        }
-        print!("{}", aligned(&lines));
+        let rows: Vec<Row> = rows.iter().map(|(c, st)| row(c, st)).collect();
+        print!("{}", crate::template::table_or_lines(f, COLUMNS, &rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -198,52 +181,4 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Lines whose tab-separated cells are padded to their column's width plus three spaces
-/// (docker's tabwriter: minimum width 10, padding 3); the last cell of a line as it is.
-fn aligned(lines: &[String]) -> String {
-    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<usize> = Vec::new();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
-            let w = c.chars().count();
-            if widths.len() <= i {
-                widths.push(0);
-            }
-            widths[i] = widths[i].max(w);
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < row.len() {
-                let width = (widths[i] + 3).max(10);
-                out.push_str(&" ".repeat(width - c.chars().count()));
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn table_cells_align_as_dockers_tabwriter() {
-        let lines = ["NAMES\tSTATUS".to_string(), "web\tUp 2 seconds".to_string()];
-        assert_eq!(
-            super::aligned(&lines),
-            "NAMES     STATUS\nweb       Up 2 seconds\n"
-        );
-        let lines = [
-            "CONTAINER ID\tNAMES".to_string(),
-            "0123456789ab\tweb".to_string(),
-        ];
-        assert_eq!(
-            super::aligned(&lines),
-            "CONTAINER ID   NAMES\n0123456789ab   web\n"
-        );
-    }
 }

@@ -26,6 +26,7 @@ mod pause;
 mod remove;
 mod rename;
 mod start;
+mod stats;
 mod stop;
 mod wait;
 
@@ -37,6 +38,7 @@ pub use inspect::ContainerInspect;
 pub use list::list;
 pub use logs::LogsOptions;
 pub use monitor::{devnull, running_state};
+pub use stats::{CgroupStats, StatsSample, Top};
 
 /// A container of a store: its record and its directory.
 pub struct Container<'s> {

@@ -483,6 +483,7 @@ mod freezer;
 mod host;
 mod kill;
 mod limits;
+mod stats;
 mod v1;
 mod v2;
 
@@ -491,6 +492,7 @@ use host::*;
 pub use host::{HierarchyMount, container_hierarchies};
 use kill::*;
 use limits::*;
+pub use stats::CgroupStats;
 use v1::*;
 use v2::*;
 

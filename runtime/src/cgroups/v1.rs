@@ -7,7 +7,9 @@ use super::*;
 /// The v1 hierarchies a container's processes join. cpuset is left out on purpose: a new
 /// v1 cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems` and refuses processes
 /// until they are copied from the parent, and lb sets no cpuset limits.
-pub(super) const V1_USED: [&str; 6] = ["memory", "pids", "cpu", "cpuacct", "freezer", "devices"];
+pub(super) const V1_USED: [&str; 7] = [
+    "memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio",
+];
 
 /// The directories of the v1 hierarchies, made (or found) as `<own>/lb/<name>`.
 pub(super) fn create_v1(host: &Host, name: &str, created: &mut Vec<PathBuf>) -> Result<Vec<V1Dir>> {
@@ -23,7 +25,7 @@ pub(super) fn create_v1(host: &Host, name: &str, created: &mut Vec<PathBuf>) -> 
 }
 
 impl Cgroup {
-    fn v1_dir(&self, controller: &str) -> Option<&Path> {
+    pub(super) fn v1_dir(&self, controller: &str) -> Option<&Path> {
         match &self.layout {
             Layout::V1(dirs) => dirs
                 .iter()

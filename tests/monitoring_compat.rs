@@ -1,0 +1,118 @@
+//! `lb top` and `lb stats` against docker 20.10's (a dockerd of the test's own): the same
+//! containers shown alike (titles, the container's processes and nothing else, stats'
+//! columns, units and limits, `--format` fields), refusals and exit codes alike.
+
+mod common;
+use common::docker::{Tool, both};
+use common::*;
+
+/// Cells of an aligned table, per line.
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn top_and_stats_show_what_docker_shows() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "mon",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1000 & exec sleep 999",
+        ]);
+        t.ok(&["create", "--name", "idle", "busybox", "true"]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // top: the titles and the commands of the container's processes, nothing of lb's.
+    for args in [
+        &["top", "mon"][..],
+        &["top", "mon", "-o", "pid,comm,args"][..],
+    ] {
+        let shown: Vec<Vec<Vec<String>>> = tools.iter().map(|t| cells(&t.ok(args))).collect();
+        assert_eq!(shown[0][0], shown[1][0], "{args:?} titles");
+        let last = |rows: &[Vec<String>]| {
+            let mut c: Vec<String> = rows[1..]
+                .iter()
+                .map(|r| r.last().unwrap().clone())
+                .collect();
+            c.sort();
+            c
+        };
+        assert_eq!(last(&shown[0]), last(&shown[1]), "{args:?} processes");
+        assert_eq!(last(&shown[1]), ["sleep 1000", "sleep 999"]);
+    }
+    // Refusals: a stopped container, one that is not there.
+    for args in [&["top", "idle"][..], &["top", "nosuch"][..]] {
+        let codes: Vec<_> = tools.iter().map(|t| t.run(args).status.code()).collect();
+        assert_eq!(codes, [Some(1), Some(1)], "{args:?}");
+    }
+    let o = env.run(&["top", "idle"]);
+    assert!(
+        text(&o.stderr).contains("is not running"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // stats: the header, and per container what does not move between two readings.
+    let stats: Vec<Vec<Vec<String>>> = tools
+        .iter()
+        .map(|t| cells(&t.ok(&["stats", "--no-stream", "mon", "idle"])))
+        .collect();
+    assert_eq!(stats[0][0], stats[1][0], "the header");
+    for (d, l) in stats[0][1..].iter().zip(&stats[1][1..]) {
+        assert_eq!(d[1], l[1], "NAME");
+        // MEM USAGE / LIMIT: the limit; NET I/O; PIDS.
+        assert_eq!(
+            d[3].split(" / ").nth(1),
+            l[3].split(" / ").nth(1),
+            "{d:?} {l:?}"
+        );
+        assert_eq!(d[5], l[5], "NET I/O");
+        assert_eq!(d[7], l[7], "PIDS");
+    }
+    assert_eq!(stats[1][1][7], "2");
+    assert_eq!(
+        stats[1][2][2..],
+        ["0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0"]
+    );
+    let fmt = "{{.Container}} {{.Name}} {{.PIDs}} {{json .}}";
+    let lines: Vec<String> = tools
+        .iter()
+        .map(|t| t.ok(&["stats", "--no-stream", "--format", fmt, "mon"]))
+        .collect();
+    let head = |s: &str| s.split(" {").next().unwrap().to_string();
+    assert_eq!(head(&lines[0]), head(&lines[1]));
+    let keys = |s: &str| {
+        let v: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
+        v.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&lines[0]), keys(&lines[1]));
+    let codes: Vec<_> = tools
+        .iter()
+        .map(|t| t.run(&["stats", "--no-stream", "nosuch"]).status.code())
+        .collect();
+    assert_eq!(codes, [Some(1), Some(1)]);
+    for t in tools {
+        t.ok(&["rm", "-f", "mon", "idle"]);
+    }
+}
