@@ -459,3 +459,92 @@ fn a_bad_reserve_setting_is_a_clear_error() {
         assert!(out.status.success(), "{good}: {}", text(&out.stderr));
     }
 }
+
+/// A detached container whose output fills the disk runs on: its log is cut at whole
+/// entries (every line parses), `lb logs` says entries are being dropped, and once there
+/// is room again the log counts what was dropped and goes on.
+#[test]
+fn a_full_disk_while_logging_keeps_the_container_running_and_says_so() {
+    let Some(fs) = LoopFs::new(48) else { return };
+    let Some(root) = store_with_busybox(&fs) else {
+        return;
+    };
+    fs.fill_leaving(2 * MIB);
+    // Lines until the disk is full, then (told by a file `lb exec` makes) a last line.
+    let script = "i=0; while [ ! -e /go ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; \
+                  i=$((i+1)); done; echo after-the-room; exec sleep 300";
+    let out = lb(
+        &root,
+        Some("0"),
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flood",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Full: the log says it drops entries, and the container runs on.
+    let log = {
+        let id = text(&lb(&root, Some("0"), &["inspect", "-f", "{{.Id}}", "flood"]).stdout);
+        root.join("containers").join(id.trim()).join("log.json")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let logs = lb(&root, Some("0"), &["logs", "--tail", "1", "flood"]);
+        assert!(logs.status.success(), "{}", text(&logs.stderr));
+        if text(&logs.stderr).contains("no space left on device: log entries are being dropped") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never said it was full"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let ps = lb(
+        &root,
+        Some("0"),
+        &["ps", "--format", "{{.Names}} {{.State}}"],
+    );
+    assert_eq!(text(&ps.stdout), "flood running\n", "{}", text(&ps.stderr));
+    sync(&fs.mnt);
+    assert!(fs.avail() < 256 * 1024, "{} bytes free", fs.avail());
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a torn log line {line:?}: {e}"));
+    }
+    // Room again: the log says how many entries went, then goes on.
+    fs.unfill();
+    let out = lb(&root, Some("0"), &["exec", "flood", "touch", "/go"]);
+    assert!(out.status.success(), "exec: {}", text(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logs = lb(&root, Some("0"), &["logs", "--tail", "3", "flood"]);
+        let both = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+        if both.contains("after-the-room") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line after the room came: {both}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let all = lb(&root, Some("0"), &["logs", "flood"]);
+    let told = text(&all.stderr);
+    let dropped = told
+        .lines()
+        .filter(|l| l.contains("log entries were dropped: no space left on device"))
+        .count();
+    assert_eq!(dropped, 1, "{told}");
+    let out = lb(&root, Some("0"), &["rm", "-f", "flood"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

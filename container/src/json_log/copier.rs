@@ -179,27 +179,69 @@ impl Stream {
 /// `max_size` bytes, the next entry goes to a new one; with `max_file` > 1 the full one is
 /// kept as `log.json.1` (older ones shifted up, the oldest beyond `max_file - 1` removed),
 /// else it is truncated.
+///
+/// A batch that cannot be written (a full disk) is dropped whole: the file is cut back to
+/// its last whole entry, so no torn line is ever left for `lb logs`. The first drop says
+/// so in the log itself, in the room a small reserve file kept for it
+/// ([`RESERVE_FILE`], given up then); writing resumes once the reserve can be made again,
+/// its first write counting what was dropped: the container runs on and `lb logs` tells
+/// why lines are missing.
 struct LogFile {
     path: PathBuf,
     file: File,
     /// The current file's size with the batch not yet written.
     size: u64,
+    /// The current file's length up to its last whole entry.
+    written: u64,
     max_size: Option<u64>,
     max_file: u32,
     batch: Vec<u8>,
+    /// Entries dropped since the log last said so (while not 0, entries are dropped).
+    dropped: u64,
 }
+
+/// Room kept beside the log for the notice that entries are being dropped.
+pub(crate) const RESERVE_FILE: &str = "log.reserve";
+const RESERVE: i64 = 64 * 1024;
+/// Free bytes that end dropping: a reserve and a few batches.
+const RESUME_ROOM: u64 = 4 * BATCH as u64;
 
 impl LogFile {
     fn open(path: PathBuf, max_size: Option<u64>, max_file: u32) -> std::io::Result<LogFile> {
         let file = Self::create(&path, false)?;
-        Ok(LogFile {
-            size: file.metadata()?.len(),
+        let len = file.metadata()?.len();
+        let log = LogFile {
+            size: len,
+            written: len,
             path,
             file,
             max_size,
             max_file,
             batch: Vec::with_capacity(BATCH + 2 * 6 * MAX_LINE),
-        })
+            dropped: 0,
+        };
+        log.keep_reserve();
+        Ok(log)
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.path.with_file_name(RESERVE_FILE)
+    }
+
+    /// Makes the reserve (blocks allocated, not a sparse file) where it is missing;
+    /// whether it is there whole.
+    fn keep_reserve(&self) -> bool {
+        let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.reserve_path())
+        else {
+            return false;
+        };
+        f.metadata().is_ok_and(|m| m.len() >= RESERVE as u64)
+            || nix::fcntl::posix_fallocate(f.as_fd(), 0, RESERVE).is_ok()
     }
 
     fn create(path: &Path, truncate: bool) -> std::io::Result<File> {
@@ -226,10 +268,78 @@ impl LogFile {
     }
 
     fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            let _ = self.file.write_all(&self.batch);
-            self.batch.clear();
+        if self.batch.is_empty() {
+            return;
         }
+        let batch = std::mem::take(&mut self.batch);
+        if self.dropped > 0 {
+            // Dropping: resumed only once there is room again (what freed a few blocks
+            // would fill at once) and the reserve can be made again, with the count of
+            // what was dropped in the same write as what comes next.
+            if self.room_again() && self.keep_reserve() {
+                let mut out = Vec::with_capacity(batch.len() + 128);
+                let text = format!(
+                    "lb: {} log entries were dropped: no space left on device\n",
+                    self.dropped
+                );
+                encode_entry(&mut out, text.as_bytes(), false, "stderr", &timestamp());
+                out.extend_from_slice(&batch);
+                if self.write_whole(&out) {
+                    self.dropped = 0;
+                    self.done_with(batch);
+                    return;
+                }
+            }
+            self.drop_batch(batch);
+            return;
+        }
+        if self.write_whole(&batch) {
+            self.done_with(batch);
+            return;
+        }
+        self.drop_batch(batch);
+        // The reserve's room for the notice.
+        let _ = std::fs::remove_file(self.reserve_path());
+        let mut notice = Vec::new();
+        let text = "lb: no space left on device: log entries are being dropped; \
+                    the container runs on\n";
+        encode_entry(&mut notice, text.as_bytes(), false, "stderr", &timestamp());
+        self.write_whole(&notice);
+        self.size = self.written;
+    }
+
+    /// Writes `bytes` whole at the end of the file, or cuts the file back to its last
+    /// whole entry and says false.
+    fn write_whole(&mut self, bytes: &[u8]) -> bool {
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                true
+            }
+            Err(_) => {
+                let _ = self.file.set_len(self.written);
+                false
+            }
+        }
+    }
+
+    /// The batch buffer back, empty, after its entries were written.
+    fn done_with(&mut self, mut batch: Vec<u8>) {
+        batch.clear();
+        self.batch = batch;
+        self.size = self.written;
+    }
+
+    /// Whether the log's file system has room for writing to resume.
+    fn room_again(&self) -> bool {
+        nix::sys::statvfs::fstatvfs(&self.file)
+            .is_ok_and(|st| st.blocks_available() * st.fragment_size() >= RESUME_ROOM)
+    }
+
+    /// Counts the batch's entries as dropped and forgets them.
+    fn drop_batch(&mut self, batch: Vec<u8>) {
+        self.dropped += batch.iter().filter(|b| **b == b'\n').count() as u64;
+        self.done_with(batch);
     }
 
     fn rotate(&mut self) {
@@ -249,6 +359,7 @@ impl LogFile {
             self.file = f;
         }
         self.size = 0;
+        self.written = 0;
     }
 }
 
@@ -342,7 +453,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["log.json", "log.json.1", "log.json.2"]);
+        assert_eq!(names, ["log.json", "log.json.1", "log.json.2", RESERVE_FILE]);
         let mut all = Vec::new();
         for n in ["log.json.2", "log.json.1", "log.json"] {
             let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
