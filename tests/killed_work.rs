@@ -236,3 +236,53 @@ fn a_killed_save_leaves_no_partial_archive() {
     let out = lb(&env, &["load", "-i", target.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// A detached container's monitor killed with SIGKILL loses nothing: the record reads,
+/// `ps` and `inspect` tell the truth (running while the container runs, exited once it
+/// ended unseen), its log keeps what was copied, and stop and rm still work.
+#[test]
+fn a_killed_monitor_leaves_the_truth_behind() {
+    let Some(env) = setup() else { return };
+    let ok = |args: &[&str]| {
+        let o = lb(&env, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    for name in ["watched", "stopped"] {
+        ok(&["run", "-d", "--name", name, "--network", "none", "busybox", "sh", "-c",
+            "echo hi; exec sleep 300"]);
+    }
+    wait_for("the first line in the log", Duration::from_secs(10), || {
+        (ok(&["logs", "watched"]) == "hi\n").then_some(())
+    });
+    for name in ["watched", "stopped"] {
+        let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", name]).trim().parse().unwrap();
+        let (monitor, _) = stat(pid).expect("the container's process");
+        assert!(
+            std::fs::read_to_string(format!("/proc/{monitor}/cmdline")).unwrap().contains("lb"),
+            "pid {monitor} is not lb's monitor"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::SIGKILL)
+            .unwrap();
+        wait_for("the monitor's end", Duration::from_secs(10), || {
+            (stat(monitor).is_none_or(|(_, s)| s == 'Z')).then_some(())
+        });
+    }
+    // The containers run on, and say so.
+    let ps = ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.contains("watched running") && ps.contains("stopped running"), "{ps}");
+    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}}", "watched"]), "running\n");
+    assert_eq!(ok(&["logs", "watched"]), "hi\n");
+    // One ends unseen (killed from the host): exited, as it is.
+    let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", "watched"]).trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    wait_for("the container's end", Duration::from_secs(10), || {
+        (ok(&["inspect", "-f", "{{.State.Status}}", "watched"]) == "exited\n").then_some(())
+    });
+    assert!(ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]).contains("watched exited"));
+    // The other is stopped by lb, with no monitor to record it.
+    ok(&["stop", "-t", "1", "stopped"]);
+    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}}", "stopped"]), "exited\n");
+    ok(&["rm", "watched", "stopped"]);
+    assert_eq!(ok(&["ps", "-aq"]), "");
+}
