@@ -227,6 +227,9 @@ enum SystemCommands {
     Info(system_cmds::InfoArgs),
     /// Remove stopped containers, unused networks, dangling images and build cache
     Prune(prune_cmds::SystemPruneArgs),
+    /// Start the containers whose restart policy wants them running (always, and
+    /// unless-stopped unless stopped by the user): for an init system or @reboot
+    Boot,
 }
 
 /// `lb builder ...`: the build cache.
@@ -237,6 +240,10 @@ enum BuilderCommands {
 }
 
 fn main() -> ExitCode {
+    // A detached container's monitor, exec'd by `run -d`/`start`: nothing of the CLI.
+    if let Some(code) = lb_container::ops::monitor_from_handoff() {
+        return ExitCode::from(code as u8);
+    }
     closed_output::install_hook();
     // A print to a closed stdout or stderr panics (quietly, see the hook): the command
     // unwinds, dropping what it holds, and lb dies of SIGPIPE as docker does.
@@ -326,6 +333,7 @@ fn command() -> ExitCode {
         Commands::Info(args) | Commands::System(SystemCommands::Info(args)) => {
             store().and_then(|s| system_cmds::info(&s, args))
         }
+        Commands::System(SystemCommands::Boot) => store().and_then(|s| system_cmds::boot(&s)),
         Commands::System(SystemCommands::Prune(args)) => {
             store().and_then(|s| prune_cmds::system_prune(&s, args))
         }

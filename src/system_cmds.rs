@@ -214,6 +214,22 @@ fn binary_size(bytes: u64) -> String {
     format!("{text}{}", units[u])
 }
 
+/// `lb system boot`: each container started, by name; a start that fails is said and
+/// makes the exit status 1, the others are started still.
+pub fn boot(store: &lb_layerstore::Store) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for (name, started) in lb_container::ops::boot(store)? {
+        match started {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("lb: {name}: {}", crate::error_text(&e.into()));
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

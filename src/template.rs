@@ -26,8 +26,9 @@ impl Format {
             ("split", split),
             ("truncate", truncate),
         ]);
+        template.add_funcs(&[("gofmt", gofmt as gtmpl::Func)]);
         template
-            .parse(text)
+            .parse(go_printed(text))
             .map_err(|e| anyhow!("template parsing error: {e}"))?;
         Ok(Format { template })
     }
@@ -122,11 +123,56 @@ struct Ordered(Value);
 
 impl<'de> serde::Deserialize<'de> for Ordered {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
-        d.deserialize_any(OrderedVisitor).map(Ordered)
+        d.deserialize_any(OrderedVisitor::default()).map(Ordered)
     }
 }
 
-struct OrderedVisitor;
+/// Reads a value whose key in its parent object is `key` (and the parent's own `parent`):
+/// the object of a field that is a Go map in docker's types becomes a template map,
+/// any other object a struct (see [`go_format`]).
+struct KeyedSeed<'a> {
+    parent: &'a str,
+    key: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyedSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(OrderedVisitor {
+            parent: self.parent.to_string(),
+            key: self.key.to_string(),
+        })
+    }
+}
+
+/// The fields of docker's types that are Go maps (printed `map[k:v]`, keys sorted) when
+/// they hold objects; other objects are structs (printed `{v1 v2}`, in field order).
+fn is_go_map(parent: &str, key: &str) -> bool {
+    matches!(
+        key,
+        "Labels"
+            | "ExposedPorts"
+            | "Volumes"
+            | "PortBindings"
+            | "Ports"
+            | "Networks"
+            | "Sysctls"
+            | "StorageOpt"
+            | "Tmpfs"
+            | "Annotations"
+            | "Data"
+            | "Options"
+            | "DriverOpts"
+            | "Containers"
+    ) || (key == "Config" && parent == "LogConfig")
+        || (key == "Status" && parent.is_empty())
+}
+
+#[derive(Default)]
+struct OrderedVisitor {
+    parent: String,
+    key: String,
+}
 
 impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
     type Value = Value;
@@ -154,7 +200,11 @@ impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(Ordered(v)) = seq.next_element()? {
+        // An array's elements are of the array's field.
+        while let Some(v) = seq.next_element_seed(KeyedSeed {
+            parent: &self.parent,
+            key: &self.key,
+        })? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -162,14 +212,25 @@ impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut order = Vec::new();
         let mut fields = HashMap::new();
-        while let Some((k, Ordered(v))) = map.next_entry::<String, Ordered>()? {
+        let go_map = is_go_map(&self.parent, &self.key);
+        while let Some(k) = map.next_key::<String>()? {
+            // A map's values are of the map's own field: their objects are structs.
+            let key = if go_map { "" } else { k.as_str() };
+            let v = map.next_value_seed(KeyedSeed {
+                parent: &self.key,
+                key,
+            })?;
             order.push(k.clone());
             fields.insert(k, v);
         }
         let mut sorted = order.clone();
         sorted.sort();
         KEY_ORDER.with(|k| k.borrow_mut().insert(sorted, order));
-        Ok(Value::Object(fields))
+        Ok(if go_map {
+            Value::Map(fields)
+        } else {
+            Value::Object(fields)
+        })
     }
 }
 
@@ -216,6 +277,214 @@ fn write_json(v: &Value, out: &mut String) {
             out.push('}');
         }
     }
+}
+
+/// `v` as Go's `fmt` prints a value with `%v`, as docker's templates print a field:
+/// slices `[a b]`, maps `map[k:v]` (keys sorted), structs `{v1 v2}`, nil `<nil>`.
+fn go_format(v: &Value, out: &mut String) {
+    match v {
+        Value::NoValue => out.push_str("<no value>"),
+        Value::Nil => out.push_str("<nil>"),
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                go_format(item, out);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push_str("map[");
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                go_format(&m[*k], out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            let mut sorted: Vec<String> = o.keys().cloned().collect();
+            sorted.sort();
+            let order = KEY_ORDER
+                .with(|k| k.borrow().get(&sorted).cloned())
+                .unwrap_or(sorted);
+            out.push('{');
+            for (i, k) in order.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                go_format(&o[k], out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// What every printing action of a template is wrapped in (see [`go_printed`]), with the
+/// field's name when the action names one.
+fn gofmt(args: &[Value]) -> Result<Value, FuncError> {
+    let value = arg(args, 0, "gofmt")?;
+    let name = args.get(1).map(text).unwrap_or_default();
+    if matches!(value, Value::Nil) {
+        if is_go_map("", &name) {
+            return Ok(Value::String("map[]".into()));
+        }
+        if is_go_slice(&name) {
+            return Ok(Value::String("[]".into()));
+        }
+    }
+    let mut out = String::new();
+    go_format(value, &mut out);
+    Ok(Value::String(out))
+}
+
+/// The fields of docker's types that are Go slices, which print `[]` when nil (JSON
+/// `null`).
+fn is_go_slice(name: &str) -> bool {
+    matches!(
+        name,
+        "Cmd"
+            | "Entrypoint"
+            | "Env"
+            | "Args"
+            | "Binds"
+            | "Dns"
+            | "DnsOptions"
+            | "DnsSearch"
+            | "ExtraHosts"
+            | "CapAdd"
+            | "CapDrop"
+            | "GroupAdd"
+            | "Links"
+            | "VolumesFrom"
+            | "Devices"
+            | "SecurityOpt"
+            | "Mounts"
+            | "Aliases"
+            | "OnBuild"
+            | "Shell"
+            | "RepoTags"
+            | "RepoDigests"
+            | "Layers"
+    )
+}
+
+/// `text` with each action that prints a value (`{{.Config.Cmd}}`, `{{.A | f}}`) made
+/// `{{gofmt (...)}}`: gtmpl prints composite values in Rust's debug form, docker in Go's.
+/// Control actions (`if`, `range`, `end`...), comments and variable declarations are
+/// left as they are.
+fn go_printed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let action = &rest[start + 2..];
+        let Some(end) = action_end(action) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &action[..end];
+        let (left, body) = match inner.strip_prefix("- ") {
+            Some(b) => ("- ", b),
+            None => ("", inner),
+        };
+        let (body, right) = match body.strip_suffix(" -") {
+            Some(b) => (b, " -"),
+            None => (body, ""),
+        };
+        let word = body
+            .trim_start()
+            .split([' ', '\t', '\n'])
+            .next()
+            .unwrap_or("");
+        let control = matches!(
+            word,
+            "if" | "else"
+                | "end"
+                | "range"
+                | "with"
+                | "define"
+                | "template"
+                | "block"
+                | "break"
+                | "continue"
+        ) || body.trim_start().starts_with("/*")
+            || body.contains(":=")
+            || body.trim().is_empty()
+            || is_assignment(body);
+        if control {
+            out.push_str("{{");
+            out.push_str(inner);
+        } else {
+            // A field named as it is (`.Config.Entrypoint`) is printed knowing its name:
+            // a nil slice or map of docker's types prints as Go prints them.
+            let field = body.trim();
+            let name = field
+                .rsplit('.')
+                .next()
+                .filter(|_| {
+                    field.starts_with('.')
+                        && field[1..].split('.').all(|p| {
+                            !p.is_empty()
+                                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        })
+                })
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default();
+            out.push_str(&format!("{{{{{left}gofmt ({field}){name}{right}"));
+        }
+        out.push_str("}}");
+        rest = &action[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether an action body is `$x = ...` (a plain assignment prints nothing).
+fn is_assignment(body: &str) -> bool {
+    let b = body.trim_start();
+    b.starts_with('$')
+        && b.split_once('=')
+            .is_some_and(|(l, r)| !l.contains(['(', '|', '"']) && !r.starts_with('='))
+}
+
+/// Where the action starting `text` (after its `{{`) ends: the index of its `}}`, past
+/// any string or raw string in it.
+fn action_end(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn arg<'a>(args: &'a [Value], n: usize, name: &str) -> Result<&'a Value, FuncError> {
@@ -331,6 +600,35 @@ mod tests {
     }
 
     #[test]
+    fn composite_values_print_as_gos() {
+        let c = serde_json::json!({
+            "Args": ["-c", "sleep 5"],
+            "Config": {"Labels": {"b": "2", "a": "1"}, "Cmd": ["sh"], "ExposedPorts": {"80/tcp": {}}},
+            "HostConfig": {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                           "LogConfig": {"Type": "json-file", "Config": {}}},
+            "State": {"Health": null},
+            "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}},
+        });
+        let cases = [
+            ("{{.Args}}", "[-c sleep 5]"),
+            ("{{.Config.Cmd}}", "[sh]"),
+            ("{{.Config.Labels}}", "map[a:1 b:2]"),
+            ("{{.Config.ExposedPorts}}", "map[80/tcp:{}]"),
+            ("{{.HostConfig.LogConfig.Config}}", "map[]"),
+            ("{{.State.Health}}", "<nil>"),
+            ("{{.NetworkSettings.Ports}}", "map[80/tcp:[{0.0.0.0 8080}]]"),
+            ("{{- .Args -}} x", "[-c sleep 5]x"),
+            ("{{ .Config.Cmd | json }}", "[\"sh\"]"),
+            ("{{$a := .Args}}{{range $a}}<{{.}}>{{end}}", "<-c><sleep 5>"),
+            ("{{/* a comment */}}{{index .Args 1}}", "sleep 5"),
+            ("{{\"}}\"}}", "}}"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(render(t, c.clone()), want, "{t}");
+        }
+    }
+
+    #[test]
     fn json_keeps_the_objects_key_order() {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "PascalCase")]
@@ -349,6 +647,9 @@ mod tests {
                 maximum_retry_count: 0,
             },
         };
+        // A struct prints its fields in order, as Go's `%v`.
+        let f = Format::parse("{{.RestartPolicy}}").unwrap();
+        assert_eq!(f.render(&host).unwrap(), "{no 0}");
         let f = Format::parse("{{json .RestartPolicy}} {{json .}}").unwrap();
         assert_eq!(
             f.render(&host).unwrap(),

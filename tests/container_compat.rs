@@ -64,6 +64,10 @@ fn container_inspect_shows_what_docker_shows() {
         "{{range .Mounts}}{{.Type}} {{.Source}} {{.Destination}} {{.Mode}} {{.RW}} {{.Propagation}}{{end}}",
         "{{.NetworkSettings.IPAddress}}|{{json .NetworkSettings.Ports}}",
         "{{if .State.Running}}up{{else}}down{{end}} {{len .Args}} {{index .Args 0}}",
+        // Composite values printed as Go prints them.
+        "{{.Config.Cmd}} {{.Args}} {{.HostConfig.RestartPolicy}} {{.HostConfig.Binds}}",
+        "{{.Config.Labels}} {{.HostConfig.LogConfig}} {{range .Mounts}}{{.Source}}{{end}}",
+        "{{.NetworkSettings.Ports}} {{.Config.Entrypoint}}",
     ];
     for tpl in templates {
         let d = docker.ok(&["inspect", "-f", tpl, "insp"]);

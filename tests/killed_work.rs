@@ -249,32 +249,59 @@ fn a_killed_monitor_leaves_the_truth_behind() {
         text(&o.stdout)
     };
     for name in ["watched", "stopped"] {
-        ok(&["run", "-d", "--name", name, "--network", "none", "busybox", "sh", "-c",
-            "echo hi; exec sleep 300"]);
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; exec sleep 300",
+        ]);
     }
     wait_for("the first line in the log", Duration::from_secs(10), || {
         (ok(&["logs", "watched"]) == "hi\n").then_some(())
     });
     for name in ["watched", "stopped"] {
-        let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", name]).trim().parse().unwrap();
+        let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", name])
+            .trim()
+            .parse()
+            .unwrap();
         let (monitor, _) = stat(pid).expect("the container's process");
         assert!(
-            std::fs::read_to_string(format!("/proc/{monitor}/cmdline")).unwrap().contains("lb"),
+            std::fs::read_to_string(format!("/proc/{monitor}/cmdline"))
+                .unwrap()
+                .contains("lb"),
             "pid {monitor} is not lb's monitor"
         );
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::SIGKILL)
-            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
         wait_for("the monitor's end", Duration::from_secs(10), || {
             (stat(monitor).is_none_or(|(_, s)| s == 'Z')).then_some(())
         });
     }
     // The containers run on, and say so.
     let ps = ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
-    assert!(ps.contains("watched running") && ps.contains("stopped running"), "{ps}");
-    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}}", "watched"]), "running\n");
+    assert!(
+        ps.contains("watched running") && ps.contains("stopped running"),
+        "{ps}"
+    );
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.State.Status}}", "watched"]),
+        "running\n"
+    );
     assert_eq!(ok(&["logs", "watched"]), "hi\n");
     // One ends unseen (killed from the host): exited, as it is.
-    let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", "watched"]).trim().parse().unwrap();
+    let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", "watched"])
+        .trim()
+        .parse()
+        .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     wait_for("the container's end", Duration::from_secs(10), || {
         (ok(&["inspect", "-f", "{{.State.Status}}", "watched"]) == "exited\n").then_some(())
@@ -282,7 +309,72 @@ fn a_killed_monitor_leaves_the_truth_behind() {
     assert!(ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]).contains("watched exited"));
     // The other is stopped by lb, with no monitor to record it.
     ok(&["stop", "-t", "1", "stopped"]);
-    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}}", "stopped"]), "exited\n");
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.State.Status}}", "stopped"]),
+        "exited\n"
+    );
     ok(&["rm", "watched", "stopped"]);
     assert_eq!(ok(&["ps", "-aq"]), "");
+}
+
+/// After a reboot (here: every monitor and container killed with SIGKILL, as a power cut
+/// leaves them), `lb system boot` starts what the restart policies want running:
+/// `always`, and `unless-stopped` unless the user stopped it; not `no`.
+#[test]
+fn system_boot_starts_what_the_policies_want() {
+    let Some(env) = setup() else { return };
+    let ok = |args: &[&str]| {
+        let o = lb(&env, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    for (name, policy) in [
+        ("aa", "always"),
+        ("uu", "unless-stopped"),
+        ("us", "unless-stopped"),
+        ("nn", "no"),
+    ] {
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    ok(&["stop", "-t", "0", "us"]);
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    };
+    for name in ["aa", "uu", "nn"] {
+        let pid: i32 = ok(&["inspect", "-f", "{{.State.Pid}}", name])
+            .trim()
+            .parse()
+            .unwrap();
+        let (monitor, _) = stat(pid).expect("the container's process");
+        kill(monitor);
+        kill(pid);
+    }
+    wait_for("every container's end", Duration::from_secs(10), || {
+        ok(&["ps", "-q"]).is_empty().then_some(())
+    });
+    let mut booted: Vec<String> = ok(&["system", "boot"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    booted.sort();
+    assert_eq!(booted, ["aa", "uu"]);
+    let ps = ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    for want in ["aa running", "uu running", "us exited", "nn exited"] {
+        assert!(ps.contains(want), "{want} in {ps}");
+    }
+    // Booting again starts nothing: they run.
+    assert_eq!(ok(&["system", "boot"]), "");
+    ok(&["rm", "-f", "aa", "uu", "us", "nn"]);
 }

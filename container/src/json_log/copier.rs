@@ -453,7 +453,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["log.json", "log.json.1", "log.json.2", RESERVE_FILE]);
+        assert_eq!(
+            names,
+            ["log.json", "log.json.1", "log.json.2", RESERVE_FILE]
+        );
         let mut all = Vec::new();
         for n in ["log.json.2", "log.json.1", "log.json"] {
             let len = std::fs::metadata(dir.path().join(n)).unwrap().len();

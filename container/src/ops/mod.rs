@@ -12,10 +12,12 @@ use nix::sys::signal::Signal;
 
 use crate::{ContainerConfig, Error, Record, Result, Status};
 
+mod boot;
 mod copy;
 mod create;
 mod diff;
 mod exec;
+mod handoff;
 mod inspect;
 mod kill;
 mod launch;
@@ -30,10 +32,12 @@ mod stats;
 mod stop;
 mod wait;
 
+pub use boot::boot;
 pub use copy::{ExtractOptions, PathStat};
 pub(crate) use create::random_id;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
+pub use handoff::monitor_from_handoff;
 pub use inspect::ContainerInspect;
 pub use list::list;
 pub use logs::LogsOptions;

@@ -24,8 +24,9 @@ impl Container<'_> {
         let store = self.store;
         let record = &self.record;
         let auto_remove = record.auto_remove;
-        let log_config = LogConfig::from_record(record.config.log_config.as_ref())?;
-        let launch = self.launch(lb_runtime::Stdio::Inherit)?;
+        // Refused here, before the fork, rather than in the monitor.
+        LogConfig::from_record(record.config.log_config.as_ref())?;
+        self.launch(lb_runtime::Stdio::Inherit)?;
         let pipe = |e| Error::Sys {
             what: "pipe",
             errno: e,
@@ -40,7 +41,8 @@ impl Container<'_> {
             nix::unistd::ForkResult::Child => {
                 drop(ready_r);
                 let _ = nix::unistd::setsid();
-                let code = self.monitor(launch, ports, &log_config, std::fs::File::from(ready_w));
+                let (ready_w, ports) = self.exec_monitor(ready_w, ports);
+                let code = self.run_monitor(ports, std::fs::File::from(ready_w));
                 // SAFETY: leaving the forked monitor.
                 unsafe { libc::_exit(code) }
             }
@@ -67,6 +69,23 @@ impl Container<'_> {
 }
 
 impl Container<'_> {
+    /// The monitor's life from its record (in the monitor process, exec'd or forked).
+    pub(super) fn run_monitor(&self, ports: Vec<Bound>, ready: std::fs::File) -> i32 {
+        let fail = |mut ready: std::fs::File, e: &dyn std::fmt::Display| {
+            let _ = write!(ready, "125 {e}");
+            1
+        };
+        let log_config = match LogConfig::from_record(self.record.config.log_config.as_ref()) {
+            Ok(l) => l,
+            Err(e) => return fail(ready, &e),
+        };
+        let launch = match self.launch(lb_runtime::Stdio::Inherit) {
+            Ok(l) => l,
+            Err(e) => return fail(ready, &e),
+        };
+        self.monitor(launch, ports, &log_config, ready)
+    }
+
     /// The monitor's life (in the forked child): starts the container, tells the caller
     /// through `ready` ("ok", or "CODE message"), copies its output to the log, records
     /// its exit, and starts it again while its restart policy says so. Returns the

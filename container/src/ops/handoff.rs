@@ -1,0 +1,145 @@
+//! The monitor as a process of its own: the forked child of `run -d`/`start` execs lb
+//! afresh (`/proc/self/exe`), handing over what it holds (the store's root, the
+//! container's id, the pipe that tells the caller it started, the published ports' bound
+//! sockets) through inherited descriptors and one environment variable. A fresh process
+//! has only what a monitor touches in memory, not all of a CLI run's (the limit:
+//! under 3 MiB resident). lb's `main` asks [`monitor_from_handoff`] first; when the exec
+//! fails, the fork runs the monitor itself, as before.
+
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use lb_network::ports::{Bound, PortSpec, Proto};
+use serde::{Deserialize, Serialize};
+
+use super::Container;
+
+/// The environment variable that carries the handoff.
+const HANDOFF_VAR: &str = "LB_MONITOR_HANDOFF";
+
+#[derive(Serialize, Deserialize)]
+struct Handoff {
+    root: std::path::PathBuf,
+    id: String,
+    ready: RawFd,
+    ports: Vec<HandedPort>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HandedPort {
+    fd: RawFd,
+    tcp: bool,
+    host_ip: IpAddr,
+    host_port: u16,
+    container_port: u16,
+}
+
+impl Container<'_> {
+    /// In the forked child: execs lb as this container's monitor, handing `ready` and
+    /// `ports` over. Returns only when the exec failed, with them back.
+    pub(super) fn exec_monitor(&self, ready: OwnedFd, ports: Vec<Bound>) -> (OwnedFd, Vec<Bound>) {
+        let handed: Vec<HandedPort> = ports
+            .iter()
+            .map(|b| {
+                let (fd, spec) = match b {
+                    Bound::Tcp(l, s) => (l.as_raw_fd(), *s),
+                    Bound::Udp(u, s) => (u.as_raw_fd(), *s),
+                };
+                HandedPort {
+                    fd,
+                    tcp: spec.proto == Proto::Tcp,
+                    host_ip: spec.host_ip,
+                    host_port: spec.host_port,
+                    container_port: spec.container_port,
+                }
+            })
+            .collect();
+        let handoff = Handoff {
+            root: self.store.root().to_path_buf(),
+            id: self.record.id.clone(),
+            ready: ready.as_raw_fd(),
+            ports: handed,
+        };
+        let Ok(text) = serde_json::to_string(&handoff) else {
+            return (ready, ports);
+        };
+        let inherit = std::iter::once(ready.as_raw_fd()).chain(handoff.ports.iter().map(|p| p.fd));
+        for fd in inherit {
+            // SAFETY: clearing close-on-exec on descriptors this process owns.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        let exe = c"/proc/self/exe";
+        let arg0 = c"lb-monitor";
+        let Ok(var) = std::ffi::CString::new(format!("{HANDOFF_VAR}={text}")) else {
+            return (ready, ports);
+        };
+        // The environment as it is, with the handoff.
+        let mut env: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter(|(k, _)| k != HANDOFF_VAR)
+            .filter_map(|(k, v)| {
+                use std::os::unix::ffi::OsStrExt;
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                std::ffi::CString::new(kv).ok()
+            })
+            .collect();
+        env.push(var);
+        let _ = nix::unistd::execve(exe, &[arg0], &env);
+        (ready, ports)
+    }
+}
+
+/// In lb's `main`, first: when this process is a monitor lb handed a container to, runs
+/// it and returns the monitor's exit status; else `None`.
+pub fn monitor_from_handoff() -> Option<i32> {
+    let text = std::env::var(HANDOFF_VAR).ok()?;
+    // SAFETY: single-threaded at the start of main; nothing reads the environment
+    // concurrently.
+    unsafe { std::env::remove_var(HANDOFF_VAR) };
+    let handoff: Handoff = serde_json::from_str(&text).ok()?;
+    // `ps` and `top` name it as what it is (exec'd through /proc/self/exe, it is "exe").
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"lb-monitor".as_ptr()) };
+    // SAFETY: the descriptors were handed over by the process that exec'd this one, which
+    // owned them; each is taken once.
+    let ready = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(handoff.ready) });
+    let ports: Vec<Bound> = handoff
+        .ports
+        .iter()
+        .map(|p| {
+            let spec = PortSpec {
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_port: p.container_port,
+                proto: if p.tcp { Proto::Tcp } else { Proto::Udp },
+            };
+            // SAFETY: as above.
+            let fd = unsafe { OwnedFd::from_raw_fd(p.fd) };
+            if p.tcp {
+                Bound::Tcp(std::net::TcpListener::from(fd), spec)
+            } else {
+                Bound::Udp(std::net::UdpSocket::from(fd), spec)
+            }
+        })
+        .collect();
+    // The handed descriptors go to no process the monitor starts.
+    for fd in std::iter::once(handoff.ready).chain(handoff.ports.iter().map(|p| p.fd)) {
+        // SAFETY: setting close-on-exec on descriptors this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let report = |mut ready: std::fs::File, e: &dyn std::fmt::Display| {
+        use std::io::Write;
+        let _ = write!(ready, "125 {e}");
+        1
+    };
+    let store = match lb_layerstore::Store::open(&handoff.root) {
+        Ok(s) => s,
+        Err(e) => return Some(report(ready, &e)),
+    };
+    let c = match Container::open(&store, &handoff.id) {
+        Ok(c) => c,
+        Err(e) => return Some(report(ready, &e)),
+    };
+    Some(c.run_monitor(ports, ready))
+}
