@@ -208,11 +208,32 @@ pub struct TagArgs {
     target: String,
 }
 
+/// Logs an image event (`lb events`): the image's config digest as docker's image id,
+/// the name as its `name` attribute.
+pub(crate) fn image_event(
+    store: &Store,
+    action: &str,
+    desc: &oci_spec::image::Descriptor,
+    name: &str,
+) {
+    let id = store
+        .image_at(desc)
+        .map(|i| i.config_digest.to_string())
+        .unwrap_or_else(|_| desc.digest().to_string());
+    store.record_event(&lb_layerstore::Event::now(
+        "image",
+        action,
+        &id,
+        &[("name", name)],
+    ));
+}
+
 pub fn tag(store: &Store, args: TagArgs) -> anyhow::Result<ExitCode> {
     let source = reference(&args.source)?;
     let target = reference(&args.target)?;
     let desc = store.resolve(&source)?;
     store.set_name(&target, &desc)?;
+    image_event(store, "tag", &desc, &target.familiar());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -231,7 +252,12 @@ pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
     for n in &args.names {
         let name = reference(n)?;
         match store.remove_image_name(&name, args.force)? {
-            Some(desc) => println!("Untagged: {}@{}", name.familiar(), desc.digest()),
+            Some(desc) => {
+                println!("Untagged: {}@{}", name.familiar(), desc.digest());
+                // docker 20.10 names the image by its id here.
+                let id = store.image_at(&desc).map(|i| i.config_digest.to_string());
+                image_event(store, "untag", &desc, id.as_deref().unwrap_or(n));
+            }
             None => {
                 eprintln!("lb: no such image: {n}");
                 code = ExitCode::from(1);

@@ -11,6 +11,7 @@ mod build_bridge;
 mod build_cmd;
 mod closed_output;
 mod container_cmds;
+mod events_cmd;
 mod image_cmds;
 mod inspect_cmd;
 mod network_cmds;
@@ -108,6 +109,8 @@ enum Commands {
     Stats(container_cmds::StatsArgs),
     /// Display the running processes of a container
     Top(container_cmds::TopArgs),
+    /// Get real time events from the store
+    Events(events_cmd::EventsArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -315,6 +318,7 @@ fn command() -> ExitCode {
         Commands::Diff(args) => store().and_then(|s| container_cmds::diff(&s, args)),
         Commands::Stats(args) => store().and_then(|s| container_cmds::stats(&s, args)),
         Commands::Top(args) => store().and_then(|s| container_cmds::top(&s, args)),
+        Commands::Events(args) => store().and_then(|s| events_cmd::events(&s, args)),
         Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),

@@ -164,6 +164,7 @@ fn is_go_map(parent: &str, key: &str) -> bool {
             | "Options"
             | "DriverOpts"
             | "Containers"
+            | "Attributes"
     ) || (key == "Config" && parent == "LogConfig")
         || (key == "Status" && parent.is_empty())
 }

@@ -116,3 +116,120 @@ fn top_and_stats_show_what_docker_shows() {
         t.ok(&["rm", "-f", "mon", "idle"]);
     }
 }
+
+/// The events a lifecycle makes, as docker's: the same types, actions and attributes in
+/// the same order (network events aside: lb records none for `--network none`).
+#[test]
+fn events_tell_what_docker_tells() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    // Past the second the images were imported in (`--since` counts whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for t in tools {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ev",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        t.ok(&["exec", "ev", "true"]);
+        t.ok(&["pause", "ev"]);
+        t.ok(&["unpause", "ev"]);
+        t.ok(&["rename", "ev", "ev2"]);
+        t.ok(&["kill", "-s", "USR1", "ev2"]);
+        t.ok(&["stop", "-t", "1", "ev2"]);
+        t.ok(&["rm", "ev2"]);
+        t.ok(&["volume", "create", "vv"]);
+        t.ok(&["volume", "rm", "vv"]);
+        t.ok(&["tag", "busybox", "busybox:x"]);
+        t.ok(&["rmi", "busybox:x"]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let fmt = "{{.Type}}|{{.Action}}|{{json .Actor.Attributes}}";
+        let out = t.ok(&[
+            "events", "--since", &start, "--until", &until, "--format", fmt,
+        ]);
+        let lines: Vec<String> = out
+            .lines()
+            .filter(|l| !l.starts_with("network|"))
+            .map(|l| {
+                let mut parts = l.splitn(3, '|');
+                let (kind, action) = (parts.next().unwrap(), parts.next().unwrap());
+                let attrs: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(parts.next().unwrap()).unwrap();
+                // Exec ids are random; image ids differ between the two stores.
+                let attrs: Vec<String> = attrs
+                    .iter()
+                    .filter(|(k, _)| *k != "execID")
+                    .map(|(k, v)| {
+                        let v = v.as_str().unwrap();
+                        let v = if v.starts_with("sha256:") { "ID" } else { v };
+                        format!("{k}={v}")
+                    })
+                    .collect();
+                format!("{kind} {action} ({})", attrs.join(", "))
+            })
+            .collect();
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1], "docker's events, then lb's");
+    // Filters and times as docker takes or refuses them.
+    for (args, code) in [
+        (
+            &[
+                "events",
+                "-f",
+                "nonsense=1",
+                "-f",
+                "type=container",
+                "--since",
+                "1m",
+                "--until",
+                "0s",
+            ][..],
+            0,
+        ),
+        (
+            &["events", "--filter", "nonsense", "--until", "0s"][..],
+            125,
+        ),
+        (&["events", "--since", "xyz", "--until", "0s"][..], 1),
+        (
+            &[
+                "events",
+                "--filter",
+                "event=destroy",
+                "--since",
+                "1m",
+                "--until",
+                "0s",
+            ][..],
+            0,
+        ),
+    ] {
+        let outs: Vec<_> = tools
+            .iter()
+            .map(|t| {
+                let o = t.run(args);
+                (o.status.code(), text(&o.stdout).lines().count())
+            })
+            .collect();
+        assert_eq!(outs[0], outs[1], "{args:?}");
+        assert_eq!(outs[0].0, Some(code), "{args:?}");
+    }
+}

@@ -159,6 +159,12 @@ pub fn create(
     serde_json::to_writer_pretty(&mut tmp, &d).map_err(|e| io(&dir)(e.into()))?;
     let target = dir.join(format!("{name}.json"));
     tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
+    store.record_event(&lb_layerstore::Event::now(
+        "network",
+        "create",
+        &d.id,
+        &[("name", name), ("type", "bridge")],
+    ));
     Ok(d)
 }
 
@@ -194,7 +200,14 @@ pub fn remove(store: &Store, name: &str) -> Result<()> {
     lb_network::remove_bridge(&net)?;
     lb_network::forget(&state_dir(), &net);
     let file = definitions_dir(store).join(format!("{name}.json"));
-    std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })
+    std::fs::remove_file(&file).map_err(|source| Error::Io { path: file, source })?;
+    store.record_event(&lb_layerstore::Event::now(
+        "network",
+        "destroy",
+        &d.id,
+        &[("name", name), ("type", "bridge")],
+    ));
+    Ok(())
 }
 
 /// The network a `--network` value names: the default bridge, a user network, or None

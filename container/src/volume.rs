@@ -130,6 +130,12 @@ pub fn create(
     match std::fs::rename(tmp.path(), &target) {
         Ok(()) => {
             let _ = tmp.keep();
+            store.record_event(&lb_layerstore::Event::now(
+                "volume",
+                "create",
+                &name,
+                &[("driver", "local")],
+            ));
             Ok(def)
         }
         // Made by another process meanwhile: theirs stands.
@@ -173,7 +179,14 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<()> {
             ids.join(", ")
         )));
     }
-    Ok(store.discard(&dir(store, name))?)
+    store.discard(&dir(store, name))?;
+    store.record_event(&lb_layerstore::Event::now(
+        "volume",
+        "destroy",
+        name,
+        &[("driver", "local")],
+    ));
+    Ok(())
 }
 
 /// Removes every volume no container uses; their names and the bytes they held.

@@ -200,4 +200,13 @@ impl Layout {
     pub fn trash(&self) -> PathBuf {
         self.root.join(TRASH)
     }
+
+    /// The store's event log (`lb events`) and the one older file it rotates to.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+
+    pub fn events_old(&self) -> PathBuf {
+        self.root.join("events.jsonl.1")
+    }
 }

@@ -25,6 +25,7 @@ mod diff;
 mod differ;
 mod digest;
 mod error;
+mod events;
 mod gzip;
 mod image;
 mod layout;
@@ -48,6 +49,7 @@ pub use diff::{DiffOptions, LayerCompression, LayerDiff, write_diff};
 pub use differ::{LayerChanges, apply, compare};
 pub use digest::{Digest, Digester};
 pub use error::{Error, NoSpace, is_no_space};
+pub use events::{Actor, Event};
 pub use gzip::ParallelGzip;
 pub use image::{
     Image, LayerCommit, MEDIA_CONFIG, MEDIA_LAYER_TAR, MEDIA_MANIFEST, StoredLayer, creation_time,

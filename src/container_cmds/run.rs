@@ -369,6 +369,7 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     started.forward_signals();
     let code = started.wait()?;
+    c.exec_ended(code);
     if let Some(r) = relay {
         r.finish();
     }

@@ -250,6 +250,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                 .map_err(|source| Error::Io { path: from, source })?;
         }
     }
+    super::record_event(store, &record, "create", &[]);
     Ok(Created {
         record,
         dir,

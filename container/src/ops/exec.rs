@@ -41,6 +41,16 @@ impl Container<'_> {
             process.set_cwd(PathBuf::from(w));
         }
         spec.set_process(Some(process));
+        // docker's exec events: an id for the exec, and the command in the action.
+        let exec_id = super::random_id()?;
+        let command = match opts.command.split_first() {
+            Some((first, rest)) => format!("{first} {}", rest.join(" ")),
+            None => String::new(),
+        };
+        for step in ["exec_create", "exec_start"] {
+            self.event(&format!("{step}: {command}"), &[("execID", &exec_id)]);
+        }
+        *self.last_exec.lock().expect("last exec") = Some(exec_id);
         Ok(lb_runtime::Exec {
             id: self.record.id.clone(),
             pid: st.pid,
@@ -52,5 +62,17 @@ impl Container<'_> {
             seccomp: self.record.config.seccomp,
             stdio: lb_runtime::Stdio::Inherit,
         })
+    }
+}
+
+impl Container<'_> {
+    /// Logs the end of the process the last `exec_process` made (docker's `exec_die`).
+    pub fn exec_ended(&self, exit_code: i32) {
+        if let Some(id) = self.last_exec.lock().expect("last exec").take() {
+            self.event(
+                "exec_die",
+                &[("execID", &id), ("exitCode", &exit_code.to_string())],
+            );
+        }
     }
 }

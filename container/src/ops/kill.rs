@@ -16,6 +16,7 @@ impl Container<'_> {
             return Ok(());
         }
         let sent = signal(&st, sig)?;
+        self.event("kill", &[("signal", &(sig as i32).to_string())]);
         if sig == Signal::SIGKILL {
             self.thaw_if_paused()?;
         }

@@ -49,6 +49,8 @@ pub struct Container<'s> {
     store: &'s Store,
     pub record: Record,
     pub dir: PathBuf,
+    /// The id of the last process `exec_process` made, for its `exec_die` event.
+    last_exec: std::sync::Mutex<Option<String>>,
 }
 
 impl<'s> Container<'s> {
@@ -65,6 +67,7 @@ impl<'s> Container<'s> {
             dir: store.container_dir(&record.id),
             store,
             record,
+            last_exec: std::sync::Mutex::new(None),
         }
     }
 
@@ -76,6 +79,27 @@ impl<'s> Container<'s> {
     pub fn status(&self) -> Status {
         Status::of(&self.state())
     }
+
+    /// Logs a container event (`lb events`) with docker's attributes: the image, the
+    /// name, and `extra`.
+    pub(crate) fn event(&self, action: &str, extra: &[(&str, &str)]) {
+        record_event(self.store, &self.record, action, extra);
+    }
+}
+
+/// [`Container::event`] for a record (a container being made or gone).
+pub(crate) fn record_event(store: &Store, record: &Record, action: &str, extra: &[(&str, &str)]) {
+    let mut attributes = vec![
+        ("image", record.image_name.as_str()),
+        ("name", record.name.as_str()),
+    ];
+    attributes.extend_from_slice(extra);
+    store.record_event(&lb_layerstore::Event::now(
+        "container",
+        action,
+        &record.id,
+        &attributes,
+    ));
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, any case) or number, as `kill -s` and STOPSIGNAL

@@ -177,6 +177,7 @@ impl Container<'_> {
             let mut st = running_state(c.pid());
             st.restart_count = restart_count;
             let _ = st.save(dir, !auto_remove);
+            self.event("start", &[]);
             if let Some(mut r) = ready.take() {
                 let _ = write!(r, "ok");
                 drop(r);
@@ -209,6 +210,11 @@ impl Container<'_> {
             st.exit_code = code;
             st.finished_at = now();
             st.paused = false;
+            // Under the name it has now (a rename while it ran).
+            match Container::open(store, &record.id) {
+                Ok(now) => now.event("die", &[("exitCode", &code.to_string())]),
+                Err(_) => self.event("die", &[("exitCode", &code.to_string())]),
+            }
             let stop_requested = crate::restart::stop_requested(dir);
             if policy.should_restart(code, restart_count, stop_requested) {
                 st.restarting = true;
@@ -356,6 +362,7 @@ impl Container<'_> {
                 Err(_) => break -1,
             }
         };
+        self.exec_ended(code);
         (code, reader.join().unwrap_or_default())
     }
 }

@@ -19,6 +19,7 @@ impl Container<'_> {
             let _ = self.save_state(&st);
             return Err(e.into());
         }
+        self.event("pause", &[]);
         Ok(())
     }
 
@@ -31,7 +32,9 @@ impl Container<'_> {
         // the monitor) before this.
         st.paused = false;
         self.save_state(&st)?;
-        Ok(cgroup.thaw()?)
+        cgroup.thaw()?;
+        self.event("unpause", &[]);
+        Ok(())
     }
 
     /// Thaws a paused container before a stop or a SIGKILL, which a frozen process

@@ -32,6 +32,7 @@ impl Container<'_> {
         // Off the network whatever happens: a failed cleanup is retried by `reconcile`.
         let _ = crate::network::leave(self.store, &self.record);
         self.store.remove_container(&self.record.id)?;
+        self.event("destroy", &[]);
         if volumes {
             crate::volume::release_anonymous(self.store, &self.record);
         }

@@ -7,7 +7,11 @@ impl Container<'_> {
     pub fn rename(&mut self, name: &str) -> Result<()> {
         self.store
             .rename_container::<ContainerConfig>(&self.record.id, name)?;
-        self.record.name = name.trim_start_matches('/').to_string();
+        let old = std::mem::replace(
+            &mut self.record.name,
+            name.trim_start_matches('/').to_string(),
+        );
+        self.event("rename", &[("oldName", &format!("/{old}"))]);
         Ok(())
     }
 }

@@ -30,10 +30,13 @@ impl Container<'_> {
             parse_signal(stop_signal)?
         };
         // A process that ended meanwhile is stopped: its monitor records it.
+        self.event("kill", &[("signal", &(sig as i32).to_string())]);
         if signal(&st, sig)? && wait_exited(&self.dir, Some(timeout)).running() {
+            self.event("kill", &[("signal", "9")]);
             signal(&st, Signal::SIGKILL)?;
         }
         wait_exited(&self.dir, None);
+        self.event("stop", &[]);
         Ok(())
     }
 }
