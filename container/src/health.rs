@@ -173,6 +173,7 @@ pub fn watch(
     dir: &Path,
     running: Arc<AtomicBool>,
     probe: impl Fn(&[String], Duration) -> (i32, String),
+    settle: impl Fn(),
 ) {
     let retries = if config.retries > 0 {
         config.retries
@@ -219,6 +220,8 @@ pub fn watch(
         if running.load(Ordering::Relaxed) {
             health.save(dir);
         }
+        // A round done: the caller lets go of what it brought in (the monitor's memory).
+        settle();
     }
 }
 

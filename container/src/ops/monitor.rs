@@ -189,6 +189,7 @@ impl Container<'_> {
                     }
                 }
             }
+            release_code_pages();
             let started = std::time::Instant::now();
             // Healthchecks beside the container, while it runs (a probe in flight ends
             // with the container's PID namespace).
@@ -197,7 +198,13 @@ impl Container<'_> {
                 if let Some(h) = &record.config.health {
                     let probing = probing.clone();
                     scope.spawn(move || {
-                        crate::health::watch(h, dir, probing, |cmd, t| self.probe(cmd, t))
+                        crate::health::watch(
+                            h,
+                            dir,
+                            probing,
+                            |cmd, t| self.probe(cmd, t),
+                            release_code_pages,
+                        )
                     });
                 }
                 crate::json_log::copy(dir, log_config, streams);
@@ -365,4 +372,53 @@ impl Container<'_> {
         self.exec_ended(code);
         (code, reader.join().unwrap_or_default())
     }
+}
+
+/// Lets go of the resident pages of the process's code and read-only data (every
+/// mapping of a file that is not writable and holds no page the process changed: lb's
+/// text and constants and its libraries'; not the relocated read-only part, which was
+/// written at load): the monitor's start (opening the store, starting the container, a
+/// probe's exec) ran code the loop that follows never runs again. What the loop runs
+/// comes back from the page cache as it runs, one page at a time (`MADV_RANDOM`: no
+/// read-around of neighbouring pages); nothing is lost, as `MADV_DONTNEED` on a private
+/// file mapping drops only the process's mapping of pages it never wrote. This keeps a
+/// long-running monitor's resident set to what it uses (the limit: 3 MiB).
+pub(crate) fn release_code_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let release = |range: Option<(usize, usize)>| {
+        if let Some((start, end)) = range {
+            // SAFETY: the range is a whole mapping of this process, of a file, never
+            // written (checked by the caller): its pages are read again from the file.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    };
+    // The mapping being read: its range, when it may be released so far.
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            release(current.take());
+            let perms = f.next().unwrap_or("");
+            let inode = f.nth(2).unwrap_or("0");
+            // Not writable, private, a file's.
+            if perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') && inode != "0" {
+                current = Some((start, end));
+            }
+        } else if first == "Anonymous:" && f.next().is_some_and(|kb| kb != "0") {
+            // Written (relocations): its pages are the process's own.
+            current = None;
+        }
+    }
+    release(current);
 }
