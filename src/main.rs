@@ -111,6 +111,8 @@ enum Commands {
     Top(container_cmds::TopArgs),
     /// Get real time events from the store
     Events(events_cmd::EventsArgs),
+    /// Update configuration of one or more containers
+    Update(container_cmds::UpdateArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -187,6 +189,8 @@ enum ContainerCommands {
     Stats(container_cmds::StatsArgs),
     /// Display the running processes of a container
     Top(container_cmds::TopArgs),
+    /// Update configuration of one or more containers
+    Update(container_cmds::UpdateArgs),
     /// List port mappings or a specific mapping for the container
     Port(container_cmds::PortArgs),
     /// Pause all processes within containers
@@ -319,6 +323,7 @@ fn command() -> ExitCode {
         Commands::Stats(args) => store().and_then(|s| container_cmds::stats(&s, args)),
         Commands::Top(args) => store().and_then(|s| container_cmds::top(&s, args)),
         Commands::Events(args) => store().and_then(|s| events_cmd::events(&s, args)),
+        Commands::Update(args) => store().and_then(|s| container_cmds::update(&s, args)),
         Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
         Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
         Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
@@ -381,6 +386,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Diff(a) => c::diff(s, a),
         ContainerCommands::Stats(a) => c::stats(s, a),
         ContainerCommands::Top(a) => c::top(s, a),
+        ContainerCommands::Update(a) => c::update(s, a),
         ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),

@@ -233,3 +233,75 @@ fn events_tell_what_docker_tells() {
         assert_eq!(outs[0].0, Some(code), "{args:?}");
     }
 }
+
+/// `update` as docker's: what it takes, prints and refuses, and what inspect shows after;
+/// lb's container gets the new limit in its cgroup.
+#[test]
+fn update_changes_what_docker_changes() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "upd",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+        t.ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "upd-rm",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    let cases: &[&[&str]] = &[
+        &["update", "--cpus", "0.5", "upd"],
+        &["update", "--pids-limit", "20", "upd"],
+        &["update", "--restart", "on-failure:3", "upd"],
+        &["update", "--cpus", "0.5", "--cpu-period", "1000", "upd"],
+        &["update", "-m", "1k", "upd"],
+        &["update", "upd"],
+        &["update", "--cpus", "1", "nosuch"],
+        &["update", "--restart", "always", "upd-rm"],
+    ];
+    for args in cases {
+        let outs: Vec<_> = tools
+            .iter()
+            .map(|t| {
+                let o = t.run(args);
+                (o.status.code(), text(&o.stdout))
+            })
+            .collect();
+        assert_eq!(outs[0], outs[1], "{args:?}");
+    }
+    let fmt = "{{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    let shown: Vec<String> = tools
+        .iter()
+        .map(|t| t.ok(&["inspect", "-f", fmt, "upd"]))
+        .collect();
+    assert_eq!(shown[0], shown[1]);
+    assert_eq!(shown[1], "500000000 20 on-failure 3\n");
+    // In lb's container, the limit is the cgroup's.
+    let max = env.ok(&[
+        "exec",
+        "upd",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(max, "20\n");
+    for t in tools {
+        t.ok(&["rm", "-f", "upd", "upd-rm"]);
+    }
+}

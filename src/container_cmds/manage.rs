@@ -308,3 +308,65 @@ pub fn diff(store: &Store, args: DiffArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `lb update`: each container's name as given once it is updated; a failure is said
+/// and the others are still updated (exit 1), as docker's.
+pub fn update(store: &Store, args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let opts = lb_container::ops::UpdateOptions {
+        memory: args.memory.clone(),
+        memory_swap: args.memory_swap.clone(),
+        cpus: args.cpus,
+        cpu_period: args.cpu_period,
+        cpu_quota: args.cpu_quota,
+        pids_limit: args.pids_limit,
+        restart: args.restart.clone(),
+    };
+    let nothing = opts.memory.is_none()
+        && opts.memory_swap.is_none()
+        && opts.cpus.is_none()
+        && opts.cpu_period.is_none()
+        && opts.cpu_quota.is_none()
+        && opts.pids_limit.is_none()
+        && opts.restart.is_none();
+    if nothing {
+        bail!("you must provide one or more flags when using this command");
+    }
+    let mut code = ExitCode::SUCCESS;
+    for key in &args.containers {
+        match Container::open(store, key).and_then(|mut c| c.update(&opts)) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("lb: {}", crate::error_text(&e.into()));
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}

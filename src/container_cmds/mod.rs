@@ -26,8 +26,8 @@ mod stats;
 pub use cp::{CpArgs, cp};
 pub use manage::{
     CommitArgs, DiffArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs,
-    RestartArgs, RmArgs, StopArgs, WaitArgs, commit, diff, export, kill, logs, pause, port, rename,
-    restart, rm, stop, unpause, wait,
+    RestartArgs, RmArgs, StopArgs, UpdateArgs, WaitArgs, commit, diff, export, kill, logs, pause,
+    port, rename, restart, rm, stop, unpause, update, wait,
 };
 pub use ps::{PsArgs, ps};
 pub use run::{ExecArgs, RunArgs, StartArgs, create, exec, run, start};

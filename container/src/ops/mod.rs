@@ -30,6 +30,7 @@ mod rename;
 mod start;
 mod stats;
 mod stop;
+mod update;
 mod wait;
 
 pub use boot::boot;
@@ -43,6 +44,7 @@ pub use list::list;
 pub use logs::LogsOptions;
 pub use monitor::{devnull, running_state};
 pub use stats::{CgroupStats, StatsSample, Top};
+pub use update::UpdateOptions;
 
 /// A container of a store: its record and its directory.
 pub struct Container<'s> {

@@ -223,6 +223,10 @@ impl Container<'_> {
                 Err(_) => self.event("die", &[("exitCode", &code.to_string())]),
             }
             let stop_requested = crate::restart::stop_requested(dir);
+            // The policy as the record has it now (`lb update` may have changed it).
+            let policy = Container::open(store, &record.id)
+                .map(|c| c.record.config.restart)
+                .unwrap_or_else(|_| policy.clone());
             if policy.should_restart(code, restart_count, stop_requested) {
                 st.restarting = true;
                 let _ = st.save(dir, !auto_remove);
@@ -238,7 +242,9 @@ impl Container<'_> {
             let _ = crate::network::leave(store, record);
             let _ = st.save(dir, !auto_remove);
             if auto_remove {
-                let _ = store.remove_container(&record.id);
+                if store.remove_container(&record.id).is_ok() {
+                    self.event("destroy", &[]);
+                }
                 crate::volume::release_anonymous(store, record);
             }
             return 0;

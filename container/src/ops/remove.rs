@@ -31,8 +31,12 @@ impl Container<'_> {
         }
         // Off the network whatever happens: a failed cleanup is retried by `reconcile`.
         let _ = crate::network::leave(self.store, &self.record);
-        self.store.remove_container(&self.record.id)?;
-        self.event("destroy", &[]);
+        match self.store.remove_container(&self.record.id) {
+            // A `--rm` container's monitor removed it meanwhile, as it ended.
+            Err(_) if self.record.auto_remove && !self.dir.exists() => {}
+            Err(e) => return Err(e.into()),
+            Ok(()) => self.event("destroy", &[]),
+        }
         if volumes {
             crate::volume::release_anonymous(self.store, &self.record);
         }

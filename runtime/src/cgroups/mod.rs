@@ -199,6 +199,16 @@ impl Cgroup {
         Ok(None)
     }
 
+    /// Writes `resources`' limits (`lb update`) into this existing cgroup, as `create`
+    /// writes them.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let limits = Limits::from_resources(Some(resources))?;
+        match &self.layout {
+            Layout::V1(_) => self.apply_v1(&limits),
+            Layout::V2(_) => self.apply_v2(&limits),
+        }
+    }
+
     /// The names of the containers' cgroups below the calling process's own (`lb/*`).
     pub fn names() -> Result<Vec<String>> {
         let host = Host::detect()?;
