@@ -57,7 +57,7 @@ fn now_nanos() -> i64 {
 
 /// docker's `GetTimestamp`: a Go duration (before now), an RFC 3339 date, or Unix
 /// seconds (with a fraction); nanoseconds since the epoch.
-fn timestamp(value: &str, now: i64) -> anyhow::Result<i64> {
+pub(crate) fn timestamp(value: &str, now: i64) -> anyhow::Result<i64> {
     if value != "0"
         && let Ok(ns) = lb_parser::parse_duration(value)
     {

@@ -19,6 +19,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
+    /// Provide filter values (e.g. 'until=<timestamp>')
+    #[arg(long = "filter")]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -29,6 +32,9 @@ pub struct ImagePruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
+    /// Provide filter values (e.g. 'until=<timestamp>')
+    #[arg(long = "filter")]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -42,6 +48,49 @@ pub struct SystemPruneArgs {
     /// Prune volumes
     #[arg(long)]
     volumes: bool,
+    /// Provide filter values (e.g. 'until=<timestamp>')
+    #[arg(long = "filter")]
+    filter: Vec<String>,
+}
+
+/// A prune's `--filter`s: `until=T` (only what was made before T: a Unix time, a date or
+/// a Go duration before now, as docker reads it). Other keys docker takes (labels) are
+/// refused, never ignored: a prune that dropped a filter would remove more than asked.
+#[derive(Default)]
+struct Filters {
+    /// Seconds since the epoch.
+    until: Option<i64>,
+}
+
+impl Filters {
+    /// The filters given; docker's refusal of a key it does not take here.
+    fn parse(values: &[String], keys: &[&str]) -> anyhow::Result<Filters> {
+        let mut f = Filters::default();
+        for v in values {
+            let Some((k, val)) = v.split_once('=') else {
+                anyhow::bail!("bad format of filter (expected name=value)");
+            };
+            if !keys.contains(&k) {
+                anyhow::bail!("Invalid filter '{k}'");
+            }
+            if k == "until" {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i64);
+                f.until = Some(crate::events_cmd::timestamp(val, now)?.div_euclid(1_000_000_000));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether something made at `created` (RFC 3339) passes.
+    fn keeps(&self, created: &str) -> bool {
+        match (self.until, lb_layerstore::parse_rfc3339(created)) {
+            (Some(until), Some(t)) => t < until,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
 }
 
 /// Asks `warning` unless forced; whether to go on (docker's prompt, `y` or `yes`).
@@ -62,12 +111,13 @@ fn confirmed_as(force: bool, before: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// Removes every container that is not running; their ids and the bytes they held.
-fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
+/// Removes every container that is not running (and passes `filters`); their ids and
+/// the bytes they held.
+fn prune_containers(store: &Store, filters: &Filters) -> anyhow::Result<(Vec<String>, u64)> {
     let mut removed = Vec::new();
     let mut bytes = 0;
     for (record, state) in lb_container::ops::list(store, true)? {
-        if Status::of(&state).is_live() {
+        if Status::of(&state).is_live() || !filters.keeps(&record.created) {
             continue;
         }
         let size = store.container_size(&record.id);
@@ -79,11 +129,11 @@ fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
     Ok((removed, bytes))
 }
 
-/// Removes the user networks no container is on; their names.
-fn prune_networks(store: &Store) -> anyhow::Result<Vec<String>> {
+/// Removes the user networks no container is on (and that pass `filters`); their names.
+fn prune_networks(store: &Store, filters: &Filters) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     for d in lb_container::network::definitions(store)? {
-        if lb_container::network::users(store, &d.name).is_empty() {
+        if lb_container::network::users(store, &d.name).is_empty() && filters.keeps(&d.created) {
             lb_container::network::remove(store, &d.name)?;
             removed.push(d.name);
         }
@@ -91,9 +141,10 @@ fn prune_networks(store: &Store) -> anyhow::Result<Vec<String>> {
     Ok(removed)
 }
 
-/// With `all`, untags every image no container uses ("untagged: NAME" lines); then the
-/// store's prune: what no name reaches (images, build cache steps, leftovers).
-fn prune_images(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> {
+/// With `all`, untags every image no container uses (and made before `until`) ("untagged:
+/// NAME" lines); then the store's prune: what no name reaches (images, build cache steps,
+/// leftovers).
+fn prune_images(store: &Store, all: bool, filters: &Filters) -> anyhow::Result<(Vec<String>, u64)> {
     let mut lines = Vec::new();
     if all {
         let used: std::collections::HashSet<String> = store
@@ -102,7 +153,12 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> 
             .map(|c| c.image.to_string())
             .collect();
         for (name, desc) in store.names()? {
-            if !used.contains(desc.digest().as_ref()) {
+            let created = store
+                .image_at(&desc)
+                .ok()
+                .and_then(|i| i.config.created().clone())
+                .unwrap_or_default();
+            if !used.contains(desc.digest().as_ref()) && filters.keeps(&created) {
                 store.remove_image_name(&name, false)?;
                 lines.push(format!("untagged: {}", name.familiar()));
             }
@@ -123,12 +179,13 @@ fn print_section(title: &str, items: &[String]) {
 
 pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     // docker 20.10 says what a declined prune reclaimed: nothing.
+    let filters = Filters::parse(&args.filter, &["until"])?;
     let (mut ids, mut bytes) = (Vec::new(), 0);
     if confirmed(
         args.force,
         "WARNING! This will remove all stopped containers.",
     ) {
-        (ids, bytes) = prune_containers(store)?;
+        (ids, bytes) = prune_containers(store, &filters)?;
     }
     print_section("Deleted Containers", &ids);
     println!("Total reclaimed space: {}", human_size(bytes));
@@ -138,8 +195,9 @@ pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCod
 pub fn network_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning =
         "WARNING! This will remove all custom networks not used by at least one container.";
+    let filters = Filters::parse(&args.filter, &["until"])?;
     if confirmed(args.force, warning) {
-        print_section("Deleted Networks", &prune_networks(store)?);
+        print_section("Deleted Networks", &prune_networks(store, &filters)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,9 +208,10 @@ pub fn image_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<ExitCo
     } else {
         "WARNING! This will remove all dangling images."
     };
+    let filters = Filters::parse(&args.filter, &["until"])?;
     let (mut lines, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
-        (lines, bytes) = prune_images(store, args.all)?;
+        (lines, bytes) = prune_images(store, args.all, &filters)?;
     }
     print_section("Deleted Images", &lines);
     println!("Total reclaimed space: {}", human_size(bytes));
@@ -166,9 +225,10 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
     } else {
         "WARNING! This will remove all dangling build cache. "
     };
+    let filters = Filters::parse(&args.filter, &["until"])?;
     let mut bytes = 0;
     if confirmed_as(args.force, warning) {
-        bytes = prune_images(store, false)?.1;
+        bytes = prune_images(store, false, &filters)?.1;
         if args.all {
             bytes += store.remove_cache_mounts()?;
         }
@@ -179,6 +239,8 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
 
 pub fn volume_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning = "WARNING! This will remove all local volumes not used by at least one container.";
+    // docker's volume prune takes labels only; lb keeps none on volumes' behalf yet.
+    Filters::parse(&args.filter, &[])?;
     let (mut names, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
         (names, bytes) = lb_container::volume::prune(store)?;
@@ -200,18 +262,19 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     } else {
         "  - all dangling images\n  - all dangling build cache\n"
     });
+    let filters = Filters::parse(&args.filter, &["until"])?;
     if !confirmed(args.force, &warning) {
         return Ok(ExitCode::SUCCESS);
     }
-    let (ids, mut bytes) = prune_containers(store)?;
+    let (ids, mut bytes) = prune_containers(store, &filters)?;
     print_section("Deleted Containers", &ids);
-    print_section("Deleted Networks", &prune_networks(store)?);
+    print_section("Deleted Networks", &prune_networks(store, &filters)?);
     if args.volumes {
         let (names, volume_bytes) = lb_container::volume::prune(store)?;
         print_section("Deleted Volumes", &names);
         bytes += volume_bytes;
     }
-    let (lines, image_bytes) = prune_images(store, args.all)?;
+    let (lines, image_bytes) = prune_images(store, args.all, &filters)?;
     print_section("Deleted Images", &lines);
     bytes += image_bytes;
     if args.all {

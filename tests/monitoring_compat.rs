@@ -305,3 +305,41 @@ fn update_changes_what_docker_changes() {
         t.ok(&["rm", "-f", "upd", "upd-rm"]);
     }
 }
+
+/// `container prune --filter until=`: only what was made before the time goes, as docker.
+#[test]
+fn prune_until_removes_only_older_containers() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&["create", "--name", "old1", "busybox", "true"]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    for t in tools {
+        // Made within the last hour: kept.
+        assert_eq!(
+            t.ok(&["container", "prune", "-f", "--filter", "until=1h"]),
+            "Total reclaimed space: 0B\n",
+            "{}",
+            t.name()
+        );
+        t.ok(&["create", "--name", "new1", "busybox", "true"]);
+        // Made more than a second ago: old1 goes, new1 stays.
+        let out = t.ok(&["container", "prune", "-f", "--filter", "until=1s"]);
+        assert!(
+            out.starts_with("Deleted Containers:\n"),
+            "{}: {out}",
+            t.name()
+        );
+        assert_eq!(out.lines().count(), 4, "{}: {out}", t.name());
+        assert_eq!(
+            t.ok(&["ps", "-a", "--format", "{{.Names}}"]),
+            "new1\n",
+            "{}",
+            t.name()
+        );
+        let bad = t.run(&["container", "prune", "-f", "--filter", "until=xyz"]);
+        assert_eq!(bad.status.code(), Some(1), "{}", t.name());
+        t.ok(&["rm", "new1"]);
+    }
+}
