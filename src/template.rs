@@ -235,6 +235,15 @@ impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
     }
 }
 
+/// An object's keys in the order its JSON had them (see [`KEY_ORDER`]), else sorted.
+fn keys_in_order(o: &HashMap<String, Value>) -> Vec<String> {
+    let mut sorted: Vec<String> = o.keys().cloned().collect();
+    sorted.sort();
+    KEY_ORDER
+        .with(|k| k.borrow().get(&sorted).cloned())
+        .unwrap_or(sorted)
+}
+
 /// `v` as JSON text, objects' keys in their order where it is known (else sorted).
 fn write_json(v: &Value, out: &mut String) {
     match v {
@@ -261,13 +270,8 @@ fn write_json(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(o) | Value::Map(o) => {
-            let mut sorted: Vec<String> = o.keys().cloned().collect();
-            sorted.sort();
-            let order = KEY_ORDER
-                .with(|k| k.borrow().get(&sorted).cloned())
-                .unwrap_or(sorted);
             out.push('{');
-            for (i, k) in order.iter().enumerate() {
+            for (i, k) in keys_in_order(o).iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -312,13 +316,8 @@ fn go_format(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(o) => {
-            let mut sorted: Vec<String> = o.keys().cloned().collect();
-            sorted.sort();
-            let order = KEY_ORDER
-                .with(|k| k.borrow().get(&sorted).cloned())
-                .unwrap_or(sorted);
             out.push('{');
-            for (i, k) in order.iter().enumerate() {
+            for (i, k) in keys_in_order(o).iter().enumerate() {
                 if i > 0 {
                     out.push(' ');
                 }
