@@ -17,6 +17,11 @@ use super::Container;
 /// The environment variable that carries the handoff.
 const HANDOFF_VAR: &str = "LB_MONITOR_HANDOFF";
 
+/// Whether this process's executable takes the handoff (lb's `main` says so): another
+/// program using this crate (a test binary) would not be a monitor when exec'd again.
+static EXEC_TAKES_HANDOFF: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 #[derive(Serialize, Deserialize)]
 struct Handoff {
     root: std::path::PathBuf,
@@ -38,6 +43,9 @@ impl Container<'_> {
     /// In the forked child: execs lb as this container's monitor, handing `ready` and
     /// `ports` over. Returns only when the exec failed, with them back.
     pub(super) fn exec_monitor(&self, ready: OwnedFd, ports: Vec<Bound>) -> (OwnedFd, Vec<Bound>) {
+        if !EXEC_TAKES_HANDOFF.load(std::sync::atomic::Ordering::Relaxed) {
+            return (ready, ports);
+        }
         let handed: Vec<HandedPort> = ports
             .iter()
             .map(|b| {
@@ -91,8 +99,10 @@ impl Container<'_> {
 }
 
 /// In lb's `main`, first: when this process is a monitor lb handed a container to, runs
-/// it and returns the monitor's exit status; else `None`.
+/// it and returns the monitor's exit status; else `None`, and monitors this process
+/// starts later are lb exec'd afresh (this executable takes the handoff).
 pub fn monitor_from_handoff() -> Option<i32> {
+    EXEC_TAKES_HANDOFF.store(true, std::sync::atomic::Ordering::Relaxed);
     let text = std::env::var(HANDOFF_VAR).ok()?;
     // SAFETY: single-threaded at the start of main; nothing reads the environment
     // concurrently.
