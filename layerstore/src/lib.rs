@@ -61,8 +61,8 @@ pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference};
 pub use reserve::{MinFree, SpaceGuard, human_size, parse_size};
 pub use snapshot::chain_ids;
 pub use snapshotter::{
-    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotKey, Snapshotter, StorageDriver,
-    UpperDirs, VfsSnapshotter, copy_tree,
+    Chain, Mounts, OverlaySnapshotter, Snapshot, SnapshotChanges, SnapshotKey, Snapshotter,
+    StorageDriver, UpperDirs, VfsSnapshotter, copy_tree,
 };
 pub use store::spread_subdirectories;
 pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};

@@ -7,7 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use lb_layerstore::{
-    Chain, Digest, Mounts, Snapshot, SnapshotKey, Snapshotter, Store, VfsSnapshotter,
+    Chain, Digest, Mounts, Snapshot, SnapshotChanges, SnapshotKey, Snapshotter, Store,
+    VfsSnapshotter,
 };
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
@@ -269,4 +270,59 @@ fn usage_counts_what_an_overlay_upper_dir_would_hold() {
     vfs.view(&key("v"), Some(&chain)).unwrap();
     assert_eq!(vfs.usage(&key("v")).unwrap(), 0);
     assert!(vfs.usage(&key("none")).is_err());
+}
+
+#[test]
+fn changes_views_in_place_and_fresh_changes() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let vfs = VfsSnapshotter::new(&store);
+    // On nothing, the tree is all changes (an overlay's first layer).
+    let base = source(&vfs.prepare(&key("base"), None).unwrap());
+    fs::write(base.join("a"), b"a").unwrap();
+    assert_eq!(
+        vfs.changes(&key("base")).unwrap(),
+        SnapshotChanges::Upper(base.clone())
+    );
+    let chain = Chain::default().child(&Digest::of(b"base layer"));
+    vfs.commit(&key("base"), chain.top().unwrap()).unwrap();
+    let committed = dir
+        .path()
+        .join("snapshotter/vfs/committed")
+        .join(chain.top().unwrap().hex());
+
+    // On a tree: the tree and its parent's, to compare.
+    let tree = source(&vfs.prepare(&key("step"), Some(&chain)).unwrap());
+    assert_eq!(
+        vfs.changes(&key("step")).unwrap(),
+        SnapshotChanges::Trees {
+            lower: committed.clone(),
+            upper: tree
+        }
+    );
+
+    // Any tree is its own view: nothing is made for it; the empty chain needs a key.
+    let active = dir.path().join("snapshotter/vfs/active");
+    let before = fs::read_dir(&active).unwrap().count();
+    assert_eq!(
+        vfs.view_in_place(&chain).unwrap(),
+        Some(Mounts::Bind {
+            source: committed.clone(),
+            read_only: true
+        })
+    );
+    assert_eq!(vfs.view_in_place(&Chain::default()).unwrap(), None);
+    assert_eq!(fs::read_dir(&active).unwrap().count(), before);
+    vfs.view(&key("v"), Some(&chain)).unwrap();
+    assert!(vfs.changes(&key("v")).is_err(), "a view has no changes");
+
+    // A directory of changes is no tree: dropped, the committed trees as they were.
+    let fresh = dir.path().join("fresh");
+    fs::create_dir(&fresh).unwrap();
+    fs::write(fresh.join("b"), b"b").unwrap();
+    let next = chain.child(&Digest::of(b"copy layer"));
+    vfs.commit_changes(&fresh, next.top().unwrap()).unwrap();
+    assert!(!fresh.exists());
+    assert!(!vfs.exists(&Snapshot::Committed(*next.top().unwrap())));
+    assert_eq!(fs::read(committed.join("a")).unwrap(), b"a");
 }

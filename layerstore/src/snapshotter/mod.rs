@@ -22,9 +22,10 @@ mod record;
 mod tree;
 mod vfs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::differ::LayerChanges;
 use crate::digest::Digest;
 use crate::snapshot::chain_ids;
 
@@ -162,6 +163,25 @@ impl Mounts {
     }
 }
 
+/// Where an active snapshot's changes are, as [`Snapshotter::changes`] finds them: an
+/// overlay upper dir (or a first layer's whole tree), or a vfs tree and its parent's tree.
+/// The owned form of [`LayerChanges`], which the layer is written from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotChanges {
+    Upper(PathBuf),
+    Trees { lower: PathBuf, upper: PathBuf },
+}
+
+impl SnapshotChanges {
+    /// The changes to write a layer from (`Store::store_layer`).
+    pub fn layer(&self) -> LayerChanges<'_> {
+        match self {
+            SnapshotChanges::Upper(upper) => LayerChanges::Upper(upper),
+            SnapshotChanges::Trees { lower, upper } => LayerChanges::Trees { lower, upper },
+        }
+    }
+}
+
 /// containerd's snapshotter, narrowed to what lb uses. Implementations are safe to share
 /// between threads of one process and between processes on one store: a key or a name is
 /// taken by an atomic `mkdir` or `rename`, the first wins.
@@ -177,6 +197,25 @@ pub trait Snapshotter {
     /// after. When `name` exists already (equal content committed by someone else), that
     /// one stands and `key`'s is dropped.
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error>;
+
+    /// The mounts of a read-only view of the committed `parent` when that view is one
+    /// committed directory bound as it is (overlay: a single layer; vfs: any tree): made
+    /// without a key, nothing to remove after. `None` when a view needs [`Snapshotter::view`]
+    /// (several overlay layers; the empty chain). Nothing keeps `parent` from removal
+    /// meanwhile but the caller (a build holds `Store::writing`, which a prune waits for).
+    fn view_in_place(&self, parent: &Chain) -> Result<Option<Mounts>, Error>;
+
+    /// Where the changes of the active snapshot `key` against its parent are, to write its
+    /// layer from; the snapshot must hold still meanwhile.
+    fn changes(&self, key: &SnapshotKey) -> Result<SnapshotChanges, Error>;
+
+    /// `dir`, a directory holding one layer's changes as an overlay upper dir holds them
+    /// (made outside any snapshot: a build's COPY writes one, which costs no copy of the
+    /// parent's tree on any driver), kept as the committed snapshot `name` where this
+    /// driver keeps layers so (overlay: renamed into place, as `commit`); a driver of full
+    /// trees (vfs) removes it, and makes the tree from the layer's blob when it is wanted
+    /// (`Store::image_chain`). `dir` is gone after, either way.
+    fn commit_changes(&self, dir: &Path, name: &Digest) -> Result<(), Error>;
 
     /// Removes a snapshot. A committed one that an active snapshot or view of this
     /// snapshotter stands on is refused.

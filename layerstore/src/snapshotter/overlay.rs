@@ -14,7 +14,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{ActiveDir, Kind, Record, remove_committed};
-use super::{Chain, Mounts, Snapshot, SnapshotKey, Snapshotter, UpperDirs, not_found};
+use super::{
+    Chain, Mounts, Snapshot, SnapshotChanges, SnapshotKey, Snapshotter, UpperDirs, not_found,
+};
 use crate::Error;
 use crate::digest::Digest;
 use crate::store::Store;
@@ -84,6 +86,23 @@ impl OverlaySnapshotter {
         })
     }
 
+    /// Renames `upper` into place as the committed snapshot `name` (`adopt_snapshot`, which
+    /// marks it unsynced: the layer blob is its durable copy); `what` names it in errors.
+    fn adopt(&self, upper: &Path, name: &Digest, what: &str) -> Result<(), Error> {
+        // Shared with other writers: a prune (exclusive) never sees it half done.
+        let _writing = self.store.writing()?;
+        self.store.adopt_snapshot(name, upper)?;
+        // adopt_snapshot drops the upper dir when the snapshot exists (someone committed
+        // equal content first) or the rename failed: only the second is an error.
+        if !self.store.snapshot_path(name).is_dir() {
+            return Err(Error::Snapshot {
+                key: what.to_string(),
+                reason: format!("could not be committed as {name}"),
+            });
+        }
+        Ok(())
+    }
+
     fn create(
         &self,
         key: &SnapshotKey,
@@ -125,19 +144,31 @@ impl Snapshotter for OverlaySnapshotter {
     /// The caller has unmounted the overlay (its upper dir must hold still).
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error> {
         self.active.read_for_commit(key)?;
-        // Shared with other writers: a prune (exclusive) never sees it half done.
-        let _writing = self.store.writing()?;
-        let upper = self.active.path(key).join(UPPER);
-        self.store.adopt_snapshot(name, &upper)?;
-        // adopt_snapshot drops the upper dir when the snapshot exists (someone committed
-        // equal content first) or the rename failed: only the second is an error.
-        if !self.store.snapshot_path(name).is_dir() {
-            return Err(Error::Snapshot {
-                key: key.to_string(),
-                reason: format!("could not be committed as {name}"),
-            });
-        }
+        self.adopt(&self.active.path(key).join(UPPER), name, key.as_str())?;
         self.active.remove(&self.store, key)
+    }
+
+    /// A single layer is its own view: its directory, bound read-only.
+    fn view_in_place(&self, parent: &Chain) -> Result<Option<Mounts>, Error> {
+        match parent.ids() {
+            [_] => Ok(Some(Mounts::Bind {
+                source: self.lowers(parent)?.remove(0),
+                read_only: true,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// The upper dir: it holds the changes alone (the whole tree of a first layer, which
+    /// is that layer's changes too).
+    fn changes(&self, key: &SnapshotKey) -> Result<SnapshotChanges, Error> {
+        self.active.read_for_commit(key)?;
+        Ok(SnapshotChanges::Upper(self.active.path(key).join(UPPER)))
+    }
+
+    /// `dir` is in the snapshot format already (overlay whiteouts and opaque marks).
+    fn commit_changes(&self, dir: &Path, name: &Digest) -> Result<(), Error> {
+        self.adopt(dir, name, &dir.display().to_string())
     }
 
     fn remove(&self, snapshot: &Snapshot) -> Result<(), Error> {
@@ -250,6 +281,56 @@ mod tests {
         // A parent that is not there is refused before anything is made.
         assert!(s.prepare(&key("orphan"), Some(&base)).is_err());
         assert!(s.mounts(&key("orphan")).is_err());
+    }
+
+    #[test]
+    fn changes_are_the_upper_dir_one_layer_is_its_own_view_and_fresh_changes_are_adopted() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = OverlaySnapshotter::new(&store);
+        let (a, b) = (Digest::of(b"layer a"), Digest::of(b"layer b"));
+
+        // A directory of changes made outside any snapshot becomes the committed one.
+        let fresh = dir.path().join("fresh");
+        fs::create_dir(&fresh).unwrap();
+        fs::write(fresh.join("a"), b"a").unwrap();
+        let base = Chain::default().child(&a);
+        s.commit_changes(&fresh, base.top().unwrap()).unwrap();
+        assert!(!fresh.exists(), "renamed into place");
+        let base_dir = store.snapshot_path(base.top().unwrap());
+        assert_eq!(fs::read(base_dir.join("a")).unwrap(), b"a");
+
+        // An active snapshot's changes are its upper dir, on a parent or on nothing.
+        for (k, parent) in [("first", None), ("step", Some(&base))] {
+            let m = s.prepare(&key(k), parent).unwrap();
+            assert_eq!(
+                s.changes(&key(k)).unwrap(),
+                SnapshotChanges::Upper(m.writable_dir().unwrap().to_path_buf())
+            );
+        }
+
+        // One layer is viewed in place, with no directory made; more need a keyed view.
+        let active = dir.path().join("snapshotter/overlay/active");
+        let before = fs::read_dir(&active).unwrap().count();
+        assert_eq!(
+            s.view_in_place(&base).unwrap(),
+            Some(Mounts::Bind {
+                source: base_dir.clone(),
+                read_only: true
+            })
+        );
+        assert_eq!(s.view_in_place(&base.child(&b)).unwrap(), None);
+        assert_eq!(s.view_in_place(&Chain::default()).unwrap(), None);
+        assert_eq!(fs::read_dir(&active).unwrap().count(), before);
+        s.view(&key("v"), Some(&base)).unwrap();
+        assert!(s.changes(&key("v")).is_err(), "a view has no changes");
+
+        // Equal content committed first stands; the second directory goes.
+        let again = dir.path().join("again");
+        fs::create_dir(&again).unwrap();
+        s.commit_changes(&again, base.top().unwrap()).unwrap();
+        assert!(!again.exists());
+        assert_eq!(fs::read(base_dir.join("a")).unwrap(), b"a");
     }
 
     #[test]

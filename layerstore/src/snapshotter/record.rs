@@ -95,6 +95,9 @@ impl ActiveDir {
         // Shared with other writers; a prune (exclusive) never sees one half made.
         let _writing = store.writing()?;
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // Each snapshot's directory in a block group of its own, as a build's step dirs
+        // (see the builder's `run/`): a RUN's upper dir may take many files.
+        crate::spread_subdirectories(&self.dir);
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(&self.dir)

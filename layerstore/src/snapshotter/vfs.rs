@@ -12,7 +12,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{ActiveDir, Kind, Record, remove_committed};
-use super::{Chain, Mounts, Snapshot, SnapshotKey, Snapshotter, not_found};
+use super::{Chain, Mounts, Snapshot, SnapshotChanges, SnapshotKey, Snapshotter, not_found};
 use crate::Error;
 use crate::digest::Digest;
 use crate::store::Store;
@@ -126,6 +126,33 @@ impl Snapshotter for VfsSnapshotter {
             }
         }
         self.active.remove(&self.store, key)
+    }
+
+    /// Any tree is its own view, bound read-only: nothing is copied or made.
+    fn view_in_place(&self, parent: &Chain) -> Result<Option<Mounts>, Error> {
+        Ok(self.parent_tree(Some(parent))?.map(|tree| Mounts::Bind {
+            source: tree,
+            read_only: true,
+        }))
+    }
+
+    /// The tree and its parent's, to compare; a tree on nothing is all changes (what an
+    /// overlay's first layer holds).
+    fn changes(&self, key: &SnapshotKey) -> Result<SnapshotChanges, Error> {
+        let record = self.active.read_for_commit(key)?;
+        let tree = self.active.path(key).join(FS);
+        Ok(match self.parent_tree(Some(&record.chain()))? {
+            Some(lower) => SnapshotChanges::Trees { lower, upper: tree },
+            None => SnapshotChanges::Upper(tree),
+        })
+    }
+
+    /// A tree is a whole file system, not a layer's changes: `dir` is dropped, and the tree
+    /// made from the layer blob by `Store::image_chain` when a step stands on it (copying
+    /// the parent's tree here, for every COPY, would cost that copy even where no later
+    /// step needs the tree).
+    fn commit_changes(&self, dir: &Path, _name: &Digest) -> Result<(), Error> {
+        fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
     }
 
     fn remove(&self, snapshot: &Snapshot) -> Result<(), Error> {
