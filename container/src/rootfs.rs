@@ -7,9 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lb_layerstore::{
-    Chain, Image, LayerChanges, Mounts, Snapshot, SnapshotKey, StorageDriver, Store,
-};
+use lb_layerstore::{Image, LayerChanges, Mounts, SnapshotKey, StorageDriver, Store};
 
 use crate::Result;
 use crate::record::Record;
@@ -48,7 +46,13 @@ pub fn create(store: &Store, image: &Image, id: &str) -> Result<()> {
 /// The container's root file system for the runtime (`dir`: its directory).
 pub fn rootfs(store: &Store, record: &Record, dir: &Path) -> Result<lb_runtime::Rootfs> {
     if vfs(store) {
-        return Ok(lb_runtime::Rootfs::Dir(tree(store, &record.id)?));
+        let mounts = store.snapshotter().mounts(&key(&record.id)?)?;
+        return lb_runtime::Rootfs::of_mounts(mounts, record.auto_remove).map_err(|m| {
+            crate::Error::Corrupt {
+                path: PathBuf::from(&record.id),
+                reason: format!("a container's rootfs as {m:?}"),
+            }
+        });
     }
     // Overlay lowers are listed top first; snapshots come bottom first.
     let mut lowers: Vec<PathBuf> = record.config.lowers.iter().rev().cloned().collect();
@@ -87,40 +91,19 @@ pub fn merged(store: &Store, record: &Record, dir: &Path) -> Result<Mounts> {
     })
 }
 
-/// Calls `f` with the container's changes on top of its image `image` (`lb commit`): the
-/// upper dir, or on vfs its tree and the image's.
+/// Calls `f` with the container's changes on top of its image (`lb commit`): the upper
+/// dir, or on vfs where its snapshotter finds them (its tree and the image's).
 pub fn with_changes<T>(
     store: &Store,
     record: &Record,
     dir: &Path,
-    image: &Image,
     f: impl FnOnce(LayerChanges<'_>) -> Result<T>,
 ) -> Result<T> {
     if !vfs(store) {
         return f(LayerChanges::Upper(&dir.join("upper")));
     }
-    let upper = tree(store, &record.id)?;
-    let chain = store.image_chain(image)?;
-    let snapshotter = store.snapshotter();
-    // A view of the image's tree for the comparison, gone after it.
-    let view = key(&format!(
-        "commit-{}-{}",
-        &record.id[..12.min(record.id.len())],
-        std::process::id()
-    ))?;
-    let mounts = snapshotter.view(&view, (!chain.ids().is_empty()).then_some(&chain as &Chain))?;
-    let result = match &mounts {
-        Mounts::Bind { source, .. } => f(LayerChanges::Trees {
-            lower: source,
-            upper: &upper,
-        }),
-        m => Err(crate::Error::Corrupt {
-            path: upper.clone(),
-            reason: format!("a vfs view as {m:?}"),
-        }),
-    };
-    let _ = snapshotter.remove(&Snapshot::Active(view));
-    result
+    let changes = store.snapshotter().changes(&key(&record.id)?)?;
+    f(changes.layer())
 }
 
 /// A vfs container's tree.

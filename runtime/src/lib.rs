@@ -3,7 +3,9 @@
 //! docker confines it (capabilities, seccomp, masked paths, cgroups), and follows it to its
 //! end. It takes an OCI runtime spec (`oci_spec::runtime::Spec`) and a [`Rootfs`]; it knows
 //! nothing of images, layers, stores, storage drivers, names or Dockerfiles — the caller
-//! turns an image into a spec and a rootfs.
+//! turns an image into a spec and a rootfs. Of the store it reads one type, a snapshot's
+//! `lb_layerstore::Mounts` (plain data: lowers and an upper dir, or one directory), which
+//! [`Rootfs::of_mounts`] turns into a rootfs for every caller (builder and containers).
 
 pub mod cgroups;
 pub mod defaults;

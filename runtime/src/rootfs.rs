@@ -23,6 +23,32 @@ pub enum Rootfs {
 }
 
 impl Rootfs {
+    /// The root file system a snapshot's `mounts` describe (the store's plain data: an
+    /// overlay of lowers with its upper and work dirs, or one directory), the one
+    /// conversion every caller uses. `volatile` as in [`RootfsLayers`]; a bind is used as it
+    /// is. A read-only view is given back: a container's root is written.
+    pub fn of_mounts(
+        mounts: lb_layerstore::Mounts,
+        volatile: bool,
+    ) -> std::result::Result<Rootfs, lb_layerstore::Mounts> {
+        match mounts {
+            lb_layerstore::Mounts::Overlay {
+                lowers,
+                upper: Some(dirs),
+            } => Ok(Rootfs::Overlay(RootfsLayers {
+                lowers,
+                upper: dirs.upper,
+                work: dirs.work,
+                volatile,
+            })),
+            lb_layerstore::Mounts::Bind {
+                source,
+                read_only: false,
+            } => Ok(Rootfs::Dir(source)),
+            view => Err(view),
+        }
+    }
+
     /// Mounts it at `target` (in the container's mount namespace).
     pub fn mount(&self, target: &Path) -> Result<()> {
         match self {

@@ -265,7 +265,7 @@ pub fn commit(store: &Store, args: CommitArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let dir = store.container_dir(&c.id);
-    let image = lb_container::rootfs::with_changes(store, &c, &dir, &parent, |changes| {
+    let image = lb_container::rootfs::with_changes(store, &c, &dir, |changes| {
         Ok(store.commit_layer(&parent, changes, name.as_ref(), &what)?)
     })?;
     println!("{}", image.config_digest);

@@ -26,13 +26,17 @@ const MADE_FOR_EVERY_CONTAINER: &[&str] = &[
 impl Container<'_> {
     /// What the container changed, sorted by path.
     pub fn changes(&self) -> Result<Vec<PathChange>> {
-        let image = self.store.image_by_manifest(self.record.image)?;
         let all = if self.store.storage_driver() == lb_layerstore::StorageDriver::Vfs {
-            crate::rootfs::with_changes(self.store, &self.record, &self.dir, &image, |c| {
-                let LayerChanges::Trees { lower, .. } = c else {
-                    unreachable!("a vfs container's changes are two trees")
-                };
-                Ok(lb_layerstore::path_changes(c, lower)?)
+            crate::rootfs::with_changes(self.store, &self.record, &self.dir, |c| match c {
+                LayerChanges::Trees { lower, .. } => Ok(lb_layerstore::path_changes(c, lower)?),
+                // An image of no layers: its tree is empty, all of the container's is new.
+                LayerChanges::Upper(_) => {
+                    let empty = tempfile::tempdir_in(&self.dir).map_err(|source| Error::Io {
+                        path: self.dir.clone(),
+                        source,
+                    })?;
+                    Ok(lb_layerstore::path_changes(c, empty.path())?)
+                }
             })?
         } else {
             self.upper_changes()?
