@@ -1,16 +1,17 @@
 //! Running a plan: each stage from its base through its steps, stages of one level at the
 //! same time. A step's cache key is computed before it runs (the parent's key, the step as
 //! expanded, and the digests of what it reads); a key the store has a record for reuses
-//! the image recorded, otherwise the step runs: RUN in lb's runtime on an overlay of the
-//! stage's snapshots with a fresh upper directory, COPY straight into a fresh upper
-//! directory. That upper directory is diffed into the step's layer and kept as its
-//! snapshot. Metadata steps only change the config and the history.
+//! the image recorded, otherwise the step runs: RUN in lb's runtime on an active snapshot
+//! of the stage's file system, COPY straight into a fresh directory of changes. The
+//! step's changes become its layer, and are kept as its committed snapshot. Metadata
+//! steps only change the config and the history.
 //!
 //! Here: the public API (options, the caller's traits, progress events, `build`, reaping
 //! killed builds, writing a file system as one tar) and the driver running stages level by
 //! level. A stage's state is in `state`, a stage's steps in `stage` (ARG, metadata, ONBUILD;
 //! RUN in `run`, COPY/ADD/WORKDIR in `files`), the cache lookup and the commit of a layer in
-//! `layer`.
+//! `layer`, the build's snapshots (the store's `Snapshotter`, on any driver) in
+//! `snapshots`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -34,9 +35,9 @@ use crate::plan::{Base, Plan, Stage, plan};
 mod files;
 mod layer;
 mod run;
+mod snapshots;
 mod stage;
 mod state;
-mod vfs;
 
 use layer::StepChanges;
 use state::StageState;
@@ -141,8 +142,8 @@ struct Builder<'a> {
     source: Option<&'a dyn ImageSource>,
     network: Option<&'a dyn RunNetwork>,
     urls: Option<&'a dyn crate::fetch::UrlSource>,
-    /// The vfs storage driver's steps, for a vfs store (`None`: overlay).
-    vfs: Option<vfs::VfsSteps>,
+    /// The build's active snapshots and views, on the store's driver.
+    snapshots: snapshots::StepSnapshots,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -202,7 +203,7 @@ pub fn build(
         source,
         network,
         urls,
-        vfs: vfs::VfsSteps::of(store),
+        snapshots: snapshots::StepSnapshots::new(store),
     };
     let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
     for level in &b.plan.levels {
@@ -285,30 +286,14 @@ pub fn write_flattened(
     image: &Image,
     out: impl std::io::Write,
 ) -> Result<(), BuildError> {
-    match vfs::VfsSteps::of(store) {
-        None => {
-            let mut lowers = store.prepare_snapshots(image).map_err(store_err)?;
-            lowers.reverse();
-            let mounts = lb_layerstore::Mounts::Overlay {
-                lowers,
-                upper: None,
-            };
-            write_merged(&mounts, store.root(), out)
-        }
-        // Its views go when `steps` drops.
-        Some(steps) => {
-            let tree = steps.view(store, Some(image))?;
-            let mounts = lb_layerstore::Mounts::Bind {
-                source: tree,
-                read_only: true,
-            };
-            write_merged(&mounts, store.root(), out)
-        }
-    }
+    // A keyed view, if the snapshotter needs one, goes when `snapshots` drops.
+    let snapshots = snapshots::StepSnapshots::new(store);
+    let mounts = snapshots.view(store, Some(image))?;
+    write_merged(&mounts, store.root(), out)
 }
 
-/// Writes the merged file system `mounts` describe as one tar, whiteouts applied. A
-/// directory (a vfs tree) is read as it is; an overlay's layers (`lowers` top first:
+/// Writes the merged file system `mounts` describe as one tar, whiteouts applied. One
+/// directory (a vfs tree, an overlay's single layer) is read as it is; an overlay's layers (`lowers` top first:
 /// snapshots, a container's upper dir) are seen through a read-only overlay mounted in a
 /// mount namespace of this process's own, in a scratch directory under `scratch_in`.
 pub fn write_merged(

@@ -1,21 +1,19 @@
-//! A step's layer: the cache looked up by its key, its changes (an upper dir, or on vfs a
-//! tree and its parent) committed as a layer and an image (recorded under the key, kept as
-//! a snapshot), the scratch directories steps write in, and the stage's file system as
-//! lowers or one read-only view.
+//! A step's layer: the cache looked up by its key, its changes (an active snapshot's, or
+//! a fresh directory of them) committed as a layer and an image (recorded under the key,
+//! kept as a committed snapshot), the scratch directories steps write in, and the stage's
+//! file system as one read-only view.
+
+use lb_layerstore::Mounts;
 
 use super::*;
 
 /// Where a step's changes are.
 pub(super) enum StepChanges {
-    /// In `upper/` of the step's directory: overlay's upper dir, or the fresh dir COPY,
-    /// ADD and WORKDIR write into (on either driver).
-    Upper,
-    /// A vfs step's tree (the active snapshot `key`) and its parent's tree `lower`.
-    Tree {
-        key: lb_layerstore::SnapshotKey,
-        tree: PathBuf,
-        lower: PathBuf,
-    },
+    /// The active snapshot `key` a RUN ran on: the snapshotter says where its changes are.
+    Snapshot(lb_layerstore::SnapshotKey),
+    /// The fresh directory of changes COPY, ADD and WORKDIR write (`upper/` of the step's
+    /// directory), in the form of an overlay upper dir, on every driver.
+    Dir(PathBuf),
 }
 
 impl Builder<'_> {
@@ -55,23 +53,23 @@ impl Builder<'_> {
         Ok(Some(hit))
     }
 
-    /// Commits `changes` (in the step's directory `dir`) as the step's layer on top of
-    /// `state`, records it under the step's key and keeps what it can as the layer's
-    /// snapshot: overlay's upper dir, vfs's tree.
+    /// Commits `changes` as the step's layer on top of `state`, records it under the
+    /// step's key and keeps them as the layer's committed snapshot (as the driver keeps
+    /// snapshots).
     pub(super) fn commit(
         &self,
         mut state: StageState,
-        dir: &Path,
         changes: &StepChanges,
         key: Digest,
         created_by: String,
     ) -> Result<StageState, BuildError> {
-        let upper = dir.join("upper");
+        let snapshot_changes;
         let layer_changes = match changes {
-            StepChanges::Upper => lb_layerstore::LayerChanges::Upper(&upper),
-            StepChanges::Tree { tree, lower, .. } => {
-                lb_layerstore::LayerChanges::Trees { lower, upper: tree }
+            StepChanges::Snapshot(key) => {
+                snapshot_changes = self.snapshots.changes(key)?;
+                snapshot_changes.layer()
             }
+            StepChanges::Dir(dir) => lb_layerstore::LayerChanges::Upper(dir),
         };
         let layer = self
             .store
@@ -100,20 +98,9 @@ impl Builder<'_> {
             .map_err(store_err)?;
         let chain = lb_layerstore::chain_ids(&state.diff_ids());
         if let Some(top) = chain.last() {
-            match (changes, &self.vfs) {
-                (StepChanges::Upper, None) => {
-                    self.store.adopt_snapshot(top, &upper).map_err(store_err)?;
-                }
-                // A vfs tree is made from the blob when a step stands on it: an upper dir
-                // is not one.
-                (StepChanges::Upper, Some(_)) => {}
-                (StepChanges::Tree { key, .. }, Some(vfs)) => vfs.commit(key, top)?,
-                (StepChanges::Tree { .. }, None) => {
-                    return Err(store_err(lb_layerstore::Error::Snapshot {
-                        key: top.to_string(),
-                        reason: "a vfs tree to commit on an overlay store".into(),
-                    }));
-                }
+            match changes {
+                StepChanges::Snapshot(key) => self.snapshots.commit(key, top)?,
+                StepChanges::Dir(dir) => self.snapshots.commit_changes(dir, top)?,
             }
         }
         self.store.cache_put(&key, &image).map_err(store_err)?;
@@ -144,54 +131,27 @@ impl Builder<'_> {
         Ok(d.keep())
     }
 
-    /// The snapshots of `image`, lowest first; an empty directory for no layers.
-    pub(super) fn lowers(
-        &self,
-        image: Option<&Image>,
-        dir: &Path,
-    ) -> Result<Vec<PathBuf>, BuildError> {
-        Self::or_empty(self.snapshots(image)?, dir)
-    }
-
-    fn snapshots(&self, image: Option<&Image>) -> Result<Vec<PathBuf>, BuildError> {
-        match image {
-            Some(i) => self.store.prepare_snapshots(i).map_err(store_err),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// `lowers`, or an empty directory in `dir` for none.
-    fn or_empty(mut lowers: Vec<PathBuf>, dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty)
-                .map_err(|e| BuildError::io("preparing a step", &empty, e))?;
-            lowers.push(empty);
-        }
-        Ok(lowers)
-    }
-
-    /// The file system of `image` as one read-only directory (mounted in the build's own
-    /// mount namespace when it has more than one layer).
+    /// The file system of `image` as one read-only directory: a committed one as it is,
+    /// or a read-only overlay of several (mounted in the build's own mount namespace).
     pub(crate) fn view(&self, image: Option<&Image>) -> Result<PathBuf, BuildError> {
-        if let Some(vfs) = &self.vfs {
-            return vfs.view(self.store, image);
+        match self.snapshots.view(self.store, image)? {
+            Mounts::Bind { source, .. } => Ok(source),
+            Mounts::Overlay {
+                lowers,
+                upper: None,
+            } => {
+                let at = self.step_dir()?.join("view");
+                std::fs::create_dir_all(&at)
+                    .map_err(|e| BuildError::io("preparing a step", &at, e))?;
+                lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
+                    .map_err(BuildError::runtime)?;
+                Ok(at)
+            }
+            m => Err(store_err(lb_layerstore::Error::Snapshot {
+                key: format!("{m:?}"),
+                reason: "a view that is writable".into(),
+            })),
         }
-        let mut snapshots = self.snapshots(image)?;
-        // One layer is its own view, with no directory made for it.
-        if snapshots.len() == 1 {
-            return Ok(snapshots.remove(0));
-        }
-        let dir = self.step_dir()?;
-        let mut lowers = Self::or_empty(snapshots, &dir)?;
-        if lowers.len() == 1 {
-            return Ok(lowers.remove(0));
-        }
-        lowers.reverse();
-        let at = dir.join("view");
-        std::fs::create_dir_all(&at).map_err(|e| BuildError::io("preparing a step", &at, e))?;
-        lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at).map_err(BuildError::runtime)?;
-        Ok(at)
     }
 
     /// The end of a step that writes files with no container (COPY, ADD, WORKDIR): the
@@ -209,12 +169,15 @@ impl Builder<'_> {
             self.progress.event(Event::Cached { vertex: v });
             return Ok(hit);
         }
+        // Not an active snapshot: on vfs, preparing one copies the stage's whole tree, which
+        // a COPY of a few files would pay every time (see `snapshots`). The snapshotter
+        // keeps this directory as the snapshot where it keeps layers so.
         let dir = self.run_step_dir()?;
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)
             .map_err(|e| BuildError::io("preparing a step", &upper, e))?;
         fill(&upper)?;
-        self.finish_layer(state, &dir, &StepChanges::Upper, key, created_by, v, t)
+        self.finish_layer(state, &dir, &StepChanges::Dir(upper), key, created_by, v, t)
     }
 
     /// A step's end once `changes` are made: the layer committed (and kept as its
@@ -230,7 +193,7 @@ impl Builder<'_> {
         v: usize,
         t: Instant,
     ) -> Result<StageState, BuildError> {
-        let state = self.commit(state, dir, changes, key, created_by)?;
+        let state = self.commit(state, changes, key, created_by)?;
         let _ = std::fs::remove_dir_all(dir);
         self.progress.event(Event::Done {
             vertex: v,

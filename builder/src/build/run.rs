@@ -1,7 +1,6 @@
 //! RUN steps: the step's argv (shell form, exec form, heredoc scripts), its environment,
-//! mounts and network, its container started on an overlay of the stage's snapshots with a
-//! fresh upper dir that becomes the layer (on vfs: a copy of the stage's tree, compared
-//! with it), and its output streamed as progress events.
+//! mounts and network, its container started on an active snapshot of the stage's file
+//! system whose changes become the layer, and its output streamed as progress events.
 
 use super::*;
 
@@ -145,10 +144,10 @@ impl Builder<'_> {
         } else {
             Some(self.run_step_dir()?)
         };
-        // The image's file system, to tell the mount points mounts create: only with mounts
-        // on overlay (its upper dir holds nothing else of the image), always on vfs (the
-        // step's tree holds the image: /etc/hosts there is the image's, not a stub).
-        let image_view = if run.mounts.is_empty() && self.vfs.is_none() {
+        // The image's file system, to tell the mount points mounts create from the image's
+        // own files: needed now for mounts (they are part of the key); without them, only
+        // once the step's snapshot is known to hold more than its changes (below).
+        let image_view = if run.mounts.is_empty() {
             None
         } else {
             Some(self.view(state.image.as_ref())?)
@@ -187,12 +186,31 @@ impl Builder<'_> {
             Some(dir) => dir,
             None => self.run_step_dir()?,
         };
-        let lower_view = image_view.unwrap_or_else(|| dir.clone());
-        let (layers, changes) = self.step_rootfs(&state, &dir, &lower_view)?;
-        let upper = match &changes {
-            StepChanges::Upper => dir.join("upper"),
-            StepChanges::Tree { tree, .. } => tree.clone(),
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| BuildError::io("preparing a step", &rootfs, e))?;
+        let (snapshot, mounts) = self.snapshots.prepare(self.store, state.image.as_ref())?;
+        let upper = mounts
+            .writable_dir()
+            .expect("an active snapshot is writable")
+            .to_path_buf();
+        // An overlay's upper dir holds the step's changes alone: nothing of the image there
+        // is to be told from a mount point it made (the step's dir has no /etc). A tree
+        // holds the image too (/etc/hosts there is the image's, not a stub).
+        let lower_view = match image_view {
+            Some(view) => view,
+            None if matches!(mounts, lb_layerstore::Mounts::Overlay { .. }) => dir.clone(),
+            None => self.view(state.image.as_ref())?,
         };
+        // Not synced at unmount (overlay's `volatile`): the step's layer blob is written
+        // durably, and the store marks the snapshot its changes become as unsynced until it
+        // is (a directory bound as the root has no such option).
+        let layers = lb_runtime::Rootfs::of_mounts(mounts, true).map_err(|m| {
+            store_err(lb_layerstore::Error::Snapshot {
+                key: format!("{m:?}"),
+                reason: "an active snapshot that is read-only".into(),
+            })
+        })?;
         env.extend(prepared.env.iter().cloned());
         let mut spec =
             lb_runtime::defaults::docker_spec(args.clone(), network_none && bridged.is_none());
@@ -254,7 +272,6 @@ impl Builder<'_> {
             std::process::id(),
             &Digest::of(format!("{key} {}", dir.display()).as_bytes()).hex()[..32]
         );
-        let rootfs = dir.join("rootfs");
         let user = (!user.is_empty()).then_some(user);
         if let Some(net) = bridged {
             let ns = net
@@ -279,46 +296,8 @@ impl Builder<'_> {
         ran?;
         crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
+        let changes = StepChanges::Snapshot(snapshot);
         self.finish_layer(state, &dir, &changes, key, created_by, v, t)
-    }
-
-    /// A RUN step's root file system in its directory `dir`: on overlay, the stage's
-    /// snapshots below a fresh upper dir; on vfs, a copy of the stage's tree (whose parent,
-    /// for the comparison, is `lower_view`).
-    fn step_rootfs(
-        &self,
-        state: &StageState,
-        dir: &Path,
-        lower_view: &Path,
-    ) -> Result<(lb_runtime::Rootfs, StepChanges), BuildError> {
-        let mkdirs = |names: &[&str]| {
-            names.iter().try_for_each(|d| {
-                std::fs::create_dir_all(dir.join(d))
-                    .map_err(|e| BuildError::io("preparing a step", dir, e))
-            })
-        };
-        if let Some(vfs) = &self.vfs {
-            mkdirs(&["rootfs"])?;
-            let (key, tree) = vfs.prepare(self.store, state.image.as_ref())?;
-            let changes = StepChanges::Tree {
-                key,
-                tree: tree.clone(),
-                lower: lower_view.to_path_buf(),
-            };
-            return Ok((lb_runtime::Rootfs::Dir(tree), changes));
-        }
-        let mut lowers = self.lowers(state.image.as_ref(), dir)?;
-        lowers.reverse();
-        mkdirs(&["upper", "work", "rootfs"])?;
-        let layers = lb_runtime::RootfsLayers {
-            lowers,
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            // Not synced at unmount: the step's layer blob is written durably, and the store
-            // marks the snapshot this upper dir becomes as unsynced until it is.
-            volatile: true,
-        };
-        Ok((lb_runtime::Rootfs::Overlay(layers), StepChanges::Upper))
     }
 
     /// RUN's mounts, their words expanded with the stage's variables.
