@@ -4,8 +4,8 @@
 //! runtime's rootfs by `lb_runtime::Rootfs::of_mounts`; its layer is written from the
 //! snapshotter's `changes` and the snapshot committed under the layer's ChainID. Views of
 //! images (COPY sources and destinations, bind mounts, WORKDIR's lookups) are read-only
-//! views: a committed directory as it is where the snapshotter can give one
-//! (`view_in_place`: an overlay's one layer, a vfs tree), else a keyed view.
+//! views made of committed directories as they are (`view_in_place`: an overlay's layers,
+//! a vfs tree; nothing is made for them), else (the empty chain) a keyed view.
 //!
 //! COPY, ADD and WORKDIR write a fresh directory of the layer's changes outside any
 //! snapshot (in the build's `run/`), on every driver: an active snapshot would cost vfs a

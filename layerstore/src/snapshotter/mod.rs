@@ -198,11 +198,12 @@ pub trait Snapshotter {
     /// one stands and `key`'s is dropped.
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error>;
 
-    /// The mounts of a read-only view of the committed `parent` when that view is one
-    /// committed directory bound as it is (overlay: a single layer; vfs: any tree): made
-    /// without a key, nothing to remove after. `None` when a view needs [`Snapshotter::view`]
-    /// (several overlay layers; the empty chain). Nothing keeps `parent` from removal
-    /// meanwhile but the caller (a build holds `Store::writing`, which a prune waits for).
+    /// The mounts of a read-only view of the committed `parent` made of committed
+    /// directories as they are (overlay: a single layer bound, several stacked; vfs: the
+    /// tree bound): no key, nothing made, nothing to remove after. `None` when a view needs
+    /// [`Snapshotter::view`] (the empty chain: an empty directory to bind). Nothing keeps
+    /// `parent` from removal meanwhile but the caller (a build holds `Store::writing`,
+    /// which a prune waits for).
     fn view_in_place(&self, parent: &Chain) -> Result<Option<Mounts>, Error>;
 
     /// Where the changes of the active snapshot `key` against its parent are, to write its

@@ -145,18 +145,23 @@ impl Snapshotter for OverlaySnapshotter {
     fn commit(&self, key: &SnapshotKey, name: &Digest) -> Result<(), Error> {
         self.active.read_for_commit(key)?;
         self.adopt(&self.active.path(key).join(UPPER), name, key.as_str())?;
-        self.active.remove(&self.store, key)
+        self.active.remove_committed_key(key)
     }
 
-    /// A single layer is its own view: its directory, bound read-only.
+    /// Layers are their own view: a single one bound read-only, several stacked.
     fn view_in_place(&self, parent: &Chain) -> Result<Option<Mounts>, Error> {
-        match parent.ids() {
-            [_] => Ok(Some(Mounts::Bind {
-                source: self.lowers(parent)?.remove(0),
+        let mut lowers = self.lowers(parent)?;
+        Ok(match lowers.len() {
+            0 => None,
+            1 => Some(Mounts::Bind {
+                source: lowers.remove(0),
                 read_only: true,
-            })),
-            _ => Ok(None),
-        }
+            }),
+            _ => Some(Mounts::Overlay {
+                lowers,
+                upper: None,
+            }),
+        })
     }
 
     /// The upper dir: it holds the changes alone (the whole tree of a first layer, which
@@ -233,6 +238,7 @@ mod tests {
             s.mounts(&key("base")).is_err(),
             "committed: no longer active"
         );
+        assert!(!dir.path().join("snapshotter/overlay/active/base").exists());
         let base_dir = store.snapshot_path(base.top().unwrap());
         assert_eq!(fs::read(base_dir.join("a")).unwrap(), b"a");
 
@@ -309,7 +315,11 @@ mod tests {
             );
         }
 
-        // One layer is viewed in place, with no directory made; more need a keyed view.
+        let two = base.child(&b);
+        s.commit(&key("step"), two.top().unwrap()).unwrap();
+        let two_dir = store.snapshot_path(two.top().unwrap());
+
+        // Layers are viewed in place, with no directory made; nothing needs a keyed view.
         let active = dir.path().join("snapshotter/overlay/active");
         let before = fs::read_dir(&active).unwrap().count();
         assert_eq!(
@@ -319,8 +329,15 @@ mod tests {
                 read_only: true
             })
         );
-        assert_eq!(s.view_in_place(&base.child(&b)).unwrap(), None);
+        assert_eq!(
+            s.view_in_place(&two).unwrap(),
+            Some(Mounts::Overlay {
+                lowers: vec![two_dir, base_dir.clone()],
+                upper: None
+            })
+        );
         assert_eq!(s.view_in_place(&Chain::default()).unwrap(), None);
+        assert!(s.view_in_place(&two.child(&a)).is_err(), "not committed");
         assert_eq!(fs::read_dir(&active).unwrap().count(), before);
         s.view(&key("v"), Some(&base)).unwrap();
         assert!(s.changes(&key("v")).is_err(), "a view has no changes");

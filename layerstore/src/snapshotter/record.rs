@@ -161,6 +161,18 @@ impl ActiveDir {
         store.discard(&dir)
     }
 
+    /// Removes what a commit left of `key` (overlay: its work dir), without `remove`'s
+    /// durable removal (a trash rename made durable by an fsync: a RUN step's commit paid
+    /// it on top of the snapshot's own): the record goes first, so the key reads as absent
+    /// from then on, and a crash that undoes any of it leaves a key whose maker is gone,
+    /// which a prune takes (`stale`). Nothing under the key was the snapshot any more.
+    pub fn remove_committed_key(&self, key: &SnapshotKey) -> Result<(), Error> {
+        let dir = self.path(key);
+        let record = dir.join(RECORD);
+        fs::remove_file(&record).map_err(|e| Error::io(&record, e))?;
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
+    }
+
     /// Every key and its record (`None`: unreadable), not the `.tmp-*` being made.
     fn entries(&self) -> Vec<(SnapshotKey, Option<Record>)> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
