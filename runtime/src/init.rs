@@ -48,6 +48,7 @@ pub(crate) fn run_exec(
         become_process(
             &process,
             e.user.as_deref(),
+            &e.group_add,
             seccomp,
             report.as_raw_fd(),
             false,
@@ -114,6 +115,7 @@ fn steps(
         _ => None,
     };
     rootfs::populate_dev(root.as_raw_fd(), console)?;
+    rootfs::make_devices(root.as_raw_fd(), linux.devices().as_deref().unwrap_or(&[]))?;
     drop(root);
 
     if own_ns(oci_spec::runtime::LinuxNamespaceType::Uts)
@@ -126,6 +128,9 @@ fn steps(
     }
 
     rootfs::pivot(&l.rootfs)?;
+    if let Some(sysctls) = linux.sysctl() {
+        rootfs::write_sysctls(sysctls)?;
+    }
     rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
     rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
     if spec
@@ -138,7 +143,15 @@ fn steps(
     }
 
     let process = spec.process().clone().unwrap_or_default();
-    become_process(&process, l.user.as_deref(), seccomp, report, l.init, death)
+    become_process(
+        &process,
+        l.user.as_deref(),
+        &l.group_add,
+        seccomp,
+        report,
+        l.init,
+        death,
+    )
 }
 
 /// The last steps, in the container's root: rlimits, the user, descriptors, the working
@@ -147,17 +160,19 @@ fn steps(
 fn become_process(
     process: &oci_spec::runtime::Process,
     user: Option<&str>,
+    group_add: &[String],
     seccomp: Option<&crate::seccomp::Profile>,
     report: RawFd,
     init: bool,
     death: Option<&ParentDeath>,
 ) -> Result<Never> {
     set_rlimits(process)?;
-    let user = match user {
+    let group_file = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let mut user = match user {
         Some(u) => resolve(
             u,
             &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-            &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+            &group_file,
         )
         .map_err(Error::User)?,
         None => ExecUser {
@@ -167,6 +182,16 @@ fn become_process(
             home: "/".into(),
         },
     };
+    // `--group-add`: names or ids, looked up in the container's own group file; and the
+    // primary group as a supplementary one too, as docker's runtime sets it since
+    // CVE-2023-25173 (a group-restricted file must not become readable by dropping the
+    // primary group with setgroups).
+    let extra = crate::user::additional_groups(group_add, &group_file).map_err(Error::User)?;
+    for gid in extra.into_iter().chain([user.gid]) {
+        if !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if let Some(e) = env.iter().find(|e| !e.contains('=')) {
         return Err(Error::invalid(format!("invalid environment entry {e:?}")));

@@ -46,6 +46,9 @@ pub struct Launch {
     /// A docker-style user (`name`, `uid:gid`, ...) resolved in the container's own
     /// `/etc/passwd`; `None` takes the spec's numeric ids.
     pub user: Option<String>,
+    /// `--group-add`: supplementary groups by name or id, resolved in the container's
+    /// own `/etc/group` (docker resolves them at start, not at create).
+    pub group_add: Vec<String>,
     /// docker's default seccomp profile (`false`: `--security-opt seccomp=unconfined`).
     pub seccomp: bool,
     /// `--init`: a reaping init stays PID 1 and the command runs as its child.
@@ -183,6 +186,8 @@ pub struct Exec {
     /// The container's spec with the process to run (args, env, cwd, capabilities).
     pub spec: Spec,
     pub user: Option<String>,
+    /// The container's `--group-add`s (docker gives exec'd processes them too).
+    pub group_add: Vec<String>,
     pub seccomp: bool,
     pub stdio: Stdio,
 }
@@ -337,6 +342,12 @@ fn forwarded_set() -> nix::sys::signal::SigSet {
 /// leaving the container behind. (The container's process unblocks them for itself.)
 pub fn hold_signals() {
     let _ = forwarded_set().thread_block();
+}
+
+/// Lets the held signals act on lb itself again (`run --sig-proxy=false`): they end
+/// lb, as docker's client, and the container goes on.
+pub fn release_signals() {
+    let _ = forwarded_set().thread_unblock();
 }
 
 /// The pid signals are forwarded to (0: none).

@@ -22,5 +22,7 @@ pub mod user;
 
 pub use error::{Error, Result};
 pub use init::DEFAULT_PATH;
-pub use launch::{Container, Exec, Launch, Stdio, exec, exit_code, hold_signals, start};
+pub use launch::{
+    Container, Exec, Launch, Stdio, exec, exit_code, hold_signals, release_signals, start,
+};
 pub use rootfs::{Rootfs, RootfsLayers};

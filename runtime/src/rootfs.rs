@@ -766,6 +766,62 @@ pub fn populate_dev(root_fd: RawFd, console: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// The spec's devices (`--device`) as nodes inside `root`: type, numbers, mode and owner
+/// as the host's, their directories made on the way, an existing node replaced.
+pub fn make_devices(root_fd: RawFd, devices: &[oci_spec::runtime::LinuxDevice]) -> Result<()> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    for d in devices {
+        let path = d.path();
+        let err = |e: std::io::Error| {
+            Error::io(format!("mknod {} in the container", path.display()), e).with_path(path)
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let dir = ensure_in_root(root_fd, parent, false)?;
+        let name = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|e| err(e.into()))?;
+        let kind = match d.typ() {
+            T::B => libc::S_IFBLK,
+            T::P => libc::S_IFIFO,
+            _ => libc::S_IFCHR,
+        };
+        let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+        let dev = libc::makedev(d.major() as u32, d.minor() as u32);
+        // SAFETY: plain *at calls relative to an owned directory descriptor.
+        unsafe {
+            libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0);
+            let old = libc::umask(0);
+            let r = libc::mknodat(dir.as_raw_fd(), name.as_ptr(), kind | mode, dev);
+            libc::umask(old);
+            if r < 0 {
+                return Err(err(last_errno()));
+            }
+            if libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                d.uid().unwrap_or(0),
+                d.gid().unwrap_or(0),
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) < 0
+            {
+                return Err(err(last_errno()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the spec's sysctls through `/proc/sys` (in the container's namespaces, before
+/// `/proc/sys` is made read-only), as runc does.
+pub fn write_sysctls(sysctls: &std::collections::HashMap<String, String>) -> Result<()> {
+    for (key, value) in sysctls {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| Error::io(format!("write sysctl {key}"), e).with_path(&path))?;
+    }
+    Ok(())
+}
+
 /// Makes `rootfs` the root: `pivot_root(".", ".")` then detaching the old root stacked
 /// under it (runc's way: no directory for the old root inside the container).
 pub fn pivot(rootfs: &Path) -> Result<()> {

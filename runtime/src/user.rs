@@ -22,6 +22,9 @@ pub enum UserError {
     /// The group entry of this name has a gid that is not a number.
     #[error("bad gid in /etc/group for {0}")]
     BadGroupGid(String),
+    /// A `--group-add` name no group entry has (docker's own capitalised message).
+    #[error("Unable to find group {0}: no matching entries in group file")]
+    NoSuchAdditionalGroup(String),
 }
 
 /// Who the container process runs as.
@@ -113,6 +116,39 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserEr
     })
 }
 
+/// `--group-add` values as runc's `GetAdditionalGroups` resolves them: a group file
+/// entry matched by name or gid (each gid once), else a number taken as it is.
+pub fn additional_groups(wanted: &[String], group: &str) -> Result<Vec<u32>, UserError> {
+    let entries: Vec<(&str, u32)> = group
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((*f.first()?, f.get(2)?.parse().ok()?))
+        })
+        .collect();
+    let mut out: Vec<u32> = Vec::new();
+    for w in wanted {
+        let hit = entries
+            .iter()
+            .find(|(name, gid)| (name == w || gid.to_string() == *w) && !out.contains(gid));
+        match hit {
+            Some((_, gid)) => out.push(*gid),
+            None => {
+                let gid = w
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|g| *g <= i32::MAX as u32)
+                    .ok_or_else(|| UserError::NoSuchAdditionalGroup(w.clone()))?;
+                if !out.contains(&gid) {
+                    out.push(gid);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +160,22 @@ mod tests {
 
     fn r(spec: &str) -> Result<ExecUser, UserError> {
         resolve(spec, PASSWD, GROUP)
+    }
+
+    #[test]
+    fn group_add_by_name_or_number() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            additional_groups(&names(&["audio", "1234", "10"]), GROUP),
+            Ok(vec![29, 1234, 10])
+        );
+        assert_eq!(
+            additional_groups(&names(&["nosuch"]), GROUP)
+                .unwrap_err()
+                .to_string(),
+            "Unable to find group nosuch: no matching entries in group file"
+        );
+        assert_eq!(additional_groups(&names(&["7"]), ""), Ok(vec![7]));
     }
 
     #[test]

@@ -388,6 +388,7 @@ impl Builder<'_> {
             layers,
             rootfs,
             user,
+            group_add: Vec::new(),
             seccomp: true,
             init: false,
             // Nothing but this build reads or waits for the step: a killed lb takes it
