@@ -61,10 +61,13 @@ impl LogConfig {
             driver: driver.to_string(),
             options: Default::default(),
         };
+        // docker's CLI refuses options for `none` before the daemon sees them.
+        if driver == "none" && !opts.is_empty() {
+            invalid!("invalid logging opts for driver none");
+        }
         for o in opts {
-            let Some((k, v)) = o.split_once('=') else {
-                invalid!("invalid log opt format {o:?}: expected KEY=VALUE");
-            };
+            // A bare KEY is KEY with an empty value, as docker's CLI reads it.
+            let (k, v) = o.split_once('=').unwrap_or((o, ""));
             record.options.insert(k.to_string(), v.to_string());
         }
         Ok((Self::from_record(Some(&record))?, record))
@@ -92,28 +95,35 @@ impl LogConfig {
                         _ => invalid!("unknown log opt '{key}' for json-file log driver"),
                     }
                 }
-                let max_size = opt("max-size").map(parse_size).transpose()?;
-                let max_file = match opt("max-file") {
-                    None => 1,
-                    Some(s) => {
-                        let n: i64 = s.parse().map_err(|_| {
-                            Error::InvalidOption(format!(
-                                "strconv.Atoi: parsing {s:?}: invalid syntax"
-                            ))
-                        })?;
-                        if n < 1 {
-                            invalid!("max-file cannot be less than 1");
-                        }
-                        u32::try_from(n).map_err(|e| {
-                            Error::InvalidOption(format!("max-file is too large: {e}"))
-                        })?
-                    }
+                // The values are the driver's to read: docker says so when it starts it.
+                let failed = |e: Error| {
+                    Error::InvalidOption(format!("failed to initialize logging driver: {e}"))
                 };
+                let max_size = opt("max-size")
+                    .map(parse_size)
+                    .transpose()
+                    .map_err(failed)?;
+                let max_file = parse_max_file(opt("max-file")).map_err(failed)?;
                 Ok(LogConfig::JsonFile { max_size, max_file })
             }
             other => invalid!("logger: no log driver named '{other}' is registered"),
         }
     }
+}
+
+/// `max-file` as docker's json-file driver reads it: a number of at least 1 (1 when not
+/// given).
+fn parse_max_file(s: Option<&str>) -> Result<u32> {
+    let Some(s) = s else {
+        return Ok(1);
+    };
+    let n: i64 = s.parse().map_err(|_| {
+        Error::InvalidOption(format!("strconv.Atoi: parsing {s:?}: invalid syntax"))
+    })?;
+    if n < 1 {
+        invalid!("max-file cannot be less than 1");
+    }
+    u32::try_from(n).map_err(|e| Error::InvalidOption(format!("max-file is too large: {e}")))
 }
 
 /// `max-size` as docker reads it (go-units `FromHumanSize`: decimal units, `10m` is
@@ -325,15 +335,32 @@ mod tests {
         .unwrap();
         assert_eq!(kept, rec);
         assert_eq!(
-            LogConfig::from_flags("none", &opts(&["max-size=1k"]))
-                .unwrap()
-                .0,
+            LogConfig::from_flags("none", &[]).unwrap().0,
             LogConfig::None
+        );
+        // docker's CLI refuses options for `none`; a bare key is a key (docker's words).
+        assert_eq!(
+            LogConfig::from_flags("none", &opts(&["max-size=1k"]))
+                .unwrap_err()
+                .to_string(),
+            "invalid logging opts for driver none"
+        );
+        assert_eq!(
+            LogConfig::from_flags("json-file", &opts(&["nokey"]))
+                .unwrap_err()
+                .to_string(),
+            "unknown log opt 'nokey' for json-file log driver"
+        );
+        assert_eq!(
+            LogConfig::from_flags("json-file", &opts(&["max-size=bad"]))
+                .unwrap_err()
+                .to_string(),
+            "failed to initialize logging driver: invalid size: 'bad'"
         );
         for (driver, o, msg) in [
             ("json-file", "max-file=0", "max-file cannot be less than 1"),
             ("json-file", "nope=1", "unknown log opt 'nope'"),
-            ("json-file", "max-size", "KEY=VALUE"),
+            ("json-file", "max-size", "invalid size: ''"),
             ("syslog", "max-size=1k", "no log driver named 'syslog'"),
         ] {
             let e = LogConfig::from_flags(driver, &opts(&[o])).unwrap_err();
