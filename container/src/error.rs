@@ -9,6 +9,16 @@ pub enum Error {
     /// docker's message naming the option.
     #[error("{0}")]
     InvalidOption(String),
+    /// A flag's value docker's CLI refuses while parsing it, in its words.
+    #[error("invalid argument {value:?} for {flag:?} flag: {reason}")]
+    InvalidFlag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A `--device` that is not a device on the host when the container starts.
+    #[error("error gathering device information while adding custom device {path:?}: {reason}")]
+    Device { path: String, reason: String },
     /// What the container's state does not allow (docker's 409 conflicts), with docker's
     /// message.
     #[error("{0}")]

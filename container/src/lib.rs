@@ -13,6 +13,7 @@
 pub mod archive;
 mod error;
 pub mod health;
+pub mod host_config;
 pub mod json_log;
 pub mod network;
 pub mod ops;

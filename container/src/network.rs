@@ -341,19 +341,21 @@ pub fn detach(store: &Store, net: &Network, id: &str) -> Result<()> {
     links
 }
 
-/// "HOSTNAME NAME": how a container is known on its network.
+/// "HOSTNAME NAME ALIAS...": how a container is known on its network (its
+/// `--network-alias`es too: the others' hosts files are lb's name resolution).
 fn host_names(store: &Store, id: &str, dir: &Path) -> String {
     let hostname = std::fs::read_to_string(dir.join("etc/hostname")).unwrap_or_default();
-    let name = store
+    let (name, aliases) = store
         .container::<ContainerConfig>(id)
-        .map(|c| c.name)
+        .map(|c| (c.name, c.config.host.network_aliases))
         .unwrap_or_default();
-    let hostname = hostname.trim();
-    if name.is_empty() || name == hostname {
-        hostname.to_string()
-    } else {
-        format!("{hostname} {name}")
+    let mut names = vec![hostname.trim().to_string()];
+    for n in std::iter::once(name).chain(aliases) {
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
     }
+    names.join(" ")
 }
 
 /// Replaces (or with None removes) the line naming `names` in the hosts file of `dir`.

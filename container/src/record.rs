@@ -78,6 +78,10 @@ pub struct ContainerConfig {
     /// The healthcheck its monitor runs (the image's, or `--health-*`'s).
     #[serde(default)]
     pub health: Option<crate::health::HealthConfig>,
+    /// `--label`, `--add-host`, `--dns*`, `--device`, `--sysctl`, namespace modes and the
+    /// other host-side flags, as `inspect` shows them; empty in earlier records.
+    #[serde(default)]
+    pub host: crate::host_config::HostConfigRecord,
 }
 
 fn default_true() -> bool {
@@ -226,6 +230,7 @@ mod tests {
         assert!(c.seccomp);
         assert_eq!(c.network, "none");
         assert!(c.ports.is_empty() && c.log_config.is_none() && c.lowers.is_empty());
+        assert_eq!(c.host, crate::host_config::HostConfigRecord::default());
         assert_eq!(c.command(), "");
     }
 

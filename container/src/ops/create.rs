@@ -43,6 +43,8 @@ pub struct CreateOptions {
     pub log_opts: Vec<String>,
     /// Everything that shapes the spec; its `hostname` and `join_network` are decided here.
     pub run: RunOptions,
+    /// `--label`, `--add-host`, `--dns*`, `--device`, `--sysctl`, `--pid`/`--ipc`/`--uts`...
+    pub host: crate::host_config::HostFlags,
 }
 
 /// A container made and on its network, not started.
@@ -61,6 +63,16 @@ pub struct Created {
 /// Makes a container from `opts` (docker's checks first, nothing written on a refusal).
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let image_arg = opts.image.as_str();
+    // The flags' own checks come first, as docker's CLI makes them before asking the
+    // daemon for anything.
+    let mut host = crate::host_config::parse(&opts.host, &opts.run.network)?;
+    host.cap_add = opts.run.cap_add.clone();
+    host.cap_drop = opts.run.cap_drop.clone();
+    if host.uts_mode == "host" && opts.hostname.is_some() {
+        return Err(Error::InvalidOption(
+            "conflicting options: hostname and the UTS mode".into(),
+        ));
+    }
     let name_ref = Reference::parse(image_arg)
         .map_err(|e| Error::InvalidOption(format!("invalid image reference {image_arg:?}: {e}")))?;
     let image = store
@@ -79,13 +91,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .map(|p| lb_network::ports::parse_publish(p))
         .collect::<std::result::Result<_, _>>()?;
     if opts.publish_all {
-        for p in image
+        let image_ports = image
             .config
             .config()
             .as_ref()
             .and_then(|c| c.exposed_ports().clone())
-            .unwrap_or_default()
-        {
+            .unwrap_or_default();
+        for p in image_ports.into_iter().chain(host.exposed_ports.clone()) {
             let mut spec = lb_network::ports::parse_publish(&p)
                 .map_err(|e| Error::InvalidOption(format!("the image exposes {p:?}: {e}")))?;
             spec.host_port = 0;
@@ -125,8 +137,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         }
         None => None,
     };
+    let joins = namespace_joins(store, &host)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| {
-        if host_network {
+        if host_network || host.uts_mode == "host" {
             host_hostname()
         } else if let Some((_, etc)) = &joined {
             std::fs::read_to_string(etc.join("hostname"))
@@ -167,7 +180,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let image_cfg = image_run_config(&image);
     // Validate everything before anything is written to the store.
     let dir_guess = store.container_dir(&id);
-    let plan = run_spec::plan(&image_cfg, &run, &dir_guess.join("etc"))?;
+    let mut plan = run_spec::plan(&image_cfg, &run, &dir_guess.join("etc"))?;
+    crate::host_config::spec::apply(&mut plan.spec, &host, &joins)?;
     let (entrypoint, cmd) = run_spec::entrypoint_and_cmd(&image_cfg, &run);
     let restart = crate::restart::RestartPolicy::parse(&opts.restart)?;
     if opts.auto_remove && restart.name != crate::restart::RestartName::No {
@@ -188,7 +202,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             spec: plan.spec,
             user: Some(plan.user),
             seccomp: plan.seccomp,
-            stop_signal: image_cfg.stop_signal.clone(),
+            stop_signal: opts
+                .host
+                .stop_signal
+                .clone()
+                .unwrap_or_else(|| image_cfg.stop_signal.clone()),
             tty: run.tty,
             init: opts.init,
             lowers,
@@ -203,6 +221,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             volumes_from: opts.volumes_from.clone(),
             restart,
             health: crate::health::HealthConfig::of(image_healthcheck(store, &image), &opts.health),
+            host,
         },
     };
     let dir = store.create_container(&record)?;
@@ -223,12 +242,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         let _ = store.remove_container(&id);
         return Err(e);
     }
-    lb_runtime::defaults::write_etc_files(&dir, &hostname, host_network).map_err(|source| {
-        Error::Io {
-            path: dir.join("etc"),
-            source,
-        }
-    })?;
+    if let Err(e) = write_etc_files(&dir, &hostname, host_network, &record.config.host) {
+        crate::volume::release_anonymous(store, &record);
+        let _ = store.remove_container(&id);
+        return Err(e);
+    }
     let mut ip = None;
     if let Some(net) = &net {
         let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
@@ -259,6 +277,76 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         ports,
         warnings,
     })
+}
+
+/// The `/etc` files of a new container: docker's, with `--add-host` lines and the
+/// `--dns*` resolver.
+fn write_etc_files(
+    dir: &std::path::Path,
+    hostname: &str,
+    host_network: bool,
+    host: &crate::host_config::HostConfigRecord,
+) -> Result<()> {
+    use crate::host_config::etc_files;
+    let etc =
+        lb_runtime::defaults::write_etc_files(dir, hostname, host_network).map_err(|source| {
+            Error::Io {
+                path: dir.join("etc"),
+                source,
+            }
+        })?;
+    let io = |path: PathBuf| move |source| Error::Io { path, source };
+    if !host.extra_hosts.is_empty() {
+        let lines =
+            etc_files::extra_hosts_lines(&host.extra_hosts, Network::default_bridge().gateway())?;
+        let path = etc.join("hosts");
+        let mut text = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
+        text.push_str(&lines);
+        std::fs::write(&path, text).map_err(io(path))?;
+    }
+    let path = etc.join("resolv.conf");
+    let current = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
+    if let Some(text) = etc_files::resolv_conf(&current, host) {
+        std::fs::write(&path, text).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// `--pid container:NAME` and `--ipc container:NAME`: that running container's
+/// namespaces (and its `/dev/shm`), through its first process.
+fn namespace_joins(
+    store: &Store,
+    host: &crate::host_config::HostConfigRecord,
+) -> Result<crate::host_config::spec::Joins> {
+    use crate::host_config::{joined_container, spec};
+    let running_pid = |name: &str, what: &str| -> Result<i32> {
+        let c = store.container::<ContainerConfig>(name)?;
+        let st = State::load(&store.container_dir(&c.id));
+        if !st.running() {
+            return Err(Error::Conflict(format!(
+                "cannot join {what} of a non running container: {name}"
+            )));
+        }
+        Ok(st.pid)
+    };
+    let pid = match joined_container(&host.pid_mode) {
+        Some(name) => Some(PathBuf::from(format!(
+            "/proc/{}/ns/pid",
+            running_pid(name, "PID")?
+        ))),
+        None => None,
+    };
+    let ipc = match joined_container(&host.ipc_mode) {
+        Some(name) => {
+            let p = running_pid(name, "IPC")?;
+            Some(spec::JoinedIpc {
+                namespace: format!("/proc/{p}/ns/ipc").into(),
+                shm: format!("/proc/{p}/root/dev/shm").into(),
+            })
+        }
+        None => None,
+    };
+    Ok(spec::Joins { pid, ipc })
 }
 
 /// `--volumes-from NAME[:ro|rw]`: that container's volumes and binds as `-v` values, at

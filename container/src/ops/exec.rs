@@ -59,6 +59,7 @@ impl Container<'_> {
                 .user
                 .clone()
                 .or_else(|| self.record.config.user.clone()),
+            group_add: self.record.config.host.group_add.clone(),
             seccomp: self.record.config.seccomp,
             stdio: lb_runtime::Stdio::Inherit,
         })

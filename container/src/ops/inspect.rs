@@ -66,6 +66,8 @@ pub struct InspectState {
 pub struct HostConfig {
     /// `-v` values as given; `null` for none.
     pub binds: Option<Vec<String>>,
+    #[serde(rename = "ContainerIDFile")]
+    pub container_id_file: String,
     pub log_config: InspectLogConfig,
     pub network_mode: String,
     pub port_bindings: BTreeMap<String, Vec<HostPort>>,
@@ -74,12 +76,27 @@ pub struct HostConfig {
     pub volumes_from: Option<Vec<String>>,
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
+    pub dns: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub group_add: Option<Vec<String>>,
+    /// `private` unless asked otherwise, as docker's daemon defaults it.
+    pub ipc_mode: String,
+    pub pid_mode: String,
     pub privileged: bool,
     pub readonly_rootfs: bool,
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: String,
+    pub shm_size: i64,
+    /// Absent without `--sysctl`, as docker leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<BTreeMap<String, String>>,
     /// Bytes; 0 for no limit.
     pub memory: i64,
     /// CPUs × 10⁹; 0 for no limit.
     pub nano_cpus: i64,
+    pub devices: Vec<crate::host_config::DeviceMapping>,
     /// `null` for no limit.
     pub pids_limit: Option<i64>,
     /// `--init`; absent otherwise, as docker leaves it out.
@@ -139,6 +156,9 @@ pub struct InspectConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    /// The image's and `--expose`'s; absent without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, Empty>>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
@@ -153,6 +173,8 @@ pub struct InspectConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::health::HealthConfig>,
 }
@@ -182,6 +204,8 @@ pub struct NetworkSettings {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
+    /// `--network-alias`es and the short id, on a user network; `null` elsewhere.
+    pub aliases: Option<Vec<String>>,
     #[serde(rename = "NetworkID")]
     pub network_id: String,
     pub gateway: String,
@@ -271,18 +295,29 @@ impl Container<'_> {
                     host_port: p.host_port.to_string(),
                 });
         }
+        let host = &config.host;
+        // The image's exposed ports and `--expose`'s, as `PORT/PROTO`.
+        let exposed: Vec<String> = image_config
+            .exposed_ports()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                }
+            })
+            .chain(host.exposed_ports.iter().cloned())
+            .collect();
         let live = status.is_live();
         // Ports as the network shows them: a running container's bindings, every port it
         // exposes with none (`null`) where nothing is bound.
         let mut ports: BTreeMap<String, Option<Vec<HostPort>>> = BTreeMap::new();
         if live {
-            for p in image_config.exposed_ports().clone().unwrap_or_default() {
-                let key = if p.contains('/') {
-                    p
-                } else {
-                    format!("{p}/tcp")
-                };
-                ports.insert(key, None);
+            for p in &exposed {
+                ports.insert(p.clone(), None);
             }
             for p in config.port_specs() {
                 ports
@@ -309,11 +344,17 @@ impl Container<'_> {
             .flatten()
             .map(|d| d.id)
             .unwrap_or_default();
+        let user_network = !matches!(config.network.as_str(), "bridge" | "host" | "none");
         let networks = match config.network.as_str() {
             m if m.starts_with("container:") => BTreeMap::new(),
             m => BTreeMap::from([(
                 m.to_string(),
                 EndpointSettings {
+                    aliases: user_network.then(|| {
+                        let mut a = host.network_aliases.clone();
+                        a.push(record.id[..12].to_string());
+                        a
+                    }),
                     network_id,
                     gateway: gateway.clone(),
                     ip_address: ip.clone(),
@@ -368,6 +409,7 @@ impl Container<'_> {
             platform: "linux".into(),
             host_config: HostConfig {
                 binds: (!binds.is_empty()).then_some(binds),
+                container_id_file: host.container_id_file.clone(),
                 log_config,
                 network_mode: match config.network.as_str() {
                     "bridge" => "default".to_string(),
@@ -381,8 +423,19 @@ impl Container<'_> {
                 auto_remove: record.auto_remove,
                 volumes_from: (!config.volumes_from.is_empty())
                     .then(|| config.volumes_from.clone()),
-                cap_add: None,
-                cap_drop: None,
+                cap_add: (!host.cap_add.is_empty()).then(|| host.cap_add.clone()),
+                cap_drop: (!host.cap_drop.is_empty()).then(|| host.cap_drop.clone()),
+                dns: host.dns.clone(),
+                dns_options: host.dns_options.clone(),
+                dns_search: host.dns_search.clone(),
+                extra_hosts: (!host.extra_hosts.is_empty()).then(|| host.extra_hosts.clone()),
+                group_add: (!host.group_add.is_empty()).then(|| host.group_add.clone()),
+                ipc_mode: if host.ipc_mode.is_empty() {
+                    "private".into()
+                } else {
+                    host.ipc_mode.clone()
+                },
+                pid_mode: host.pid_mode.clone(),
                 privileged: false,
                 readonly_rootfs: config
                     .spec
@@ -390,8 +443,12 @@ impl Container<'_> {
                     .as_ref()
                     .and_then(|r| r.readonly())
                     .unwrap_or(false),
+                uts_mode: host.uts_mode.clone(),
+                shm_size: host.shm_bytes(),
+                sysctls: (!host.sysctls.is_empty()).then(|| host.sysctls.clone()),
                 memory,
                 nano_cpus,
+                devices: host.devices.clone(),
                 pids_limit,
                 init: config.init.then_some(true),
             },
@@ -403,6 +460,8 @@ impl Container<'_> {
                 attach_stdin: false,
                 attach_stdout: false,
                 attach_stderr: false,
+                exposed_ports: (!exposed.is_empty())
+                    .then(|| exposed.iter().map(|p| (p.clone(), Empty {})).collect()),
                 tty: config.tty,
                 open_stdin: false,
                 stdin_once: false,
@@ -423,13 +482,16 @@ impl Container<'_> {
                 },
                 entrypoint,
                 on_build: None,
+                // The image's labels, then the container's over them.
                 labels: image_config
                     .labels()
                     .clone()
                     .unwrap_or_default()
                     .into_iter()
+                    .chain(host.labels.clone())
                     .collect(),
                 stop_signal: (!config.stop_signal.is_empty()).then(|| config.stop_signal.clone()),
+                stop_timeout: host.stop_timeout,
                 healthcheck: config.health.clone(),
             },
             network_settings: NetworkSettings {

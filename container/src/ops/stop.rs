@@ -42,6 +42,16 @@ impl Container<'_> {
 }
 
 impl Container<'_> {
+    /// How long `stop` waits before SIGKILL when the caller does not say: the container's
+    /// `--stop-timeout`, else docker's 10 seconds; a negative one waits for ever.
+    pub fn stop_timeout(&self) -> Duration {
+        match self.record.config.host.stop_timeout {
+            None => Duration::from_secs(10),
+            Some(s) if s < 0 => Duration::MAX,
+            Some(s) => Duration::from_secs(s as u64),
+        }
+    }
+
     /// Waits (a few seconds at most) for the monitor of a restarting container to take
     /// in a stop request.
     pub(super) fn wait_not_restarting(&self) {
