@@ -240,6 +240,31 @@ fn pull_with(
     Ok(image)
 }
 
+/// `run --pull`'s pull: as `lb pull NAME` with the default registry options, its
+/// progress and status on stderr (stdout is the container's).
+pub(crate) fn pull_image(
+    store: &Store,
+    name: &Reference,
+    platform: Option<String>,
+) -> anyhow::Result<()> {
+    let before = store.resolve(name).ok();
+    let image = pull_with(
+        store,
+        name,
+        platform,
+        &lb_registry::Options::default(),
+        false,
+    )?;
+    let same = before
+        .is_some_and(|d| Store::descriptor_digest(&d).is_ok_and(|d| d == image.manifest_digest));
+    if same {
+        eprintln!("Status: Image is up to date for {}", name.familiar());
+    } else {
+        eprintln!("Status: Downloaded newer image for {}", name.familiar());
+    }
+    Ok(())
+}
+
 pub fn pull(store: &Store, args: PullArgs) -> anyhow::Result<ExitCode> {
     let name = reference(&args.image)?;
     let before = store.resolve(&name).ok();

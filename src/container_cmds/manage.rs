@@ -39,16 +39,20 @@ pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn stop(store: &Store, args: StopArgs) -> anyhow::Result<ExitCode> {
     each(&args.containers, |key| {
-        Container::open(store, key)?.stop(Duration::from_secs(args.time))
+        let c = Container::open(store, key)?;
+        c.stop(
+            args.time
+                .map_or_else(|| c.stop_timeout(), Duration::from_secs),
+        )
     })
 }
 
@@ -73,19 +77,21 @@ fn each(
 
 #[derive(Args)]
 pub struct RestartArgs {
-    /// Seconds to wait for stop before killing the container
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait for stop before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 /// `lb restart`: stop (as `lb stop`), then start again under a monitor.
 pub fn restart(store: &Store, args: RestartArgs) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_secs(args.time);
     each(&args.containers, |key| {
         let c = Container::open(store, key)?;
-        c.stop(timeout)?;
+        c.stop(
+            args.time
+                .map_or_else(|| c.stop_timeout(), Duration::from_secs),
+        )?;
         // Its monitor has recorded the exit: open it again for the start.
         Container::open(store, key)?.start()
     })

@@ -21,6 +21,7 @@ mod cp;
 mod manage;
 mod ps;
 mod run;
+mod run_flags;
 mod stats;
 
 pub use cp::{CpArgs, cp};

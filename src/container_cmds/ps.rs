@@ -1,5 +1,5 @@
 //! `lb ps`: the store's containers, as docker lists them: the default table, `-q`,
-//! `--filter` (name, id, status), `-s` (SIZE), and `--format` (a Go template per container, or
+//! `--filter` (name, id, status, label), `-s` (SIZE), and `--format` (a Go template per container, or
 //! `table TEMPLATE` with docker's column headers, aligned as its tabwriter aligns them).
 
 use super::*;
@@ -15,7 +15,7 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Filter output based on conditions provided (name=, id=, status=)
+    /// Filter output based on conditions provided (name=, id=, status=, label=KEY[=VALUE])
     #[arg(short, long = "filter")]
     filters: Vec<String>,
     /// Pretty-print containers using a Go template
@@ -43,6 +43,8 @@ struct Row {
     networks: String,
     /// What it changed, and with its image's (`-s`, docker's "3B (virtual 2.14MB)").
     size: String,
+    /// `KEY=VALUE,...`, the image's labels and the container's.
+    labels: String,
 }
 
 /// The fields `--format` knows, with docker's header of each `table` column.
@@ -58,11 +60,39 @@ const COLUMNS: &[(&str, &str)] = &[
     ("Names", "NAMES"),
     ("Networks", "NETWORKS"),
     ("Size", "SIZE"),
+    ("Labels", "LABELS"),
 ];
 
+/// A container's labels as docker shows them: its image's, then its own over them.
+fn labels(store: &Store, c: &lb_container::Record) -> std::collections::BTreeMap<String, String> {
+    let image = store
+        .image_by_manifest(c.image)
+        .ok()
+        .and_then(|i| i.config.config().clone())
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    image
+        .into_iter()
+        .chain(c.config.host.labels.clone())
+        .collect()
+}
+
 /// Whether container `c` in state `st` passes docker's `--filter KEY=VALUE`s (all must).
-fn passes(filters: &[(String, String)], c: &lb_container::Record, st: &State) -> bool {
+fn passes(
+    store: &Store,
+    filters: &[(String, String)],
+    c: &lb_container::Record,
+    st: &State,
+) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
+        // `label=KEY` (present) or `label=KEY=VALUE`.
+        "label" => {
+            let labels = labels(store, c);
+            match v.split_once('=') {
+                Some((key, value)) => labels.get(key).is_some_and(|l| l == value),
+                None => labels.contains_key(v),
+            }
+        }
         "name" => c.name.contains(v.trim_start_matches('/')),
         "id" => c.id.starts_with(v.as_str()),
         "status" => lb_container::Status::of(st).as_str() == v,
@@ -76,7 +106,7 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         .filters
         .iter()
         .map(|f| match f.split_once('=') {
-            Some((k, v)) if matches!(k, "name" | "id" | "status") => {
+            Some((k, v)) if matches!(k, "name" | "id" | "status" | "label") => {
                 Ok((k.to_string(), v.to_string()))
             }
             _ => Err(anyhow::anyhow!("invalid filter '{f}'")),
@@ -86,7 +116,7 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
     let all = args.all || filters.iter().any(|(k, v)| k == "status" && v != "running");
     let rows: Vec<(lb_container::Record, State)> = lb_container::ops::list(store, all)?
         .into_iter()
-        .filter(|(c, st)| passes(&filters, c, st))
+        .filter(|(c, st)| passes(store, &filters, c, st))
         .collect();
     let short = |id: &str| {
         if args.no_trunc {
@@ -148,6 +178,15 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
                     crate::image_cmds::human_size(own),
                     crate::image_cmds::human_size(own + image)
                 )
+            } else {
+                String::new()
+            },
+            labels: if args.format.as_deref().is_some_and(|f| f.contains("Labels")) {
+                labels(store, c)
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             } else {
                 String::new()
             },

@@ -1,7 +1,45 @@
 //! The commands that start a container's processes: `run` (foreground, or `-d` under a
 //! monitor process), `start` and `exec`.
 
+use super::run_flags::{CidFile, ensure_image};
 use super::*;
+
+/// Why a foreground run's container did not start: the runtime's failure, with its
+/// status, or the start's own step before it (a `--device` the host lacks), whose status
+/// is docker's client's rule on the message (127 for a missing file, 126 for a refusal).
+enum StartError {
+    Runtime(lb_runtime::Error),
+    Container(lb_container::Error),
+}
+
+impl StartError {
+    fn code(&self) -> i32 {
+        match self {
+            StartError::Runtime(e) => e.code(),
+            StartError::Container(e) => {
+                let text = e.to_string();
+                if text.contains("no such file or directory")
+                    || text.contains("executable file not found")
+                {
+                    127
+                } else if text.contains("permission denied") {
+                    126
+                } else {
+                    125
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Runtime(e) => e.fmt(f),
+            StartError::Container(e) => e.fmt(f),
+        }
+    }
+}
 
 #[derive(Args)]
 #[command(disable_help_flag = true)]
@@ -105,6 +143,8 @@ pub struct RunArgs {
     /// Log driver options: max-size=SIZE (e.g. 10m), max-file=N
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
+    #[command(flatten)]
+    host: super::run_flags::HostArgs,
     /// The image, then the command and its arguments
     #[arg(
         value_name = "IMAGE [COMMAND] [ARG...]",
@@ -126,11 +166,14 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
 /// id printed. It joins its network when it starts, as docker's.
 pub fn create(store: &Store, args: RunArgs) -> ExitCode {
     let made = create_options(&args).and_then(|opts| {
+        let cid = CidFile::claim(args.host.cidfile())?;
+        ensure_image(store, &opts.image, &args.host)?;
         let created = lb_container::ops::create(store, &opts)?;
         for w in &created.warnings {
             eprintln!("WARNING: {w}");
         }
         lb_container::network::leave(store, &created.record)?;
+        cid.write(&created.record.id)?;
         Ok(created.record.id)
     });
     match made {
@@ -157,6 +200,7 @@ fn health_duration(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Dura
 /// What `run` and `create` ask `lb_container::ops::create` for.
 fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOptions> {
     let (image_arg, command) = split_target(&args.image_and_command);
+    args.host.attached()?;
     let health = lb_container::health::HealthOptions {
         cmd: args.health_cmd.clone(),
         interval: health_duration("health-interval", &args.health_interval)?,
@@ -179,6 +223,7 @@ fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOpt
         restart: args.restart.clone(),
         log_driver: args.log_driver.clone(),
         log_opts: args.log_opt.clone(),
+        host: args.host.flags(),
         run: RunOptions {
             command: command.to_vec(),
             entrypoint: args.entrypoint.clone(),
@@ -206,7 +251,16 @@ fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOpt
 }
 
 fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let created = lb_container::ops::create(store, &create_options(&args)?)?;
+    let opts = create_options(&args)?;
+    let attach = args.host.attached()?;
+    if attach.is_some() && args.process.detach {
+        eprintln!("Conflicting options: -a and -d");
+        return Ok(ExitCode::from(1));
+    }
+    let cid = CidFile::claim(args.host.cidfile())?;
+    ensure_image(store, &opts.image, &args.host)?;
+    let created = lb_container::ops::create(store, &opts)?;
+    cid.write(&created.record.id)?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }
@@ -220,7 +274,9 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     } = created;
     let id = record.id.clone();
     let container = Container::of(store, record);
-    if args.process.detach {
+    // `-a stdin` alone connects no output: docker then starts it as `-d` does.
+    let no_output = attach.is_some_and(|a| !a.stdout && !a.stderr) && !args.process.tty;
+    if args.process.detach || no_output {
         return Ok(match container.start_monitored(bound) {
             Ok(()) => {
                 println!("{id}");
@@ -234,8 +290,26 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let (stdio, pty) = foreground_stdio(args.process.tty, args.process.interactive)?;
+    let stdio = match (attach, stdio) {
+        (
+            Some(a),
+            lb_runtime::Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            },
+        ) => lb_runtime::Stdio::Fds {
+            stdin,
+            stdout: if a.stdout { stdout } else { devnull()? },
+            stderr: if a.stderr { stderr } else { devnull()? },
+        },
+        (_, s) => s,
+    };
     lb_runtime::hold_signals();
-    let started = lb_runtime::start(&container.launch(stdio)?);
+    let started = match container.launch(stdio) {
+        Ok(l) => lb_runtime::start(&l).map_err(StartError::Runtime),
+        Err(e) => Err(StartError::Container(e)),
+    };
     let durable = !container.record.auto_remove;
     let code = match started {
         Ok(c) => {
@@ -249,7 +323,13 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
                     lb_network::ports::relay(b, ip);
                 }
             }
-            c.forward_signals();
+            // `--sig-proxy=false`: lb's signals end lb, not the container (with a
+            // terminal the pty carries them, as docker's).
+            if args.host.sig_proxy || args.process.tty {
+                c.forward_signals();
+            } else {
+                lb_runtime::release_signals();
+            }
             let code = c.wait()?;
             if let Some(r) = relay {
                 r.finish();
