@@ -142,7 +142,12 @@ pub fn start(l: &Launch) -> Result<Container> {
             joined.push((OwnedFd::from(fd), flag, path.clone()));
         }
     }
-    let new_pid_ns = flags.contains(CloneFlags::CLONE_NEWPID);
+    // A PID namespace made or joined (`--pid container:NAME`) holds only processes forked
+    // after it is entered: the container's process is forked once more.
+    let new_pid_ns = flags.contains(CloneFlags::CLONE_NEWPID)
+        || joined
+            .iter()
+            .any(|(_, flag, _)| *flag == CloneFlags::CLONE_NEWPID);
     let death = if l.die_with_caller {
         ParentDeath::new()
     } else {

@@ -18,17 +18,14 @@ use super::parse::ipc_sysctl;
 use crate::error::{Error, Result, invalid};
 
 /// Namespaces to join from other containers, resolved by the caller from their records:
-/// `/proc/PID/ns/...` of their first process, and for IPC its `/dev/shm` too.
+/// `/proc/PID/ns/...` of their first process. (`--ipc container:NAME` shares the IPC
+/// namespace, SysV IPC and message queues, but not that container's `/dev/shm`: lb mounts
+/// each container's inside its own mount namespace, where no other mount can reach it;
+/// docker keeps it on the host for this.)
 #[derive(Debug, Default, Clone)]
 pub struct Joins {
     pub pid: Option<PathBuf>,
-    pub ipc: Option<JoinedIpc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct JoinedIpc {
-    pub namespace: PathBuf,
-    pub shm: PathBuf,
+    pub ipc: Option<PathBuf>,
 }
 
 /// A namespace of the spec made shared with the host (removed) or joined (by path).
@@ -66,7 +63,7 @@ pub fn apply(spec: &mut Spec, rec: &HostConfigRecord, joins: &Joins) -> Result<(
         spec,
         LinuxNamespaceType::Ipc,
         rec.ipc_mode == "host",
-        joins.ipc.as_ref().map(|j| j.namespace.as_path()),
+        joins.ipc.as_deref(),
     );
     set_namespace(spec, LinuxNamespaceType::Uts, rec.uts_mode == "host", None);
 
@@ -84,12 +81,11 @@ pub fn apply(spec: &mut Spec, rec: &HostConfigRecord, joins: &Joins) -> Result<(
         .iter()
         .position(|m| m.destination() == Path::new("/dev/shm"));
     if let Some(i) = shm_at {
-        match (rec.ipc_mode.as_str(), &joins.ipc) {
-            ("none", _) => {
+        match rec.ipc_mode.as_str() {
+            "none" => {
                 mounts.remove(i);
             }
-            ("host", _) => mounts[i] = bind(Path::new("/dev/shm")),
-            (_, Some(j)) => mounts[i] = bind(&j.shm),
+            "host" => mounts[i] = bind(Path::new("/dev/shm")),
             _ => {
                 if let Some(bytes) = rec.shm_size.filter(|s| *s > 0) {
                     let mut options = mounts[i].options().clone().unwrap_or_default();
@@ -216,10 +212,7 @@ mod tests {
         };
         let joins = Joins {
             pid: None,
-            ipc: Some(JoinedIpc {
-                namespace: "/proc/9/ns/ipc".into(),
-                shm: "/proc/9/root/dev/shm".into(),
-            }),
+            ipc: Some("/proc/9/ns/ipc".into()),
         };
         apply(&mut s, &rec, &joins).unwrap();
         let ns = namespaces(&s);
@@ -228,9 +221,16 @@ mod tests {
                 .any(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Uts))
         );
         assert!(ns.contains(&(LinuxNamespaceType::Ipc, Some("/proc/9/ns/ipc".into()))));
+        assert_eq!(shm(&s).unwrap().typ().as_deref(), Some("tmpfs"));
+        let mut s = spec();
+        let rec = HostConfigRecord {
+            ipc_mode: "host".into(),
+            ..Default::default()
+        };
+        apply(&mut s, &rec, &Joins::default()).unwrap();
         assert_eq!(
             shm(&s).unwrap().source().as_deref(),
-            Some(Path::new("/proc/9/root/dev/shm"))
+            Some(Path::new("/dev/shm"))
         );
     }
 

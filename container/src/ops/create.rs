@@ -320,7 +320,9 @@ fn namespace_joins(
 ) -> Result<crate::host_config::spec::Joins> {
     use crate::host_config::{joined_container, spec};
     let running_pid = |name: &str, what: &str| -> Result<i32> {
-        let c = store.container::<ContainerConfig>(name)?;
+        let c = store
+            .container::<ContainerConfig>(name)
+            .map_err(|_| Error::InvalidOption(format!("No such container: {name}")))?;
         let st = State::load(&store.container_dir(&c.id));
         if !st.running() {
             return Err(Error::Conflict(format!(
@@ -337,13 +339,10 @@ fn namespace_joins(
         None => None,
     };
     let ipc = match joined_container(&host.ipc_mode) {
-        Some(name) => {
-            let p = running_pid(name, "IPC")?;
-            Some(spec::JoinedIpc {
-                namespace: format!("/proc/{p}/ns/ipc").into(),
-                shm: format!("/proc/{p}/root/dev/shm").into(),
-            })
-        }
+        Some(name) => Some(PathBuf::from(format!(
+            "/proc/{}/ns/ipc",
+            running_pid(name, "IPC")?
+        ))),
         None => None,
     };
     Ok(spec::Joins { pid, ipc })
