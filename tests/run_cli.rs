@@ -24,8 +24,9 @@ fn exit_codes_output_and_options() {
     assert_eq!(code, 125, "no command: {err}");
     let (code, _, err) = lb_err(&env, &["run", "missing-image", "true"]);
     assert_eq!(code, 125);
+    // docker's default `--pull missing`: said, then pulled (which fails here).
     assert!(
-        err.contains("Unable to find image 'missing-image'"),
+        err.contains("Unable to find image 'missing-image:latest' locally"),
         "{err}"
     );
 

@@ -165,7 +165,12 @@ pub fn run(store: &Store, args: RunArgs) -> ExitCode {
 /// `lb create`: the container made (its record, file system, volumes), not started; its
 /// id printed. It joins its network when it starts, as docker's.
 pub fn create(store: &Store, args: RunArgs) -> ExitCode {
-    let made = create_options(&args).and_then(|opts| {
+    // What docker's CLI refuses exits 125; what its daemon refuses, 1.
+    let opts = match create_options(&args) {
+        Ok(o) => o,
+        Err(e) => return fail125(e),
+    };
+    let made = (|| -> anyhow::Result<String> {
         let cid = CidFile::claim(args.host.cidfile())?;
         ensure_image(store, &opts.image, &args.host)?;
         let created = lb_container::ops::create(store, &opts)?;
@@ -175,13 +180,16 @@ pub fn create(store: &Store, args: RunArgs) -> ExitCode {
         lb_container::network::leave(store, &created.record)?;
         cid.write(&created.record.id)?;
         Ok(created.record.id)
-    });
+    })();
     match made {
         Ok(id) => {
             println!("{id}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail125(e),
+        Err(e) => {
+            eprintln!("lb: {}", crate::error_text(&e));
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -200,7 +208,9 @@ fn health_duration(flag: &str, v: &Option<String>) -> anyhow::Result<Option<Dura
 /// What `run` and `create` ask `lb_container::ops::create` for.
 fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOptions> {
     let (image_arg, command) = split_target(&args.image_and_command);
+    // The flags' own rules, before anything is looked up (docker's CLI makes them).
     args.host.attached()?;
+    lb_container::host_config::parse(&args.host.flags(), &args.network)?;
     let health = lb_container::health::HealthOptions {
         cmd: args.health_cmd.clone(),
         interval: health_duration("health-interval", &args.health_interval)?,

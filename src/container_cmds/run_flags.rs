@@ -149,7 +149,7 @@ impl CidFile {
         };
         if path.exists() {
             bail!(
-                "Container ID file found, make sure the other container isn't running or delete {}",
+                "container ID file found, make sure the other container isn't running or delete {}",
                 path.display()
             );
         }
@@ -233,12 +233,17 @@ pub fn ensure_image(store: &Store, image: &str, args: &HostArgs) -> anyhow::Resu
         // `create` says what is wrong with the name.
         return Ok(());
     };
-    let matches = |i: &lb_layerstore::Image| {
-        platform.as_ref().is_none_or(|(os, arch)| {
-            i.config.os().to_string() == *os && i.config.architecture().to_string() == *arch
-        })
+    let local = store.image(&name).ok();
+    let actual = local.as_ref().map(|i| {
+        (
+            i.config.os().to_string(),
+            i.config.architecture().to_string(),
+        )
+    });
+    let here = match (&actual, &platform) {
+        (Some(a), Some(p)) => a == p,
+        (found, _) => found.is_some(),
     };
-    let here = store.image(&name).ok().filter(matches).is_some();
     let pull = match args.pull.as_str() {
         "always" => true,
         "missing" => {
@@ -247,7 +252,12 @@ pub fn ensure_image(store: &Store, image: &str, args: &HostArgs) -> anyhow::Resu
             }
             !here
         }
-        _ if !here => bail!("No such image: {}", name.familiar()),
+        _ if !here => match (actual, platform) {
+            (Some((os, arch)), Some((want_os, want_arch))) => bail!(
+                "image with reference {image} was found but does not match the specified platform: wanted {want_os}/{want_arch}, actual: {os}/{arch}"
+            ),
+            _ => bail!("No such image: {}", name.familiar()),
+        },
         _ => false,
     };
     if pull {

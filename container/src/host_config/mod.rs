@@ -16,7 +16,7 @@ pub mod etc_files;
 mod parse;
 pub mod spec;
 
-pub use parse::{parse, parse_expose, parse_label_file};
+pub use parse::{check, parse, parse_expose, parse_label_file};
 
 /// The flags as the command line gave them (plain strings: every rule is here, testable
 /// without clap).

@@ -233,8 +233,35 @@ fn to_map(kvs: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The flags checked as docker checks them, to what the record keeps. `network` is the
-/// `--network` value (aliases need a user network; net sysctls a network namespace).
+/// The daemon's checks of what the CLI let through (docker's `create` exits 1 on these,
+/// 125 on the CLI's): the stop signal, the IPC mode, and what a container sharing
+/// another's network stack cannot have of its own.
+pub fn check(rec: &HostConfigRecord, stop_signal: Option<&str>, network: &str) -> Result<()> {
+    if let Some(s) = stop_signal {
+        crate::ops::parse_signal(s)
+            .map_err(|_| Error::InvalidOption(format!("Invalid signal: {s}")))?;
+    }
+    match rec.ipc_mode.as_str() {
+        "" | "host" | "private" | "shareable" | "none" => {}
+        m if super::joined_container(m).is_some_and(|n| !n.is_empty()) => {}
+        m => invalid!("Invalid IPC mode: {m}"),
+    }
+    if network.starts_with("container:") {
+        if !rec.dns.is_empty() {
+            invalid!("conflicting options: dns and the network mode");
+        }
+        if !rec.extra_hosts.is_empty() {
+            invalid!("conflicting options: custom host-to-IP mapping and the network mode");
+        }
+        if !rec.exposed_ports.is_empty() {
+            invalid!("conflicting options: port exposing and the container type network mode");
+        }
+    }
+    Ok(())
+}
+
+/// The flags checked as docker's CLI checks them, to what the record keeps. `network` is
+/// the `--network` value (aliases need a user network).
 pub fn parse(flags: &HostFlags, network: &str) -> Result<HostConfigRecord> {
     let extra_hosts = flags
         .add_hosts
@@ -323,28 +350,6 @@ pub fn parse(flags: &HostFlags, network: &str) -> Result<HostConfigRecord> {
         label_lines.extend(parse_label_file(f)?);
     }
     label_lines.extend(flags.labels.iter().cloned());
-    // The daemon's checks, after the CLI's.
-    if let Some(s) = &flags.stop_signal {
-        crate::ops::parse_signal(s)
-            .map_err(|_| Error::InvalidOption(format!("Invalid signal: {s}")))?;
-    }
-    let ipc_mode = flags.ipc.clone().unwrap_or_default();
-    match ipc_mode.as_str() {
-        "" | "host" | "private" | "shareable" | "none" => {}
-        m if super::joined_container(m).is_some_and(|n| !n.is_empty()) => {}
-        m => invalid!("Invalid IPC mode: {m}"),
-    }
-    if network.starts_with("container:") {
-        if !dns.is_empty() {
-            invalid!("conflicting options: dns and the network mode");
-        }
-        if !extra_hosts.is_empty() {
-            invalid!("conflicting options: custom host-to-IP mapping and the network mode");
-        }
-        if !exposed_ports.is_empty() {
-            invalid!("conflicting options: port exposing and the container type network mode");
-        }
-    }
     Ok(HostConfigRecord {
         labels: to_map(&label_lines),
         stop_timeout,
@@ -357,7 +362,7 @@ pub fn parse(flags: &HostFlags, network: &str) -> Result<HostConfigRecord> {
         shm_size,
         sysctls,
         pid_mode,
-        ipc_mode,
+        ipc_mode: flags.ipc.clone().unwrap_or_default(),
         uts_mode,
         devices,
         cap_add: Vec::new(),
@@ -379,8 +384,12 @@ mod tests {
         HostFlags::default()
     }
 
+    /// The CLI's refusal, else the daemon's.
     fn err(f: HostFlags, network: &str) -> String {
-        parse(&f, network).unwrap_err().to_string()
+        parse(&f, network)
+            .and_then(|r| check(&r, f.stop_signal.as_deref(), network))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

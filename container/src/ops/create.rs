@@ -66,6 +66,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     // The flags' own checks come first, as docker's CLI makes them before asking the
     // daemon for anything.
     let mut host = crate::host_config::parse(&opts.host, &opts.run.network)?;
+    crate::host_config::check(&host, opts.host.stop_signal.as_deref(), &opts.run.network)?;
     host.cap_add = opts.run.cap_add.clone();
     host.cap_drop = opts.run.cap_drop.clone();
     if host.uts_mode == "host" && opts.hostname.is_some() {
