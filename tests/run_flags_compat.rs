@@ -404,15 +404,19 @@ fn inspect_shows_the_flags_as_docker_does() {
             "{{json .Config.Labels}}|{{json .HostConfig.Dns}}|{{json .HostConfig.ExtraHosts}}|{{json .HostConfig.GroupAdd}}|{{.HostConfig.ShmSize}}|{{.HostConfig.IpcMode}}|{{.HostConfig.PidMode}}|{{json .HostConfig.Devices}}|{{json .HostConfig.CapAdd}}|{{.HostConfig.ContainerIDFile}}",
             "plain",
         ]));
-        // ps: label filters and {{.Labels}}.
-        shown.push(t.ok(&[
+        // ps: label filters and {{.Labels}} (in Go's map order in docker: compared sorted).
+        let line = t.ok(&[
             "ps",
             "-a",
             "--filter",
             "label=x",
             "--format",
             "{{.Names}} {{.Labels}}",
-        ]));
+        ]);
+        let (name, labels) = line.trim_end_matches('\n').split_once(' ').unwrap();
+        let mut labels: Vec<&str> = labels.split(',').collect();
+        labels.sort();
+        shown.push(format!("{name} {labels:?}"));
         shown.push(t.ok(&[
             "ps",
             "-a",
