@@ -661,3 +661,47 @@ fn a_device_is_looked_up_when_the_container_starts() {
     assert!(err.contains("error gathering device information"), "{err}");
     env.ok(&["rm", "dev"]);
 }
+
+#[test]
+fn pull_always_missing_and_never_with_a_registry() {
+    let Some(env) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = lb_testkit::TestRegistry::start(
+        &dir.path().join("reg"),
+        lb_testkit::RegistryAuth::Anonymous,
+    ) else {
+        return;
+    };
+    let name = format!("{}/flags/bb:1", reg.addr);
+    env.ok(&["tag", "busybox", &name]);
+    env.ok(&["push", &name]);
+    let other = setup().unwrap();
+    // never: not pulled, docker's refusal.
+    let (code, _, err) = run_image(
+        &other,
+        &["--pull", "never", "--network", "none"],
+        &name,
+        &["true"],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains(&format!("No such image: {name}")), "{err}");
+    // missing (the default): said, pulled, run.
+    let (code, out, err) = run_image(&other, &["--network", "none"], &name, &["echo", "ran"]);
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert!(
+        err.contains(&format!("Unable to find image '{name}' locally")),
+        "{err}"
+    );
+    assert!(err.contains("Status: Downloaded newer image"), "{err}");
+    // Here now: not pulled again; `always` asks the registry anyway.
+    let (_, _, err) = run_image(&other, &["--network", "none"], &name, &["true"]);
+    assert!(!err.contains("Pulling"), "{err}");
+    let (code, _, err) = run_image(
+        &other,
+        &["--pull", "always", "--network", "none"],
+        &name,
+        &["true"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Status: Image is up to date"), "{err}");
+}
