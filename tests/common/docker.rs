@@ -81,12 +81,15 @@ impl Drop for Docker {
         // SAFETY: kill has no memory preconditions; the pid is our child's.
         unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
         let _ = self.daemon.wait();
-        // dockerd leaves its overlay mounts only when killed hard; unmount what is left so
-        // the data root can go.
-        let _ = Command::new("umount")
-            .args(["-R", "-l"])
-            .arg(self.data.path().join("root"))
-            .output();
+        // dockerd leaves its overlay mounts only when killed hard, and the host network's
+        // namespace bound under its exec root (`exec/netns/default`, made by a `--network
+        // host` container) always; unmount what is left so the data root can go.
+        for dir in ["root", "exec/netns/default"] {
+            let _ = Command::new("umount")
+                .args(["-R", "-l"])
+                .arg(self.data.path().join(dir))
+                .output();
+        }
     }
 }
 
