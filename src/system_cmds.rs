@@ -42,7 +42,7 @@ pub fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
             version: env!("CARGO_PKG_VERSION"),
             api_version: "1.41",
             os: std::env::consts::OS,
-            arch: go_arch(),
+            arch: lb_layerstore::host_platform().1,
         },
     };
     match args.format {
@@ -55,17 +55,6 @@ pub fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Go's names of architectures, as docker prints OS/Arch.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 #[derive(Args)]

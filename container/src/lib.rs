@@ -30,6 +30,18 @@ pub use ops::Container;
 pub use record::{ContainerConfig, PortBinding, Record};
 pub use state::Status;
 
+/// An I/O error as Go prints it (`no such file or directory`), as docker's messages
+/// carry it.
+pub fn go_io_text(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    let t = t.split(" (os error").next().unwrap_or(&t).to_string();
+    let mut c = t.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => t,
+    }
+}
+
 /// A JSON file of lb's read as `T`: none when it is missing, [`Error::Corrupt`] when it
 /// does not parse (a network's or a volume's definition).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(f: &std::path::Path) -> Result<Option<T>> {

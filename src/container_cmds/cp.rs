@@ -96,7 +96,7 @@ fn validate_output_path(path: &str) -> anyhow::Result<()> {
     }
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => bail!("stat {path}: {}", go_error_text(&e)),
+        Err(e) => bail!("stat {path}: {}", lb_container::go_io_text(&e)),
         Ok(md) if !md.is_dir() && !md.is_file() => {
             bail!("invalid output path: {path:?} must be a directory or a regular file")
         }
@@ -291,7 +291,7 @@ fn to_container(
         (src.clone(), None)
     };
     let md = std::fs::symlink_metadata(src_path.trim_end_matches("/."))
-        .map_err(|e| anyhow!("lstat {src_path}: {}", go_error_text(&e)))?;
+        .map_err(|e| anyhow!("lstat {src_path}: {}", lb_container::go_io_text(&e)))?;
     let src_name = rebase.unwrap_or_else(|| archive::split_dir_entry(&src_path).1);
     let (dir, name) = prepare(md.is_dir(), &src_name, &dst_info)?;
     let tree = archive::split_dir_entry(&src_path);
@@ -299,20 +299,6 @@ fn to_container(
     let mut feed = |w: &mut dyn Write| archive::write_tree(w, &tree, &name);
     c.extract_to_dir(&dir, &mut feed, opts)
         .map_err(|e| path_error(key, &dir, e))
-}
-
-/// An OS error as Go prints it (`no such file or directory`), as docker's messages have it.
-fn go_error_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => {
-            let text = nix::errno::Errno::from_raw(n).desc();
-            let mut c = text.chars();
-            c.next()
-                .map(|f| f.to_lowercase().chain(c).collect())
-                .unwrap_or_default()
-        }
-        None => e.to_string(),
-    }
 }
 
 #[cfg(test)]

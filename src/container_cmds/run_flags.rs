@@ -204,22 +204,15 @@ fn parse_platform(p: &str) -> anyhow::Result<(String, String)> {
     let parts: Vec<&str> = p.split('/').collect();
     let os_of = |o: &str| OSES.contains(&o.to_ascii_lowercase().as_str());
     match parts.as_slice() {
-        [one] if os_of(one) => Ok((one.to_ascii_lowercase(), host_arch().into())),
+        [one] if os_of(one) => Ok((
+            one.to_ascii_lowercase(),
+            lb_layerstore::host_platform().1.into(),
+        )),
         [one] => Ok(("linux".into(), arch(one).ok_or_else(bad)?.into())),
         [os, a] | [os, a, _] if os_of(os) => {
             Ok((os.to_ascii_lowercase(), arch(a).ok_or_else(bad)?.into()))
         }
         _ => Err(bad()),
-    }
-}
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
     }
 }
 

@@ -185,7 +185,11 @@ pub fn parse_expose(v: &str) -> Result<Vec<String>> {
 /// without `=` dropped, a key with white space refused.
 pub fn parse_label_file(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| {
-        Error::InvalidOption(format!("open {}: {}", path.display(), go_io_text(&e)))
+        Error::InvalidOption(format!(
+            "open {}: {}",
+            path.display(),
+            crate::go_io_text(&e)
+        ))
     })?;
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
@@ -210,17 +214,6 @@ pub fn parse_label_file(path: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// An I/O error as Go prints it (`no such file or directory`).
-fn go_io_text(e: &std::io::Error) -> String {
-    let t = e.to_string();
-    let t = t.split(" (os error").next().unwrap_or(&t).to_string();
-    let mut c = t.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => t,
-    }
 }
 
 /// `KEY=VALUE` strings to a map as docker's `ConvertKVStringsToMap` (a bare key: empty).

@@ -125,7 +125,7 @@ pub fn devices(rec: &HostConfigRecord) -> Result<(Vec<LinuxDevice>, Vec<LinuxDev
             path: d.path_on_host.clone(),
             reason,
         };
-        let meta = std::fs::metadata(&d.path_on_host).map_err(|e| fail(go_text(&e)))?;
+        let meta = std::fs::metadata(&d.path_on_host).map_err(|e| fail(crate::go_io_text(&e)))?;
         let typ = if meta.file_type().is_char_device() {
             LinuxDeviceType::C
         } else if meta.file_type().is_block_device() {
@@ -159,17 +159,6 @@ pub fn devices(rec: &HostConfigRecord) -> Result<(Vec<LinuxDevice>, Vec<LinuxDev
         );
     }
     Ok((nodes, rules))
-}
-
-/// An I/O error as Go prints it (`no such file or directory`).
-fn go_text(e: &std::io::Error) -> String {
-    let t = e.to_string();
-    let t = t.split(" (os error").next().unwrap_or(&t).to_string();
-    let mut c = t.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => t,
-    }
 }
 
 #[cfg(test)]
