@@ -217,16 +217,15 @@ impl Container<'_> {
             st.exit_code = code;
             st.finished_at = now();
             st.paused = false;
-            // Under the name it has now (a rename while it ran).
-            match Container::open(store, &record.id) {
-                Ok(now) => now.event("die", &[("exitCode", &code.to_string())]),
-                Err(_) => self.event("die", &[("exitCode", &code.to_string())]),
-            }
+            // The record as it is now: its name (a rename while it ran) for the event, its
+            // policy (`lb update` may have changed it) for what follows.
+            let current = Container::open(store, &record.id).ok();
+            current
+                .as_ref()
+                .unwrap_or(self)
+                .event("die", &[("exitCode", &code.to_string())]);
             let stop_requested = crate::restart::stop_requested(dir);
-            // The policy as the record has it now (`lb update` may have changed it).
-            let policy = Container::open(store, &record.id)
-                .map(|c| c.record.config.restart)
-                .unwrap_or_else(|_| policy.clone());
+            let policy = current.map_or_else(|| policy.clone(), |c| c.record.config.restart);
             if policy.should_restart(code, restart_count, stop_requested) {
                 st.restarting = true;
                 let _ = st.save(dir, !auto_remove);
