@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use deferred::Deferred;
+
 mod build_bridge;
 mod build_cmd;
 mod closed_output;
 mod container_cmds;
+mod deferred;
 mod events_cmd;
 mod image_cmds;
 mod inspect_cmd;
@@ -46,103 +49,103 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Build an image from a Dockerfile
-    Build(Box<build_cmd::BuildArgs>),
+    Build(Deferred<Box<build_cmd::BuildArgs>>),
     /// Parse a Dockerfile and print it as BuildKit's dump or as typed JSON
-    Parse(parse_cmd::ParseArgs),
+    Parse(Deferred<parse_cmd::ParseArgs>),
     /// Create an image from a root file system tar
-    Import(image_cmds::ImportArgs),
+    Import(Deferred<image_cmds::ImportArgs>),
     /// List images
-    Images(image_cmds::ImagesArgs),
+    Images(Deferred<image_cmds::ImagesArgs>),
     /// Give an image another name
-    Tag(image_cmds::TagArgs),
+    Tag(Deferred<image_cmds::TagArgs>),
     /// Remove image names
-    Rmi(image_cmds::RmiArgs),
+    Rmi(Deferred<image_cmds::RmiArgs>),
     /// Show containers' or images' details as JSON (or through --format)
-    Inspect(inspect_cmd::InspectArgs),
+    Inspect(Deferred<inspect_cmd::InspectArgs>),
     /// Show how an image was made, newest step first
-    History(image_cmds::HistoryArgs),
+    History(Deferred<image_cmds::HistoryArgs>),
     /// Save images to a tar archive (OCI layout + docker manifest.json)
-    Save(image_cmds::SaveArgs),
+    Save(Deferred<image_cmds::SaveArgs>),
     /// Load images from a tar archive (docker, podman, OCI)
-    Load(image_cmds::LoadArgs),
+    Load(Deferred<image_cmds::LoadArgs>),
     /// Remove blobs that no image name reaches
     Prune,
     /// Download an image from a registry
-    Pull(registry_cmds::PullArgs),
+    Pull(Deferred<registry_cmds::PullArgs>),
     /// Upload an image to a registry
-    Push(registry_cmds::PushArgs),
+    Push(Deferred<registry_cmds::PushArgs>),
     /// Log in to a registry (credentials stored with mode 0600)
-    Login(registry_cmds::LoginArgs),
+    Login(Deferred<registry_cmds::LoginArgs>),
     /// Log out from a registry
-    Logout(registry_cmds::LogoutArgs),
+    Logout(Deferred<registry_cmds::LogoutArgs>),
     /// Run a command in a new container
-    Run(Box<container_cmds::RunArgs>),
+    Run(Deferred<Box<container_cmds::RunArgs>>),
     /// Create a new container (started later with `lb start`)
-    Create(Box<container_cmds::RunArgs>),
+    Create(Deferred<Box<container_cmds::RunArgs>>),
     /// List containers
-    Ps(container_cmds::PsArgs),
+    Ps(Deferred<container_cmds::PsArgs>),
     /// Show a container's output
-    Logs(container_cmds::LogsArgs),
+    Logs(Deferred<container_cmds::LogsArgs>),
     /// Stop running containers (StopSignal, then SIGKILL)
-    Stop(container_cmds::StopArgs),
+    Stop(Deferred<container_cmds::StopArgs>),
     /// Send a signal to running containers
-    Kill(container_cmds::KillArgs),
+    Kill(Deferred<container_cmds::KillArgs>),
     /// Remove containers
-    Rm(container_cmds::RmArgs),
+    Rm(Deferred<container_cmds::RmArgs>),
     /// Wait for containers to stop and print their exit codes
-    Wait(container_cmds::WaitArgs),
+    Wait(Deferred<container_cmds::WaitArgs>),
     /// Make a new image from a container's changes
-    Commit(container_cmds::CommitArgs),
+    Commit(Deferred<container_cmds::CommitArgs>),
     /// Run a command in a running container
-    Exec(container_cmds::ExecArgs),
+    Exec(Deferred<container_cmds::ExecArgs>),
     /// Start stopped containers
-    Start(container_cmds::StartArgs),
+    Start(Deferred<container_cmds::StartArgs>),
     /// Restart containers
-    Restart(container_cmds::RestartArgs),
+    Restart(Deferred<container_cmds::RestartArgs>),
     /// Rename a container
-    Rename(container_cmds::RenameArgs),
+    Rename(Deferred<container_cmds::RenameArgs>),
     /// Copy files/folders between a container and the local filesystem
-    Cp(container_cmds::CpArgs),
+    Cp(Deferred<container_cmds::CpArgs>),
     /// Inspect changes to files or directories on a container's filesystem
-    Diff(container_cmds::DiffArgs),
+    Diff(Deferred<container_cmds::DiffArgs>),
     /// Display a live stream of container(s) resource usage statistics
-    Stats(container_cmds::StatsArgs),
+    Stats(Deferred<container_cmds::StatsArgs>),
     /// Display the running processes of a container
-    Top(container_cmds::TopArgs),
+    Top(Deferred<container_cmds::TopArgs>),
     /// Get real time events from the store
-    Events(events_cmd::EventsArgs),
+    Events(Deferred<events_cmd::EventsArgs>),
     /// Update configuration of one or more containers
-    Update(container_cmds::UpdateArgs),
+    Update(Deferred<container_cmds::UpdateArgs>),
     /// List port mappings or a specific mapping for the container
-    Port(container_cmds::PortArgs),
+    Port(Deferred<container_cmds::PortArgs>),
     /// Pause all processes within containers
-    Pause(container_cmds::PauseArgs),
+    Pause(Deferred<container_cmds::PauseArgs>),
     /// Unpause all processes within containers
-    Unpause(container_cmds::PauseArgs),
+    Unpause(Deferred<container_cmds::PauseArgs>),
     /// Write a container's file system as a tar archive
-    Export(container_cmds::ExportArgs),
+    Export(Deferred<container_cmds::ExportArgs>),
     /// Manage networks
     #[command(subcommand)]
-    Network(network_cmds::NetworkCommands),
+    Network(Deferred<network_cmds::NetworkCommands>),
     /// Store-wide commands
     #[command(subcommand)]
     System(SystemCommands),
     /// Show lb's version
-    Version(system_cmds::VersionArgs),
+    Version(Deferred<system_cmds::VersionArgs>),
     /// Show what the store holds and the host it runs on
-    Info(system_cmds::InfoArgs),
+    Info(Deferred<system_cmds::InfoArgs>),
     /// Manage containers
     #[command(subcommand)]
-    Container(ContainerCommands),
+    Container(Deferred<ContainerCommands>),
     /// Manage builds
     #[command(subcommand)]
     Builder(BuilderCommands),
     /// Manage volumes
     #[command(subcommand)]
-    Volume(volume_cmds::VolumeCommands),
+    Volume(Deferred<volume_cmds::VolumeCommands>),
     /// Manage images
     #[command(subcommand)]
-    Image(ImageCommands),
+    Image(Deferred<ImageCommands>),
 }
 
 /// `lb container ...`: docker's management-command names for the container commands.
@@ -279,17 +282,17 @@ fn command() -> ExitCode {
         )?)
     };
     let result = match cli.command {
-        Commands::Parse(args) => parse_cmd::run(args),
-        Commands::Build(args) => store().and_then(|s| build_cmd::build(&s, *args)),
-        Commands::Import(args) => store().and_then(|s| image_cmds::import(&s, args)),
-        Commands::Images(args) => store().and_then(|s| image_cmds::images(&s, args)),
-        Commands::Tag(args) => store().and_then(|s| image_cmds::tag(&s, args)),
-        Commands::Rmi(args) => store().and_then(|s| image_cmds::rmi(&s, args)),
-        Commands::Inspect(args) => store().and_then(|s| inspect_cmd::inspect(&s, args)),
-        Commands::History(args) => store().and_then(|s| image_cmds::history(&s, args)),
-        Commands::Save(args) => store().and_then(|s| image_cmds::save(&s, args)),
-        Commands::Load(args) => store().and_then(|s| image_cmds::load(&s, args)),
-        Commands::Create(args) => {
+        Commands::Parse(Deferred(args)) => parse_cmd::run(args),
+        Commands::Build(Deferred(args)) => store().and_then(|s| build_cmd::build(&s, *args)),
+        Commands::Import(Deferred(args)) => store().and_then(|s| image_cmds::import(&s, args)),
+        Commands::Images(Deferred(args)) => store().and_then(|s| image_cmds::images(&s, args)),
+        Commands::Tag(Deferred(args)) => store().and_then(|s| image_cmds::tag(&s, args)),
+        Commands::Rmi(Deferred(args)) => store().and_then(|s| image_cmds::rmi(&s, args)),
+        Commands::Inspect(Deferred(args)) => store().and_then(|s| inspect_cmd::inspect(&s, args)),
+        Commands::History(Deferred(args)) => store().and_then(|s| image_cmds::history(&s, args)),
+        Commands::Save(Deferred(args)) => store().and_then(|s| image_cmds::save(&s, args)),
+        Commands::Load(Deferred(args)) => store().and_then(|s| image_cmds::load(&s, args)),
+        Commands::Create(Deferred(args)) => {
             return match store() {
                 Ok(s) => container_cmds::create(&s, *args),
                 Err(e) => {
@@ -298,7 +301,7 @@ fn command() -> ExitCode {
                 }
             };
         }
-        Commands::Run(args) => {
+        Commands::Run(Deferred(args)) => {
             return match store() {
                 Ok(s) => container_cmds::run(&s, *args),
                 Err(e) => {
@@ -307,39 +310,43 @@ fn command() -> ExitCode {
                 }
             };
         }
-        Commands::Ps(args) => store().and_then(|s| container_cmds::ps(&s, args)),
-        Commands::Logs(args) => store().and_then(|s| container_cmds::logs(&s, args)),
-        Commands::Stop(args) => store().and_then(|s| container_cmds::stop(&s, args)),
-        Commands::Kill(args) => store().and_then(|s| container_cmds::kill(&s, args)),
-        Commands::Rm(args) => store().and_then(|s| container_cmds::rm(&s, args)),
-        Commands::Wait(args) => store().and_then(|s| container_cmds::wait(&s, args)),
-        Commands::Commit(args) => store().and_then(|s| container_cmds::commit(&s, args)),
-        Commands::Exec(args) => store().and_then(|s| container_cmds::exec(&s, args)),
-        Commands::Start(args) => store().and_then(|s| container_cmds::start(&s, args)),
-        Commands::Restart(args) => store().and_then(|s| container_cmds::restart(&s, args)),
-        Commands::Rename(args) => store().and_then(|s| container_cmds::rename(&s, args)),
-        Commands::Cp(args) => store().and_then(|s| container_cmds::cp(&s, args)),
-        Commands::Diff(args) => store().and_then(|s| container_cmds::diff(&s, args)),
-        Commands::Stats(args) => store().and_then(|s| container_cmds::stats(&s, args)),
-        Commands::Top(args) => store().and_then(|s| container_cmds::top(&s, args)),
-        Commands::Events(args) => store().and_then(|s| events_cmd::events(&s, args)),
-        Commands::Update(args) => store().and_then(|s| container_cmds::update(&s, args)),
-        Commands::Port(args) => store().and_then(|s| container_cmds::port(&s, args)),
-        Commands::Pause(args) => store().and_then(|s| container_cmds::pause(&s, args)),
-        Commands::Unpause(args) => store().and_then(|s| container_cmds::unpause(&s, args)),
-        Commands::Export(args) => store().and_then(|s| container_cmds::export(&s, args)),
+        Commands::Ps(Deferred(args)) => store().and_then(|s| container_cmds::ps(&s, args)),
+        Commands::Logs(Deferred(args)) => store().and_then(|s| container_cmds::logs(&s, args)),
+        Commands::Stop(Deferred(args)) => store().and_then(|s| container_cmds::stop(&s, args)),
+        Commands::Kill(Deferred(args)) => store().and_then(|s| container_cmds::kill(&s, args)),
+        Commands::Rm(Deferred(args)) => store().and_then(|s| container_cmds::rm(&s, args)),
+        Commands::Wait(Deferred(args)) => store().and_then(|s| container_cmds::wait(&s, args)),
+        Commands::Commit(Deferred(args)) => store().and_then(|s| container_cmds::commit(&s, args)),
+        Commands::Exec(Deferred(args)) => store().and_then(|s| container_cmds::exec(&s, args)),
+        Commands::Start(Deferred(args)) => store().and_then(|s| container_cmds::start(&s, args)),
+        Commands::Restart(Deferred(args)) => {
+            store().and_then(|s| container_cmds::restart(&s, args))
+        }
+        Commands::Rename(Deferred(args)) => store().and_then(|s| container_cmds::rename(&s, args)),
+        Commands::Cp(Deferred(args)) => store().and_then(|s| container_cmds::cp(&s, args)),
+        Commands::Diff(Deferred(args)) => store().and_then(|s| container_cmds::diff(&s, args)),
+        Commands::Stats(Deferred(args)) => store().and_then(|s| container_cmds::stats(&s, args)),
+        Commands::Top(Deferred(args)) => store().and_then(|s| container_cmds::top(&s, args)),
+        Commands::Events(Deferred(args)) => store().and_then(|s| events_cmd::events(&s, args)),
+        Commands::Update(Deferred(args)) => store().and_then(|s| container_cmds::update(&s, args)),
+        Commands::Port(Deferred(args)) => store().and_then(|s| container_cmds::port(&s, args)),
+        Commands::Pause(Deferred(args)) => store().and_then(|s| container_cmds::pause(&s, args)),
+        Commands::Unpause(Deferred(args)) => {
+            store().and_then(|s| container_cmds::unpause(&s, args))
+        }
+        Commands::Export(Deferred(args)) => store().and_then(|s| container_cmds::export(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
-        Commands::Pull(args) => store().and_then(|s| registry_cmds::pull(&s, args)),
-        Commands::Push(args) => store().and_then(|s| registry_cmds::push(&s, args)),
-        Commands::Login(args) => registry_cmds::login(args),
-        Commands::Logout(args) => registry_cmds::logout(args),
-        Commands::Network(cmd) => store().and_then(|s| network_cmds::run(&s, cmd)),
+        Commands::Pull(Deferred(args)) => store().and_then(|s| registry_cmds::pull(&s, args)),
+        Commands::Push(Deferred(args)) => store().and_then(|s| registry_cmds::push(&s, args)),
+        Commands::Login(Deferred(args)) => registry_cmds::login(args),
+        Commands::Logout(Deferred(args)) => registry_cmds::logout(args),
+        Commands::Network(Deferred(cmd)) => store().and_then(|s| network_cmds::run(&s, cmd)),
         Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
         Commands::System(SystemCommands::Check(args)) => {
             store().and_then(|s| image_cmds::system_check(&s, args))
         }
-        Commands::Version(args) => system_cmds::version(args),
-        Commands::Info(args) | Commands::System(SystemCommands::Info(args)) => {
+        Commands::Version(Deferred(args)) => system_cmds::version(args),
+        Commands::Info(Deferred(args)) | Commands::System(SystemCommands::Info(args)) => {
             store().and_then(|s| system_cmds::info(&s, args))
         }
         Commands::System(SystemCommands::Boot) => store().and_then(|s| system_cmds::boot(&s)),
@@ -349,9 +356,9 @@ fn command() -> ExitCode {
         Commands::Builder(BuilderCommands::Prune(args)) => {
             store().and_then(|s| prune_cmds::builder_prune(&s, args))
         }
-        Commands::Volume(cmd) => store().and_then(|s| volume_cmds::run(&s, cmd)),
-        Commands::Container(cmd) => store().and_then(|s| container_command(&s, cmd)),
-        Commands::Image(cmd) => store().and_then(|s| image_command(&s, cmd)),
+        Commands::Volume(Deferred(cmd)) => store().and_then(|s| volume_cmds::run(&s, cmd)),
+        Commands::Container(Deferred(cmd)) => store().and_then(|s| container_command(&s, cmd)),
+        Commands::Image(Deferred(cmd)) => store().and_then(|s| image_command(&s, cmd)),
     };
     match result {
         Ok(code) => code,
