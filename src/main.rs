@@ -124,6 +124,8 @@ enum Commands {
     Unpause(Deferred<container_cmds::PauseArgs>),
     /// Write a container's file system as a tar archive
     Export(Deferred<container_cmds::ExportArgs>),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(Deferred<container_cmds::AttachArgs>),
     /// Manage networks
     #[command(subcommand)]
     Network(Deferred<network_cmds::NetworkCommands>),
@@ -200,6 +202,8 @@ enum ContainerCommands {
     Pause(container_cmds::PauseArgs),
     /// Unpause all processes within containers
     Unpause(container_cmds::PauseArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(container_cmds::AttachArgs),
 }
 
 /// `lb image ...`: docker's management-command names for the image commands.
@@ -335,6 +339,7 @@ fn command() -> ExitCode {
             store().and_then(|s| container_cmds::unpause(&s, args))
         }
         Commands::Export(Deferred(args)) => store().and_then(|s| container_cmds::export(&s, args)),
+        Commands::Attach(Deferred(args)) => store().and_then(|s| container_cmds::attach(&s, args)),
         Commands::Prune => store().and_then(|s| image_cmds::prune(&s)),
         Commands::Pull(Deferred(args)) => store().and_then(|s| registry_cmds::pull(&s, args)),
         Commands::Push(Deferred(args)) => store().and_then(|s| registry_cmds::push(&s, args)),
@@ -397,6 +402,7 @@ fn container_command(s: &lb_layerstore::Store, cmd: ContainerCommands) -> anyhow
         ContainerCommands::Port(a) => c::port(s, a),
         ContainerCommands::Pause(a) => c::pause(s, a),
         ContainerCommands::Unpause(a) => c::unpause(s, a),
+        ContainerCommands::Attach(a) => c::attach(s, a),
     }
 }
 

@@ -11,6 +11,7 @@
 //! errors leave as values; printing and exit codes are the caller's).
 
 pub mod archive;
+pub mod attach;
 mod error;
 pub mod health;
 pub mod host_config;

@@ -38,6 +38,9 @@ pub struct ContainerConfig {
     pub stop_signal: String,
     #[serde(default)]
     pub tty: bool,
+    /// `-i`: its standard input stays open, for `attach` (docker's `OpenStdin`).
+    #[serde(default)]
+    pub open_stdin: bool,
     /// `--init`: lb's init runs as PID 1 and reaps.
     #[serde(default)]
     pub init: bool,

@@ -98,6 +98,22 @@ impl Status {
         }
     }
 
+    /// `attach`: a running container (docker's CLI's checks and words).
+    pub fn can_attach(self) -> Result<(), Error> {
+        match self {
+            Status::Running => Ok(()),
+            Status::Paused => Err(Error::Conflict(
+                "You cannot attach to a paused container, unpause it first".into(),
+            )),
+            Status::Restarting => Err(Error::Conflict(
+                "You cannot attach to a restarting container, wait until it is running".into(),
+            )),
+            _ => Err(Error::Conflict(
+                "You cannot attach to a stopped container, start it first".into(),
+            )),
+        }
+    }
+
     /// `pause`: a running container, once.
     pub fn can_pause(self, id: &str) -> Result<(), Error> {
         match self {

@@ -366,6 +366,22 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
+/// Forwards the signals a foreground lb passes on (those [`hold_signals`] holds) to `pid`
+/// from now on: a container's first process, or an attached one's (`attach --sig-proxy`).
+pub fn forward_signals_to(pid: i32) {
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+    for sig in FORWARDED {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(forward),
+            nix::sys::signal::SaFlags::SA_RESTART,
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only calls kill.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    }
+    let _ = forwarded_set().thread_unblock();
+}
+
 /// A docker exit status from a wait status: the code, or 128 + the signal.
 pub fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
@@ -383,17 +399,7 @@ impl Container {
     /// Passes the signals of [`hold_signals`] that lb receives on to the process
     /// (docker's `--sig-proxy`), those that came while it started included.
     pub fn forward_signals(&self) {
-        FORWARD_TO.store(self.pid.as_raw(), Ordering::Relaxed);
-        for sig in FORWARDED {
-            let action = nix::sys::signal::SigAction::new(
-                nix::sys::signal::SigHandler::Handler(forward),
-                nix::sys::signal::SaFlags::SA_RESTART,
-                nix::sys::signal::SigSet::empty(),
-            );
-            // SAFETY: the handler only calls kill.
-            let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
-        }
-        let _ = forwarded_set().thread_unblock();
+        forward_signals_to(self.pid.as_raw());
     }
 
     /// Waits for the process to end and returns its docker exit status; for a container's

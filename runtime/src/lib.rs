@@ -23,6 +23,7 @@ pub mod user;
 pub use error::{Error, Result};
 pub use init::DEFAULT_PATH;
 pub use launch::{
-    Container, Exec, Launch, Stdio, exec, exit_code, hold_signals, release_signals, start,
+    Container, Exec, Launch, Stdio, exec, exit_code, forward_signals_to, hold_signals,
+    release_signals, start,
 };
 pub use rootfs::{Rootfs, RootfsLayers};

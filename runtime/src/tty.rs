@@ -61,6 +61,15 @@ impl Pty {
     }
 }
 
+/// The size of the terminal on `fd` (rows, columns), if it is one.
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ with a valid winsize buffer.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some((ws.ws_row, ws.ws_col))
+    }
+}
+
 fn copy_window_size(from: RawFd, to: RawFd) {
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize buffer; failures (no terminal)
     // leave the pty's default size.
@@ -83,11 +92,20 @@ extern "C" fn on_winch(_: libc::c_int) {
 }
 
 /// lb's terminal in raw mode until dropped.
-struct RawMode {
+pub struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
+    /// lb's standard input in raw mode, when it is a terminal.
+    pub fn of_stdin() -> Option<RawMode> {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            RawMode::enter(std::io::stdin().as_fd())
+        } else {
+            None
+        }
+    }
+
     fn enter(fd: BorrowedFd) -> Option<RawMode> {
         let saved = tcgetattr(fd).ok()?;
         let mut raw = saved.clone();
@@ -114,8 +132,8 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(master: OwnedFd, interactive: bool) -> Result<Relay> {
-        let raw = if interactive && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            RawMode::enter(std::io::stdin().as_fd())
+        let raw = if interactive {
+            RawMode::of_stdin()
         } else {
             None
         };

@@ -17,6 +17,7 @@ use lb_runtime::state::{State, Status};
 
 use lb_container::run_spec::RunOptions;
 
+mod attach;
 mod cp;
 mod manage;
 mod ps;
@@ -24,6 +25,7 @@ mod run;
 mod run_flags;
 mod stats;
 
+pub use attach::{AttachArgs, attach};
 pub use cp::{CpArgs, cp};
 pub use manage::{
     CommitArgs, DiffArgs, ExportArgs, KillArgs, LogsArgs, PauseArgs, PortArgs, RenameArgs,

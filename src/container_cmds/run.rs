@@ -227,6 +227,7 @@ fn create_options(args: &RunArgs) -> anyhow::Result<lb_container::ops::CreateOpt
         name: args.name.clone(),
         auto_remove: args.rm,
         init: args.init,
+        open_stdin: args.process.interactive,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         hostname: args.hostname.clone(),
@@ -321,6 +322,7 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => Err(StartError::Container(e)),
     };
     let durable = !container.record.auto_remove;
+    let ran = started.is_ok();
     let code = match started {
         Ok(c) => {
             let relay = pty
@@ -365,6 +367,14 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(net) = &network {
         if let Err(e) = lb_container::network::detach(store, net, &id) {
             eprintln!("lb: {e}");
+        }
+    }
+    // Its restart policy, as docker's daemon applies it once the client has the exit
+    // status: a monitor takes the container over (a user's `lb stop` meanwhile is kept).
+    let policy = &container.record.config.restart;
+    if ran && policy.should_restart(code, 0, lb_container::restart::stop_requested(&dir)) {
+        if let Err(e) = container.restart_after_foreground_run() {
+            eprintln!("lb: {}", crate::error_text(&e.into()));
         }
     }
     if args.rm {

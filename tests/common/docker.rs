@@ -97,6 +97,10 @@ impl Drop for Docker {
 pub trait Tool {
     fn run(&self, args: &[&str]) -> Output;
     fn name(&self) -> &'static str;
+    /// `ARGS...` to spawn, with no input (the caller may give it some).
+    fn command(&self, args: &[&str]) -> Command;
+    /// The tool as a shell command line starts it (`script -c` runs it under a terminal).
+    fn shell_words(&self) -> String;
 
     /// `ARGS...`, which must succeed: its standard output.
     fn ok(&self, args: &[&str]) -> String {
@@ -118,6 +122,21 @@ impl Tool for Env {
     fn name(&self) -> &'static str {
         "lb"
     }
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lb"));
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+    fn shell_words(&self) -> String {
+        format!(
+            "{} --root {}",
+            env!("CARGO_BIN_EXE_lb"),
+            self.root.display()
+        )
+    }
 }
 
 impl Tool for Docker {
@@ -126,6 +145,12 @@ impl Tool for Docker {
     }
     fn name(&self) -> &'static str {
         "docker"
+    }
+    fn command(&self, args: &[&str]) -> Command {
+        self.cmd(args)
+    }
+    fn shell_words(&self) -> String {
+        format!("DOCKER_HOST={} /usr/bin/docker", self.sock)
     }
 }
 

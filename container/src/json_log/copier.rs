@@ -9,7 +9,9 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::poll::PollFlags;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -25,11 +27,28 @@ const BATCH: usize = 512 * 1024;
 /// monitor. The pages are the writer's (the container's memory cgroup).
 const PIPE_SIZE: i32 = 1024 * 1024;
 
+/// Who else reads a container's output as it is copied (an attached terminal), with
+/// descriptors of its own polled beside the streams: the copy's loop is the monitor's only
+/// one.
+pub trait Tee {
+    /// The descriptors to poll, and for what.
+    fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)>;
+    /// What a poll found on them, in `poll_fds`' order.
+    fn ready(&mut self, revents: &[PollFlags]);
+    /// Bytes the container wrote to `stream` ("stdout" or "stderr").
+    fn output(&mut self, stream: &'static str, data: &[u8]);
+}
+
 /// Copies the container's output `streams` (read ends, and "stdout"/"stderr") into the
-/// logs in `dir` as `config` says, until every stream is closed (EOF, or EIO from a pty's
-/// master once the container's side is gone). A failing write drops entries (as docker
-/// drops them), never blocks the container.
-pub fn copy(dir: &Path, config: &LogConfig, streams: Vec<(OwnedFd, &'static str)>) {
+/// logs in `dir` as `config` says, and to `tee`, until every stream is closed (EOF, or EIO
+/// from a pty's master once the container's side is gone). A failing write drops entries
+/// (as docker drops them), never blocks the container.
+pub fn copy(
+    dir: &Path,
+    config: &LogConfig,
+    streams: Vec<(OwnedFd, &'static str)>,
+    mut tee: Option<&mut dyn Tee>,
+) {
     // Without a file (driver none, or it cannot be opened) the streams are still drained:
     // a container must not block on a full pipe.
     let mut sink = match config {
@@ -62,14 +81,22 @@ pub fn copy(dir: &Path, config: &LogConfig, streams: Vec<(OwnedFd, &'static str)
         .collect();
     let mut buf = vec![0u8; READ_SIZE];
     while !streams.is_empty() {
-        if !wait_readable(&streams) {
-            continue;
+        match wait_readable(&streams, tee.as_deref()) {
+            Some(revents) => {
+                if let Some(t) = tee.as_deref_mut() {
+                    t.ready(&revents);
+                }
+            }
+            None => continue,
         }
         for s in &mut streams {
             for _ in 0..READS_PER_TURN {
                 match s.file.read(&mut buf) {
                     Ok(0) => s.closed = true,
                     Ok(n) => {
+                        if let Some(t) = tee.as_deref_mut() {
+                            t.output(s.name, &buf[..n]);
+                        }
                         if let Some(sink) = &mut sink {
                             s.feed(&buf[..n], &timestamp(), sink);
                         }
@@ -96,14 +123,23 @@ pub fn copy(dir: &Path, config: &LogConfig, streams: Vec<(OwnedFd, &'static str)
     }
 }
 
-/// Blocks until a stream can be read (or has closed); false when poll failed (EINTR).
-fn wait_readable(streams: &[Stream]) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+/// Blocks until a stream can be read (or has closed) or the tee has work; what the poll
+/// found on the tee's descriptors, or none when it failed (EINTR).
+fn wait_readable(streams: &[Stream], tee: Option<&dyn Tee>) -> Option<Vec<PollFlags>> {
+    use nix::poll::{PollFd, PollTimeout, poll};
     let mut fds: Vec<PollFd> = streams
         .iter()
         .map(|s| PollFd::new(s.file.as_fd(), PollFlags::POLLIN))
         .collect();
-    poll(&mut fds, PollTimeout::NONE).is_ok()
+    let tee_fds = tee.map(|t| t.poll_fds()).unwrap_or_default();
+    fds.extend(tee_fds.iter().map(|(fd, flags)| PollFd::new(*fd, *flags)));
+    poll(&mut fds, PollTimeout::NONE).ok()?;
+    Some(
+        fds[streams.len()..]
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect(),
+    )
 }
 
 fn set_nonblocking(fd: &OwnedFd) {

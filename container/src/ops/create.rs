@@ -26,6 +26,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// `--init`.
     pub init: bool,
+    /// `-i`: its standard input is kept open for `attach` (docker's `OpenStdin`).
+    pub open_stdin: bool,
     /// `-p` values.
     pub publish: Vec<String>,
     /// `-P`: every port the image exposes, on a free host port.
@@ -209,6 +211,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
                 .clone()
                 .unwrap_or_else(|| image_cfg.stop_signal.clone()),
             tty: run.tty,
+            open_stdin: opts.open_stdin,
             init: opts.init,
             lowers,
             network: net.as_ref().map_or(mode, |n| n.name.as_str()).to_string(),

@@ -28,6 +28,9 @@ struct Handoff {
     id: String,
     ready: RawFd,
     ports: Vec<HandedPort>,
+    /// Restarts made before this monitor (a foreground run's exit).
+    #[serde(default)]
+    restarts: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,7 +45,12 @@ struct HandedPort {
 impl Container<'_> {
     /// In the forked child: execs lb as this container's monitor, handing `ready` and
     /// `ports` over. Returns only when the exec failed, with them back.
-    pub(super) fn exec_monitor(&self, ready: OwnedFd, ports: Vec<Bound>) -> (OwnedFd, Vec<Bound>) {
+    pub(super) fn exec_monitor(
+        &self,
+        ready: OwnedFd,
+        ports: Vec<Bound>,
+        restarts: u32,
+    ) -> (OwnedFd, Vec<Bound>) {
         if !EXEC_TAKES_HANDOFF.load(std::sync::atomic::Ordering::Relaxed) {
             return (ready, ports);
         }
@@ -67,6 +75,7 @@ impl Container<'_> {
             id: self.record.id.clone(),
             ready: ready.as_raw_fd(),
             ports: handed,
+            restarts,
         };
         let Ok(text) = serde_json::to_string(&handoff) else {
             return (ready, ports);
@@ -151,5 +160,5 @@ pub fn monitor_from_handoff() -> Option<i32> {
         Ok(c) => c,
         Err(e) => return Some(report(ready, &e)),
     };
-    Some(c.run_monitor(ports, ready))
+    Some(c.run_monitor(ports, ready, handoff.restarts))
 }

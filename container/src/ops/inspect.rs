@@ -463,7 +463,7 @@ impl Container<'_> {
                 exposed_ports: (!exposed.is_empty())
                     .then(|| exposed.iter().map(|p| (p.clone(), Empty {})).collect()),
                 tty: config.tty,
-                open_stdin: false,
+                open_stdin: config.open_stdin,
                 stdin_once: false,
                 env: config
                     .env

@@ -1,5 +1,5 @@
 //! The operations on containers, one file each (youki's layout): `create`, `start` (under
-//! the `monitor`, from the record's `launch`), `exec`, `inspect`, `pause`, `rename`, `stop`, `kill`, `remove`, `wait`, and
+//! the `monitor`, from the record's `launch`), `attach`, `exec`, `inspect`, `pause`, `rename`, `stop`, `kill`, `remove`, `wait`, and
 //! `logs`, and `list` over a store. Each checks the container's state with
 //! `state.rs` first, so what docker refuses is refused here, with its message.
 
@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 
 use crate::{ContainerConfig, Error, Record, Result, Status};
 
+mod attach;
 mod boot;
 mod copy;
 mod create;
@@ -33,6 +34,7 @@ mod stop;
 mod update;
 mod wait;
 
+pub use attach::{AttachEnd, AttachStreams, Attached, parse_detach_keys};
 pub use boot::boot;
 pub use copy::{ExtractOptions, PathStat};
 pub(crate) use create::random_id;

@@ -21,6 +21,12 @@ impl Container<'_> {
     /// A container that could not start is [`Error::NotStarted`], with the runtime's exit
     /// status, after it is taken off its network (and removed, with `--rm`).
     pub fn start_monitored(&self, ports: Vec<Bound>) -> Result<()> {
+        self.start_monitored_counting(ports, 0)
+    }
+
+    /// [`Container::start_monitored`] with `restarts` made so far: more than none is a
+    /// restart, after docker's first back-off.
+    pub(super) fn start_monitored_counting(&self, ports: Vec<Bound>, restarts: u32) -> Result<()> {
         let store = self.store;
         let record = &self.record;
         let auto_remove = record.auto_remove;
@@ -41,8 +47,8 @@ impl Container<'_> {
             nix::unistd::ForkResult::Child => {
                 drop(ready_r);
                 let _ = nix::unistd::setsid();
-                let (ready_w, ports) = self.exec_monitor(ready_w, ports);
-                let code = self.run_monitor(ports, std::fs::File::from(ready_w));
+                let (ready_w, ports) = self.exec_monitor(ready_w, ports, restarts);
+                let code = self.run_monitor(ports, std::fs::File::from(ready_w), restarts);
                 // SAFETY: leaving the forked monitor.
                 unsafe { libc::_exit(code) }
             }
@@ -70,7 +76,12 @@ impl Container<'_> {
 
 impl Container<'_> {
     /// The monitor's life from its record (in the monitor process, exec'd or forked).
-    pub(super) fn run_monitor(&self, ports: Vec<Bound>, ready: std::fs::File) -> i32 {
+    pub(super) fn run_monitor(
+        &self,
+        ports: Vec<Bound>,
+        ready: std::fs::File,
+        restarts: u32,
+    ) -> i32 {
         let fail = |mut ready: std::fs::File, e: &dyn std::fmt::Display| {
             let _ = write!(ready, "125 {e}");
             1
@@ -83,7 +94,7 @@ impl Container<'_> {
             Ok(l) => l,
             Err(e) => return fail(ready, &e),
         };
-        self.monitor(launch, ports, &log_config, ready)
+        self.monitor(launch, ports, &log_config, ready, restarts)
     }
 
     /// The monitor's life (in the forked child): starts the container, tells the caller
@@ -96,6 +107,7 @@ impl Container<'_> {
         ports: Vec<Bound>,
         log_config: &LogConfig,
         ready: std::fs::File,
+        restarts: u32,
     ) -> i32 {
         let store = self.store;
         let record = &self.record;
@@ -105,8 +117,15 @@ impl Container<'_> {
         let mut ready = Some(ready);
         let mut ports = Some(ports);
         let mut launch = Some(first);
-        let mut restart_count = 0;
+        let mut restart_count = restarts;
         let mut backoff = crate::restart::Backoff::default();
+        if restarts > 0 {
+            // A restart of an exit this monitor did not see: docker's first back-off.
+            std::thread::sleep(backoff.after(std::time::Duration::ZERO));
+        }
+        // `lb attach`'s way in, for the monitor's whole life (restarts included); a
+        // container whose socket cannot be made runs on, unattachable.
+        let mut attach = crate::attach::AttachServer::bind(dir).ok();
         let fail = |ready: &mut Option<std::fs::File>, code: i32, e: &dyn std::fmt::Display| {
             if let Some(mut r) = ready.take() {
                 let _ = write!(r, "{code} {e}");
@@ -125,10 +144,10 @@ impl Container<'_> {
             };
             // The container's output: a pty's master (`-t`, one stream, as docker logs
             // it) or a pipe for each stream.
-            let streams = match log_streams(record.config.tty, log_config) {
-                Ok((stdio, streams)) => {
-                    this.stdio = stdio;
-                    streams
+            let (streams, input) = match log_streams(record.config.tty, record.config.open_stdin) {
+                Ok(s) => {
+                    this.stdio = s.stdio;
+                    (s.output, s.input)
                 }
                 Err(e) => {
                     fail(&mut ready, 125, &e);
@@ -157,6 +176,9 @@ impl Container<'_> {
             };
             // The container holds its ends now: ours would keep the logs open.
             drop(this);
+            if let Some(a) = &mut attach {
+                a.set_input(input, record.config.tty);
+            }
             // The published ports' relays live in this monitor, as long as the container
             // and its restarts (their threads stay in the monitor's cgroup: they are made
             // before the charge below).
@@ -207,7 +229,12 @@ impl Container<'_> {
                         )
                     });
                 }
-                crate::json_log::copy(dir, log_config, streams);
+                crate::json_log::copy(
+                    dir,
+                    log_config,
+                    streams,
+                    attach.as_mut().map(|a| a as &mut dyn crate::json_log::Tee),
+                );
                 drop(charge);
                 let code = c.wait().unwrap_or(255);
                 probing.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -229,6 +256,10 @@ impl Container<'_> {
             if policy.should_restart(code, restart_count, stop_requested) {
                 st.restarting = true;
                 let _ = st.save(dir, !auto_remove);
+                // Attached clients end with the run they attached to, as docker's.
+                if let Some(a) = &mut attach {
+                    a.finish(code);
+                }
                 let wait = backoff.after(started.elapsed());
                 if sleep_unless_stopped(dir, wait) {
                     restart_count += 1;
@@ -240,6 +271,9 @@ impl Container<'_> {
             // wait) finds the links and addresses gone.
             let _ = crate::network::leave(store, record);
             let _ = st.save(dir, !auto_remove);
+            if let Some(a) = &mut attach {
+                a.finish(code);
+            }
             if auto_remove {
                 if store.remove_container(&record.id).is_ok() {
                     self.event("destroy", &[]);
@@ -276,24 +310,28 @@ pub fn running_state(pid: i32) -> State {
     }
 }
 
-/// A detached container's standard streams, and the ends the monitor reads them from
-/// (none with `--log-driver none` and no terminal: the output goes to /dev/null).
-fn log_streams(
-    tty: bool,
-    log_config: &LogConfig,
-) -> Result<(lb_runtime::Stdio, Vec<(OwnedFd, &'static str)>)> {
+/// A detached container's standard streams: the ends the monitor reads its output from,
+/// and (with `-i`) the end that feeds its input. A terminal (`-t`) is one stream both ways,
+/// its master; else a pipe for each stream, drained even when nothing is logged
+/// (`--log-driver none`): `attach` still shows them.
+fn log_streams(tty: bool, open_stdin: bool) -> Result<Streams> {
     if tty {
         let pty = lb_runtime::tty::Pty::open()?;
         let stdio = pty.container_stdio()?;
-        return Ok((stdio, vec![(pty.close_slave(), "stdout")]));
-    }
-    if *log_config == LogConfig::None {
-        let stdio = lb_runtime::Stdio::Fds {
-            stdin: devnull()?,
-            stdout: devnull()?,
-            stderr: devnull()?,
+        let master = pty.close_slave();
+        let input = if open_stdin {
+            Some(master.try_clone().map_err(|source| Error::Io {
+                path: "pty master".into(),
+                source,
+            })?)
+        } else {
+            None
         };
-        return Ok((stdio, Vec::new()));
+        return Ok(Streams {
+            stdio,
+            output: vec![(master, "stdout")],
+            input,
+        });
     }
     let pipe = || {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Sys {
@@ -303,12 +341,32 @@ fn log_streams(
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let (stdin, input) = if open_stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (devnull()?, None)
+    };
     let stdio = lb_runtime::Stdio::Fds {
-        stdin: devnull()?,
+        stdin,
         stdout: out_w,
         stderr: err_w,
     };
-    Ok((stdio, vec![(out_r, "stdout"), (err_r, "stderr")]))
+    Ok(Streams {
+        stdio,
+        output: vec![(out_r, "stdout"), (err_r, "stderr")],
+        input,
+    })
+}
+
+/// [`log_streams`]' answer.
+struct Streams {
+    /// The container's side.
+    stdio: lb_runtime::Stdio,
+    /// The monitor's: output to read, named by stream.
+    output: Vec<(OwnedFd, &'static str)>,
+    /// The monitor's: where attached clients' input goes.
+    input: Option<OwnedFd>,
 }
 
 /// `/dev/null`, read and write.

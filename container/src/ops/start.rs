@@ -12,6 +12,18 @@ use crate::Result;
 impl Container<'_> {
     /// Starts the container under its monitor; a running one is left as it is.
     pub fn start(&self) -> Result<()> {
+        self.start_counting(0)
+    }
+
+    /// Starts again, under a monitor, a container that a foreground `run` ran and whose
+    /// restart policy wants it running after its exit (docker's daemon restarts it once
+    /// the client has its exit status): its first restart.
+    pub fn restart_after_foreground_run(&self) -> Result<()> {
+        self.start_counting(1)
+    }
+
+    /// [`Container::start`], the restarts so far being `restarts`.
+    fn start_counting(&self, restarts: u32) -> Result<()> {
         let status = self.status();
         status.can_start(&self.record.id)?;
         if status.is_live() {
@@ -43,6 +55,6 @@ impl Container<'_> {
             let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
             crate::network::publish(self.store, &net, &self.record.id, ip, &specs)?;
         }
-        self.start_monitored(ports)
+        self.start_monitored_counting(ports, restarts)
     }
 }
