@@ -462,6 +462,7 @@ pub(crate) fn release_code_pages() {
     };
     // The mapping being read: its range, when it may be released so far.
     let mut current: Option<(usize, usize)> = None;
+    let mut stack: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let first = f.next().unwrap_or("");
@@ -474,6 +475,9 @@ pub(crate) fn release_code_pages() {
             release(current.take());
             let perms = f.next().unwrap_or("");
             let inode = f.nth(2).unwrap_or("0");
+            if f.next() == Some("[stack]") {
+                stack = Some((start, end));
+            }
             // Not writable, private, a file's.
             if perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') && inode != "0" {
                 current = Some((start, end));
@@ -484,4 +488,21 @@ pub(crate) fn release_code_pages() {
         }
     }
     release(current);
+    // The main thread's stack below where it is now: pages the start's deep calls left
+    // behind (a page of room is kept).
+    let here = &stack as *const _ as usize;
+    if let Some((start, end)) = stack
+        && (start..end).contains(&here)
+    {
+        let page = 4096;
+        let top = (here & !(page - 1)).saturating_sub(page);
+        if top > start {
+            // SAFETY: the range lies below the stack pointer of the only thread that
+            // uses this stack: no live frame is in it; its pages come back zeroed.
+            unsafe { libc::madvise(start as *mut libc::c_void, top - start, libc::MADV_DONTNEED) };
+        }
+    }
+    // Free heap pages (the start's allocations) back to the system.
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
