@@ -26,7 +26,12 @@ impl Format {
             ("split", split),
             ("truncate", truncate),
         ]);
-        template.add_funcs(&[("gofmt", gofmt as gtmpl::Func)]);
+        template.add_funcs(&[
+            ("gofmt", gofmt as gtmpl::Func),
+            ("lbvalues", range_values),
+            ("lbpairs", range_pairs),
+            ("lbany", range_any),
+        ]);
         template
             .parse(go_printed(text))
             .map_err(|e| anyhow!("template parsing error: {e}"))?;
@@ -385,6 +390,9 @@ fn is_go_slice(name: &str) -> bool {
 fn go_printed(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
+    // The blocks open here, innermost last: a range is wrapped in an `if` that holds its
+    // `else` (gtmpl runs a range's else part after every range, Go only after an empty one).
+    let mut blocks: Vec<Block> = Vec::new();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let action = &rest[start + 2..];
@@ -421,7 +429,28 @@ fn go_printed(text: &str) -> String {
             || body.contains(":=")
             || body.trim().is_empty()
             || is_assignment(body);
-        if control {
+        if matches!(word, "if" | "with" | "define" | "block") {
+            blocks.push(Block::Other);
+        }
+        if word == "range" {
+            let (range, declared, pipe) = sorted_range(body.trim_start());
+            blocks.push(Block::Range);
+            out.push_str(&format!("{{{{{left}if lbany ({pipe})}}}}{{{{{range}"));
+            if let Some((k, v)) = declared {
+                out.push_str(&format!("}}}}{{{{{k} := $lbpair.k}}}}{{{{{v} := $lbpair.v"));
+            }
+            out.push_str(right);
+        } else if word == "else" && body.trim() == "else" && blocks.last() == Some(&Block::Range) {
+            blocks.pop();
+            blocks.push(Block::RangeElse);
+            out.push_str(&format!("{{{{{left}end}}}}{{{{else{right}"));
+        } else if word == "end" && blocks.last() == Some(&Block::Range) {
+            blocks.pop();
+            out.push_str(&format!("{{{{{left}end}}}}{{{{end{right}"));
+        } else if control {
+            if word == "end" {
+                blocks.pop();
+            }
             out.push_str("{{");
             out.push_str(inner);
         } else {
@@ -447,6 +476,93 @@ fn go_printed(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A `range` action's body made to visit a map's keys in Go's order, sorted (gtmpl's
+/// follows a HashMap's, a new order each run): its pipeline goes through `lbvalues` (the
+/// values, by key), or, with a key variable, through `lbpairs` (key/value pairs by key),
+/// the pair then declared under the template's own names (returned: they are declared at
+/// the start of the range's body). A nil pipeline ranges over nothing, as Go's.
+/// Also its pipeline alone (the `if` around the range tests it).
+fn sorted_range(body: &str) -> (String, Option<(String, String)>, String) {
+    let rest = body.strip_prefix("range").unwrap_or(body).trim();
+    let Some((vars, pipe)) = rest
+        .split_once(":=")
+        .filter(|(v, _)| v.trim().starts_with('$'))
+    else {
+        return (format!("range lbvalues ({rest})"), None, rest.to_string());
+    };
+    let pipe = pipe.trim();
+    match vars.split_once(',') {
+        Some((k, v)) => (
+            format!("range $lbindex, $lbpair := lbpairs ({pipe})"),
+            Some((k.trim().to_string(), v.trim().to_string())),
+            pipe.to_string(),
+        ),
+        None => (
+            format!("range {} := lbvalues ({pipe})", vars.trim()),
+            None,
+            pipe.to_string(),
+        ),
+    }
+}
+
+/// A block `go_printed` has seen open.
+#[derive(PartialEq)]
+enum Block {
+    Range,
+    /// A range's `else` part (inside the `if` that wraps the range).
+    RangeElse,
+    Other,
+}
+
+/// `lbany X`: whether a range over X has anything to visit.
+fn range_any(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::Bool(match arg(args, 0, "range")? {
+        Value::Map(m) | Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Nil | Value::NoValue => false,
+        _ => true,
+    }))
+}
+
+/// `lbvalues X`: a map's values in the order of its keys; a list as it is; nil, nothing.
+fn range_values(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(match arg(args, 0, "range")? {
+        Value::Map(m) | Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Array(keys.into_iter().map(|k| m[k].clone()).collect())
+        }
+        Value::Nil | Value::NoValue => Value::Array(Vec::new()),
+        v => v.clone(),
+    })
+}
+
+/// `lbpairs X`: `{k, v}` for each key of a map in order, or each index of a list.
+fn range_pairs(args: &[Value]) -> Result<Value, FuncError> {
+    let pair = |k: Value, v: Value| {
+        Value::Map(HashMap::from([("k".to_string(), k), ("v".to_string(), v)]))
+    };
+    Ok(match arg(args, 0, "range")? {
+        Value::Map(m) | Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Array(
+                keys.into_iter()
+                    .map(|k| pair(Value::from(k.clone()), m[k].clone()))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| pair(Value::from(i), v.clone()))
+                .collect(),
+        ),
+        Value::Nil | Value::NoValue => Value::Array(Vec::new()),
+        v => v.clone(),
+    })
 }
 
 /// Whether an action body is `$x = ...` (a plain assignment prints nothing).
@@ -654,6 +770,64 @@ mod tests {
         assert_eq!(
             f.render(&host).unwrap(),
             r#"{"Name":"no","MaximumRetryCount":0} {"RestartPolicy":{"Name":"no","MaximumRetryCount":0}}"#
+        );
+    }
+
+    #[test]
+    fn range_visits_a_maps_keys_in_order_as_go() {
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        let labels: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .rev()
+            .map(|k| (k.clone(), serde_json::Value::from(format!("v{k}"))))
+            .collect();
+        let c = serde_json::json!({"Config": {"Labels": labels, "Env": ["A=1", "B=2"]},
+                                   "Mounts": null});
+        let pairs: String = keys.iter().map(|k| format!("{k}=v{k};")).collect();
+        let values: String = keys.iter().map(|k| format!("v{k},")).collect();
+        assert_eq!(
+            render(
+                "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+                c.clone()
+            ),
+            pairs
+        );
+        assert_eq!(
+            render("{{range .Config.Labels}}{{.}},{{end}}", c.clone()),
+            values
+        );
+        assert_eq!(
+            render("{{range $v := .Config.Labels}}{{$v}},{{end}}", c.clone()),
+            values
+        );
+        assert_eq!(
+            render(
+                "{{range $i, $e := .Config.Env}}{{$i}}:{{$e}} {{end}}",
+                c.clone()
+            ),
+            "0:A=1 1:B=2 "
+        );
+        assert_eq!(
+            render(
+                "{{- range $i, $e := .Config.Env -}}\n {{$e}} {{- end}}",
+                c.clone()
+            ),
+            "A=1B=2"
+        );
+        assert_eq!(render("[{{range .Mounts}}x{{end}}]", c.clone()), "[]");
+        assert_eq!(
+            render(
+                "{{range .Config.Env}}{{if eq . \"A=1\"}}a{{else}}b{{end}}{{range $.Config.Env}}.{{end}}{{end}}",
+                c.clone()
+            ),
+            "a..b.."
+        );
+        assert_eq!(
+            render(
+                "{{range .Config.Env}}{{.}}{{else}}none{{end}}|{{range .Mounts}}{{else}}none{{end}}",
+                c
+            ),
+            "A=1B=2|none"
         );
     }
 
