@@ -50,6 +50,11 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
             .import_rootfs(file, &name, &args.file.display().to_string(), &cfg.config)
             .with_context(|| format!("cannot import {}", args.file.display()))?
     };
+    // docker's: the name's tag first, then the import.
+    if let Ok(desc) = store.resolve(&name) {
+        image_event(store, "tag", &desc, &name.familiar());
+    }
+    images_event(store, "import", std::slice::from_ref(&name));
     println!("{id}");
     Ok(ExitCode::SUCCESS)
 }
@@ -216,16 +221,41 @@ pub(crate) fn image_event(
     desc: &oci_spec::image::Descriptor,
     name: &str,
 ) {
-    let id = store
+    let id = image_id(store, desc);
+    image_event_of(store, action, &id, name);
+}
+
+/// docker's image id of `desc`: its config's digest.
+pub(crate) fn image_id(store: &Store, desc: &oci_spec::image::Descriptor) -> String {
+    store
         .image_at(desc)
         .map(|i| i.config_digest.to_string())
-        .unwrap_or_else(|_| desc.digest().to_string());
+        .unwrap_or_else(|_| desc.digest().to_string())
+}
+
+/// An image event of `id` (docker's image id, or a reference for pull and push) with
+/// `name` as its `name` attribute.
+pub(crate) fn image_event_of(store: &Store, action: &str, id: &str, name: &str) {
     store.record_event(&lb_layerstore::Event::now(
         "image",
         action,
-        &id,
+        id,
         &[("name", name)],
     ));
+}
+
+/// docker's events of images a command made or wrote, each image once, named by its id
+/// (docker 20.10's `load`, `save` and `import`).
+fn images_event(store: &Store, action: &str, names: &[Reference]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        if let Ok(desc) = store.resolve(n) {
+            let id = image_id(store, &desc);
+            if seen.insert(id.clone()) {
+                image_event_of(store, action, &id, &id);
+            }
+        }
+    }
 }
 
 pub fn tag(store: &Store, args: TagArgs) -> anyhow::Result<ExitCode> {
@@ -255,8 +285,17 @@ pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
             Some(desc) => {
                 println!("Untagged: {}@{}", name.familiar(), desc.digest());
                 // docker 20.10 names the image by its id here.
-                let id = store.image_at(&desc).map(|i| i.config_digest.to_string());
-                image_event(store, "untag", &desc, id.as_deref().unwrap_or(n));
+                let id = image_id(store, &desc);
+                image_event_of(store, "untag", &id, &id);
+                // The image's last name gone: docker deletes it (lb's prune takes its
+                // blobs later).
+                let named = store
+                    .names()?
+                    .iter()
+                    .any(|(_, d)| d.digest() == desc.digest());
+                if !named {
+                    image_event_of(store, "delete", &id, &id);
+                }
             }
             None => {
                 eprintln!("lb: no such image: {n}");
@@ -473,6 +512,7 @@ pub fn save(store: &Store, args: SaveArgs) -> anyhow::Result<ExitCode> {
         .map(|n| reference(n))
         .collect::<anyhow::Result<Vec<_>>>()?;
     write_archive(args.output.as_deref(), |out| Ok(store.save(&names, out)?))?;
+    images_event(store, "save", &names);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -497,9 +537,10 @@ pub fn load(store: &Store, args: LoadArgs) -> anyhow::Result<ExitCode> {
             .load(std::io::stdin().lock())
             .context("cannot load the archive on standard input")?,
     };
-    for n in names {
+    for n in &names {
         println!("Loaded image: {}", n.familiar());
     }
+    images_event(store, "load", &names);
     Ok(ExitCode::SUCCESS)
 }
 

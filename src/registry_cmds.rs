@@ -247,35 +247,35 @@ pub(crate) fn pull_image(
     name: &Reference,
     platform: Option<String>,
 ) -> anyhow::Result<()> {
-    let before = store.resolve(name).ok();
-    let image = pull_with(
+    pull_and_report(
         store,
         name,
         platform,
         &lb_registry::Options::default(),
         false,
-    )?;
-    let same = before
-        .is_some_and(|d| Store::descriptor_digest(&d).is_ok_and(|d| d == image.manifest_digest));
-    if same {
-        eprintln!("Status: Image is up to date for {}", name.familiar());
-    } else {
-        eprintln!("Status: Downloaded newer image for {}", name.familiar());
-    }
-    Ok(())
+    )
 }
 
 pub fn pull(store: &Store, args: PullArgs) -> anyhow::Result<ExitCode> {
     let name = reference(&args.image)?;
-    let before = store.resolve(&name).ok();
-    let image = pull_with(
-        store,
-        &name,
-        args.platform.clone(),
-        &args.registry.options(),
-        args.quiet,
-    )?;
-    if !args.quiet {
+    let opts = args.registry.options();
+    pull_and_report(store, &name, args.platform.clone(), &opts, args.quiet)?;
+    println!("{name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A pull as docker's client shows it (progress, then whether the image changed, on
+/// stderr unless `quiet`), logged as docker's `pull` event.
+fn pull_and_report(
+    store: &Store,
+    name: &Reference,
+    platform: Option<String>,
+    opts: &lb_registry::Options,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let before = store.resolve(name).ok();
+    let image = pull_with(store, name, platform, opts, quiet)?;
+    if !quiet {
         let same = before.is_some_and(|d| {
             Store::descriptor_digest(&d).is_ok_and(|d| d == image.manifest_digest)
         });
@@ -285,8 +285,8 @@ pub fn pull(store: &Store, args: PullArgs) -> anyhow::Result<ExitCode> {
             eprintln!("Status: Downloaded newer image for {}", name.familiar());
         }
     }
-    println!("{name}");
-    Ok(ExitCode::SUCCESS)
+    pull_event(store, name);
+    Ok(())
 }
 
 pub fn push(store: &Store, args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -312,7 +312,13 @@ pub fn push(store: &Store, args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let registry = args.registry.options();
     push_with(store, &image, &target, &opts, &registry, args.quiet)?;
+    crate::image_cmds::image_event_of(store, "push", &target.familiar(), &target.familiar_name());
     Ok(ExitCode::SUCCESS)
+}
+
+/// docker's `pull` event: the reference as its id, the repository as its name.
+fn pull_event(store: &Store, name: &Reference) {
+    crate::image_cmds::image_event_of(store, "pull", &name.familiar(), &name.familiar_name());
 }
 
 /// Pushes `image` as `target` with the default registry options (`lb build --push`).

@@ -124,6 +124,9 @@ fn events_tell_what_docker_tells() {
     let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     let mut seen = Vec::new();
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    let base = base.to_str().unwrap();
     // Past the second the images were imported in (`--since` counts whole seconds).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     for t in tools {
@@ -154,6 +157,15 @@ fn events_tell_what_docker_tells() {
         t.ok(&["volume", "rm", "vv"]);
         t.ok(&["tag", "busybox", "busybox:x"]);
         t.ok(&["rmi", "busybox:x"]);
+        // Images made, written, read and deleted.
+        let saved = work.path().join(format!("{}.tar", t.name()));
+        let saved = saved.to_str().unwrap();
+        t.ok(&["import", base, "evt:one"]);
+        t.ok(&["tag", "evt:one", "evt:two"]);
+        t.ok(&["save", "-o", saved, "evt:one"]);
+        t.ok(&["rmi", "evt:one", "evt:two"]);
+        t.ok(&["load", "-i", saved]);
+        t.ok(&["rmi", "evt:one"]);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let until = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -86,9 +86,9 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
-    /// The short form docker shows: `busybox:latest`, `localhost:5000/app:1`.
-    pub fn familiar(&self) -> String {
-        let mut s = if self.domain == DEFAULT_DOMAIN {
+    /// The short form of the repository alone: `busybox`, `localhost:5000/app`.
+    pub fn familiar_name(&self) -> String {
+        if self.domain == DEFAULT_DOMAIN {
             self.path
                 .strip_prefix(OFFICIAL_PREFIX)
                 .filter(|p| !p.contains('/'))
@@ -96,7 +96,12 @@ impl Reference {
                 .to_string()
         } else {
             self.repository()
-        };
+        }
+    }
+
+    /// The short form docker shows: `busybox:latest`, `localhost:5000/app:1`.
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
         self.push_suffix(&mut s);
         s
     }
