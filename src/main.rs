@@ -23,6 +23,7 @@ mod prune_cmds;
 mod registry_cmds;
 mod storage_driver;
 mod system_cmds;
+mod system_df;
 mod template;
 mod volume_cmds;
 
@@ -233,7 +234,7 @@ enum ImageCommands {
 #[derive(Subcommand)]
 enum SystemCommands {
     /// Show what the store holds and what a prune would reclaim
-    Df,
+    Df(system_df::DfArgs),
     /// Check the store: blobs against their digests, names against whole images,
     /// snapshots against their layers, leftovers of killed processes
     Check(image_cmds::CheckArgs),
@@ -346,7 +347,9 @@ fn command() -> ExitCode {
         Commands::Login(Deferred(args)) => registry_cmds::login(args),
         Commands::Logout(Deferred(args)) => registry_cmds::logout(args),
         Commands::Network(Deferred(cmd)) => store().and_then(|s| network_cmds::run(&s, cmd)),
-        Commands::System(SystemCommands::Df) => store().and_then(|s| image_cmds::system_df(&s)),
+        Commands::System(SystemCommands::Df(args)) => {
+            store().and_then(|s| system_df::system_df(&s, args))
+        }
         Commands::System(SystemCommands::Check(args)) => {
             store().and_then(|s| image_cmds::system_check(&s, args))
         }

@@ -307,7 +307,7 @@ fn export_writes_the_merged_file_system() {
     let df = text(&lb(&env, &["system", "df"]).stdout);
     assert!(df.contains("Images          1         1 "), "{df}");
     assert!(
-        df.contains("Containers      1         0         3B          3B (100%)"),
+        df.contains("Containers      1         0         3B        3B (100%)"),
         "{df}"
     );
     // To a pipe too, and a clear error for a container that does not exist.

@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod disk_usage;
 mod error;
 pub mod health;
 pub mod host_config;

@@ -14,9 +14,45 @@ use crate::digest::Digest;
 use crate::image::Image;
 use crate::store::Store;
 
+/// A build cache record as `system df` shows it.
+#[derive(Debug, Clone)]
+pub struct CacheRecord {
+    /// The step's cache key.
+    pub key: Digest,
+    /// The image the step produced.
+    pub image: Image,
+    /// When the record was written (seconds since the epoch). When builds last used it
+    /// is not kept (reading a record is what a build does; lb writes nothing then).
+    pub created: i64,
+}
+
 impl Store {
     fn cache_dir(&self) -> PathBuf {
         self.layout().cache_records()
+    }
+
+    /// Every record whose image is still whole, oldest first (then by key).
+    pub fn cache_records(&self) -> Vec<CacheRecord> {
+        let Ok(entries) = fs::read_dir(self.cache_dir()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(key) = Digest::from_str(&format!("sha256:{name}")) else {
+                continue;
+            };
+            let (Some(image), Ok(meta)) = (self.cache_get(&key), e.metadata()) else {
+                continue;
+            };
+            out.push(CacheRecord {
+                key,
+                image,
+                created: std::os::unix::fs::MetadataExt::mtime(&meta),
+            });
+        }
+        out.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
+        out
     }
 
     /// The image recorded for `key`, when it is still whole in the store.

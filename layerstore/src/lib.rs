@@ -41,6 +41,7 @@ mod trash;
 mod unsynced;
 
 pub use apply::{ApplyOptions, ApplyStats, Compression, Whiteouts, apply_layer, decompressed};
+pub use cache::CacheRecord;
 pub use changes::{ChangeKind, PathChange, path_changes};
 pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use container::{ContainerRecord, files_size};

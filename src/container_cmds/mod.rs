@@ -33,6 +33,7 @@ pub use manage::{
     port, rename, restart, rm, stop, unpause, update, wait,
 };
 pub use ps::{PsArgs, ps};
+pub(crate) use ps::{command_column, labels, ports_column, status_column};
 pub use run::{ExecArgs, RunArgs, StartArgs, create, exec, run, start};
 pub use stats::{StatsArgs, TopArgs, stats, top};
 
@@ -84,7 +85,8 @@ fn dup(fd: i32) -> anyhow::Result<OwnedFd> {
     Ok(b.try_clone_to_owned()?)
 }
 
-fn ago(rfc: &str) -> String {
+/// How long ago an RFC 3339 time was, in go-units' words ("3 minutes").
+pub(crate) fn ago(rfc: &str) -> String {
     let then = lb_layerstore::parse_rfc3339(rfc).unwrap_or(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

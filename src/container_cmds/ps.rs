@@ -64,7 +64,10 @@ const COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// A container's labels as docker shows them: its image's, then its own over them.
-fn labels(store: &Store, c: &lb_container::Record) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn labels(
+    store: &Store,
+    c: &lb_container::Record,
+) -> std::collections::BTreeMap<String, String> {
     let image = store
         .image_by_manifest(c.image)
         .ok()
@@ -100,6 +103,46 @@ fn passes(
     })
 }
 
+/// The COMMAND column: quoted, cut to 20 characters with an ellipsis when `trunc`.
+pub(crate) fn command_column(c: &lb_container::Record, trunc: bool) -> String {
+    let mut cmd = format!("\"{}\"", c.config.command());
+    if trunc && cmd.chars().count() > 22 {
+        cmd = cmd.chars().take(20).collect::<String>() + "…\"";
+    }
+    cmd
+}
+
+/// The STATUS column: docker's "Up 5 seconds (healthy)", "Exited (0) 3 seconds ago".
+pub(crate) fn status_column(store: &Store, c: &lb_container::Record, st: &State) -> String {
+    match (st.running() && !st.paused, c.config.health.is_some()) {
+        (true, true) => {
+            let health = lb_container::health::Health::load(&store.container_dir(&c.id))
+                .map(|h| h.status)
+                .unwrap_or_else(|| "starting".into());
+            let shown = if health == "starting" {
+                "health: starting".to_string()
+            } else {
+                health
+            };
+            format!("{} ({shown})", status_text(st))
+        }
+        _ => status_text(st),
+    }
+}
+
+/// The PORTS column: a running container's published ports.
+pub(crate) fn ports_column(c: &lb_container::Record, st: &State) -> String {
+    if !st.running() {
+        return String::new();
+    }
+    c.config
+        .port_specs()
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
     let filters: Vec<(String, String)> = args
@@ -131,66 +174,37 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let row = |c: &lb_container::Record, st: &State| {
-        let mut cmd = format!("\"{}\"", c.config.command());
-        if !args.no_trunc && cmd.chars().count() > 22 {
-            cmd = cmd.chars().take(20).collect::<String>() + "…\"";
-        }
-        Row {
-            id: short(&c.id),
-            image: c.image_name.clone(),
-            command: cmd,
-            created_at: c.created.clone(),
-            running_for: format!("{} ago", ago(&c.created)),
-            ports: if st.running() {
-                c.config
-                    .port_specs()
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            } else {
-                String::new()
-            },
-            state: lb_container::Status::of(st).as_str(),
-            status: match (st.running() && !st.paused, c.config.health.is_some()) {
-                // docker's "Up 5 seconds (healthy)".
-                (true, true) => {
-                    let health = lb_container::health::Health::load(&store.container_dir(&c.id))
-                        .map(|h| h.status)
-                        .unwrap_or_else(|| "starting".into());
-                    let shown = if health == "starting" {
-                        "health: starting".to_string()
-                    } else {
-                        health
-                    };
-                    format!("{} ({shown})", status_text(st))
-                }
-                _ => status_text(st),
-            },
-            names: c.name.clone(),
-            networks: c.config.network.clone(),
-            size: if args.size {
-                let own = store.container_size(&c.id);
-                let image = store.image_by_manifest(c.image).map_or(0, |i| i.size());
-                format!(
-                    "{} (virtual {})",
-                    crate::image_cmds::human_size(own),
-                    crate::image_cmds::human_size(own + image)
-                )
-            } else {
-                String::new()
-            },
-            labels: if args.format.as_deref().is_some_and(|f| f.contains("Labels")) {
-                labels(store, c)
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            } else {
-                String::new()
-            },
-        }
+    let row = |c: &lb_container::Record, st: &State| Row {
+        id: short(&c.id),
+        image: c.image_name.clone(),
+        command: command_column(c, !args.no_trunc),
+        created_at: c.created.clone(),
+        running_for: format!("{} ago", ago(&c.created)),
+        ports: ports_column(c, st),
+        state: lb_container::Status::of(st).as_str(),
+        status: status_column(store, c, st),
+        names: c.name.clone(),
+        networks: c.config.network.clone(),
+        size: if args.size {
+            let own = store.container_size(&c.id);
+            let image = store.image_by_manifest(c.image).map_or(0, |i| i.size());
+            format!(
+                "{} (virtual {})",
+                crate::image_cmds::human_size(own),
+                crate::image_cmds::human_size(own + image)
+            )
+        } else {
+            String::new()
+        },
+        labels: if args.format.as_deref().is_some_and(|f| f.contains("Labels")) {
+            labels(store, c)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            String::new()
+        },
     };
     if let Some(f) = &args.format {
         let rows: Vec<Row> = rows.iter().map(|(c, st)| row(c, st)).collect();
