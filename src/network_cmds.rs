@@ -45,6 +45,9 @@ pub struct CreateArgs {
     /// Driver (only bridge)
     #[arg(short, long, default_value = "bridge")]
     driver: String,
+    /// Set metadata on a network
+    #[arg(long = "label")]
+    labels: Vec<String>,
     name: String,
 }
 
@@ -108,7 +111,8 @@ pub fn run(store: &Store, cmd: NetworkCommands) -> anyhow::Result<ExitCode> {
 }
 
 fn create(store: &Store, a: CreateArgs) -> anyhow::Result<ExitCode> {
-    let d = network::create(store, &a.name, &a.driver, a.subnet.as_deref())?;
+    let labels = crate::volume_cmds::label_map(&a.labels);
+    let d = network::create(store, &a.name, &a.driver, a.subnet.as_deref(), labels)?;
     println!("{}", d.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -156,6 +160,7 @@ fn inspect(store: &Store, a: InspectArgs) -> anyhow::Result<ExitCode> {
                     subnet: n.cidr(),
                     gateway: n.gateway().to_string(),
                     created: String::new(),
+                    labels: Default::default(),
                 }
             }
             _ => network::definition(store, name)?
@@ -180,6 +185,7 @@ fn inspect(store: &Store, a: InspectArgs) -> anyhow::Result<ExitCode> {
             "IPAM": { "Driver": "default", "Config": [ { "Subnet": d.subnet, "Gateway": d.gateway } ] },
             "Options": { "com.docker.network.bridge.name": d.bridge },
             "Containers": containers,
+            "Labels": d.labels,
         }));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);

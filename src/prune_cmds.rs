@@ -9,6 +9,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::Args;
+use lb_container::filters::LabelFilter;
 use lb_container::{Container, Status};
 use lb_layerstore::Store;
 
@@ -54,36 +55,50 @@ pub struct SystemPruneArgs {
 }
 
 /// A prune's `--filter`s: `until=T` (only what was made before T: a Unix time, a date or
-/// a Go duration before now, as docker reads it). Other keys docker takes (labels) are
-/// refused, never ignored: a prune that dropped a filter would remove more than asked.
+/// a Go duration before now, as docker reads it) and `label=`/`label!=` (docker's
+/// daemon's matching, `lb_container::filters`). A key the kind does not take is refused
+/// in docker's words, never ignored: a prune that dropped a filter would remove more
+/// than asked.
 #[derive(Default)]
 struct Filters {
     /// Seconds since the epoch.
     until: Option<i64>,
+    labels: LabelFilter,
 }
 
 impl Filters {
     /// The filters given; docker's refusal of a key it does not take here.
     fn parse(values: &[String], keys: &[&str]) -> anyhow::Result<Filters> {
         let mut f = Filters::default();
+        // docker's client reads each as KEY=VALUE, the key trimmed and lower-cased.
+        let mut given = Vec::new();
         for v in values {
             let Some((k, val)) = v.split_once('=') else {
                 anyhow::bail!("bad format of filter (expected name=value)");
             };
-            if !keys.contains(&k) {
-                anyhow::bail!("Invalid filter '{k}'");
-            }
-            if k == "until" {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as i64);
-                f.until = Some(crate::events_cmd::timestamp(val, now)?.div_euclid(1_000_000_000));
+            given.push((k.trim().to_ascii_lowercase(), val.trim().to_string()));
+        }
+        // The daemon checks every key before it reads any value.
+        if let Some((k, _)) = given.iter().find(|(k, _)| !keys.contains(&k.as_str())) {
+            anyhow::bail!("Invalid filter '{k}'");
+        }
+        for (k, val) in given {
+            match k.as_str() {
+                "until" => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i64);
+                    let t = crate::events_cmd::timestamp(&val, now)?;
+                    f.until = Some(t.div_euclid(1_000_000_000));
+                }
+                "label" => f.labels.wanted.push(val),
+                _ => f.labels.refused.push(val),
             }
         }
         Ok(f)
     }
 
-    /// Whether something made at `created` (RFC 3339) passes.
+    /// Whether something made at `created` (RFC 3339) passes `until`.
     fn keeps(&self, created: &str) -> bool {
         match (self.until, lb_layerstore::parse_rfc3339(created)) {
             (Some(until), Some(t)) => t < until,
@@ -92,6 +107,10 @@ impl Filters {
         }
     }
 }
+
+/// The keys of containers', networks' and images' prunes; volumes take labels only.
+const KEYS: &[&str] = &["until", "label", "label!"];
+const LABEL_KEYS: &[&str] = &["label", "label!"];
 
 /// Asks `warning` unless forced; whether to go on (docker's prompt, `y` or `yes`).
 fn confirmed(force: bool, warning: &str) -> bool {
@@ -117,7 +136,12 @@ fn prune_containers(store: &Store, filters: &Filters) -> anyhow::Result<(Vec<Str
     let mut removed = Vec::new();
     let mut bytes = 0;
     for (record, state) in lb_container::ops::list(store, true)? {
-        if Status::of(&state).is_live() || !filters.keeps(&record.created) {
+        if Status::of(&state).is_live()
+            || !filters.keeps(&record.created)
+            || !filters
+                .labels
+                .passes(&crate::container_cmds::labels(store, &record))
+        {
             continue;
         }
         let size = store.container_size(&record.id);
@@ -133,7 +157,10 @@ fn prune_containers(store: &Store, filters: &Filters) -> anyhow::Result<(Vec<Str
 fn prune_networks(store: &Store, filters: &Filters) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     for d in lb_container::network::definitions(store)? {
-        if lb_container::network::users(store, &d.name).is_empty() && filters.keeps(&d.created) {
+        if lb_container::network::users(store, &d.name).is_empty()
+            && filters.keeps(&d.created)
+            && filters.labels.passes(&d.labels)
+        {
             lb_container::network::remove(store, &d.name)?;
             removed.push(d.name);
         }
@@ -153,12 +180,22 @@ fn prune_images(store: &Store, all: bool, filters: &Filters) -> anyhow::Result<(
             .map(|c| c.image.to_string())
             .collect();
         for (name, desc) in store.names()? {
-            let created = store
-                .image_at(&desc)
-                .ok()
-                .and_then(|i| i.config.created().clone())
+            let config = store.image_at(&desc).ok().map(|i| i.config);
+            let created = config
+                .as_ref()
+                .and_then(|c| c.created().clone())
                 .unwrap_or_default();
-            if !used.contains(desc.digest().as_ref()) && filters.keeps(&created) {
+            let labels = config
+                .as_ref()
+                .and_then(|c| c.config().as_ref())
+                .and_then(|c| c.labels().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if !used.contains(desc.digest().as_ref())
+                && filters.keeps(&created)
+                && filters.labels.passes(&labels)
+            {
                 store.remove_image_name(&name, false)?;
                 lines.push(format!("untagged: {}", name.familiar()));
             }
@@ -179,7 +216,7 @@ fn print_section(title: &str, items: &[String]) {
 
 pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     // docker 20.10 says what a declined prune reclaimed: nothing.
-    let filters = Filters::parse(&args.filter, &["until"])?;
+    let filters = Filters::parse(&args.filter, KEYS)?;
     let (mut ids, mut bytes) = (Vec::new(), 0);
     if confirmed(
         args.force,
@@ -195,7 +232,7 @@ pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCod
 pub fn network_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning =
         "WARNING! This will remove all custom networks not used by at least one container.";
-    let filters = Filters::parse(&args.filter, &["until"])?;
+    let filters = Filters::parse(&args.filter, KEYS)?;
     if confirmed(args.force, warning) {
         print_section("Deleted Networks", &prune_networks(store, &filters)?);
     }
@@ -208,7 +245,7 @@ pub fn image_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<ExitCo
     } else {
         "WARNING! This will remove all dangling images."
     };
-    let filters = Filters::parse(&args.filter, &["until"])?;
+    let filters = Filters::parse(&args.filter, KEYS)?;
     let (mut lines, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
         (lines, bytes) = prune_images(store, args.all, &filters)?;
@@ -239,11 +276,10 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
 
 pub fn volume_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning = "WARNING! This will remove all local volumes not used by at least one container.";
-    // docker's volume prune takes labels only; lb keeps none on volumes' behalf yet.
-    Filters::parse(&args.filter, &[])?;
+    let filters = Filters::parse(&args.filter, LABEL_KEYS)?;
     let (mut names, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
-        (names, bytes) = lb_container::volume::prune(store)?;
+        (names, bytes) = lb_container::volume::prune(store, |v| filters.labels.passes(&v.labels))?;
     }
     print_section("Deleted Volumes", &names);
     println!("Total reclaimed space: {}", human_size(bytes));
@@ -262,7 +298,10 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     } else {
         "  - all dangling images\n  - all dangling build cache\n"
     });
-    let filters = Filters::parse(&args.filter, &["until"])?;
+    if args.volumes && args.filter.iter().any(|f| f.starts_with("until=")) {
+        anyhow::bail!("ERROR: The \"until\" filter is not supported with \"--volumes\"");
+    }
+    let filters = Filters::parse(&args.filter, KEYS)?;
     if !confirmed(args.force, &warning) {
         return Ok(ExitCode::SUCCESS);
     }
@@ -270,7 +309,8 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     print_section("Deleted Containers", &ids);
     print_section("Deleted Networks", &prune_networks(store, &filters)?);
     if args.volumes {
-        let (names, volume_bytes) = lb_container::volume::prune(store)?;
+        let (names, volume_bytes) =
+            lb_container::volume::prune(store, |v| filters.labels.passes(&v.labels))?;
         print_section("Deleted Volumes", &names);
         bytes += volume_bytes;
     }

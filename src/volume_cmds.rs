@@ -46,6 +46,9 @@ pub struct LsArgs {
     /// Pretty-print volumes using a Go template
     #[arg(long)]
     format: Option<String>,
+    /// Provide filter values (e.g. 'dangling=true', 'label=KEY=VALUE')
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -66,6 +69,17 @@ pub struct RmArgs {
     names: Vec<String>,
 }
 
+/// `--label K=V` values as docker keeps them (`K` alone is `K=""`).
+pub(crate) fn label_map(labels: &[String]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 pub fn run(store: &Store, cmd: VolumeCommands) -> anyhow::Result<ExitCode> {
     match cmd {
         VolumeCommands::Create(a) => {
@@ -75,15 +89,7 @@ pub fn run(store: &Store, cmd: VolumeCommands) -> anyhow::Result<ExitCode> {
                     a.driver
                 );
             }
-            let labels: BTreeMap<String, String> = a
-                .labels
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            let v = volume::create(store, a.name.as_deref(), labels)?;
+            let v = volume::create(store, a.name.as_deref(), label_map(&a.labels))?;
             println!("{}", v.name);
             Ok(ExitCode::SUCCESS)
         }
@@ -94,8 +100,50 @@ pub fn run(store: &Store, cmd: VolumeCommands) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether volume `v` passes `volume ls`'s filters (docker's: `dangling`, `driver`,
+/// `label`, `name`; each key's values are alternatives, except labels, which all must
+/// match).
+fn listed(store: &Store, filters: &[(String, String)], v: &volume::VolumeDefinition) -> bool {
+    let labels = lb_container::filters::LabelFilter {
+        wanted: filters
+            .iter()
+            .filter(|(k, _)| k == "label")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        refused: Vec::new(),
+    };
+    let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+        let mut values = filters.iter().filter(|(k, _)| k == key).peekable();
+        values.peek().is_none() || values.any(|(_, val)| test(val))
+    };
+    let dangling = || volume::users(store, &v.name).is_ok_and(|u| u.is_empty());
+    labels.passes(&v.labels)
+        && any("name", &|n: &str| v.name.contains(n))
+        && any("driver", &|d: &str| v.driver == d)
+        && any("dangling", &|d: &str| {
+            matches!(d, "true" | "1") == dangling()
+        })
+}
+
 fn ls(store: &Store, a: LsArgs) -> anyhow::Result<ExitCode> {
-    let all = volume::list(store)?;
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let Some((k, v)) = f.split_once('=') else {
+            anyhow::bail!("bad format of filter (expected name=value)");
+        };
+        let k = k.trim().to_ascii_lowercase();
+        if !matches!(k.as_str(), "dangling" | "driver" | "label" | "name") {
+            anyhow::bail!("Invalid filter '{k}'");
+        }
+        if k == "dangling" && !matches!(v, "true" | "false" | "1" | "0") {
+            anyhow::bail!("Invalid filter 'dangling={v}'");
+        }
+        filters.push((k, v.trim().to_string()));
+    }
+    let all: Vec<_> = volume::list(store)?
+        .into_iter()
+        .filter(|v| listed(store, &filters, v))
+        .collect();
     if let Some(f) = &a.format {
         let f = Format::parse(f)?;
         for v in &all {

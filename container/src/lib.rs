@@ -14,6 +14,7 @@ pub mod archive;
 pub mod attach;
 pub mod disk_usage;
 mod error;
+pub mod filters;
 pub mod health;
 pub mod host_config;
 pub mod json_log;

@@ -34,6 +34,9 @@ pub struct NetworkDefinition {
     pub gateway: String,
     #[serde(default)]
     pub created: String,
+    /// `network create --label`s.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn bridge_driver() -> String {
@@ -97,6 +100,7 @@ pub fn create(
     name: &str,
     driver: &str,
     subnet: Option<&str>,
+    labels: std::collections::BTreeMap<String, String>,
 ) -> Result<NetworkDefinition> {
     if driver != "bridge" {
         return Err(Error::InvalidOption(format!(
@@ -152,6 +156,7 @@ pub fn create(
         subnet: format!("{subnet}/{prefix}"),
         gateway: Ipv4Addr::from(u32::from(subnet) + 1).to_string(),
         created: lb_layerstore::rfc3339(lb_layerstore::creation_time()),
+        labels,
     };
     let dir = definitions_dir(store);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;

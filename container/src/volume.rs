@@ -189,11 +189,15 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Removes every volume no container uses; their names and the bytes they held.
-pub fn prune(store: &Store) -> Result<(Vec<String>, u64)> {
+/// Removes every volume no container uses that `chosen` picks (a prune's filters);
+/// their names and the bytes they held.
+pub fn prune(
+    store: &Store,
+    chosen: impl Fn(&VolumeDefinition) -> bool,
+) -> Result<(Vec<String>, u64)> {
     let (mut names, mut bytes) = (Vec::new(), 0);
     for v in list(store)? {
-        if users(store, &v.name)?.is_empty() {
+        if chosen(&v) && users(store, &v.name)?.is_empty() {
             bytes += lb_layerstore::files_size(&v.mountpoint);
             remove(store, &v.name, false)?;
             names.push(v.name);
