@@ -321,7 +321,7 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     memory: Option<String>,
     /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
     /// Number of CPUs
     #[arg(long)]

@@ -60,6 +60,9 @@ pub struct HostArgs {
     /// UTS namespace to use (host)
     #[arg(long)]
     uts: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
     /// Expose a port or a range of ports
     #[arg(long)]
     expose: Vec<String>,
@@ -107,6 +110,7 @@ impl HostArgs {
             expose: self.expose.clone(),
             network_aliases: self.network_alias.clone(),
             cidfile: self.cidfile.clone(),
+            memory_swap: self.memory_swap.clone(),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct HostFlags {
     pub expose: Vec<String>,
     pub network_aliases: Vec<String>,
     pub cidfile: Option<PathBuf>,
+    /// `--memory-swap`: memory plus swap, `-1` for unlimited swap.
+    pub memory_swap: Option<String>,
 }
 
 /// `--device HOST[:CONTAINER[:PERMS]]` after docker's checks (docker's `DeviceMapping`).
@@ -86,6 +88,8 @@ pub struct HostConfigRecord {
     pub network_aliases: Vec<String>,
     /// `--cidfile`, as docker's `HostConfig.ContainerIDFile`.
     pub container_id_file: String,
+    /// `--memory-swap` bytes (`-1` unlimited), put in the spec beside `--memory`.
+    pub memory_swap: Option<i64>,
 }
 
 impl HostConfigRecord {

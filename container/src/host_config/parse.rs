@@ -338,6 +338,16 @@ pub fn parse(flags: &HostFlags, network: &str) -> Result<HostConfigRecord> {
     if !flags.network_aliases.is_empty() && !user_network {
         invalid!("network-scoped aliases are only supported for user-defined networks");
     }
+    let memory_swap = match flags.memory_swap.as_deref() {
+        Some("-1") => Some(-1),
+        Some(s) => Some(
+            crate::run_spec::parse_bytes(s)
+                .ok()
+                .filter(|_| !s.trim().starts_with('-'))
+                .ok_or_else(|| bad_flag("--memory-swap", s, format!("invalid size: '{s}'")))?,
+        ),
+        None => None,
+    };
     let mut label_lines = Vec::new();
     for f in &flags.label_files {
         label_lines.extend(parse_label_file(f)?);
@@ -366,6 +376,7 @@ pub fn parse(flags: &HostFlags, network: &str) -> Result<HostConfigRecord> {
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
+        memory_swap,
     })
 }
 

@@ -44,6 +44,33 @@ fn set_namespace(spec: &mut Spec, typ: LinuxNamespaceType, host: bool, path: Opt
     linux.set_namespaces(Some(namespaces));
 }
 
+/// `--memory-swap` beside the spec's `--memory`, with docker's daemon's refusals (without
+/// it the runtime gives twice the memory, docker's default).
+fn set_memory_swap(spec: &mut Spec, swap: i64) -> Result<()> {
+    let linux = spec.linux_mut().get_or_insert_with(Default::default);
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut memory = (*resources.memory()).unwrap_or_default();
+    let limit = memory.limit().filter(|l| *l > 0);
+    match limit {
+        None if swap > 0 => {
+            return Err(Error::InvalidOption(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+                    .into(),
+            ));
+        }
+        Some(l) if swap > 0 && swap < l => {
+            return Err(Error::InvalidOption(
+                "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+            ));
+        }
+        _ => {}
+    }
+    memory.set_swap(Some(swap));
+    resources.set_memory(Some(memory));
+    linux.set_resources(Some(resources));
+    Ok(())
+}
+
 fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
     spec.linux()
         .as_ref()
@@ -53,6 +80,9 @@ fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
 
 /// The spec's namespaces, `/dev/shm` and sysctls as the record's flags say.
 pub fn apply(spec: &mut Spec, rec: &HostConfigRecord, joins: &Joins) -> Result<()> {
+    if let Some(swap) = rec.memory_swap {
+        set_memory_swap(spec, swap)?;
+    }
     set_namespace(
         spec,
         LinuxNamespaceType::Pid,
@@ -220,6 +250,46 @@ mod tests {
         assert_eq!(
             shm(&s).unwrap().source().as_deref(),
             Some(Path::new("/dev/shm"))
+        );
+    }
+
+    #[test]
+    fn memory_swap_beside_the_memory_limit() {
+        let swap = |memory: Option<i64>, swap: i64| {
+            let mut s = spec();
+            if let Some(m) = memory {
+                let mut r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+                r.set_memory(Some(
+                    oci_spec::runtime::LinuxMemoryBuilder::default()
+                        .limit(m)
+                        .build()
+                        .unwrap(),
+                ));
+                s.linux_mut().as_mut().unwrap().set_resources(Some(r));
+            }
+            let rec = HostConfigRecord {
+                memory_swap: Some(swap),
+                ..Default::default()
+            };
+            apply(&mut s, &rec, &Joins::default())
+                .map(|()| {
+                    let r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+                    r.memory().as_ref().unwrap().swap()
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(swap(Some(64 << 20), 100 << 20), Ok(Some(100 << 20)));
+        assert_eq!(swap(Some(64 << 20), -1), Ok(Some(-1)));
+        assert_eq!(swap(None, -1), Ok(Some(-1)));
+        assert!(
+            swap(Some(64 << 20), 32 << 20)
+                .unwrap_err()
+                .contains("Minimum memoryswap")
+        );
+        assert!(
+            swap(None, 100 << 20)
+                .unwrap_err()
+                .contains("always set the Memory limit")
         );
     }
 

@@ -97,6 +97,9 @@ pub struct HostConfig {
     /// CPUs × 10⁹; 0 for no limit.
     pub nano_cpus: i64,
     pub devices: Vec<crate::host_config::DeviceMapping>,
+    /// Memory plus swap, bytes: 0 for no limit, -1 for unlimited swap (after `Devices`,
+    /// in docker's order).
+    pub memory_swap: i64,
     /// `null` for no limit.
     pub pids_limit: Option<i64>,
     /// `--init`; absent otherwise, as docker leaves it out.
@@ -259,7 +262,14 @@ impl Container<'_> {
         let memory = resources
             .as_ref()
             .and_then(|r| r.memory().as_ref().and_then(|m| m.limit()))
+            .filter(|l| *l > 0)
             .unwrap_or(0);
+        // docker's daemon sets twice the memory when `--memory` comes without
+        // `--memory-swap` (the runtime applies that default when the spec has no swap).
+        let memory_swap = resources
+            .as_ref()
+            .and_then(|r| r.memory().as_ref().and_then(|m| m.swap()))
+            .unwrap_or(memory * 2);
         let nano_cpus = resources
             .as_ref()
             .and_then(|r| r.cpu().clone())
@@ -449,6 +459,7 @@ impl Container<'_> {
                 memory,
                 nano_cpus,
                 devices: host.devices.clone(),
+                memory_swap,
                 pids_limit,
                 init: config.init.then_some(true),
             },

@@ -55,8 +55,21 @@ impl Container<'_> {
                     }
                     Some(bytes)
                 }
-                // docker: a new memory limit without a swap one doubles as swap room.
-                None if opts.memory.is_some() => limit.map(|l| l * 2),
+                // docker keeps the swap limit a new memory limit comes without, and
+                // refuses a memory limit above it (a container without limits has 0, so
+                // a memory limit alone is refused there too).
+                None if opts.memory.is_some() => {
+                    let current = memory
+                        .swap()
+                        .unwrap_or_else(|| memory.limit().filter(|l| *l > 0).map_or(0, |l| l * 2));
+                    if limit.is_some_and(|l| l > current) {
+                        return Err(Error::Conflict(format!(
+                            "Cannot update container {}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time",
+                            self.record.id
+                        )));
+                    }
+                    Some(current)
+                }
                 None => memory.swap(),
             };
             if limit.is_none() && swap.is_some_and(|s| s > 0) {
