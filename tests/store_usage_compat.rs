@@ -1,0 +1,425 @@
+//! The store-wide commands against docker 20.10's (a dockerd of the test's own): `system
+//! df` (summary, `-v`'s four tables, `--format`), prunes with label filters, labels on
+//! networks and volumes, and `HostConfig.MemorySwap` as `run`, `create` and `update` set
+//! it. Sizes are compared only where both stores hold the same bytes (an image's differ:
+//! docker counts the unpacked files, lb the layer as stored).
+
+mod common;
+use common::docker::{Tool, both};
+use common::*;
+
+/// Cells of an aligned table, per line.
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// `text` cut into `-v`'s sections: each title line with the table lines after it.
+fn sections(text: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    let mut out: Vec<(String, Vec<Vec<String>>)> = Vec::new();
+    for block in text.split("\n\n") {
+        let block = block.trim_matches('\n');
+        if block.ends_with(':') || block.starts_with("Build cache usage:") {
+            out.push((block.to_string(), Vec::new()));
+        } else if let Some(last) = out.last_mut() {
+            last.1 = cells(block);
+        }
+    }
+    out
+}
+
+#[test]
+fn system_df_shows_what_docker_shows() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&["volume", "create", "--label", "a=1", "dfvol"]);
+        t.ok(&["volume", "create", "spare"]);
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "dfrun",
+            "--network",
+            "none",
+            "-v",
+            "dfvol:/data",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+        t.ok(&["create", "--name", "dfidle", "busybox", "true"]);
+        t.ok(&["tag", "busybox", "other:2"]);
+    }
+    let outs: Vec<String> = tools.iter().map(|t| t.ok(&["system", "df"])).collect();
+    let tables: Vec<_> = outs.iter().map(|o| cells(o)).collect();
+    assert_eq!(
+        tables[0][0], tables[1][0],
+        "the header:\n{}\n{}",
+        outs[0], outs[1]
+    );
+    assert_eq!(tables[1].len(), 5, "{}", outs[1]);
+    for (d, l) in tables[0][1..].iter().zip(&tables[1][1..]) {
+        // TYPE, TOTAL, ACTIVE.
+        assert_eq!(d[..3], l[..3], "{d:?} {l:?}");
+    }
+    assert_eq!(tables[1][1][..3], ["Images", "1", "1"]);
+    assert_eq!(tables[1][2][..3], ["Containers", "2", "1"]);
+    assert_eq!(tables[1][3][..3], ["Local Volumes", "2", "1"]);
+    // Empty volumes and no build cache: the same bytes.
+    assert_eq!(tables[0][3][3..], tables[1][3][3..], "volumes' sizes");
+    assert_eq!(tables[0][4], tables[1][4], "build cache");
+
+    // -v: the same sections, headers, and the cells both stores agree on.
+    let outs: Vec<String> = tools
+        .iter()
+        .map(|t| t.ok(&["system", "df", "-v"]))
+        .collect();
+    let secs: Vec<_> = outs.iter().map(|o| sections(o)).collect();
+    let titles = |s: &[(String, Vec<Vec<String>>)]| -> Vec<String> {
+        s.iter().map(|(t, _)| t.clone()).collect()
+    };
+    assert_eq!(
+        titles(&secs[0]),
+        titles(&secs[1]),
+        "{}\n{}",
+        outs[0],
+        outs[1]
+    );
+    assert_eq!(
+        titles(&secs[1]),
+        [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:",
+            "Build cache usage: 0B"
+        ]
+    );
+    for (d, l) in secs[0].iter().zip(&secs[1]) {
+        assert_eq!(d.1[0], l.1[0], "{} header", d.0);
+        assert_eq!(d.1.len(), l.1.len(), "{} rows", d.0);
+    }
+    // Images: REPOSITORY, TAG (the first name), CONTAINERS.
+    let pick = |rows: &[Vec<String>], cols: &[usize]| -> Vec<Vec<String>> {
+        let mut v: Vec<Vec<String>> = rows[1..]
+            .iter()
+            .map(|r| cols.iter().map(|c| r[*c].clone()).collect())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        pick(&secs[0][0].1, &[0, 1, 7]),
+        pick(&secs[1][0].1, &[0, 1, 7])
+    );
+    assert_eq!(
+        pick(&secs[1][0].1, &[0, 1, 7]),
+        [["busybox", "latest", "2"]]
+    );
+    // Containers: IMAGE, COMMAND, LOCAL VOLUMES, NAMES.
+    let cols = [1, 2, 3, 7];
+    assert_eq!(pick(&secs[0][1].1, &cols), pick(&secs[1][1].1, &cols));
+    // Volumes: all of it.
+    assert_eq!(
+        pick(&secs[0][2].1, &[0, 1, 2]),
+        pick(&secs[1][2].1, &[0, 1, 2])
+    );
+    assert_eq!(
+        pick(&secs[1][2].1, &[0, 1, 2]),
+        [["dfvol", "1", "0B"], ["spare", "0", "0B"]]
+    );
+
+    // --format: the summary's fields, a table of them, JSON; -v's lists.
+    let cases: &[&[&str]] = &[
+        &[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}}: {{.TotalCount}} {{.Active}}",
+        ],
+        &["system", "df", "--format", "table {{.Type}}\t{{.Active}}"],
+        &[
+            "system",
+            "df",
+            "-v",
+            "--format",
+            "{{range .Volumes}}{{.Name}} {{.Links}} {{.Size}};{{end}}",
+        ],
+    ];
+    for args in cases {
+        let outs: Vec<String> = tools.iter().map(|t| t.ok(args)).collect();
+        assert_eq!(outs[0], outs[1], "{args:?}");
+    }
+    // Containers made in the same second: lb's records order them by the second only.
+    let fmt = "{{range .Containers}}{{.Names}} {{.LocalVolumes}} {{.State}} {{.Size}};{{end}}";
+    let outs: Vec<Vec<String>> = tools
+        .iter()
+        .map(|t| {
+            let mut v: Vec<String> = t
+                .ok(&["system", "df", "-v", "--format", fmt])
+                .split(';')
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        })
+        .collect();
+    assert_eq!(outs[0], outs[1]);
+    let json: Vec<Vec<serde_json::Value>> = tools
+        .iter()
+        .map(|t| {
+            t.ok(&["system", "df", "--format", "{{json .}}"])
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .collect();
+    for (d, l) in json[0].iter().zip(&json[1]) {
+        let keys =
+            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(d), keys(l));
+        for k in ["Type", "TotalCount", "Active"] {
+            assert_eq!(d[k], l[k], "{k}");
+        }
+    }
+    for t in tools {
+        t.ok(&["rm", "-f", "dfrun", "dfidle"]);
+        t.ok(&["volume", "rm", "dfvol", "spare"]);
+    }
+}
+
+/// Names `ps -a` lists, sorted.
+fn containers(t: &dyn Tool) -> Vec<String> {
+    let mut v: Vec<String> = t
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn prunes_take_label_filters_as_docker_does() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let work = tempfile::tempdir().unwrap();
+    let base = lb_testkit::busybox_rootfs(work.path()).unwrap();
+    let base = base.to_str().unwrap();
+    for t in tools {
+        t.ok(&[
+            "create", "--name", "keep", "--label", "keep=yes", "busybox", "true",
+        ]);
+        t.ok(&[
+            "create", "--name", "test", "--label", "env=test", "busybox", "true",
+        ]);
+        t.ok(&["create", "--name", "bare", "busybox", "true"]);
+    }
+    // label=KEY=VALUE: only that one; label!=KEY: what has no such label.
+    for (filter, left) in [
+        ("label=env=test", &["bare", "keep"][..]),
+        ("label!=keep", &["keep"][..]),
+    ] {
+        let outs: Vec<String> = tools
+            .iter()
+            .map(|t| t.ok(&["container", "prune", "-f", "--filter", filter]))
+            .collect();
+        assert_eq!(outs[0].lines().count(), outs[1].lines().count(), "{filter}");
+        for t in tools {
+            assert_eq!(containers(t), left, "{} {filter}", t.name());
+        }
+    }
+
+    // Networks: created with labels, shown by inspect, pruned by them.
+    for t in tools {
+        t.ok(&["network", "create", "--label", "a=1", "labelled"]);
+        t.ok(&["network", "create", "plain"]);
+    }
+    let labels: Vec<serde_json::Value> = tools
+        .iter()
+        .map(|t| {
+            let v: serde_json::Value =
+                serde_json::from_str(&t.ok(&["network", "inspect", "labelled"])).unwrap();
+            v[0]["Labels"].clone()
+        })
+        .collect();
+    assert_eq!(labels[0], labels[1]);
+    assert_eq!(labels[1], serde_json::json!({"a": "1"}));
+    let outs: Vec<String> = tools
+        .iter()
+        .map(|t| t.ok(&["network", "prune", "-f", "--filter", "label=a=1"]))
+        .collect();
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[1], "Deleted Networks:\nlabelled\n\n");
+    for t in tools {
+        t.ok(&["network", "rm", "plain"]);
+    }
+
+    // Volumes: labels in inspect and in ls's filter; prune by label!.
+    for t in tools {
+        t.ok(&["volume", "create", "--label", "a=1", "--label", "b", "va"]);
+        t.ok(&["volume", "create", "vb"]);
+    }
+    let cases: &[&[&str]] = &[
+        &["volume", "inspect", "-f", "{{json .Labels}}", "va"],
+        &["volume", "ls", "-q", "--filter", "label=a"],
+        &["volume", "ls", "-q", "--filter", "label=a=2"],
+        &["volume", "ls", "-q", "--filter", "dangling=true"],
+        &["volume", "prune", "-f", "--filter", "label!=a"],
+    ];
+    for args in cases {
+        let outs: Vec<String> = tools.iter().map(|t| t.ok(args)).collect();
+        assert_eq!(outs[0], outs[1], "{args:?}");
+    }
+    assert_eq!(
+        env.ok(&["volume", "ls", "-q"]),
+        "va\n",
+        "volume prune --filter label!=a"
+    );
+
+    // Images: `-a` untags the unused ones whose config has the label.
+    for t in tools {
+        let tag = |name: &str, label: &str| {
+            t.ok(&["import", "--change", &format!("LABEL {label}"), base, name]);
+        };
+        tag("labelled:1", "stage=test");
+        tag("other:1", "stage=prod");
+    }
+    let untagged: Vec<Vec<String>> = tools
+        .iter()
+        .map(|t| {
+            t.ok(&["image", "prune", "-a", "-f", "--filter", "label=stage=test"])
+                .lines()
+                .filter(|l| l.starts_with("untagged:"))
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    assert_eq!(untagged[0], untagged[1]);
+    assert_eq!(untagged[1], ["untagged: labelled:1"]);
+
+    // Refusals: a key the prune does not take, `until` with volumes.
+    for args in [
+        &["container", "prune", "-f", "--filter", "xyz=1"][..],
+        &["volume", "prune", "-f", "--filter", "until=1h"][..],
+        &["network", "prune", "-f", "--filter", "dangling=true"][..],
+    ] {
+        let outs: Vec<_> = tools.iter().map(|t| t.run(args)).collect();
+        for o in &outs {
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+        }
+        let key = args[4].split('=').next().unwrap();
+        for o in &outs {
+            let err = text(&o.stderr);
+            assert!(
+                err.contains(&format!("Invalid filter '{key}'")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    let outs: Vec<_> = tools
+        .iter()
+        .map(|t| t.run(&["system", "prune", "-f", "--volumes", "--filter", "until=1h"]))
+        .collect();
+    for o in &outs {
+        assert_ne!(o.status.code(), Some(0));
+        assert!(
+            text(&o.stderr).contains(r#"The "until" filter is not supported with "--volumes""#),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    for t in tools {
+        t.ok(&["rm", "keep"]);
+    }
+}
+
+#[test]
+fn memory_swap_in_inspect_as_docker_sets_it() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    for t in tools {
+        t.ok(&["create", "--name", "nolimit", "busybox", "true"]);
+        t.ok(&[
+            "create", "--name", "mem", "--memory", "64m", "busybox", "true",
+        ]);
+        t.ok(&[
+            "create",
+            "--name",
+            "swap",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "100m",
+            "busybox",
+            "true",
+        ]);
+        t.ok(&[
+            "create",
+            "--name",
+            "unlimited",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "busybox",
+            "true",
+        ]);
+    }
+    let fmt = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}";
+    let show = |t: &dyn Tool, name: &str| t.ok(&["inspect", "-f", fmt, name]);
+    for (name, want) in [
+        ("nolimit", "0 0\n"),
+        ("mem", "67108864 134217728\n"),
+        ("swap", "67108864 104857600\n"),
+        ("unlimited", "67108864 -1\n"),
+    ] {
+        for t in tools {
+            assert_eq!(show(t, name), want, "{} {name}", t.name());
+        }
+    }
+    // A swap limit below the memory, or without one: refused alike.
+    for args in [
+        &[
+            "create",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "32m",
+            "busybox",
+            "true",
+        ][..],
+        &["create", "--memory-swap", "100m", "busybox", "true"][..],
+    ] {
+        let codes: Vec<_> = tools.iter().map(|t| t.run(args).status.code()).collect();
+        assert_eq!(codes[0], codes[1], "{args:?}");
+        assert_ne!(codes[1], Some(0), "{args:?}");
+    }
+    for t in tools {
+        t.ok(&["update", "--memory-swap", "200m", "mem"]);
+        t.ok(&["update", "--memory", "32m", "swap"]);
+    }
+    // A memory limit above the swap limit kept: refused, as for a container with none.
+    for args in [
+        &["update", "--memory", "300m", "mem"][..],
+        &["update", "--memory", "32m", "nolimit"][..],
+    ] {
+        let codes: Vec<_> = tools.iter().map(|t| t.run(args).status.code()).collect();
+        assert_eq!(codes, [Some(1), Some(1)], "{args:?}");
+    }
+    for name in ["mem", "swap"] {
+        let shown: Vec<String> = tools.iter().map(|t| show(*t, name)).collect();
+        assert_eq!(shown[0], shown[1], "{name}");
+    }
+    for t in tools {
+        t.ok(&["rm", "nolimit", "mem", "swap", "unlimited"]);
+    }
+}
