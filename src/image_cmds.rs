@@ -309,8 +309,16 @@ pub fn rmi(store: &Store, args: RmiArgs) -> anyhow::Result<ExitCode> {
 /// The store's prune: what no name reaches, after the containers of killed builds (their
 /// scratch space goes with it); a warning for each name whose image cannot be read.
 pub(crate) fn prune_store(store: &Store) -> anyhow::Result<lb_layerstore::PruneReport> {
+    prune_store_keeping(store, &Default::default())
+}
+
+/// [`prune_store`], keeping the blobs in `keep` (see [`Store::prune_keeping`]).
+pub(crate) fn prune_store_keeping(
+    store: &Store,
+    keep: &std::collections::HashSet<lb_layerstore::Digest>,
+) -> anyhow::Result<lb_layerstore::PruneReport> {
     lb_builder::reap_killed_builds();
-    let report = store.prune()?;
+    let report = store.prune_keeping(keep)?;
     for b in &report.broken {
         eprintln!(
             "WARNING: {}: {} (kept what of it is there; `lb system check --repair` drops it)",

@@ -64,6 +64,17 @@ struct Filters {
     /// Seconds since the epoch.
     until: Option<i64>,
     labels: LabelFilter,
+    /// `dangling=false` (image prune): all unused images, as `-a`.
+    all_images: bool,
+}
+
+/// A `--filter` without `=`: docker's usage error (exit 125), before anything else.
+fn usage_error(values: &[String], command: &str) -> Option<ExitCode> {
+    let bad = values.iter().find(|v| !v.contains('='))?;
+    eprintln!(
+        "invalid argument {bad:?} for \"--filter\" flag: bad format of filter (expected name=value)\nSee 'lb {command} --help'."
+    );
+    Some(ExitCode::from(125))
 }
 
 impl Filters {
@@ -92,6 +103,9 @@ impl Filters {
                     f.until = Some(t.div_euclid(1_000_000_000));
                 }
                 "label" => f.labels.wanted.push(val),
+                // docker's client adds `dangling=true` (or `false` for `-a`) to what it
+                // sends, so any other value is one of two and the daemon takes it.
+                "dangling" => f.all_images |= matches!(val.as_str(), "false" | "0"),
                 _ => f.labels.refused.push(val),
             }
         }
@@ -108,8 +122,10 @@ impl Filters {
     }
 }
 
-/// The keys of containers', networks' and images' prunes; volumes take labels only.
+/// The keys of containers', networks' and the build cache's prunes; images take
+/// `dangling` too, volumes labels only.
 const KEYS: &[&str] = &["until", "label", "label!"];
+const IMAGE_KEYS: &[&str] = &["until", "label", "label!", "dangling"];
 const LABEL_KEYS: &[&str] = &["label", "label!"];
 
 /// Asks `warning` unless forced; whether to go on (docker's prompt, `y` or `yes`).
@@ -168,10 +184,25 @@ fn prune_networks(store: &Store, filters: &Filters) -> anyhow::Result<Vec<String
     Ok(removed)
 }
 
-/// With `all`, untags every image no container uses (and made before `until`) ("untagged:
-/// NAME" lines); then the store's prune: what no name reaches (images, build cache steps,
-/// leftovers).
+/// With `all`, untags every image no container uses (and made before `until`, with the
+/// labels asked) ("untagged: NAME" lines); then the store's prune: what no name reaches
+/// (images, build cache steps, leftovers). The build cache has no labels (as BuildKit's
+/// records have none): filters that want a label leave it whole, and what no name
+/// reached before, alone, so only what the untagging left unreached and no cache record
+/// holds goes.
 fn prune_images(store: &Store, all: bool, filters: &Filters) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut keep = std::collections::HashSet::new();
+    if !sweeps_cache(filters) {
+        let live = store.reachable()?;
+        for blob in store.content().list()? {
+            if !live.contains(&blob.digest) {
+                keep.insert(blob.digest);
+            }
+        }
+        for record in store.cache_records() {
+            keep.extend(record.image.blobs());
+        }
+    }
     let mut lines = Vec::new();
     if all {
         let used: std::collections::HashSet<String> = store
@@ -201,7 +232,15 @@ fn prune_images(store: &Store, all: bool, filters: &Filters) -> anyhow::Result<(
             }
         }
     }
-    Ok((lines, crate::image_cmds::prune_store(store)?.bytes))
+    Ok((
+        lines,
+        crate::image_cmds::prune_store_keeping(store, &keep)?.bytes,
+    ))
+}
+
+/// Whether the build cache (unlabelled) passes the label filters.
+fn sweeps_cache(filters: &Filters) -> bool {
+    filters.labels.passes(&Default::default())
 }
 
 fn print_section(title: &str, items: &[String]) {
@@ -215,6 +254,9 @@ fn print_section(title: &str, items: &[String]) {
 }
 
 pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage_error(&args.filter, "container prune") {
+        return Ok(code);
+    }
     // docker 20.10 says what a declined prune reclaimed: nothing.
     let filters = Filters::parse(&args.filter, KEYS)?;
     let (mut ids, mut bytes) = (Vec::new(), 0);
@@ -232,6 +274,9 @@ pub fn container_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCod
 pub fn network_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning =
         "WARNING! This will remove all custom networks not used by at least one container.";
+    if let Some(code) = usage_error(&args.filter, "network prune") {
+        return Ok(code);
+    }
     let filters = Filters::parse(&args.filter, KEYS)?;
     if confirmed(args.force, warning) {
         print_section("Deleted Networks", &prune_networks(store, &filters)?);
@@ -245,10 +290,13 @@ pub fn image_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<ExitCo
     } else {
         "WARNING! This will remove all dangling images."
     };
-    let filters = Filters::parse(&args.filter, KEYS)?;
+    if let Some(code) = usage_error(&args.filter, "image prune") {
+        return Ok(code);
+    }
+    let filters = Filters::parse(&args.filter, IMAGE_KEYS)?;
     let (mut lines, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
-        (lines, bytes) = prune_images(store, args.all, &filters)?;
+        (lines, bytes) = prune_images(store, args.all || filters.all_images, &filters)?;
     }
     print_section("Deleted Images", &lines);
     println!("Total reclaimed space: {}", human_size(bytes));
@@ -262,11 +310,14 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
     } else {
         "WARNING! This will remove all dangling build cache. "
     };
-    let filters = Filters::parse(&args.filter, &["until"])?;
+    if let Some(code) = usage_error(&args.filter, "builder prune") {
+        return Ok(code);
+    }
+    let filters = Filters::parse(&args.filter, KEYS)?;
     let mut bytes = 0;
     if confirmed_as(args.force, warning) {
         bytes = prune_images(store, false, &filters)?.1;
-        if args.all {
+        if args.all && sweeps_cache(&filters) {
             bytes += store.remove_cache_mounts()?;
         }
     }
@@ -276,6 +327,9 @@ pub fn builder_prune(store: &Store, args: ImagePruneArgs) -> anyhow::Result<Exit
 
 pub fn volume_prune(store: &Store, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let warning = "WARNING! This will remove all local volumes not used by at least one container.";
+    if let Some(code) = usage_error(&args.filter, "volume prune") {
+        return Ok(code);
+    }
     let filters = Filters::parse(&args.filter, LABEL_KEYS)?;
     let (mut names, mut bytes) = (Vec::new(), 0);
     if confirmed(args.force, warning) {
@@ -298,6 +352,9 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     } else {
         "  - all dangling images\n  - all dangling build cache\n"
     });
+    if let Some(code) = usage_error(&args.filter, "system prune") {
+        return Ok(code);
+    }
     if args.volumes && args.filter.iter().any(|f| f.starts_with("until=")) {
         anyhow::bail!("ERROR: The \"until\" filter is not supported with \"--volumes\"");
     }
@@ -317,7 +374,7 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     let (lines, image_bytes) = prune_images(store, args.all, &filters)?;
     print_section("Deleted Images", &lines);
     bytes += image_bytes;
-    if args.all {
+    if args.all && sweeps_cache(&filters) {
         bytes += store.remove_cache_mounts()?;
     }
     println!("Total reclaimed space: {}", human_size(bytes));

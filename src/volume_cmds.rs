@@ -129,14 +129,17 @@ fn ls(store: &Store, a: LsArgs) -> anyhow::Result<ExitCode> {
     let mut filters = Vec::new();
     for f in &a.filter {
         let Some((k, v)) = f.split_once('=') else {
-            anyhow::bail!("bad format of filter (expected name=value)");
+            eprintln!(
+                "invalid argument {f:?} for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'lb volume ls --help'."
+            );
+            return Ok(ExitCode::from(125));
         };
         let k = k.trim().to_ascii_lowercase();
         if !matches!(k.as_str(), "dangling" | "driver" | "label" | "name") {
             anyhow::bail!("Invalid filter '{k}'");
         }
         if k == "dangling" && !matches!(v, "true" | "false" | "1" | "0") {
-            anyhow::bail!("Invalid filter 'dangling={v}'");
+            anyhow::bail!("Invalid filter 'dangling=[{v}]'");
         }
         filters.push((k, v.trim().to_string()));
     }

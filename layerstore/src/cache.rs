@@ -136,6 +136,13 @@ mod tests {
             store.cache_get(&key).unwrap().manifest_digest,
             image.manifest_digest
         );
+        assert_eq!(store.cache_records().len(), 1);
+        // Kept by the caller: a prune leaves it, and the record with it.
+        let keep = [image.manifest_digest, image.config_digest]
+            .into_iter()
+            .collect();
+        store.prune_keeping(&keep).unwrap();
+        assert!(store.cache_get(&key).is_some());
         // Nothing names the image: a prune takes it, and the record with it.
         store.prune().unwrap();
         assert!(store.cache_get(&key).is_none());

@@ -34,6 +34,19 @@ impl Image {
         self.manifest.layers().iter().map(|l| l.size()).sum()
     }
 
+    /// The blobs it is made of: its manifest, config and layers.
+    pub fn blobs(&self) -> Vec<Digest> {
+        let layers = self
+            .manifest
+            .layers()
+            .iter()
+            .filter_map(|l| l.digest().as_ref().parse::<Digest>().ok());
+        [self.manifest_digest, self.config_digest]
+            .into_iter()
+            .chain(layers)
+            .collect()
+    }
+
     /// Its layers' diffIDs, lowest first, as its config lists them.
     pub fn diff_ids(&self) -> Result<Vec<Digest>, Error> {
         self.config

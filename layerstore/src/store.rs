@@ -277,13 +277,23 @@ impl Store {
 
     /// Removes every blob and snapshot no name reaches, and leftovers of interrupted writes.
     pub fn prune(&self) -> Result<PruneReport, Error> {
+        self.prune_keeping(&std::collections::HashSet::new())
+    }
+
+    /// [`Store::prune`], but the blobs in `keep` stay even when nothing reaches them (a
+    /// prune whose filters leave the build cache and unnamed images alone; their
+    /// snapshots may go, and are unpacked again when used).
+    pub fn prune_keeping(
+        &self,
+        keep: &std::collections::HashSet<Digest>,
+    ) -> Result<PruneReport, Error> {
         let _gc = self.lock("gc.lock")?;
         let reached = self.live_images()?;
         let snapshots = self.prune_all_snapshots(&reached)?;
         let live = reached.blobs();
         let (mut count, mut bytes) = (0, 0);
         for blob in self.content.list()? {
-            if !live.contains(&blob.digest) {
+            if !live.contains(&blob.digest) && !keep.contains(&blob.digest) {
                 bytes += self.content.remove(&blob.digest)?;
                 count += 1;
             }
