@@ -33,6 +33,26 @@ const SUMMARY_COLUMNS: &[(&str, &str)] = &[
     ("Reclaimable", "RECLAIMABLE"),
 ];
 
+/// `-v --format raw`: docker's raw format of each kind, one item after another.
+const VERBOSE_RAW: &str = concat!(
+    "{{range .Images}}type: Image\n",
+    "repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\nimage_id: {{.ID}}\n",
+    "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n",
+    "\n{{end -}}\n{{range .Containers}}type: Container\n",
+    "container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\n",
+    "created_at: {{.CreatedAt}}\nstate: {{- pad .State 1 0}}\nstatus: {{- pad .Status 1 0}}\n",
+    "names: {{.Names}}\nlabels: {{- pad .Labels 1 0}}\nports: {{- pad .Ports 1 0}}\n",
+    "size: {{.Size}}\\n",
+    "\n{{end -}}\n{{range .Volumes}}type: Volume\n",
+    "name: {{.Name}}\\ndriver: {{.Driver}}\\n",
+    "\n{{end -}}\n{{range .BuildCache}}type: Build Cache\n",
+    "build_cache_id: {{.ID}}\nparent_id: {{.Parent}}\nbuild_cache_type: {{.CacheType}}\n",
+    "description: {{.Description}}\ncreated_at: {{.CreatedAt}}\ncreated_since: {{.CreatedSince}}\n",
+    "last_used_at: {{.LastUsedAt}}\nlast_used_since: {{.LastUsedSince}}\n",
+    "usage_count: {{.UsageCount}}\nin_use: {{.InUse}}\nshared: {{.Shared}}\n",
+    "\n{{end -}}",
+);
+
 const IMAGE_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.VirtualSize}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}";
 const IMAGE_COLUMNS: &[(&str, &str)] = &[
     ("Repository", "REPOSITORY"),
@@ -351,13 +371,20 @@ pub fn system_df(store: &Store, args: DfArgs) -> anyhow::Result<ExitCode> {
     }
     if format != "table" {
         // A template of its own runs once on the four lists; docker truncates ids for
-        // a `table` one only, and prints what it gives as it is (no newline added).
+        // a `table` one only, and prints what it gives as it is (no newline added),
+        // after its formatter's preparation: `table` and surrounding spaces cut, `\t`
+        // and `\n` written as they are meant.
+        let format = if format == "raw" { VERBOSE_RAW } else { format };
         let (trunc, text) = match format.strip_prefix("table") {
-            Some(rest) => (true, rest.trim_start()),
+            Some(rest) => (true, rest),
             None => (false, format),
         };
+        let text = text
+            .trim_matches(' ')
+            .replace("\\t", "\t")
+            .replace("\\n", "\n");
         let rows = verbose_rows(store, &du, trunc);
-        print!("{}", Format::parse(text)?.render(&rows)?);
+        print!("{}", Format::parse(&text)?.render(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows = verbose_rows(store, &du, true);

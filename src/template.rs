@@ -1,6 +1,6 @@
 //! docker's `--format`: a Go template (text/template, through the `gtmpl` crate) run on
 //! each object a command shows, with the functions docker adds (`json`, `join`, `lower`,
-//! `upper`, `title`, `split`, `truncate`). The objects arrive as JSON values: the same
+//! `upper`, `title`, `split`, `truncate`, `pad`). The objects arrive as JSON values: the same
 //! keys `inspect` prints are the fields a template reads.
 
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ impl Format {
             ("title", title),
             ("split", split),
             ("truncate", truncate),
+            ("pad", pad),
         ]);
         template.add_funcs(&[
             ("gofmt", gofmt as gtmpl::Func),
@@ -667,6 +668,31 @@ fn split(args: &[Value]) -> Result<Value, FuncError> {
             .map(|p| Value::String(p.to_string()))
             .collect(),
     ))
+}
+
+/// A count argument of a function, as a number or its text.
+fn count(args: &[Value], n: usize, name: &str) -> Result<usize, FuncError> {
+    match arg(args, n, name)? {
+        Value::Number(n) => Ok(n.as_u64().unwrap_or(0) as usize),
+        other => text(other)
+            .parse()
+            .map_err(|_| FuncError::Generic(format!("{name}: argument {} is not a number", n + 1))),
+    }
+}
+
+/// `{{pad .State 1 0}}`: a value that is not empty, with that many spaces before and
+/// after it.
+fn pad(args: &[Value]) -> Result<Value, FuncError> {
+    let s = text(arg(args, 0, "pad")?);
+    if s.is_empty() {
+        return Ok(Value::String(s));
+    }
+    let (before, after) = (count(args, 1, "pad")?, count(args, 2, "pad")?);
+    Ok(Value::String(format!(
+        "{}{s}{}",
+        " ".repeat(before),
+        " ".repeat(after)
+    )))
 }
 
 /// `{{truncate .ID 12}}`: at most that many characters.
