@@ -56,6 +56,8 @@ fn system_df_shows_what_docker_shows() {
             "sleep",
             "300",
         ]);
+        // A second apart: lb's records order containers by the second they were made.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         t.ok(&["create", "--name", "dfidle", "busybox", "true"]);
         t.ok(&["tag", "busybox", "other:2"]);
     }
@@ -158,21 +160,40 @@ fn system_df_shows_what_docker_shows() {
         let outs: Vec<String> = tools.iter().map(|t| t.ok(args)).collect();
         assert_eq!(outs[0], outs[1], "{args:?}");
     }
-    // Containers made in the same second: lb's records order them by the second only.
     let fmt = "{{range .Containers}}{{.Names}} {{.LocalVolumes}} {{.State}} {{.Size}};{{end}}";
-    let outs: Vec<Vec<String>> = tools
+    let outs: Vec<String> = tools
+        .iter()
+        .map(|t| t.ok(&["system", "df", "-v", "--format", fmt]))
+        .collect();
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[1], "dfidle 0 created 0B;dfrun 1 running 0B;");
+    // raw: every item in docker's words; ids, times and the image's size masked.
+    let outs: Vec<String> = tools
         .iter()
         .map(|t| {
-            let mut v: Vec<String> = t
-                .ok(&["system", "df", "-v", "--format", fmt])
-                .split(';')
-                .map(str::to_string)
-                .collect();
-            v.sort();
-            v
+            t.ok(&["system", "df", "-v", "--format", "raw"])
+                .lines()
+                .map(|l| match l.split_once(": ") {
+                    Some((k, _))
+                        if matches!(
+                            k,
+                            "image_id" | "container_id" | "created_at" | "virtual_size" | "status"
+                        ) =>
+                    {
+                        k.to_string()
+                    }
+                    _ => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
         })
         .collect();
     assert_eq!(outs[0], outs[1]);
+    assert!(
+        outs[1].contains("type: Volume\nname: dfvol\ndriver: local\n"),
+        "{}",
+        outs[1]
+    );
     let json: Vec<Vec<serde_json::Value>> = tools
         .iter()
         .map(|t| {
@@ -305,6 +326,39 @@ fn prunes_take_label_filters_as_docker_does() {
         .collect();
     assert_eq!(untagged[0], untagged[1]);
     assert_eq!(untagged[1], ["untagged: labelled:1"]);
+
+    // Accepted alike: the build cache's label filters (it has none), dangling= for images.
+    for args in [
+        &["builder", "prune", "-f", "--filter", "label=k"][..],
+        &["builder", "prune", "-f", "--filter", "label!=k"][..],
+        &[
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "dangling=false",
+            "--filter",
+            "label=none",
+        ][..],
+    ] {
+        let outs: Vec<_> = tools.iter().map(|t| t.ok(args)).collect();
+        assert_eq!(outs[0], outs[1], "{args:?}");
+    }
+    // A filter without `=`: the usage error, 125.
+    let outs: Vec<_> = tools
+        .iter()
+        .map(|t| t.run(&["container", "prune", "-f", "--filter", "xyz"]))
+        .collect();
+    for o in &outs {
+        assert_eq!(o.status.code(), Some(125));
+        assert!(
+            text(&o.stderr).starts_with(
+                "invalid argument \"xyz\" for \"--filter\" flag: bad format of filter (expected name=value)\n"
+            ),
+            "{}",
+            text(&o.stderr)
+        );
+    }
 
     // Refusals: a key the prune does not take, `until` with volumes.
     for args in [
