@@ -324,3 +324,67 @@ impl DiskUsage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &[u8], size: u64, shared_size: u64, containers: usize) -> ImageUsage {
+        ImageUsage {
+            id: Digest::of(id),
+            names: Vec::new(),
+            created: None,
+            size,
+            shared_size,
+            containers,
+        }
+    }
+
+    #[test]
+    fn summaries_as_docker_20_10_counts_them() {
+        let du = DiskUsage {
+            // Two images sharing 100 bytes, one of them used by a container.
+            layers_size: 400,
+            images: vec![image(b"a", 300, 100, 1), image(b"b", 200, 100, 0)],
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            build_cache: vec![
+                CacheUsage {
+                    id: "1".repeat(64),
+                    kind: CacheKind::Regular,
+                    size: 50,
+                    created: 0,
+                    shared: false,
+                },
+                CacheUsage {
+                    id: "2".repeat(64),
+                    kind: CacheKind::Regular,
+                    size: 70,
+                    created: 0,
+                    shared: true,
+                },
+            ],
+        };
+        // Reclaimable: all but the unique bytes of the image in use.
+        assert_eq!(
+            du.images_summary(),
+            Summary {
+                total_count: 2,
+                active: 1,
+                size: 400,
+                reclaimable: 200
+            }
+        );
+        // The build cache's size leaves out what images share.
+        assert_eq!(
+            du.build_cache_summary(),
+            Summary {
+                total_count: 2,
+                active: 0,
+                size: 50,
+                reclaimable: 50
+            }
+        );
+        assert_eq!(du.containers_summary().total_count, 0);
+    }
+}
