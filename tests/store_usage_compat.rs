@@ -45,6 +45,18 @@ fn system_df_shows_what_docker_shows() {
         t.ok(&["volume", "create", "spare"]);
         t.ok(&[
             "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "dfvol:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 12345 /dev/zero > /data/f",
+        ]);
+        t.ok(&[
+            "run",
             "-d",
             "--name",
             "dfrun",
@@ -76,7 +88,7 @@ fn system_df_shows_what_docker_shows() {
     assert_eq!(tables[1][1][..3], ["Images", "1", "1"]);
     assert_eq!(tables[1][2][..3], ["Containers", "2", "1"]);
     assert_eq!(tables[1][3][..3], ["Local Volumes", "2", "1"]);
-    // Empty volumes and no build cache: the same bytes.
+    // The same files in volumes, and no build cache: the same bytes.
     assert_eq!(tables[0][3][3..], tables[1][3][3..], "volumes' sizes");
     assert_eq!(tables[0][4], tables[1][4], "build cache");
 
@@ -136,7 +148,7 @@ fn system_df_shows_what_docker_shows() {
     );
     assert_eq!(
         pick(&secs[1][2].1, &[0, 1, 2]),
-        [["dfvol", "1", "0B"], ["spare", "0", "0B"]]
+        [["dfvol", "1", "12.35kB"], ["spare", "0", "0B"]]
     );
 
     // --format: the summary's fields, a table of them, JSON; -v's lists.
