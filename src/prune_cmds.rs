@@ -355,6 +355,23 @@ pub fn system_prune(store: &Store, args: SystemPruneArgs) -> anyhow::Result<Exit
     if let Some(code) = usage_error(&args.filter, "system prune") {
         return Ok(code);
     }
+    // docker 20.10 says the filters it knows, each once, sorted.
+    let mut shown: Vec<String> = args
+        .filter
+        .iter()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim()))
+        .filter(|(k, _)| KEYS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    shown.sort();
+    shown.dedup();
+    if !shown.is_empty() {
+        warning.push_str("\n  Items to be pruned will be filtered with:\n");
+        for f in &shown {
+            warning.push_str(&format!("  - {f}\n"));
+        }
+    }
     if args.volumes && args.filter.iter().any(|f| f.starts_with("until=")) {
         anyhow::bail!("ERROR: The \"until\" filter is not supported with \"--volumes\"");
     }

@@ -403,6 +403,26 @@ fn prunes_take_label_filters_as_docker_does() {
             text(&o.stderr)
         );
     }
+    // Asked (and declined: no input), system prune says its filters as docker does.
+    let args = [
+        "system",
+        "prune",
+        "--filter",
+        "until=1h",
+        "--filter",
+        "label=k",
+        "--filter",
+        "label!=b=2",
+    ];
+    let outs: Vec<_> = tools.iter().map(|t| t.run(&args)).collect();
+    assert_eq!(outs[0].status.code(), outs[1].status.code());
+    assert_eq!(text(&outs[0].stdout), text(&outs[1].stdout));
+    assert!(
+        text(&outs[1].stdout)
+            .contains("  Items to be pruned will be filtered with:\n  - label!=b=2\n"),
+        "{}",
+        text(&outs[1].stdout)
+    );
     for t in tools {
         t.ok(&["rm", "keep"]);
     }
