@@ -106,7 +106,9 @@ impl Filters {
                 // docker's client adds `dangling=true` (or `false` for `-a`) to what it
                 // sends, so any other value is one of two and the daemon takes it.
                 "dangling" => f.all_images |= matches!(val.as_str(), "false" | "0"),
-                _ => f.labels.refused.push(val),
+                "label!" => f.labels.refused.push(val),
+                // Checked above: no other key is in `keys`.
+                _ => {}
             }
         }
         Ok(f)
