@@ -32,9 +32,10 @@ impl Format {
             ("lbvalues", range_values),
             ("lbpairs", range_pairs),
             ("lbany", range_any),
+            ("lblabel", label),
         ]);
         template
-            .parse(go_printed(text))
+            .parse(go_printed(&label_calls(text)))
             .map_err(|e| anyhow!("template parsing error: {e}"))?;
         Ok(Format { template })
     }
@@ -566,6 +567,51 @@ fn range_pairs(args: &[Value]) -> Result<Value, FuncError> {
     })
 }
 
+/// `.Label "KEY"` (docker's method on `ps` rows) as a call of `lblabel` on the row.
+fn label_calls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(".Label \"") {
+        // `.Labels`, `$x.Label` and the like are left alone.
+        let before = rest[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+            continue;
+        }
+        let key_start = at + ".Label ".len();
+        let Some(len) = rest[key_start + 1..].find('"') else {
+            break;
+        };
+        let key = &rest[key_start..key_start + len + 2];
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("(lblabel $ {key})"));
+        rest = &rest[key_start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `lblabel ROW KEY`: the value of label KEY of a row whose `Labels` is docker's
+/// `k=v,k2=v2` (or a map); empty when it has none.
+fn label(args: &[Value]) -> Result<Value, FuncError> {
+    let key = text(arg(args, 1, "Label")?);
+    let labels = match arg(args, 0, "Label")? {
+        Value::Map(m) | Value::Object(m) => m.get("Labels").cloned(),
+        _ => None,
+    };
+    Ok(Value::String(match labels {
+        Some(Value::String(s)) => s
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default(),
+        Some(Value::Map(m)) | Some(Value::Object(m)) => m.get(&key).map(text).unwrap_or_default(),
+        _ => String::new(),
+    }))
+}
+
 /// Whether an action body is `$x = ...` (a plain assignment prints nothing).
 fn is_assignment(body: &str) -> bool {
     let b = body.trim_start();
@@ -855,6 +901,19 @@ mod tests {
             ),
             "A=1B=2|none"
         );
+    }
+
+    #[test]
+    fn label_reads_a_rows_labels_as_dockers_method() {
+        let row = serde_json::json!({"Names": "web", "Labels": "a=1,com.x.y=two"});
+        assert_eq!(
+            render(
+                "{{.Names}} {{.Label \"com.x.y\"}}|{{.Label \"a\"}}|{{.Label \"z\"}}",
+                row.clone()
+            ),
+            "web two|1|"
+        );
+        assert_eq!(render("{{.Labels}}", row), "a=1,com.x.y=two");
     }
 
     #[test]

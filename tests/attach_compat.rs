@@ -250,3 +250,48 @@ fn a_foreground_run_restarts_after_its_exit_as_docker() {
     assert_eq!(d[0], (Some(3), "run\n".to_string()));
     assert_eq!(d[1].1.trim(), "2 exited 3");
 }
+
+#[test]
+fn a_foreground_run_is_logged_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    for t in tools {
+        let script = "echo out1; echo err1 >&2; echo out2";
+        let o = t.run(&[
+            "run",
+            "--name",
+            "fg",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        let o = t.run(&["logs", "fg"]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        // -a stdout: stderr is not shown, but logged.
+        let o = t.run(&[
+            "run",
+            "-a",
+            "stdout",
+            "--name",
+            "fga",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        let o = t.run(&["logs", "fga"]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+    }
+    let (d, l) = seen.split_at(seen.len() / 2);
+    assert_eq!(d, l, "docker's, then lb's");
+    assert_eq!(d[1], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
+    assert_eq!(d[3], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
+}

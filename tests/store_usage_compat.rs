@@ -509,3 +509,63 @@ fn memory_swap_in_inspect_as_docker_sets_it() {
         t.ok(&["rm", "nolimit", "mem", "swap", "unlimited"]);
     }
 }
+
+/// `ps --format`'s `.Mounts`, `.LocalVolumes` and `.Label "KEY"` as docker's (the mounts'
+/// order is its map's, so compared as sets; an anonymous volume's name is random).
+#[test]
+fn ps_shows_mounts_and_labels_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    let host_dir = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/h", host_dir.path().display());
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "pm",
+            "--label",
+            "a=1",
+            "-v",
+            "averyveryverylongvolumename:/data",
+            "-v",
+            &bind,
+            "-v",
+            "/anon",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        for trunc in [&[][..], &["--no-trunc"][..]] {
+            let mut args = vec!["ps", "--filter", "name=pm"];
+            args.extend_from_slice(trunc);
+            args.extend_from_slice(&[
+                "--format",
+                "{{.Mounts}}|{{.LocalVolumes}}|{{.Label \"a\"}}|{{.Label \"zz\"}}",
+            ]);
+            let out = t.ok(&args);
+            let (mounts, rest) = out.trim().split_once('|').unwrap();
+            let mut mounts: Vec<String> = mounts
+                .split(',')
+                .map(|m| {
+                    let hex = m.trim_end_matches('…');
+                    if hex.len() >= 14 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        "ANON".to_string()
+                    } else {
+                        m.to_string()
+                    }
+                })
+                .collect();
+            mounts.sort();
+            seen.push((mounts, rest.to_string()));
+        }
+        t.ok(&["rm", "-f", "-v", "pm"]);
+        t.ok(&["volume", "rm", "averyveryverylongvolumename"]);
+    }
+    let (d, l) = seen.split_at(seen.len() / 2);
+    assert_eq!(d, l, "docker's, then lb's");
+    assert_eq!(d[0].1, "2|1|");
+}

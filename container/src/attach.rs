@@ -364,7 +364,7 @@ impl crate::json_log::Tee for AttachServer {
         }
     }
 
-    fn output(&mut self, stream: &'static str, data: &[u8]) {
+    fn output(&mut self, stream: &'static str, data: &[u8]) -> bool {
         let (bit, number) = match stream {
             "stderr" => (STDERR, STREAM_STDERR),
             _ => (STDOUT, STREAM_STDOUT),
@@ -378,6 +378,7 @@ impl crate::json_log::Tee for AttachServer {
             }
         }
         self.clients.retain(|c| !c.gone);
+        true
     }
 }
 

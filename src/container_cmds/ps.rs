@@ -45,6 +45,11 @@ struct Row {
     size: String,
     /// `KEY=VALUE,...`, the image's labels and the container's.
     labels: String,
+    /// Its mounts: volumes by name, binds by source, each cut to 15 characters unless
+    /// `--no-trunc` (docker's).
+    mounts: String,
+    /// How many of its mounts are volumes (docker's local driver).
+    local_volumes: String,
 }
 
 /// The fields `--format` knows, with docker's header of each `table` column.
@@ -61,6 +66,8 @@ const COLUMNS: &[(&str, &str)] = &[
     ("Networks", "NETWORKS"),
     ("Size", "SIZE"),
     ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
 ];
 
 /// A container's labels as docker shows them: its image's, then its own over them.
@@ -78,6 +85,11 @@ pub(crate) fn labels(
         .into_iter()
         .chain(c.config.host.labels.clone())
         .collect()
+}
+
+/// The container's mounts as `inspect` lists them.
+fn mount_points(store: &Store, c: &lb_container::Record) -> Vec<lb_container::ops::MountPoint> {
+    Container::of(store, c.clone()).mount_points()
 }
 
 /// Whether container `c` in state `st` passes docker's `--filter KEY=VALUE`s (all must).
@@ -196,7 +208,24 @@ pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         },
-        labels: if args.format.as_deref().is_some_and(|f| f.contains("Labels")) {
+        mounts: mount_points(store, c)
+            .iter()
+            .map(|m| {
+                let name = m.name.clone().unwrap_or_else(|| m.source.clone());
+                if !args.no_trunc && name.chars().count() > 15 {
+                    name.chars().take(14).collect::<String>() + "…"
+                } else {
+                    name
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        local_volumes: mount_points(store, c)
+            .iter()
+            .filter(|m| m.driver.as_deref() == Some("local"))
+            .count()
+            .to_string(),
+        labels: if args.format.as_deref().is_some_and(|f| f.contains("Label")) {
             labels(store, c)
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))

@@ -317,6 +317,14 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         (_, s) => s,
     };
     lb_runtime::hold_signals();
+    // What a foreground run prints is logged too, as docker's (`lb logs` shows it). Not
+    // with --rm (the log would go with the container) or a terminal (-t). The copying
+    // thread is made with the signals held, so they reach lb's main thread only.
+    let (stdio, copier) = if args.rm || args.process.tty {
+        (stdio, None)
+    } else {
+        logged(stdio, &dir, &container.record)?
+    };
     let started = match container.launch(stdio) {
         Ok(l) => lb_runtime::start(&l).map_err(StartError::Runtime),
         Err(e) => Err(StartError::Container(e)),
@@ -364,6 +372,10 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
             e.code()
         }
     };
+    // Everything the container wrote is copied before lb says how it ended.
+    if let Some(t) = copier {
+        let _ = t.join();
+    }
     if let Some(net) = &network {
         if let Err(e) = lb_container::network::detach(store, net, &id) {
             eprintln!("lb: {e}");
@@ -383,6 +395,67 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         lb_container::volume::release_anonymous(store, &container.record);
     }
     Ok(ExitCode::from(code as u8))
+}
+
+/// A foreground run's output through pipes that a thread copies into the container's
+/// log and on to `stdio`'s own output descriptors (a stream docker's `-a` leaves out is
+/// only logged); the container's streams, and the thread. When lb's output and error are
+/// one file (a terminal, `2>&1`), the container gets one pipe for both, so that the order
+/// of what it writes to the two is kept (logged as stdout).
+fn logged(
+    stdio: lb_runtime::Stdio,
+    dir: &std::path::Path,
+    record: &lb_container::Record,
+) -> anyhow::Result<(lb_runtime::Stdio, Option<std::thread::JoinHandle<()>>)> {
+    use lb_container::json_log::{Echo, LogConfig};
+    let config = LogConfig::from_record(record.config.log_config.as_ref())?;
+    if config == LogConfig::None {
+        return Ok((stdio, None));
+    }
+    let (stdin, out, err) = match stdio {
+        lb_runtime::Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => (stdin, stdout, stderr),
+        lb_runtime::Stdio::Inherit => (dup(0)?, dup(1)?, dup(2)?),
+        other => return Ok((other, None)),
+    };
+    let same = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = |fd: &OwnedFd| std::fs::File::from(fd.try_clone()?).metadata();
+        match (meta(&out), meta(&err)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("a pipe");
+    let (out_r, out_w) = pipe()?;
+    let (streams, err_w, echo) = if same {
+        let echo = Echo {
+            stdout: Some(std::fs::File::from(out)),
+            stderr: None,
+        };
+        (vec![(out_r, "stdout")], out_w.try_clone()?, echo)
+    } else {
+        let (err_r, err_w) = pipe()?;
+        let echo = Echo {
+            stdout: Some(std::fs::File::from(out)),
+            stderr: Some(std::fs::File::from(err)),
+        };
+        (vec![(out_r, "stdout"), (err_r, "stderr")], err_w, echo)
+    };
+    let dir = dir.to_path_buf();
+    let copier = std::thread::spawn(move || {
+        let mut echo = echo;
+        lb_container::json_log::copy(&dir, &config, streams, Some(&mut echo));
+    });
+    let stdio = lb_runtime::Stdio::Fds {
+        stdin,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    Ok((stdio, Some(copier)))
 }
 
 /// The standard streams of a process run in the foreground: a pty relayed to lb's own

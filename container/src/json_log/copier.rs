@@ -35,8 +35,37 @@ pub trait Tee {
     fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)>;
     /// What a poll found on them, in `poll_fds`' order.
     fn ready(&mut self, revents: &[PollFlags]);
-    /// Bytes the container wrote to `stream` ("stdout" or "stderr").
-    fn output(&mut self, stream: &'static str, data: &[u8]);
+    /// Bytes the container wrote to `stream` ("stdout" or "stderr"); false when the
+    /// stream is to be read no more (its reader is gone: the container's next write to
+    /// it fails, as it would have on the reader's own pipe).
+    fn output(&mut self, stream: &'static str, data: &[u8]) -> bool;
+}
+
+/// A tee that writes each stream on to a writer of its own (a foreground run's terminal,
+/// while the log keeps it too); a stream without one is only logged (`run -a`).
+pub struct Echo {
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+}
+
+impl Tee for Echo {
+    fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        Vec::new()
+    }
+
+    fn ready(&mut self, _: &[PollFlags]) {}
+
+    fn output(&mut self, stream: &'static str, data: &[u8]) -> bool {
+        let to = if stream == "stderr" {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        };
+        match to {
+            Some(f) => f.write_all(data).is_ok(),
+            None => true,
+        }
+    }
 }
 
 /// Copies the container's output `streams` (read ends, and "stdout"/"stderr") into the
@@ -94,13 +123,15 @@ pub fn copy(
                 match s.file.read(&mut buf) {
                     Ok(0) => s.closed = true,
                     Ok(n) => {
-                        if let Some(t) = tee.as_deref_mut() {
-                            t.output(s.name, &buf[..n]);
+                        if let Some(t) = tee.as_deref_mut()
+                            && !t.output(s.name, &buf[..n])
+                        {
+                            s.closed = true;
                         }
                         if let Some(sink) = &mut sink {
                             s.feed(&buf[..n], &timestamp(), sink);
                         }
-                        if n < buf.len() {
+                        if n < buf.len() || s.closed {
                             break;
                         }
                         continue;

@@ -525,7 +525,7 @@ impl Container<'_> {
 
     /// The host paths bound into the container (`-v`, `--mount type=bind`), as docker's
     /// `Mounts` lists them; lb's own binds (its /etc files) are not the user's.
-    fn mount_points(&self) -> Vec<MountPoint> {
+    pub fn mount_points(&self) -> Vec<MountPoint> {
         let mounts = self.record.config.spec.mounts().clone().unwrap_or_default();
         mounts
             .iter()

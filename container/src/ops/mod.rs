@@ -41,7 +41,7 @@ pub(crate) use create::random_id;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
 pub use handoff::monitor_from_handoff;
-pub use inspect::ContainerInspect;
+pub use inspect::{ContainerInspect, MountPoint};
 pub use list::list;
 pub use logs::LogsOptions;
 pub use monitor::{devnull, running_state};
