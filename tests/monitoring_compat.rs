@@ -6,20 +6,6 @@ mod common;
 use common::docker::{Tool, both};
 use common::*;
 
-/// Cells of an aligned table, per line.
-fn cells(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| {
-            l.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn top_and_stats_show_what_docker_shows() {
     let Some((env, docker)) = both() else { return };

@@ -8,20 +8,6 @@ mod common;
 use common::docker::{Tool, both};
 use common::*;
 
-/// Cells of an aligned table, per line.
-fn cells(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .map(|l| {
-            l.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
-}
-
 /// `text` cut into `-v`'s sections: each title line with the table lines after it.
 fn sections(text: &str) -> Vec<(String, Vec<Vec<String>>)> {
     let mut out: Vec<(String, Vec<Vec<String>>)> = Vec::new();

@@ -23,6 +23,20 @@ pub fn lb(env: &Env, args: &[&str]) -> Output {
         .expect("run lb")
 }
 
+/// Cells of an aligned table (columns at least three spaces apart), per line.
+pub fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
