@@ -295,3 +295,52 @@ fn a_foreground_run_is_logged_as_docker() {
     assert_eq!(d[1], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
     assert_eq!(d[3], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
 }
+
+#[test]
+fn start_attach_shows_all_output_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    for t in tools {
+        let script = "echo out; echo err >&2; exit 4";
+        t.ok(&[
+            "create",
+            "--name",
+            "s1",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        for _ in 0..2 {
+            let o = t.run(&["start", "-a", "s1"]);
+            seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        }
+        t.ok(&[
+            "create",
+            "-i",
+            "--name",
+            "s2",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "read l; echo got:$l; exit 2",
+        ]);
+        let o = with_input(
+            t,
+            &["start", "-a", "-i", "s2"],
+            &[(200, b"hello\n"), (1500, b"")],
+        );
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        let o = t.run(&["start", "-a", "s1", "s2"]);
+        seen.push((o.status.code(), text(&o.stdout), said(&o)));
+    }
+    let (d, l) = seen.split_at(seen.len() / 2);
+    assert_eq!(d, l, "docker's, then lb's");
+    assert_eq!(d[0], (Some(4), "out\n".into(), "err\n".into()));
+    assert_eq!(d[2].1, "got:hello\n");
+}

@@ -183,6 +183,39 @@ impl AttachServer {
         self.input_pending.clear();
     }
 
+    /// Waits up to `timeout` for a first client and the streams it wants (`start -a`:
+    /// attached before the container starts, it misses none of its output).
+    pub fn wait_for_client(&mut self, timeout: std::time::Duration) {
+        use nix::poll::{PollFd, PollTimeout, poll};
+        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::NONE);
+        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, ms), Ok(n) if n > 0) {
+            return;
+        }
+        let Ok((mut sock, _)) = self.listener.accept() else {
+            return;
+        };
+        if !same_user(&sock) {
+            return;
+        }
+        let mut wants = [0u8];
+        let _ = sock.set_nonblocking(false);
+        let _ = sock.set_read_timeout(Some(timeout));
+        if sock.read_exact(&mut wants).is_err() || sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = sock.set_read_timeout(None);
+        self.clients.push(Client {
+            sock,
+            wants: Some(wants[0]),
+            out: Vec::new(),
+            partial: Vec::new(),
+            reading: true,
+            gone: false,
+        });
+    }
+
     fn accept(&mut self) {
         while let Ok((sock, _)) = self.listener.accept() {
             if !same_user(&sock) || sock.set_nonblocking(true).is_err() {

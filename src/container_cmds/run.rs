@@ -551,6 +551,15 @@ pub fn exec(store: &Store, args: ExecArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Args)]
 pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    detach_keys: Option<String>,
     /// Containers to start
     #[arg(required = true)]
     containers: Vec<String>,
@@ -559,6 +568,18 @@ pub struct StartArgs {
 /// `lb start`: starts stopped containers again, detached, on the file system they left
 /// (their upper directory), with the configuration they were created with.
 pub fn start(store: &Store, args: StartArgs) -> anyhow::Result<ExitCode> {
+    if args.attach || args.interactive {
+        if args.containers.len() > 1 {
+            eprintln!("lb: you cannot start and attach multiple containers at once");
+            return Ok(ExitCode::from(1));
+        }
+        return super::attach::start_attached(
+            store,
+            &args.containers[0],
+            args.interactive,
+            args.detach_keys.as_deref(),
+        );
+    }
     let mut failed = false;
     for key in &args.containers {
         match Container::open(store, key).and_then(|c| c.start()) {

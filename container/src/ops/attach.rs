@@ -47,6 +47,11 @@ impl Container<'_> {
     /// honoured only when the container keeps its input open (`-i`), as docker's.
     pub fn attach(&self, streams: AttachStreams) -> Result<Attached> {
         self.status().can_attach()?;
+        self.connect(streams)
+    }
+
+    /// Connects to the monitor's socket and says which streams are wanted.
+    fn connect(&self, streams: AttachStreams) -> Result<Attached> {
         let path = SocketPath::of(&self.dir)?;
         let sock = UnixStream::connect(path.path()).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
@@ -85,6 +90,35 @@ impl Container<'_> {
             takes_input: takes_input && streams.stdin,
             tty: self.record.config.tty,
         })
+    }
+}
+
+impl Container<'_> {
+    /// Attaches to a container whose monitor (`start -a`) waits for this before it
+    /// starts it; then waits until it runs. The monitor's socket is tried until it is
+    /// there (the monitor makes it first thing), or the monitor says the start failed.
+    pub fn attach_starting(
+        &self,
+        mut starting: super::monitor::Starting<'_>,
+        streams: AttachStreams,
+    ) -> Result<Attached> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let attached = loop {
+            match self.connect(streams) {
+                Ok(a) => break a,
+                Err(e) => {
+                    if let Some(failed) = starting.failed_yet() {
+                        return Err(failed);
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(e);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
+        starting.started()?;
+        Ok(attached)
     }
 }
 

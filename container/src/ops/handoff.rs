@@ -28,9 +28,8 @@ struct Handoff {
     id: String,
     ready: RawFd,
     ports: Vec<HandedPort>,
-    /// Restarts made before this monitor (a foreground run's exit).
     #[serde(default)]
-    restarts: u32,
+    start: super::monitor::MonitorStart,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,7 +48,7 @@ impl Container<'_> {
         &self,
         ready: OwnedFd,
         ports: Vec<Bound>,
-        restarts: u32,
+        start: super::monitor::MonitorStart,
     ) -> (OwnedFd, Vec<Bound>) {
         if !EXEC_TAKES_HANDOFF.load(std::sync::atomic::Ordering::Relaxed) {
             return (ready, ports);
@@ -75,7 +74,7 @@ impl Container<'_> {
             id: self.record.id.clone(),
             ready: ready.as_raw_fd(),
             ports: handed,
-            restarts,
+            start,
         };
         let Ok(text) = serde_json::to_string(&handoff) else {
             return (ready, ports);
@@ -160,5 +159,5 @@ pub fn monitor_from_handoff() -> Option<i32> {
         Ok(c) => c,
         Err(e) => return Some(report(ready, &e)),
     };
-    Some(c.run_monitor(ports, ready, handoff.restarts))
+    Some(c.run_monitor(ports, ready, handoff.start))
 }

@@ -44,7 +44,7 @@ pub use handoff::monitor_from_handoff;
 pub use inspect::{ContainerInspect, MountPoint};
 pub use list::list;
 pub use logs::LogsOptions;
-pub use monitor::{devnull, running_state};
+pub use monitor::{Starting, devnull, running_state};
 pub use stats::{CgroupStats, StatsSample, Top};
 pub use update::UpdateOptions;
 

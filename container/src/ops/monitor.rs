@@ -5,7 +5,7 @@
 //! The caller learns through a pipe whether the container started.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use lb_network::ports::Bound;
 use lb_runtime::state::{State, Status};
@@ -27,11 +27,22 @@ impl Container<'_> {
     /// [`Container::start_monitored`] with `restarts` made so far: more than none is a
     /// restart, after docker's first back-off.
     pub(super) fn start_monitored_counting(&self, ports: Vec<Bound>, restarts: u32) -> Result<()> {
-        let store = self.store;
-        let record = &self.record;
-        let auto_remove = record.auto_remove;
+        let how = MonitorStart {
+            restarts,
+            attach_first: false,
+        };
+        self.fork_monitor(ports, how)?.started()
+    }
+
+    /// Forks the container's monitor, which starts it as `how` says; the caller learns
+    /// how that went from [`Starting::started`].
+    pub(super) fn fork_monitor(
+        &self,
+        ports: Vec<Bound>,
+        how: MonitorStart,
+    ) -> Result<Starting<'_>> {
         // Refused here, before the fork, rather than in the monitor.
-        LogConfig::from_record(record.config.log_config.as_ref())?;
+        LogConfig::from_record(self.record.config.log_config.as_ref())?;
         self.launch(lb_runtime::Stdio::Inherit)?;
         let pipe = |e| Error::Sys {
             what: "pipe",
@@ -47,30 +58,76 @@ impl Container<'_> {
             nix::unistd::ForkResult::Child => {
                 drop(ready_r);
                 let _ = nix::unistd::setsid();
-                let (ready_w, ports) = self.exec_monitor(ready_w, ports, restarts);
-                let code = self.run_monitor(ports, std::fs::File::from(ready_w), restarts);
+                let (ready_w, ports) = self.exec_monitor(ready_w, ports, how);
+                let code = self.run_monitor(ports, std::fs::File::from(ready_w), how);
                 // SAFETY: leaving the forked monitor.
                 unsafe { libc::_exit(code) }
             }
             nix::unistd::ForkResult::Parent { .. } => {
                 drop(ready_w);
-                let mut msg = String::new();
-                let _ = std::fs::File::from(ready_r).read_to_string(&mut msg);
-                if msg == "ok" {
-                    return Ok(());
-                }
-                let (code, message) = msg
-                    .split_once(' ')
-                    .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
-                    .unwrap_or((125, format!("the container did not start: {msg}")));
-                let _ = crate::network::leave(store, record);
-                if auto_remove {
-                    let _ = store.remove_container(&record.id);
-                    crate::volume::release_anonymous(store, record);
-                }
-                Err(Error::NotStarted { code, message })
+                Ok(Starting {
+                    container: self,
+                    ready: std::fs::File::from(ready_r),
+                })
             }
         }
+    }
+}
+
+/// How a monitor begins (handed to an exec'd one).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MonitorStart {
+    /// Restarts made before this monitor (a foreground run's exit).
+    pub restarts: u32,
+    /// Whether it waits for a client of its attach socket before the container starts
+    /// (`start -a`: the client sees all of its output).
+    pub attach_first: bool,
+}
+
+/// A container whose monitor is starting it.
+pub struct Starting<'c> {
+    container: &'c Container<'c>,
+    ready: std::fs::File,
+}
+
+impl Starting<'_> {
+    /// Waits until the container runs. One that could not start is
+    /// [`Error::NotStarted`], with the runtime's exit status, after it is taken off its
+    /// network (and removed, with `--rm`).
+    pub fn started(mut self) -> Result<()> {
+        let mut msg = String::new();
+        let _ = self.ready.read_to_string(&mut msg);
+        self.outcome(&msg)
+    }
+
+    /// Whether the monitor has already said the container did not start (without
+    /// waiting): that error.
+    pub(super) fn failed_yet(&mut self) -> Option<Error> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.ready.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::ZERO).ok()? == 0 {
+            return None;
+        }
+        let mut msg = String::new();
+        let _ = self.ready.read_to_string(&mut msg);
+        self.outcome(&msg).err()
+    }
+
+    fn outcome(&self, msg: &str) -> Result<()> {
+        if msg == "ok" {
+            return Ok(());
+        }
+        let (store, record) = (self.container.store, &self.container.record);
+        let (code, message) = msg
+            .split_once(' ')
+            .and_then(|(c, t)| Some((c.parse::<u8>().ok()?, t.to_string())))
+            .unwrap_or((125, format!("the container did not start: {msg}")));
+        let _ = crate::network::leave(store, record);
+        if record.auto_remove {
+            let _ = store.remove_container(&record.id);
+            crate::volume::release_anonymous(store, record);
+        }
+        Err(Error::NotStarted { code, message })
     }
 }
 
@@ -80,7 +137,7 @@ impl Container<'_> {
         &self,
         ports: Vec<Bound>,
         ready: std::fs::File,
-        restarts: u32,
+        how: MonitorStart,
     ) -> i32 {
         let fail = |mut ready: std::fs::File, e: &dyn std::fmt::Display| {
             let _ = write!(ready, "125 {e}");
@@ -94,7 +151,7 @@ impl Container<'_> {
             Ok(l) => l,
             Err(e) => return fail(ready, &e),
         };
-        self.monitor(launch, ports, &log_config, ready, restarts)
+        self.monitor(launch, ports, &log_config, ready, how)
     }
 
     /// The monitor's life (in the forked child): starts the container, tells the caller
@@ -107,7 +164,7 @@ impl Container<'_> {
         ports: Vec<Bound>,
         log_config: &LogConfig,
         ready: std::fs::File,
-        restarts: u32,
+        how: MonitorStart,
     ) -> i32 {
         let store = self.store;
         let record = &self.record;
@@ -117,15 +174,18 @@ impl Container<'_> {
         let mut ready = Some(ready);
         let mut ports = Some(ports);
         let mut launch = Some(first);
-        let mut restart_count = restarts;
+        let mut restart_count = how.restarts;
         let mut backoff = crate::restart::Backoff::default();
-        if restarts > 0 {
+        if how.restarts > 0 {
             // A restart of an exit this monitor did not see: docker's first back-off.
             std::thread::sleep(backoff.after(std::time::Duration::ZERO));
         }
         // `lb attach`'s way in, for the monitor's whole life (restarts included); a
         // container whose socket cannot be made runs on, unattachable.
         let mut attach = crate::attach::AttachServer::bind(dir).ok();
+        if let (true, Some(a)) = (how.attach_first, &mut attach) {
+            a.wait_for_client(std::time::Duration::from_secs(10));
+        }
         let fail = |ready: &mut Option<std::fs::File>, code: i32, e: &dyn std::fmt::Display| {
             if let Some(mut r) = ready.take() {
                 let _ = write!(r, "{code} {e}");

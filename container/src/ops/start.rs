@@ -7,6 +7,7 @@ use lb_runtime::state::State;
 
 use super::Container;
 use super::create::bind_ports;
+use super::monitor::{MonitorStart, Starting};
 use crate::Result;
 
 impl Container<'_> {
@@ -24,10 +25,33 @@ impl Container<'_> {
 
     /// [`Container::start`], the restarts so far being `restarts`.
     fn start_counting(&self, restarts: u32) -> Result<()> {
+        match self.ports_to_start()? {
+            Some(ports) => self.start_monitored_counting(ports, restarts),
+            None => Ok(()),
+        }
+    }
+
+    /// `start -a`: starts the container under a monitor that waits for the caller to
+    /// attach first ([`Container::attach_starting`]); none when it runs already (docker
+    /// then attaches to it as it is).
+    pub fn start_for_attach(&self) -> Result<Option<Starting<'_>>> {
+        let Some(ports) = self.ports_to_start()? else {
+            return Ok(None);
+        };
+        let how = MonitorStart {
+            restarts: 0,
+            attach_first: true,
+        };
+        self.fork_monitor(ports, how).map(Some)
+    }
+
+    /// Checks that the container may start and puts it back on its network: its ports'
+    /// bound sockets, or none when it runs already.
+    fn ports_to_start(&self) -> Result<Option<Vec<lb_network::ports::Bound>>> {
         let status = self.status();
         status.can_start(&self.record.id)?;
         if status.is_live() {
-            return Ok(());
+            return Ok(None);
         }
         let mut ports = Vec::new();
         if let Some(net) = crate::network::of_record(self.store, &self.record) {
@@ -55,6 +79,6 @@ impl Container<'_> {
             let specs: Vec<_> = ports.iter().map(|b| b.spec()).collect();
             crate::network::publish(self.store, &net, &self.record.id, ip, &specs)?;
         }
-        self.start_monitored_counting(ports, restarts)
+        Ok(Some(ports))
     }
 }
