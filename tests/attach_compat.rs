@@ -289,11 +289,28 @@ fn a_foreground_run_is_logged_as_docker() {
         seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
         let o = t.run(&["logs", "fga"]);
         seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        // A terminal: one stream, its \r\n kept.
+        let o = t.run(&[
+            "run",
+            "-t",
+            "--name",
+            "fgt",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo a; echo b >&2",
+        ]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        let o = t.run(&["logs", "fgt"]);
+        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
     }
     let (d, l) = seen.split_at(seen.len() / 2);
     assert_eq!(d, l, "docker's, then lb's");
     assert_eq!(d[1], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
     assert_eq!(d[3], (Some(0), "out1\nout2\n".into(), "err1\n".into()));
+    assert_eq!(d[5], (Some(0), "a\r\nb\r\n".into(), "".into()));
 }
 
 #[test]

@@ -130,8 +130,16 @@ pub struct Relay {
     _raw: Option<RawMode>,
 }
 
+/// What else a relay does with the container's output (a foreground run's log).
+pub type Also = Box<dyn FnMut(&[u8]) + Send>;
+
 impl Relay {
     pub fn start(master: OwnedFd, interactive: bool) -> Result<Relay> {
+        Relay::start_with(master, interactive, None)
+    }
+
+    /// [`Relay::start`], each piece of output also handed to `also`.
+    pub fn start_with(master: OwnedFd, interactive: bool, mut also: Option<Also>) -> Result<Relay> {
         let raw = if interactive {
             RawMode::of_stdin()
         } else {
@@ -168,7 +176,13 @@ impl Relay {
             let mut out = std::io::stdout();
             // EIO: every holder of the slave has closed it.
             while let Ok(n) = from.read(&mut buf) {
-                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                if n == 0 {
+                    break;
+                }
+                if let Some(f) = &mut also {
+                    f(&buf[..n]);
+                }
+                if out.write_all(&buf[..n]).is_err() {
                     break;
                 }
                 let _ = out.flush();

@@ -318,7 +318,8 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     lb_runtime::hold_signals();
     // What a foreground run prints is logged too, as docker's (`lb logs` shows it). Not
-    // with --rm (the log would go with the container) or a terminal (-t). The copying
+    // with --rm (the log would go with the container); a terminal's (-t) is logged by its
+    // relay. The copying
     // thread is made with the signals held, so they reach lb's main thread only.
     let (stdio, copier) = if args.rm || args.process.tty {
         (stdio, None)
@@ -333,8 +334,18 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
     let ran = started.is_ok();
     let code = match started {
         Ok(c) => {
+            // A terminal's output is logged as it is relayed (not with --rm).
+            let also = (!args.rm)
+                .then(|| terminal_log(&dir, &container.record))
+                .flatten();
             let relay = pty
-                .map(|p| lb_runtime::tty::Relay::start(p.close_slave(), args.process.interactive))
+                .map(|p| {
+                    lb_runtime::tty::Relay::start_with(
+                        p.close_slave(),
+                        args.process.interactive,
+                        also,
+                    )
+                })
                 .transpose()?;
             let mut st = lb_container::ops::running_state(c.pid());
             st.save(&dir, durable)?;
@@ -395,6 +406,21 @@ fn run_inner(store: &Store, args: RunArgs) -> anyhow::Result<ExitCode> {
         lb_container::volume::release_anonymous(store, &container.record);
     }
     Ok(ExitCode::from(code as u8))
+}
+
+/// A foreground run's terminal output into its log, as the relay hands it over; none with
+/// `--log-driver none`.
+fn terminal_log(
+    dir: &std::path::Path,
+    record: &lb_container::Record,
+) -> Option<lb_runtime::tty::Also> {
+    use lb_container::json_log::{LogConfig, Writer};
+    let config = LogConfig::from_record(record.config.log_config.as_ref()).ok()?;
+    if config == LogConfig::None {
+        return None;
+    }
+    let mut log = Writer::open(dir, &config, "stdout");
+    Some(Box::new(move |data: &[u8]| log.write(data)))
 }
 
 /// A foreground run's output through pipes that a thread copies into the container's

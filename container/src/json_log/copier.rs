@@ -80,12 +80,7 @@ pub fn copy(
 ) {
     // Without a file (driver none, or it cannot be opened) the streams are still drained:
     // a container must not block on a full pipe.
-    let mut sink = match config {
-        LogConfig::None => None,
-        LogConfig::JsonFile { max_size, max_file } => {
-            LogFile::open(dir.join(LOG_FILE), *max_size, *max_file).ok()
-        }
-    };
+    let mut sink = open_sink(dir, config);
     let mut streams: Vec<Stream> = streams
         .into_iter()
         .map(|(fd, name)| {
@@ -101,9 +96,7 @@ pub fn copy(
             };
             Stream {
                 file: File::from(fd),
-                name,
-                pending: Vec::with_capacity(MAX_LINE),
-                partial_time: None,
+                line: Line::new(name),
                 closed: false,
             }
         })
@@ -124,12 +117,12 @@ pub fn copy(
                     Ok(0) => s.closed = true,
                     Ok(n) => {
                         if let Some(t) = tee.as_deref_mut()
-                            && !t.output(s.name, &buf[..n])
+                            && !t.output(s.line.name, &buf[..n])
                         {
                             s.closed = true;
                         }
                         if let Some(sink) = &mut sink {
-                            s.feed(&buf[..n], &timestamp(), sink);
+                            s.line.feed(&buf[..n], &timestamp(), sink);
                         }
                         if n < buf.len() || s.closed {
                             break;
@@ -144,12 +137,23 @@ pub fn copy(
                 break;
             }
             if let (true, Some(sink)) = (s.closed, &mut sink) {
-                s.finish(sink);
+                s.line.finish(sink);
             }
         }
         streams.retain(|s| !s.closed);
         if let Some(sink) = &mut sink {
             sink.flush();
+        }
+    }
+}
+
+/// The log file in `dir` as `config` says: none with the none driver, or when it cannot be
+/// opened (then nothing is logged).
+fn open_sink(dir: &Path, config: &LogConfig) -> Option<LogFile> {
+    match config {
+        LogConfig::None => None,
+        LogConfig::JsonFile { max_size, max_file } => {
+            LogFile::open(dir.join(LOG_FILE), *max_size, *max_file).ok()
         }
     }
 }
@@ -183,18 +187,66 @@ fn set_nonblocking(fd: &OwnedFd) {
     }
 }
 
-/// One output stream and the start of its current line.
+/// One output stream being read.
 struct Stream {
     file: File,
+    line: Line,
+    closed: bool,
+}
+
+/// A stream's current line, cut into entries.
+struct Line {
     name: &'static str,
     /// The current line's bytes so far: fewer than `MAX_LINE`.
     pending: Vec<u8>,
     /// The first partial entry's time: the line's later pieces carry it too (docker's).
     partial_time: Option<String>,
-    closed: bool,
 }
 
-impl Stream {
+/// A log written from bytes handed to it, one stream's (a foreground terminal's output,
+/// which lb relays itself); what is pending is logged when it is dropped.
+pub struct Writer {
+    sink: Option<LogFile>,
+    line: Line,
+}
+
+impl Writer {
+    /// The log in `dir` as `config` says (none with the none driver, or when it cannot be
+    /// opened: then nothing is logged), for `stream`'s bytes.
+    pub fn open(dir: &Path, config: &LogConfig, stream: &'static str) -> Writer {
+        Writer {
+            sink: open_sink(dir, config),
+            line: Line::new(stream),
+        }
+    }
+
+    /// Logs the whole lines of `data` (and keeps the rest for the next call).
+    pub fn write(&mut self, data: &[u8]) {
+        if let Some(sink) = &mut self.sink {
+            self.line.feed(data, &timestamp(), sink);
+            sink.flush();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(sink) = &mut self.sink {
+            self.line.finish(sink);
+            sink.flush();
+        }
+    }
+}
+
+impl Line {
+    fn new(name: &'static str) -> Line {
+        Line {
+            name,
+            pending: Vec::with_capacity(MAX_LINE),
+            partial_time: None,
+        }
+    }
+
     /// Logs the complete lines and full 16 KiB pieces in `pending` + `data`, keeping the
     /// rest pending. Each byte is looked at once.
     fn feed(&mut self, mut data: &[u8], now: &str, sink: &mut LogFile) {
@@ -446,14 +498,7 @@ mod tests {
     fn split(chunks: &[&[u8]]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = LogFile::open(dir.path().join(LOG_FILE), None, 1).unwrap();
-        let (r, _w) = nix::unistd::pipe().unwrap();
-        let mut s = Stream {
-            file: File::from(r),
-            name: "stdout",
-            pending: Vec::new(),
-            partial_time: None,
-            closed: false,
-        };
+        let mut s = Line::new("stdout");
         for (i, c) in chunks.iter().enumerate() {
             s.feed(c, &format!("t{i}"), &mut sink);
         }

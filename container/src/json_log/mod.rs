@@ -8,7 +8,7 @@
 mod copier;
 mod reader;
 
-pub use copier::{Echo, Tee, copy};
+pub use copier::{Echo, Tee, Writer, copy};
 pub use reader::show;
 
 use crate::error::{Error, Result, invalid};
