@@ -311,7 +311,7 @@ pub fn write_merged(
         .map(|_| ())
         .map_err(store_err)
     };
-    let mut lowers = match mounts {
+    let lowers = match mounts {
         lb_layerstore::Mounts::Bind { source, .. } => return write(source, out),
         lb_layerstore::Mounts::Overlay { lowers, .. } => lowers.clone(),
     };
@@ -320,14 +320,8 @@ pub fn write_merged(
         .prefix(".tmp-")
         .tempdir_in(scratch_in)
         .map_err(|e| BuildError::io("writing a file system", scratch_in, e))?;
-    // A read-only overlay needs two lowers; an empty one also hides a lone layer's whiteouts.
-    let empty = scratch.path().join("empty");
-    let view = scratch.path().join("view");
-    for d in [&empty, &view] {
-        std::fs::create_dir_all(d).map_err(|e| BuildError::io("writing a file system", d, e))?;
-    }
-    lowers.push(empty);
-    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view).map_err(BuildError::runtime)?;
+    let view = lb_runtime::rootfs::mount_readonly_view(&lowers, scratch.path())
+        .map_err(BuildError::runtime)?;
     let written = write(&view, out);
     let _ = nix::mount::umount2(&view, nix::mount::MntFlags::MNT_DETACH);
     written

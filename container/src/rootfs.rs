@@ -131,14 +131,8 @@ pub fn with_image_tree(
         return f(&tree(store, &record.id)?);
     }
     use std::io::{Read, Write};
-    let view = dir.join("image-view");
-    let empty = dir.join("image-empty");
-    for d in [&view, &empty] {
-        std::fs::create_dir_all(d).map_err(|source| crate::Error::Io {
-            path: d.clone(),
-            source,
-        })?;
-    }
+    // Made in the child, removed here.
+    let scratch = dir.join("image-view");
     let sys = |what, errno| crate::Error::Sys { what, errno };
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
@@ -150,11 +144,8 @@ pub fn with_image_tree(
             let done = lb_runtime::rootfs::private_mount_namespace()
                 .map_err(crate::Error::from)
                 .and_then(|()| {
-                    // Top first, and an empty lowest one: a read-only overlay needs two.
-                    let mut lowers: Vec<PathBuf> =
-                        record.config.lowers.iter().rev().cloned().collect();
-                    lowers.push(empty.clone());
-                    lb_runtime::rootfs::mount_overlay_readonly(&lowers, &view)?;
+                    let lowers: Vec<PathBuf> = record.config.lowers.iter().rev().cloned().collect();
+                    let view = lb_runtime::rootfs::mount_readonly_view(&lowers, &scratch)?;
                     f(&view)
                 });
             let code = match done {
@@ -173,8 +164,9 @@ pub fn with_image_tree(
     let mut message = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut message);
     let status = nix::sys::wait::waitpid(child, None).map_err(|e| sys("waitpid", e))?;
-    let _ = std::fs::remove_dir(&view);
-    let _ = std::fs::remove_dir(&empty);
+    for d in ["view", "empty", ""] {
+        let _ = std::fs::remove_dir(scratch.join(d));
+    }
     match status {
         nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
         _ => Err(crate::Error::Corrupt {

@@ -146,7 +146,7 @@ fn enter_host_mount_namespace() -> Result<()> {
 
 mod overlay;
 
-pub use overlay::{mount_overlay, mount_overlay_readonly, probe_overlay};
+pub use overlay::{mount_overlay, mount_overlay_readonly, mount_readonly_view, probe_overlay};
 
 /// `path` (absolute or not) opened as seen from inside `root`: the one resolver
 /// (`lb_rootpath`), so symlinks and `..` can never leave it.

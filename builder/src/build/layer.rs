@@ -139,14 +139,8 @@ impl Builder<'_> {
             Mounts::Overlay {
                 lowers,
                 upper: None,
-            } => {
-                let at = self.step_dir()?.join("view");
-                std::fs::create_dir_all(&at)
-                    .map_err(|e| BuildError::io("preparing a step", &at, e))?;
-                lb_runtime::rootfs::mount_overlay_readonly(&lowers, &at)
-                    .map_err(BuildError::runtime)?;
-                Ok(at)
-            }
+            } => lb_runtime::rootfs::mount_readonly_view(&lowers, &self.step_dir()?)
+                .map_err(BuildError::runtime),
             m => Err(store_err(lb_layerstore::Error::Snapshot {
                 key: format!("{m:?}"),
                 reason: "a view that is writable".into(),

@@ -72,6 +72,22 @@ struct Upper<'a> {
 
 /// Mounts a read-only overlay of `lowers` (top first, at least two) at `target`: the merged
 /// view of a container's file system, as `export` reads it, with no upper to write into.
+/// A read-only view of the layers `lowers` (top first), mounted at `scratch/view` (both
+/// made if missing) over an empty lowest one, `scratch/empty`: a read-only overlay needs
+/// two lowers, and the empty one hides a lone layer's whiteouts. Its path.
+pub fn mount_readonly_view(lowers: &[PathBuf], scratch: &Path) -> Result<PathBuf> {
+    let empty = scratch.join("empty");
+    let view = scratch.join("view");
+    for d in [&empty, &view] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io("make a read-only view's directory", e))?;
+    }
+    let mut all = lowers.to_vec();
+    all.push(empty);
+    mount_overlay_readonly(&all, &view)?;
+    Ok(view)
+}
+
 pub fn mount_overlay_readonly(lowers: &[PathBuf], target: &Path) -> Result<()> {
     mount_overlay_of(lowers, None, target)
 }
