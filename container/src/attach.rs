@@ -90,7 +90,8 @@ pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
 
 /// The monitor's side: the listening socket, the clients, and where their input goes.
 pub struct AttachServer {
-    listener: UnixListener,
+    /// None once the container has ended for good ([`AttachServer::stop_listening`]).
+    listener: Option<UnixListener>,
     dir: PathBuf,
     clients: Vec<Client>,
     /// The container's standard input (`-i`: a pipe's writing end) or its terminal's
@@ -138,7 +139,7 @@ impl AttachServer {
             .set_nonblocking(true)
             .map_err(|source| Error::Io { path: at, source })?;
         Ok(AttachServer {
-            listener,
+            listener: Some(listener),
             dir: dir.to_path_buf(),
             clients: Vec::new(),
             input: None,
@@ -159,6 +160,14 @@ impl AttachServer {
             set_nonblocking(fd.as_fd());
             File::from(fd)
         });
+    }
+
+    /// Takes no more clients, and the socket is gone: the container has ended for good.
+    /// Done before its exit is recorded, so that a `start -a` that finds it exited never
+    /// reaches this monitor.
+    pub fn stop_listening(&mut self) {
+        self.listener = None;
+        let _ = std::fs::remove_file(self.dir.join(SOCKET));
     }
 
     /// Ends the clients' session at the container's exit: what they have not read yet is
@@ -189,11 +198,14 @@ impl AttachServer {
         use nix::poll::{PollFd, PollTimeout, poll};
         let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
             .unwrap_or(PollTimeout::NONE);
-        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         if !matches!(poll(&mut fds, ms), Ok(n) if n > 0) {
             return;
         }
-        let Ok((mut sock, _)) = self.listener.accept() else {
+        let Ok((mut sock, _)) = listener.accept() else {
             return;
         };
         if !same_user(&sock) {
@@ -217,7 +229,10 @@ impl AttachServer {
     }
 
     fn accept(&mut self) {
-        while let Ok((sock, _)) = self.listener.accept() {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok((sock, _)) = listener.accept() {
             if !same_user(&sock) || sock.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -357,7 +372,11 @@ impl Client {
 
 impl crate::json_log::Tee for AttachServer {
     fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
-        let mut fds = vec![(self.listener.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<(BorrowedFd<'_>, PollFlags)> = self
+            .listener
+            .iter()
+            .map(|l| (l.as_fd(), PollFlags::POLLIN))
+            .collect();
         for c in &self.clients {
             let mut want = PollFlags::empty();
             if c.reading && self.input_pending.len() < MAX_INPUT {
@@ -376,8 +395,9 @@ impl crate::json_log::Tee for AttachServer {
 
     fn ready(&mut self, revents: &[PollFlags]) {
         let clients = self.clients.len();
-        for (i, ev) in revents.iter().enumerate().skip(1).take(clients) {
-            let i = i - 1;
+        let first = usize::from(self.listener.is_some());
+        for (i, ev) in revents.iter().enumerate().skip(first).take(clients) {
+            let i = i - first;
             if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 self.read_client(i);
             }
@@ -389,9 +409,10 @@ impl crate::json_log::Tee for AttachServer {
             self.write_input();
         }
         self.clients.retain(|c| !c.gone);
-        if revents
-            .first()
-            .is_some_and(|e| e.contains(PollFlags::POLLIN))
+        if first == 1
+            && revents
+                .first()
+                .is_some_and(|e| e.contains(PollFlags::POLLIN))
         {
             self.accept();
         }
@@ -417,7 +438,10 @@ impl crate::json_log::Tee for AttachServer {
 
 impl Drop for AttachServer {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join(SOCKET));
+        // Once it stopped listening, the path may be a later monitor's socket.
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(self.dir.join(SOCKET));
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The monitor as a process of its own: the forked child of `run -d`/`start` execs lb
 //! afresh (`/proc/self/exe`), handing over what it holds (the store's root, the
 //! container's id, the pipe that tells the caller it started, the published ports' bound
-//! sockets) through inherited descriptors and one environment variable. A fresh process
+//! sockets) through inherited descriptors and one environment variable. It execs
+//! `lb-monitor` (src/monitor_main.rs) when that is beside lb's executable, else lb. A fresh process
 //! has only what a monitor touches in memory, not all of a CLI run's (the limit:
 //! under 3 MiB resident). lb's `main` asks [`monitor_from_handoff`] first; when the exec
 //! fails, the fork runs the monitor itself, as before.
@@ -101,9 +102,27 @@ impl Container<'_> {
             })
             .collect();
         env.push(var);
+        // `lb-monitor` beside lb's executable: a small one, the monitor's code alone (its
+        // relocated data and code pages are a fraction of lb's); else lb itself.
+        if let Some(small) = monitor_executable() {
+            let _ = nix::unistd::execve(&small, &[arg0], &env);
+        }
         let _ = nix::unistd::execve(exe, &[arg0], &env);
         (ready, ports)
     }
+}
+
+/// `lb-monitor` in the directory of this process's executable, when it is there.
+fn monitor_executable() -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let small = exe.parent()?.join("lb-monitor");
+    let meta = std::fs::metadata(&small).ok()?;
+    use std::os::unix::fs::PermissionsExt;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return None;
+    }
+    std::ffi::CString::new(small.as_os_str().as_bytes()).ok()
 }
 
 /// In lb's `main`, first: when this process is a monitor lb handed a container to, runs

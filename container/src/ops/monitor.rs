@@ -330,6 +330,9 @@ impl Container<'_> {
             // Off the network before the exit is recorded: whoever waits for it (stop, rm,
             // wait) finds the links and addresses gone.
             let _ = crate::network::leave(store, record);
+            if let Some(a) = &mut attach {
+                a.stop_listening();
+            }
             let _ = st.save(dir, !auto_remove);
             if let Some(a) = &mut attach {
                 a.finish(code);
