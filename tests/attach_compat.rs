@@ -361,3 +361,49 @@ fn start_attach_shows_all_output_as_docker() {
     assert_eq!(d[0], (Some(4), "out\n".into(), "err\n".into()));
     assert_eq!(d[2].1, "got:hello\n");
 }
+
+#[test]
+fn logs_since_and_until_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    for t in tools {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "lt",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo first; sleep 2; echo second; sleep 100",
+        ]);
+        // A time between the two lines.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !t.ok(&["logs", "lt"]).contains("first") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let between = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let between = format!("{}.{:09}", between.as_secs(), between.subsec_nanos());
+        std::thread::sleep(Duration::from_millis(2500));
+        for args in [
+            &["logs", "--since", &between, "lt"][..],
+            &["logs", "--until", &between, "lt"][..],
+            &["logs", "--since", "1h", "--until", &between, "lt"][..],
+            &["logs", "--since", "xyz", "lt"][..],
+        ] {
+            let o = t.run(args);
+            seen.push((o.status.code(), text(&o.stdout), said(&o)));
+        }
+        t.ok(&["rm", "-f", "lt"]);
+    }
+    let (d, l) = seen.split_at(seen.len() / 2);
+    assert_eq!(d, l, "docker's, then lb's");
+    assert_eq!(d[0].1, "second\n");
+    assert_eq!(d[1].1, "first\n");
+}

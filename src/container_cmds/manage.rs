@@ -16,6 +16,14 @@ pub struct LogsArgs {
     /// Number of lines to show from the end
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42
+    /// minutes)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for
+    /// 42 minutes)
+    #[arg(long)]
+    until: Option<String>,
     container: String,
 }
 
@@ -24,10 +32,23 @@ pub fn logs(store: &Store, args: LogsArgs) -> anyhow::Result<ExitCode> {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n}"))?),
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let time = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| {
+                crate::events_cmd::timestamp(v, now)
+                    .with_context(|| format!("invalid value for \"{name}\""))
+            })
+            .transpose()
+    };
     let opts = lb_container::ops::LogsOptions {
         follow: args.follow,
         timestamps: args.timestamps,
         tail,
+        since: time("since", &args.since)?,
+        until: time("until", &args.until)?,
     };
     Container::open(store, &args.container)?.logs(
         &opts,

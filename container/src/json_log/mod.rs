@@ -9,7 +9,7 @@ mod copier;
 mod reader;
 
 pub use copier::{Echo, Tee, Writer, copy};
-pub use reader::show;
+pub use reader::{Shown, show};
 
 use crate::error::{Error, Result, invalid};
 

@@ -26,14 +26,13 @@ struct Entry {
 /// true (the container runs), across rotations. A reader gone (a broken pipe) ends it.
 pub fn show(
     dir: &Path,
-    tail: Option<usize>,
-    timestamps: bool,
+    shown: &Shown,
     running: Option<&dyn Fn() -> bool>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut out = Printer::new(timestamps, stdout, stderr);
-    match show_inner(dir, tail, running, &mut out).and_then(|()| out.flush()) {
+    let mut out = Printer::new(shown, stdout, stderr);
+    match show_inner(dir, shown.tail, running, &mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
@@ -239,19 +238,51 @@ impl Lines {
     }
 }
 
+/// Which entries `show` shows, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    /// The last this many; all when none.
+    pub tail: Option<usize>,
+    /// Each line after its entry's RFC 3339 time.
+    pub timestamps: bool,
+    /// Only entries of these times and between (nanoseconds since the epoch).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// An entry's time (`2026-12-07T21:24:41.123456789Z`) in nanoseconds since the epoch.
+fn entry_nanos(time: &str) -> Option<i64> {
+    let (whole, frac) = match time.split_once('.') {
+        Some((w, f)) => (format!("{w}Z"), f.trim_end_matches('Z')),
+        None => (time.to_string(), ""),
+    };
+    let secs = lb_layerstore::parse_rfc3339(&whole)?;
+    let digits: String = frac
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    let nanos: i64 = format!("{digits:0<9}").parse().ok()?;
+    Some(secs * 1_000_000_000 + nanos)
+}
+
 /// Entries to lb's stdout or stderr (as their stream), buffered; the other stream is
 /// flushed first when the stream changes, so their order holds on a shared terminal.
 struct Printer<'w> {
     timestamps: bool,
+    since: Option<i64>,
+    until: Option<i64>,
     stdout: std::io::BufWriter<&'w mut dyn Write>,
     stderr: std::io::BufWriter<&'w mut dyn Write>,
     last_err: bool,
 }
 
 impl<'w> Printer<'w> {
-    fn new(timestamps: bool, stdout: &'w mut dyn Write, stderr: &'w mut dyn Write) -> Printer<'w> {
+    fn new(shown: &Shown, stdout: &'w mut dyn Write, stderr: &'w mut dyn Write) -> Printer<'w> {
         Printer {
-            timestamps,
+            timestamps: shown.timestamps,
+            since: shown.since,
+            until: shown.until,
             stdout: std::io::BufWriter::with_capacity(64 * 1024, stdout),
             stderr: std::io::BufWriter::with_capacity(64 * 1024, stderr),
             last_err: false,
@@ -262,6 +293,12 @@ impl<'w> Printer<'w> {
         let Ok(e) = serde_json::from_slice::<Entry>(line) else {
             return Ok(());
         };
+        if self.since.is_some() || self.until.is_some() {
+            let t = entry_nanos(&e.time).unwrap_or(0);
+            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u) {
+                return Ok(());
+            }
+        }
         let err = e.stream == "stderr";
         if err != self.last_err {
             self.flush()?;

@@ -16,6 +16,10 @@ pub struct LogsOptions {
     pub timestamps: bool,
     /// The last this many entries; all when none.
     pub tail: Option<usize>,
+    /// Only entries from this time on, and up to that one (nanoseconds since the epoch;
+    /// docker's `--since` and `--until`).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
 }
 
 impl Container<'_> {
@@ -33,10 +37,15 @@ impl Container<'_> {
             ));
         }
         let running = || self.state().running();
+        let shown = crate::json_log::Shown {
+            tail: opts.tail,
+            timestamps: opts.timestamps,
+            since: opts.since,
+            until: opts.until,
+        };
         crate::json_log::show(
             &self.dir,
-            opts.tail,
-            opts.timestamps,
+            &shown,
             opts.follow.then_some(&running as &dyn Fn() -> bool),
             stdout,
             stderr,
