@@ -143,18 +143,10 @@ fn line(e: &Event) -> String {
 pub fn events(store: &Store, args: EventsArgs) -> anyhow::Result<ExitCode> {
     // A key docker does not know is ignored, as docker ignores it; a filter without `=`
     // is a usage error (125).
-    let mut filters = Vec::new();
-    for f in &args.filter {
-        match f.split_once('=') {
-            Some((k, v)) => filters.push((k.to_string(), v.to_string())),
-            None => {
-                eprintln!(
-                    "invalid argument {f:?} for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'lb events --help'."
-                );
-                return Ok(ExitCode::from(125));
-            }
-        }
-    }
+    let filters = match crate::filter_flags::parse(&args.filter, "-f, --filter", "events") {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
     let now = now_nanos();
     let since = args
         .since

@@ -15,6 +15,7 @@ mod closed_output;
 mod container_cmds;
 mod deferred;
 mod events_cmd;
+mod filter_flags;
 mod image_cmds;
 mod inspect_cmd;
 mod network_cmds;

@@ -70,29 +70,20 @@ struct Filters {
 
 /// A `--filter` without `=`: docker's usage error (exit 125), before anything else.
 fn usage_error(values: &[String], command: &str) -> Option<ExitCode> {
-    let bad = values.iter().find(|v| !v.contains('='))?;
-    eprintln!(
-        "invalid argument {bad:?} for \"--filter\" flag: bad format of filter (expected name=value)\nSee 'lb {command} --help'."
-    );
-    Some(ExitCode::from(125))
+    crate::filter_flags::parse(values, "--filter", command).err()
 }
 
 impl Filters {
     /// The filters given; docker's refusal of a key it does not take here.
     fn parse(values: &[String], keys: &[&str]) -> anyhow::Result<Filters> {
         let mut f = Filters::default();
-        // docker's client reads each as KEY=VALUE, the key trimmed and lower-cased.
-        let mut given = Vec::new();
-        for v in values {
-            let Some((k, val)) = v.split_once('=') else {
-                anyhow::bail!("bad format of filter (expected name=value)");
-            };
-            given.push((k.trim().to_ascii_lowercase(), val.trim().to_string()));
-        }
-        // The daemon checks every key before it reads any value.
-        if let Some((k, _)) = given.iter().find(|(k, _)| !keys.contains(&k.as_str())) {
-            anyhow::bail!("Invalid filter '{k}'");
-        }
+        // Values without '=' were refused before (usage_error).
+        let given: Vec<(String, String)> = values
+            .iter()
+            .filter_map(|v| v.split_once('='))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        crate::filter_flags::check_keys(&given, keys)?;
         for (k, val) in given {
             match k.as_str() {
                 "until" => {

@@ -126,22 +126,16 @@ fn listed(store: &Store, filters: &[(String, String)], v: &volume::VolumeDefinit
 }
 
 fn ls(store: &Store, a: LsArgs) -> anyhow::Result<ExitCode> {
-    let mut filters = Vec::new();
-    for f in &a.filter {
-        let Some((k, v)) = f.split_once('=') else {
-            eprintln!(
-                "invalid argument {f:?} for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'lb volume ls --help'."
-            );
-            return Ok(ExitCode::from(125));
-        };
-        let k = k.trim().to_ascii_lowercase();
-        if !matches!(k.as_str(), "dangling" | "driver" | "label" | "name") {
-            anyhow::bail!("Invalid filter '{k}'");
-        }
-        if k == "dangling" && !matches!(v, "true" | "false" | "1" | "0") {
-            anyhow::bail!("Invalid filter 'dangling=[{v}]'");
-        }
-        filters.push((k, v.trim().to_string()));
+    let filters = match crate::filter_flags::parse(&a.filter, "-f, --filter", "volume ls") {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
+    crate::filter_flags::check_keys(&filters, &["dangling", "driver", "label", "name"])?;
+    if let Some((_, v)) = filters
+        .iter()
+        .find(|(k, v)| k == "dangling" && !matches!(v.as_str(), "true" | "false" | "1" | "0"))
+    {
+        anyhow::bail!("Invalid filter 'dangling=[{v}]'");
     }
     let all: Vec<_> = volume::list(store)?
         .into_iter()

@@ -555,3 +555,101 @@ fn ps_shows_mounts_and_labels_as_docker() {
     assert_eq!(d, l, "docker's, then lb's");
     assert_eq!(d[0].1, "2|1|");
 }
+
+/// `ps -n`, `-l` and the filters docker's daemon takes (exited, ancestor, volume, health,
+/// before, since), and its refusals, as docker 20.10 shows them.
+#[test]
+fn ps_filters_and_last_as_docker() {
+    let Some((env, docker)) = both() else { return };
+    let tools: [&dyn Tool; 2] = [&docker, &env];
+    let mut seen = Vec::new();
+    let host_dir = tempfile::tempdir().unwrap();
+    let host = host_dir.path().to_str().unwrap();
+    let bind = format!("{host}:/h");
+    for t in tools {
+        t.run(&[
+            "run",
+            "--name",
+            "f1",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ]);
+        t.ok(&[
+            "run",
+            "--name",
+            "f2",
+            "--network",
+            "none",
+            "-v",
+            &bind,
+            "busybox",
+            "true",
+        ]);
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "f3",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        let names = "{{.Names}}";
+        for args in [
+            &["ps", "-a", "--filter", "exited=3"][..],
+            &["ps", "--filter", "exited=0"],
+            &["ps", "-n", "2"],
+            &["ps", "-l"],
+            &["ps", "-a", "--filter", "before=f3", "--filter", "since=f1"],
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "ancestor=busybox",
+                "--filter",
+                &format!("volume={host}"),
+            ],
+            &["ps", "--filter", "health=none"],
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "status=exited",
+                "--filter",
+                "status=running",
+            ],
+            &["ps", "--filter", "status=bogus"],
+            &["ps", "-a", "--filter", "exited=abc"],
+            &["ps", "--filter", "nonsense=1"],
+            &["ps", "--filter", "nonsense"],
+        ] {
+            let mut args = args.to_vec();
+            args.extend_from_slice(&["--format", names]);
+            let o = t.run(&args);
+            let mut out: Vec<String> = text(&o.stdout).lines().map(str::to_string).collect();
+            // Several statuses: docker's order is its daemon's, so as a set.
+            if args.contains(&"status=running") {
+                out.sort();
+            }
+            let said = text(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("lb: ")
+                .trim_start_matches("Error response from daemon: ")
+                .replace("'lb ps --help'", "'docker ps --help'")
+                .to_string();
+            seen.push((args.join(" "), o.status.code(), out, said));
+        }
+        t.ok(&["rm", "-f", "f1", "f2", "f3"]);
+    }
+    let (d, l) = seen.split_at(seen.len() / 2);
+    assert_eq!(d, l, "docker's, then lb's");
+    assert_eq!(d[2].2, ["f3", "f2"]);
+}

@@ -15,9 +15,16 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Filter output based on conditions provided (name=, id=, status=, label=KEY[=VALUE])
+    /// Filter output based on conditions provided (name=, id=, status=, label=KEY[=VALUE],
+    /// exited=, ancestor=, health=, network=, volume=, before=, since=)
     #[arg(short, long = "filter")]
     filters: Vec<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_negative_numbers = true)]
+    last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
     /// Pretty-print containers using a Go template
     #[arg(long)]
     format: Option<String>,
@@ -92,27 +99,143 @@ fn mount_points(store: &Store, c: &lb_container::Record) -> Vec<lb_container::op
     Container::of(store, c.clone()).mount_points()
 }
 
-/// Whether container `c` in state `st` passes docker's `--filter KEY=VALUE`s (all must).
-fn passes(
-    store: &Store,
-    filters: &[(String, String)],
-    c: &lb_container::Record,
-    st: &State,
-) -> bool {
-    filters.iter().all(|(k, v)| match k.as_str() {
-        // `label=KEY` (present) or `label=KEY=VALUE`.
-        "label" => {
-            let labels = labels(store, c);
-            match v.split_once('=') {
-                Some((key, value)) => labels.get(key).is_some_and(|l| l == value),
-                None => labels.contains_key(v),
+/// What `ps --filter` takes (docker's daemon's keys that apply to lb).
+const FILTER_KEYS: &[&str] = &[
+    "name", "id", "status", "label", "exited", "ancestor", "health", "network", "volume", "before",
+    "since",
+];
+
+/// docker's filters, each value read once; what the daemon refuses is refused here.
+struct PsFilters {
+    given: Vec<(String, String)>,
+    /// `before=`/`since=`: the named containers' creation times.
+    before: Option<String>,
+    since: Option<String>,
+}
+
+impl PsFilters {
+    fn new(store: &Store, given: Vec<(String, String)>) -> anyhow::Result<PsFilters> {
+        crate::filter_flags::check_keys(&given, FILTER_KEYS)?;
+        let created = |key: &str| -> anyhow::Result<Option<String>> {
+            given
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| Ok(Container::open(store, v)?.record.created))
+                .next_back()
+                .transpose()
+        };
+        for (k, v) in &given {
+            match k.as_str() {
+                "exited" => {
+                    v.parse::<i32>().map_err(|_| {
+                        anyhow::anyhow!("strconv.Atoi: parsing {v:?}: invalid syntax")
+                    })?;
+                }
+                "health"
+                    if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") =>
+                {
+                    anyhow::bail!("Unrecognised filter value for health: {v}")
+                }
+                "status"
+                    if !matches!(
+                        v.as_str(),
+                        "created"
+                            | "restarting"
+                            | "running"
+                            | "removing"
+                            | "paused"
+                            | "exited"
+                            | "dead"
+                    ) =>
+                {
+                    anyhow::bail!("Invalid filter 'status={v}'")
+                }
+                _ => {}
             }
         }
-        "name" => c.name.contains(v.trim_start_matches('/')),
-        "id" => c.id.starts_with(v.as_str()),
-        "status" => lb_container::Status::of(st).as_str() == v,
-        _ => true,
-    })
+        Ok(PsFilters {
+            before: created("before")?,
+            since: created("since")?,
+            given,
+        })
+    }
+
+    /// Whether the filters show stopped containers too (docker's: a status other than
+    /// running).
+    fn shows_stopped(&self) -> bool {
+        self.given
+            .iter()
+            .any(|(k, v)| k == "status" && v != "running")
+    }
+
+    /// Whether container `c` in state `st` passes: every key's filters, any of a key's
+    /// values (docker's), the labels as its MatchKVList.
+    fn passes(&self, store: &Store, c: &lb_container::Record, st: &State) -> bool {
+        let status = lb_container::Status::of(st);
+        let any = |key: &str, f: &dyn Fn(&str) -> bool| {
+            let mut values = self.given.iter().filter(|(k, _)| k == key).peekable();
+            values.peek().is_none() || values.any(|(_, v)| f(v))
+        };
+        let wanted = lb_container::filters::LabelFilter {
+            wanted: self
+                .given
+                .iter()
+                .filter(|(k, _)| k == "label")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            refused: Vec::new(),
+        };
+        (wanted.is_empty() || wanted.passes(&labels(store, c)))
+            && any("name", &|v| c.name.contains(v.trim_start_matches('/')))
+            && any("id", &|v| c.id.starts_with(v))
+            && any("status", &|v| status.as_str() == v)
+            && any("exited", &|v| {
+                status == lb_container::Status::Exited && v.parse() == Ok(st.exit_code)
+            })
+            && any("ancestor", &|v| ancestor(store, c, v))
+            && any("health", &|v| health_of(store, c, st) == v)
+            && any("network", &|v| c.config.network == v)
+            && any("volume", &|v| {
+                c.config.volumes.iter().any(|u| {
+                    u.name == v || u.destination.trim_end_matches('/') == v.trim_end_matches('/')
+                }) || c.config.binds.iter().any(|b| {
+                    let mut parts = b.split(':');
+                    parts.next() == Some(v) || parts.next() == Some(v)
+                })
+            })
+            && self.before.as_ref().is_none_or(|t| c.created < *t)
+            && self.since.as_ref().is_none_or(|t| c.created > *t)
+    }
+}
+
+/// `ancestor=IMAGE`: the container was made from that image (by name, `NAME:TAG`, or its
+/// id or a prefix of it).
+fn ancestor(store: &Store, c: &lb_container::Record, v: &str) -> bool {
+    if c.image_name == v {
+        return true;
+    }
+    if let Ok(r) = lb_layerstore::Reference::parse(v)
+        && let Ok(desc) = store.resolve(&r)
+        && lb_layerstore::Store::descriptor_digest(&desc).is_ok_and(|d| d == c.image)
+    {
+        return true;
+    }
+    let id = store
+        .image_by_manifest(c.image)
+        .map(|i| i.config_digest.to_string())
+        .unwrap_or_default();
+    let hex = v.trim_start_matches("sha256:");
+    hex.len() >= 4 && id.trim_start_matches("sha256:").starts_with(hex)
+}
+
+/// docker's health filter value: starting, healthy, unhealthy, or none.
+fn health_of(store: &Store, c: &lb_container::Record, st: &State) -> String {
+    if c.config.health.is_none() || !st.running() {
+        return "none".into();
+    }
+    lb_container::health::Health::load(&store.container_dir(&c.id))
+        .map(|h| h.status)
+        .unwrap_or_else(|| "starting".into())
 }
 
 /// The COMMAND column: quoted, cut to 20 characters with an ellipsis when `trunc`.
@@ -157,22 +280,21 @@ pub(crate) fn ports_column(c: &lb_container::Record, st: &State) -> String {
 
 pub fn ps(store: &Store, args: PsArgs) -> anyhow::Result<ExitCode> {
     lb_container::network::reconcile(store);
-    let filters: Vec<(String, String)> = args
-        .filters
-        .iter()
-        .map(|f| match f.split_once('=') {
-            Some((k, v)) if matches!(k, "name" | "id" | "status" | "label") => {
-                Ok((k.to_string(), v.to_string()))
-            }
-            _ => Err(anyhow::anyhow!("invalid filter '{f}'")),
-        })
-        .collect::<anyhow::Result<_>>()?;
-    // A status filter other than running shows stopped containers too, as docker's.
-    let all = args.all || filters.iter().any(|(k, v)| k == "status" && v != "running");
-    let rows: Vec<(lb_container::Record, State)> = lb_container::ops::list(store, all)?
+    let given = match crate::filter_flags::parse(&args.filters, "-f, --filter", "ps") {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
+    let filters = PsFilters::new(store, given)?;
+    // -n and -l show the last made in all states, as docker's; so do filters on stopped ones.
+    let last = if args.latest { 1 } else { args.last };
+    let all = args.all || last >= 0 || filters.shows_stopped();
+    let mut rows: Vec<(lb_container::Record, State)> = lb_container::ops::list(store, all)?
         .into_iter()
-        .filter(|(c, st)| passes(store, &filters, c, st))
+        .filter(|(c, st)| filters.passes(store, c, st))
         .collect();
+    if last >= 0 {
+        rows.truncate(last as usize);
+    }
     let short = |id: &str| {
         if args.no_trunc {
             id.to_string()

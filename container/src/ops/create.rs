@@ -472,9 +472,11 @@ fn host_hostname() -> String {
 
 /// Now, as records and states stamp it.
 pub fn now() -> String {
-    lb_layerstore::rfc3339(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    )
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // To the nanosecond, as docker's: containers made in one second keep their order
+    // (`ps -l`, `ps -n`, before/since); nine digits always, so the text sorts as the time.
+    let secs = lb_layerstore::rfc3339(t.as_secs() as i64);
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), t.subsec_nanos())
 }
