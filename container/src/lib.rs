@@ -45,6 +45,40 @@ pub fn go_io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// Go's `time.Duration.String`: `0s`, `1.5s`, `1m30s`, `1h0m0s`, `500ms`, `2µs`, `7ns`.
+pub fn go_duration(ns: i64) -> String {
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    // A fraction with its trailing zeros cut: `5` of 1000 is `.005`.
+    let frac = |v: u64, digits: u32| -> String {
+        let f = format!("{v:0width$}", width = digits as usize);
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            String::new()
+        } else {
+            format!(".{f}")
+        }
+    };
+    let text = if u == 0 {
+        "0s".to_string()
+    } else if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        format!("{}{}µs", u / 1_000, frac(u % 1_000, 3))
+    } else if u < 1_000_000_000 {
+        format!("{}{}ms", u / 1_000_000, frac(u % 1_000_000, 6))
+    } else {
+        let secs = u / 1_000_000_000;
+        let s = format!("{}{}s", secs % 60, frac(u % 1_000_000_000, 9));
+        match (secs / 3600, secs / 60 % 60) {
+            (0, 0) => s,
+            (0, m) => format!("{m}m{s}"),
+            (h, m) => format!("{h}h{m}m{s}"),
+        }
+    };
+    if neg { format!("-{text}") } else { text }
+}
+
 /// A JSON file of lb's read as `T`: none when it is missing, [`Error::Corrupt`] when it
 /// does not parse (a network's or a volume's definition).
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(f: &std::path::Path) -> Result<Option<T>> {

@@ -411,7 +411,7 @@ mod tests {
             (3_600_000_000_000, "1h0m0s"),
             (-5_000_000_000, "-5s"),
         ] {
-            assert_eq!(go_duration(ns), want);
+            assert_eq!(lb_container::go_duration(ns), want);
         }
         let c = serde_json::json!({"Config": {"Healthcheck": {"Interval": 30_000_000_000i64}}});
         assert_eq!(render("{{.Config.Healthcheck.Interval}}", c.clone()), "30s");

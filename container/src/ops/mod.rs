@@ -40,7 +40,7 @@ pub use copy::{ExtractOptions, PathStat};
 pub(crate) use create::random_id;
 pub use create::{CreateOptions, Created, create, image_run_config, now};
 pub use exec::ExecOptions;
-pub use handoff::monitor_from_handoff;
+pub use handoff::{monitor_from_handoff, probe_from_handoff};
 pub use inspect::{ContainerInspect, MountPoint};
 pub use list::list;
 pub use logs::LogsOptions;

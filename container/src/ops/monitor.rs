@@ -284,7 +284,7 @@ impl Container<'_> {
                             h,
                             dir,
                             probing,
-                            |cmd, t| self.probe(cmd, t),
+                            |cmd, t| self.probe_apart(cmd, t),
                             release_code_pages,
                         )
                     });
@@ -449,7 +449,7 @@ impl Container<'_> {
     /// One healthcheck probe: `command` exec'd in the container with the container's user
     /// and confinement; its exit code (-1 when it could not run or ran past `timeout`,
     /// then killed) and the first 4 KiB of its output.
-    fn probe(&self, command: &[String], timeout: std::time::Duration) -> (i32, String) {
+    pub(super) fn probe(&self, command: &[String], timeout: std::time::Duration) -> (i32, String) {
         let opts = crate::ops::ExecOptions {
             command: command.to_vec(),
             ..Default::default()
@@ -489,7 +489,10 @@ impl Container<'_> {
                     let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
                     return (
                         -1,
-                        format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()),
+                        format!(
+                            "Health check exceeded timeout ({})",
+                            crate::go_duration(timeout.as_nanos() as i64)
+                        ),
                     );
                 }
                 Err(_) => break -1,
