@@ -256,55 +256,22 @@ fn a_foreground_run_is_logged_as_docker() {
     let Some((env, docker)) = both() else { return };
     let tools: [&dyn Tool; 2] = [&docker, &env];
     let mut seen = Vec::new();
+    let both_streams = "echo out1; echo err1 >&2; echo out2";
+    // Plain; -a stdout (stderr not shown, but logged); a terminal (one stream, \r\n kept).
+    let runs: [(&str, &[&str], &str); 3] = [
+        ("fg", &[], both_streams),
+        ("fga", &["-a", "stdout"], both_streams),
+        ("fgt", &["-t"], "echo a; echo b >&2"),
+    ];
     for t in tools {
-        let script = "echo out1; echo err1 >&2; echo out2";
-        let o = t.run(&[
-            "run",
-            "--name",
-            "fg",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            script,
-        ]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
-        let o = t.run(&["logs", "fg"]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
-        // -a stdout: stderr is not shown, but logged.
-        let o = t.run(&[
-            "run",
-            "-a",
-            "stdout",
-            "--name",
-            "fga",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            script,
-        ]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
-        let o = t.run(&["logs", "fga"]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
-        // A terminal: one stream, its \r\n kept.
-        let o = t.run(&[
-            "run",
-            "-t",
-            "--name",
-            "fgt",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo a; echo b >&2",
-        ]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
-        let o = t.run(&["logs", "fgt"]);
-        seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        for (name, opts, script) in runs {
+            let mut args = vec!["run", "--name", name, "--network", "none"];
+            args.extend_from_slice(opts);
+            args.extend_from_slice(&["busybox", "sh", "-c", script]);
+            for o in [t.run(&args), t.run(&["logs", name])] {
+                seen.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+            }
+        }
     }
     let (d, l) = seen.split_at(seen.len() / 2);
     assert_eq!(d, l, "docker's, then lb's");
