@@ -8,6 +8,13 @@
 # build <= 0.7; every other row by its mode.
 # Cases: ../shared/peers/dockerfiles/{small,multistage,bigfiles} and ctx10k (made here: FROM the
 # busybox base, `COPY . /ctx/`, `RUN find /ctx | wc -l`, 10,000 files of ~100 bytes in 40 dirs).
+# Real-world multi-stage cases (benches/build_cases/, cold only, the builder issue's target
+# lb/BuildKit <= 0.7): overlap (a final stage's `sleep 1` beside the `sleep 1` of the stage it
+# copies from later: ~1 s when steps, not stages, are scheduled), aptstages (apt-get install in
+# two stages), compile (gcc from apt, a static binary copied into a busybox stage), pipsecret (pip
+# through the HTTPS proxy, its CA as a build secret). All but overlap need the Debian base
+# (../shared/peers/make-base.sh debian, made if missing: a few minutes) and apt/PyPI through the
+# machine's proxy. Knob: REAL_CASES ("overlap aptstages compile pipsecret"; "" for none).
 # Modes, as ../shared/peers/bench-peers.sh: cold (--no-cache), cached (unchanged rebuild), edit
 # (one COPY'd file is rewritten with new content before each run: small/edit.txt,
 # multistage/a.txt, bigfiles/stamp.txt, ctx10k/edit.txt). Timed interleaved (benches/interleave.py:
@@ -34,6 +41,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 peers=${PEERS:-$here/../shared/peers}
 runs=${RUNS:-5}
 cases=${CASES:-small multistage bigfiles ctx10k}
+real_cases=${REAL_CASES-overlap aptstages compile pipsecret}
 out=${OUT:-/tmp/lb-bench/build_vs_buildkit}
 D=/usr/bin/docker
 
@@ -91,9 +99,21 @@ if [ -n "$lbold" ]; then
     lbbase/busybox:latest >/dev/null
 fi
 
-# Contexts: the peers' cases, and ctx10k.
+if [ -n "$(echo "$real_cases" | tr ' ' '\n' | grep -v '^overlap$' | grep .)" ]; then
+  debian=${OUT_PEERS:-/tmp/lb-peers}/debian-rootfs.tar
+  [ -f "$debian" ] || OUT=$(dirname "$debian") "$peers/make-base.sh" debian >/dev/null
+  $D import --change "$envpath" "$debian" lbbase/debian:bookworm >/dev/null
+  "$lb" --root "$store" import -c "$envpath" "$debian" lbbase/debian:bookworm >/dev/null
+  [ -z "$lbold" ] || "$lbold" --root "$tmp/store-old" import -c "$envpath" "$debian" \
+    lbbase/debian:bookworm >/dev/null
+fi
+# pipsecret's build secret: the system trust store, which holds the proxy's CA.
+secret="--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt"
+
+# Contexts: the peers' cases, ctx10k and the real-world cases.
 ctx=$tmp/ctx
 cp -r "$peers/dockerfiles" "$ctx"
+cp -r "$here/benches/build_cases/." "$ctx/"
 mkdir -p "$ctx/ctx10k"
 printf 'FROM lbbase/busybox:latest\nCOPY . /ctx/\nRUN find /ctx | wc -l\n' >"$ctx/ctx10k/Dockerfile"
 python3 - "$ctx/ctx10k" <<'PY'
@@ -154,9 +174,12 @@ for t in $cases; do
   timed "$t" cached "" ""
   timed "$t" edit "" "date +%s%N > $ctx/$t/${edit[$t]}"
 done
+for t in $real_cases; do
+  timed "$t" cold "--no-cache $secret" ""
+done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/medians.tsv"
 
-python3 - "$out/medians.tsv" "$cases" <<'PY' | tee "$out/summary.md"
+python3 - "$out/medians.tsv" "$cases" "$real_cases" <<'PY' | tee "$out/summary.md"
 import sys
 m = {}
 for line in open(sys.argv[1]):
@@ -180,18 +203,27 @@ for t in sys.argv[2].split():
         except ValueError:
             rs, ok = "-", "-"
         print(f"| {t} | {c} | {d} | {l} | {rs} | {tg} | {ok} |")
+for t in sys.argv[3].split():
+    d, l = m.get(f"docker-{t}-cold", "-"), m.get(f"lb-{t}-cold", "-")
+    try:
+        r = float(l) / float(d)
+        rs, ok = f"{r:.2f}", ("yes" if r <= 0.7 else "NO")
+    except ValueError:
+        rs, ok = "-", "-"
+    print(f"| {t} | cold | {d} | {l} | {rs} | 0.7 | {ok} |")
 if any(k.startswith("lbold-") for k in m):
     print()
     print("| case | mode | lbold/BuildKit | lb/BuildKit | lb/lbold |")
     print("|---|---|---|---|---|")
-    for t in sys.argv[2].split():
-        for c in ["cold", "cached", "edit"]:
-            d, o, l = (m.get(f"{x}-{t}-{c}", "-") for x in ("docker", "lbold", "lb"))
-            try:
-                row = f"{float(o) / float(d):.2f} | {float(l) / float(d):.2f} | {float(l) / float(o):.3f}"
-            except ValueError:
-                row = "- | - | -"
-            print(f"| {t} | {c} | {row} |")
+    rows = [(t, c) for t in sys.argv[2].split() for c in ["cold", "cached", "edit"]]
+    rows += [(t, "cold") for t in sys.argv[3].split()]
+    for t, c in rows:
+        d, o, l = (m.get(f"{x}-{t}-{c}", "-") for x in ("docker", "lbold", "lb"))
+        try:
+            row = f"{float(o) / float(d):.2f} | {float(l) / float(d):.2f} | {float(l) / float(o):.3f}"
+        except ValueError:
+            row = "- | - | -"
+        print(f"| {t} | {c} | {row} |")
 if any(k.startswith("lbhost-") for k in m):
     print()
     print("| case | mode | lb --network host s | lb (RUN isolated) s | isolated/host |")

@@ -53,6 +53,10 @@ pub struct BuildArgs {
     /// Extra privileges for the build: network.host (`RUN --network=host` in the Dockerfile)
     #[arg(long = "allow")]
     allow: Vec<String>,
+    /// Run at most N steps at once (RUN processes, COPY copies and their commits); steps
+    /// waiting for another stage never count. Default 0: no limit, as BuildKit
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    jobs: usize,
     /// Progress output: auto, plain, tty or quiet
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -426,6 +430,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
         pull: args.pull,
+        jobs: Some(args.jobs).filter(|n| *n > 0),
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -2,7 +2,8 @@
 //! 20.10 (Debian 12's `docker.io`) can build is built by both, and the results must agree
 //! on the flattened file tree (type, mode, owner, size, content, link target; mtimes aside)
 //! and on the image config fields a user sees (Env, Cmd, Entrypoint, WorkingDir, User,
-//! ExposedPorts, Labels, Volumes, StopSignal, Shell, Healthcheck, OnBuild).
+//! ExposedPorts, Labels, Volumes, StopSignal, Shell, Healthcheck, OnBuild), and on how
+//! their plain progress numbers the steps (`[stage k/n] INSTRUCTION`).
 //!
 //! The test runs its own dockerd (no bridge, no iptables, a data root of its own that it
 //! removes) and loads the same busybox base into both as `busybox`.
@@ -165,6 +166,22 @@ fn fields(config: &Value) -> BTreeMap<&'static str, Value> {
         .collect()
 }
 
+/// The steps a plain progress names, as `[stage k/n] KEYWORD` (BuildKit names a FROM's
+/// image in full, `docker.io/library/busybox`: the keyword is compared, not the words).
+fn step_names(progress: &str) -> std::collections::BTreeSet<String> {
+    progress
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('#')?.split_once(' ')?.1;
+            let (label, text) = rest.strip_prefix('[')?.split_once("] ")?;
+            (label != "internal").then(|| {
+                let keyword = text.split_whitespace().next().unwrap_or("");
+                format!("[{label}] {keyword}")
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn testdata_cases_build_as_docker_builds_them() {
     let Some(env) = setup() else { return };
@@ -198,11 +215,19 @@ fn testdata_cases_build_as_docker_builds_them() {
             .collect();
         let out_tar = |t: &PathBuf| format!("type=tar,dest={}", t.display());
 
-        // docker: the image (for its config), then the same build as a flat tar (cached).
-        let mut args: Vec<&str> = vec!["build", "-q", "--network", "host", "-t", &tag];
+        // docker: the image (for its config, and its progress for the steps' names), then
+        // the same build as a flat tar (cached).
+        let mut args: Vec<&str> = vec!["build", "--progress", "plain", "--network", "host"];
+        args.extend(["-t", &tag]);
         args.extend(opts.iter().map(String::as_str));
         args.push(ctx);
-        docker.ok(&args);
+        let out = docker.cmd(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker build {name}: {}",
+            text(&out.stderr)
+        );
+        let docker_steps = step_names(&text(&out.stderr));
         let docker_out = out_tar(&tars[0]);
         let mut args: Vec<&str> = vec!["build", "-q", "--network", "host", "-o", &docker_out];
         args.extend(opts.iter().map(String::as_str));
@@ -212,11 +237,32 @@ fn testdata_cases_build_as_docker_builds_them() {
         let docker_config = fields(&inspect[0]["Config"]);
 
         // lb: the same two builds.
-        let mut args: Vec<&str> = vec!["-t", &tag];
+        let mut args: Vec<&str> = vec!["--progress", "plain", "-t", &tag];
         args.extend(opts.iter().map(String::as_str));
         args.push(ctx);
         let (code, id, log) = build(&env, &args);
         assert_eq!(code, 0, "lb build {name}: {log}");
+        // The steps as numbered: the same `[stage k/n] INSTRUCTION`s (BuildKit also shows
+        // a WORKDIR whose directory is there; lb has no step to show for it).
+        let lb_steps = step_names(&log);
+        // A FROM is one step for all the stages on one image, named after any of them.
+        let froms = |steps: &std::collections::BTreeSet<String>| {
+            steps.iter().filter(|s| s.ends_with("] FROM")).count()
+        };
+        if froms(&docker_steps) != froms(&lb_steps) {
+            report.push(format!(
+                "{name}: FROM steps: docker {docker_steps:?}, lb {lb_steps:?}"
+            ));
+        }
+        for step in docker_steps.symmetric_difference(&lb_steps) {
+            let docker_only_workdir = docker_steps.contains(step) && step.ends_with("] WORKDIR");
+            if !docker_only_workdir && !step.ends_with("] FROM") {
+                report.push(format!(
+                    "{name}: step {step:?} only in {}'s progress: docker {docker_steps:?}, lb {lb_steps:?}",
+                    if lb_steps.contains(step) { "lb" } else { "docker" }
+                ));
+            }
+        }
         let lb_out = out_tar(&tars[1]);
         let mut args: Vec<&str> = vec!["-o", &lb_out];
         args.extend(opts.iter().map(String::as_str));

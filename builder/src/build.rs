@@ -7,8 +7,8 @@
 //! steps only change the config and the history.
 //!
 //! Here: the public API (options, the caller's traits, progress events, `build`, reaping
-//! killed builds, writing a file system as one tar) and the driver running stages level by
-//! level. A stage's state is in `state`, a stage's steps in `stage` (ARG, metadata, ONBUILD;
+//! killed builds, writing a file system as one tar) and the driver starting every needed
+//! stage at once (`schedule`: steps wait only for the stages they read). A stage's state is in `state`, a stage's steps in `stage` (ARG, metadata, ONBUILD;
 //! RUN in `run`, COPY/ADD/WORKDIR in `files`), the cache lookup and the commit of a layer in
 //! `layer`, the build's snapshots (the store's `Snapshotter`, on any driver) in
 //! `snapshots`.
@@ -35,6 +35,7 @@ use crate::plan::{Base, Plan, Stage, plan};
 mod files;
 mod layer;
 mod run;
+mod schedule;
 mod snapshots;
 mod stage;
 mod state;
@@ -68,6 +69,9 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
     /// `--pull`: images named in FROM and `--from` are fetched again even when stored.
     pub pull: bool,
+    /// `--jobs`: at most this many steps do work at once (None or 0: no limit, as
+    /// BuildKit; steps waiting for another stage never count).
+    pub jobs: Option<usize>,
 }
 
 /// Why a caller's [`ImageSource`] or [`RunNetwork`] failed: its own error, causes and all.
@@ -144,6 +148,8 @@ struct Builder<'a> {
     urls: Option<&'a dyn crate::fetch::UrlSource>,
     /// The build's active snapshots and views, on the store's driver.
     snapshots: snapshots::StepSnapshots,
+    /// Which stages are built, which keys made, the jobs taken, the first failure.
+    schedule: schedule::Schedule,
 }
 
 /// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
@@ -159,6 +165,7 @@ pub fn build(
     urls: Option<&dyn crate::fetch::UrlSource>,
 ) -> Result<Image, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
+    let (plan_stages, plan_needed) = (plan.stages.len(), plan.needed.clone());
     reap_killed_builds();
     // Unnamed blobs of the build are safe from a concurrent prune until the image is named.
     let _writing = store.writing().map_err(store_err)?;
@@ -204,44 +211,40 @@ pub fn build(
         network,
         urls,
         snapshots: snapshots::StepSnapshots::new(store),
+        schedule: schedule::Schedule::new(plan_stages, &plan_needed, opts.jobs),
     };
-    let results: Mutex<Vec<Option<StageState>>> = Mutex::new(vec![None; b.plan.stages.len()]);
-    for level in &b.plan.levels {
-        let outcome: Vec<Result<(), BuildError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = level
-                .iter()
-                .map(|&i| {
-                    let (b, results) = (&b, &results);
-                    s.spawn(move || {
-                        let state = b.build_stage(&b.plan.stages[i], results)?;
-                        results.lock().expect("results")[i] = Some(state);
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|p| {
-                        // A bug, never an expected failure: said as such, with what it said.
+    // Every stage the target needs starts now; a step reading another stage waits for
+    // it (`schedule`).
+    std::thread::scope(|s| {
+        for &i in &b.plan.needed {
+            let b = &b;
+            s.spawn(move || {
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    b.build_stage(&b.plan.stages[i])
+                }));
+                match built {
+                    Ok(Ok(state)) => b.schedule.finished(i, state),
+                    Ok(Err(e)) => b.schedule.fail(e),
+                    // A bug, never an expected failure: said as such, with what it said.
+                    Err(p) => {
                         let what = p
                             .downcast_ref::<&str>()
                             .map(|s| s.to_string())
                             .or_else(|| p.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        Err(BuildError::new(ErrorKind::Panicked(what)))
-                    })
-                })
-                .collect()
-        });
-        if let Some(Err(e)) = outcome.into_iter().find(Result::is_err) {
-            b.digests.save();
-            return Err(e);
+                        b.schedule.fail(BuildError::new(ErrorKind::Panicked(what)));
+                    }
+                }
+            });
         }
-    }
+    });
     b.digests.save();
-    let mut state = results.lock().expect("results")[b.plan.target]
-        .take()
+    if let Some(e) = b.schedule.take_failure() {
+        return Err(e);
+    }
+    let mut state = b
+        .schedule
+        .take(b.plan.target)
         .expect("the target stage was built");
     for (k, v) in &opts.labels {
         let labels = state.config["config"]

@@ -101,6 +101,9 @@ pub enum ErrorKind {
     /// The build context's `.dockerignore` could not be read, or has a bad pattern.
     #[error(transparent)]
     Context(IgnoreError),
+    /// Another step of the build failed first: this one stopped (never the build's error).
+    #[error("canceled: another step of the build failed")]
+    Canceled,
     /// A stage's thread panicked: a bug, said as such with what it said.
     #[error("internal error: a stage's thread panicked: {0}")]
     Panicked(String),

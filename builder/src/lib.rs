@@ -7,8 +7,8 @@
 //! - `config`: how metadata instructions (ENV, LABEL, EXPOSE, VOLUME, USER, WORKDIR, CMD,
 //!   ENTRYPOINT, SHELL, STOPSIGNAL, HEALTHCHECK, ONBUILD, MAINTAINER) change an image
 //!   config; also `lb commit --change` and `lb import --change`.
-//! - `plan`: the stages as a DAG, the ones the target needs, in parallel levels.
-//! - `build`: runs a plan: cache keys, RUN in the runtime, COPY/ADD (`copy`) into a fresh
+//! - `plan`: the stages as a DAG, and the ones the target needs.
+//! - `build`: runs a plan, step by step as their inputs are ready: cache keys, RUN in the runtime, COPY/ADD (`copy`) into a fresh
 //!   upper dir, layers and images in the store, progress as events.
 //! - `cache_key`: the steps' cache keys, typed, and their digests made in one place.
 //! - `digests`: the content digests of files builds read, remembered by their stat.

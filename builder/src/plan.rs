@@ -1,7 +1,7 @@
 //! The build graph: a Dockerfile's stages, what each is built on (an image, `scratch` or an
 //! earlier stage) and what else it reads (`COPY --from`, `RUN --mount from=`), as a DAG
-//! (petgraph). Only the stages the target needs are built; stages whose inputs are ready
-//! run at the same time ([`Plan::levels`]), the steps of one stage in order.
+//! (petgraph). Only the stages the target needs are built ([`Plan::needed`]); the build
+//! runs them all at once, each step waiting only for the stages it reads.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,11 +47,16 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// The stage whose result is the image.
     pub target: usize,
-    /// The stages to build, grouped so that each group only needs earlier groups: the
-    /// stages of one group can be built at the same time.
-    pub levels: Vec<Vec<usize>>,
+    /// The stages to build: the target and what it reads, directly or not, in order.
+    pub needed: Vec<usize>,
     /// The global ARGs (before the first FROM) with their values after `--build-arg`.
     pub meta_args: Vec<(String, String)>,
+    /// The Dockerfile's escape character (`# escape=`).
+    pub escape: char,
+    /// Whether BuildKit would see one stage alone: no step reads an image (`COPY --from`,
+    /// `RUN --mount from=`) or has a cache mount with no `from` (each a hidden stage of
+    /// BuildKit's, on an image or on scratch). Its steps are then named without a stage.
+    pub single_stage: bool,
 }
 
 /// The build arguments every build defines (BuildKit's automatic platform ARGs).
@@ -103,6 +108,7 @@ pub fn plan(
     }
 
     let mut stages: Vec<Stage> = Vec::new();
+    let mut hidden_stages = 0;
     // Stage names (lower-cased) to indexes: a lookup per FROM and `--from` costs the same
     // however many stages came before.
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -151,8 +157,15 @@ pub fn plan(
                             ),
                         ));
                     }
-                    None => {} // an image, read as it is
+                    None => hidden_stages += 1, // an image, read as it is
                 }
+            }
+            if let Command::Run(r) = &step.command {
+                hidden_stages += r
+                    .mounts
+                    .iter()
+                    .filter(|m| m.kind == lb_parser::MountType::Cache && m.from.is_none())
+                    .count();
             }
         }
         deps.sort_unstable();
@@ -182,12 +195,15 @@ pub fn plan(
             )))
         })?,
     };
-    let levels = levels(&stages, target);
+    let needed = needed(&stages, target);
+    let single_stage = stages.len() == 1 && hidden_stages == 0;
     Ok(Plan {
         stages,
         target,
-        levels,
+        needed,
         meta_args,
+        escape: df.escape,
+        single_stage,
     })
 }
 
@@ -210,46 +226,24 @@ fn step_sources(step: &Instruction) -> Vec<String> {
     }
 }
 
-/// The stages `target` needs, in groups that depend only on earlier groups.
-fn levels(stages: &[Stage], target: usize) -> Vec<Vec<usize>> {
+/// The stages `target` needs: what it reaches backwards through bases and `--from`s
+/// (a DAG, as petgraph checks: dependencies point to earlier stages only).
+fn needed(stages: &[Stage], target: usize) -> Vec<usize> {
     let mut g: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<NodeIndex> = stages.iter().map(|s| g.add_node(s.index)).collect();
     for s in stages {
         for d in &s.deps {
-            g.add_edge(nodes[*d], nodes[s.index], ());
+            g.add_edge(nodes[s.index], nodes[*d], ());
         }
     }
-    // What the target reaches backwards.
-    let mut needed = vec![false; stages.len()];
-    let mut stack = vec![target];
-    while let Some(i) = stack.pop() {
-        if !needed[i] {
-            needed[i] = true;
-            stack.extend(&stages[i].deps);
-        }
+    debug_assert!(!petgraph::algo::is_cyclic_directed(&g));
+    let mut needed: Vec<usize> = Vec::new();
+    let mut dfs = petgraph::visit::Dfs::new(&g, nodes[target]);
+    while let Some(n) = dfs.next(&g) {
+        needed.push(g[n]);
     }
-    // Deps always point to earlier stages, so one pass in index order gives each stage
-    // its depth: one more than its deepest dependency.
-    let order = petgraph::algo::toposort(&g, None).expect("stage dependencies point backwards");
-    let mut depth = vec![0usize; stages.len()];
-    for n in order {
-        let i = g[n];
-        depth[i] = stages[i]
-            .deps
-            .iter()
-            .map(|d| depth[*d] + 1)
-            .max()
-            .unwrap_or(0);
-    }
-    let mut levels: Vec<Vec<usize>> = Vec::new();
-    for i in (0..stages.len()).filter(|i| needed[*i]) {
-        if levels.len() <= depth[i] {
-            levels.resize(depth[i] + 1, Vec::new());
-        }
-        levels[depth[i]].push(i);
-    }
-    levels.retain(|l| !l.is_empty());
-    levels
+    needed.sort_unstable();
+    needed
 }
 
 #[cfg(test)]
@@ -265,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn independent_stages_share_a_level_and_unneeded_ones_are_skipped() {
+    fn the_target_needs_what_it_reads_and_unneeded_stages_are_skipped() {
         let p = plan_of(
             "FROM busybox AS a\nRUN a\nFROM busybox AS b\nRUN b\nFROM busybox AS unused\n\
              FROM a AS c\nCOPY --from=b /x /x\nCOPY --from=other:image /y /y\n",
@@ -273,12 +267,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.target, 3);
-        assert_eq!(p.levels, vec![vec![0, 1], vec![3]]);
+        assert_eq!(p.needed, vec![0, 1, 3]);
         assert_eq!(p.stages[3].base, Base::Stage(0));
         assert_eq!(p.stages[3].deps, vec![0, 1]);
         // --target picks a stage; what it does not need is not built.
         let p = plan_of("FROM scratch AS one\nFROM busybox AS two\n", Some("ONE")).unwrap();
-        assert_eq!((p.target, p.levels.clone()), (0, vec![vec![0]]));
+        assert_eq!((p.target, p.needed.clone()), (0, vec![0]));
         assert_eq!(p.stages[0].base, Base::Scratch);
     }
 

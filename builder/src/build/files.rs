@@ -10,7 +10,7 @@ impl Builder<'_> {
         &self,
         mut state: StageState,
         ins: &Instruction,
-        name: &str,
+        name: Option<&str>,
         key: Digest,
         created_by: String,
     ) -> Result<StageState, BuildError> {
@@ -37,6 +37,7 @@ impl Builder<'_> {
             return Ok(state);
         }
         let v = self.next_vertex();
+        let name = name.unwrap_or_else(|| ins.original.trim());
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
         // Made as the stage's USER, as BuildKit does.

@@ -28,7 +28,8 @@ impl Builder<'_> {
         self.store.write_image(&config, &state.layers, &[])
     }
 
-    /// Looks `key` up; on a hit the state becomes the recorded image's.
+    /// Looks `key` up, in the store's cache and among the steps of this build; on a hit
+    /// the state becomes the recorded image's.
     pub(super) fn cached(
         &self,
         state: &StageState,
@@ -38,6 +39,14 @@ impl Builder<'_> {
             None
         } else {
             self.store.cache_get(&key)
+        };
+        // A miss: another step of this build may have made (or be making) the same.
+        let image = match image {
+            Some(image) => Some(image),
+            None => match self.schedule.claim(&key)? {
+                schedule::Claim::Run => None,
+                schedule::Claim::Made(image) => Some(*image),
+            },
         };
         let Some(image) = image else {
             // Steps will run: RUN steps after this one will want namespaces.
@@ -104,6 +113,7 @@ impl Builder<'_> {
             }
         }
         self.store.cache_put(&key, &image).map_err(store_err)?;
+        self.schedule.made(&key, &image);
         state.layers = image.manifest.layers().clone();
         state.image = Some(image);
         state.key = key;
@@ -166,6 +176,8 @@ impl Builder<'_> {
         // Not an active snapshot: on vfs, preparing one copies the stage's whole tree, which
         // a COPY of a few files would pay every time (see `snapshots`). The snapshotter
         // keeps this directory as the snapshot where it keeps layers so.
+        // Held to the step's end, its commit included (`--jobs`).
+        let _job = self.schedule.job()?;
         let dir = self.run_step_dir()?;
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)

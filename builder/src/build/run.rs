@@ -99,7 +99,7 @@ impl Builder<'_> {
         ins: &Instruction,
         run: &lb_parser::Run,
         name: &str,
-        results: &Mutex<Vec<Option<StageState>>>,
+        reader: usize,
     ) -> Result<StageState, BuildError> {
         // What reaches the key is read from the instruction through these only.
         let run = &RunInputs::of(run);
@@ -154,7 +154,7 @@ impl Builder<'_> {
         };
         let prepared = match (&early_dir, &image_view) {
             (Some(dir), Some(view)) => {
-                self.run_mounts(&state, ins, run, dir, &cwd, view, results)?
+                self.run_mounts(&state, ins, run, dir, &cwd, view, reader)?
             }
             _ => crate::mounts::Prepared::default(),
         };
@@ -182,6 +182,8 @@ impl Builder<'_> {
             }
             return Ok(hit);
         }
+        // Held to the step's end, its commit included (`--jobs`).
+        let _job = self.schedule.job()?;
         let dir = match early_dir {
             Some(dir) => dir,
             None => self.run_step_dir()?,
@@ -310,7 +312,7 @@ impl Builder<'_> {
         dir: &Path,
         cwd: &str,
         lower_view: &Path,
-        results: &Mutex<Vec<Option<StageState>>>,
+        reader: usize,
     ) -> Result<crate::mounts::Prepared, BuildError> {
         let lex = Lexer::new('\\');
         let scope = state.scope();
@@ -328,7 +330,7 @@ impl Builder<'_> {
                     self.opts.context.clone(),
                     self.context.clone(),
                 )),
-                Some(f) => match self.source_image(f, results)? {
+                Some(f) => match self.source_image(f, reader)? {
                     copy::Source::Image(image, key) => {
                         let view = self.view(Some(&image)).map_err(|e| e.kind)?;
                         Ok(crate::mounts::MountSource::Image(view, key))
@@ -403,6 +405,11 @@ impl Builder<'_> {
         let started = lb_runtime::start(&launch);
         // The container holds its ends of the pipe now: ours would keep it open.
         drop(launch);
+        // Killed if another step fails while it runs.
+        let _tracked = started
+            .as_ref()
+            .ok()
+            .map(|c| self.schedule.process(c.pid()));
         let tail = Mutex::new(std::collections::VecDeque::<String>::new());
         let code = std::thread::scope(|s| {
             let reader = s.spawn(|| {

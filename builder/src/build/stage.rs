@@ -6,11 +6,7 @@
 use super::*;
 
 impl Builder<'_> {
-    pub(super) fn base_state(
-        &self,
-        stage: &Stage,
-        results: &Mutex<Vec<Option<StageState>>>,
-    ) -> Result<StageState, BuildError> {
+    pub(super) fn base_state(&self, stage: &Stage) -> Result<StageState, BuildError> {
         match &stage.base {
             Base::Scratch => {
                 let (os, arch) = lb_layerstore::host_platform();
@@ -54,9 +50,10 @@ impl Builder<'_> {
             Base::Stage(i) => {
                 // A stage built on another keeps its ARGs (BuildKit copies them), but did
                 // not set CMD itself.
-                let mut s = results.lock().expect("results")[*i]
-                    .clone()
-                    .expect("a stage's base is built before it");
+                let mut s = self
+                    .built_stage(*i, stage.index)
+                    .map_err(|e| BuildError::at(&stage.from, e))?
+                    .expect("a stage's base is an earlier stage");
                 s.run.new_stage();
                 Ok(s)
             }
@@ -99,38 +96,41 @@ impl Builder<'_> {
         })
     }
 
-    pub(super) fn build_stage(
-        &self,
-        stage: &Stage,
-        results: &Mutex<Vec<Option<StageState>>>,
-    ) -> Result<StageState, BuildError> {
-        let total = stage.steps.len() + 1;
-        let label = |k: usize, ins: &Instruction| {
-            format!(
-                "[{} {k}/{total}] {}",
-                stage.display_name(),
-                ins.original.trim()
-            )
+    /// Builds `stage`, from its base through its steps.
+    pub(super) fn build_stage(&self, stage: &Stage) -> Result<StageState, BuildError> {
+        let mut names = StepNames::new(stage, self.plan.single_stage);
+        // BuildKit makes a vertex of the base only when it is an image to get.
+        // BuildKit makes a vertex of the base only when it is an image to get, and one for
+        // all the stages on the same image: shown once, by the first stage to get it.
+        let mut state = if let Base::Image(image) = &stage.base {
+            let name = names.next(stage.from.original.trim());
+            let image = Reference::parse(image).map_or_else(|_| image.clone(), |r| r.to_string());
+            if self.schedule.first_to_show(image) {
+                let v = self.next_vertex();
+                let t = Instant::now();
+                self.progress.event(Event::Start {
+                    vertex: v,
+                    name: &name,
+                });
+                let state = self.base_state(stage)?;
+                self.progress.event(Event::Done {
+                    vertex: v,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+                state
+            } else {
+                self.base_state(stage)?
+            }
+        } else {
+            self.base_state(stage)?
         };
-        let v = self.next_vertex();
-        let t = Instant::now();
-        self.progress.event(Event::Start {
-            vertex: v,
-            name: &label(1, &stage.from),
-        });
-        let mut state = self.base_state(stage, results)?;
         state.no_cache = self.opts.no_cache_stages.iter().any(|f| {
             stage.name.as_deref() == Some(f.to_lowercase().as_str())
                 || f.parse::<usize>() == Ok(stage.index)
         });
-        self.progress.event(Event::Done {
-            vertex: v,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        state = self.onbuild(state, stage, results)?;
-        for (k, ins) in stage.steps.iter().enumerate() {
-            let name = label(k + 2, ins);
-            state = self.step(state, ins, &name, results)?;
+        state = self.onbuild(state, stage, &mut names)?;
+        for ins in &stage.steps {
+            state = self.step(state, ins, &mut names, stage.index)?;
         }
         // Stages that build on it or copy from it read its files through an image: a
         // stage with no layer step (scratch and metadata only) has none yet.
@@ -138,6 +138,28 @@ impl Builder<'_> {
             state.image = Some(self.write(&state).map_err(store_err)?);
         }
         Ok(state)
+    }
+
+    /// Stage `i` as built, for a step of stage `reader`: waited for while it builds; an
+    /// earlier stage the plan did not include (an ONBUILD trigger's source) built now.
+    /// None for a stage no step before can read.
+    pub(super) fn built_stage(
+        &self,
+        i: usize,
+        reader: usize,
+    ) -> Result<Option<StageState>, ErrorKind> {
+        self.schedule
+            .stage(i, reader, || self.build_stage(&self.plan.stages[i]))
+            .map_err(|e| {
+                // A failure of the stage built here is the build's, at its own line;
+                // this step was only waiting for it.
+                if matches!(e.kind, ErrorKind::Canceled) {
+                    e.kind
+                } else {
+                    self.schedule.fail(e);
+                    ErrorKind::Canceled
+                }
+            })
     }
 
     pub(super) fn history(&self, state: &mut StageState, created_by: String, empty_layer: bool) {
@@ -155,9 +177,11 @@ impl Builder<'_> {
         &self,
         mut state: StageState,
         ins: &Instruction,
-        name: &str,
-        results: &Mutex<Vec<Option<StageState>>>,
+        names: &mut StepNames,
+        reader: usize,
     ) -> Result<StageState, BuildError> {
+        // Another stage failed: this one stops here.
+        self.schedule.check()?;
         match &ins.command {
             Command::Arg(a) => {
                 for decl in &a.args {
@@ -204,16 +228,20 @@ impl Builder<'_> {
                 state.key = key;
                 Ok(state)
             }
-            Command::Run(run) => self.run_step(state, ins, run, name, results),
+            Command::Run(run) => {
+                let name = names.next(&self.shown(&state, ins));
+                self.run_step(state, ins, run, &name, reader)
+            }
             Command::Copy(c) => {
                 let inputs = CopyInputs::of_copy(c);
                 let from = match inputs.from {
                     None => copy::Source::Context(self.opts.context.clone()),
                     Some(f) => self
-                        .source_image(f, results)
-                        .map_err(|e| BuildError::at(ins, e.into()))?,
+                        .source_image(f, reader)
+                        .map_err(|e| BuildError::at(ins, e))?,
                 };
-                self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
+                let name = names.next(&self.shown(&state, ins));
+                self.copy_step(state, ins, &name, from, inputs.files, &inputs.flags)
             }
             Command::Add(a) => {
                 let inputs = CopyInputs::of_add(a);
@@ -229,7 +257,8 @@ impl Builder<'_> {
                     ));
                 }
                 let from = copy::Source::Context(self.opts.context.clone());
-                self.copy_step(state, ins, name, from, inputs.files, &inputs.flags)
+                let name = names.next(&self.shown(&state, ins));
+                self.copy_step(state, ins, &name, from, inputs.files, &inputs.flags)
             }
             _ => {
                 let applied = state
@@ -251,7 +280,10 @@ impl Builder<'_> {
                 }
                 .digest();
                 if let Command::Workdir(_) = ins.command {
-                    return self.workdir_step(state, ins, name, key, created_by);
+                    // BuildKit makes a directory (a vertex, numbered) for any but `/`.
+                    let name =
+                        (state.workdir() != "/").then(|| names.next(&self.shown(&state, ins)));
+                    return self.workdir_step(state, ins, name.as_deref(), key, created_by);
                 }
                 self.history(&mut state, created_by, true);
                 state.key = key;
@@ -260,13 +292,24 @@ impl Builder<'_> {
         }
     }
 
+    /// An instruction as BuildKit names its step: the variables in scope expanded, unset
+    /// ones and quotes left as written (its `processCmdEnv`); as written if that fails.
+    fn shown(&self, state: &StageState, ins: &Instruction) -> String {
+        let mut lex = Lexer::new(self.plan.escape);
+        lex.raw_quotes = true;
+        lex.skip_unset_env = true;
+        let text = ins.original.trim();
+        lex.process_word(text, &state.scope())
+            .unwrap_or_else(|_| text.to_string())
+    }
+
     /// ONBUILD: the base image's triggers run first, as instructions of this stage, and
     /// the stage's image does not pass them on.
     pub(super) fn onbuild(
         &self,
         mut state: StageState,
         stage: &Stage,
-        results: &Mutex<Vec<Option<StageState>>>,
+        names: &mut StepNames,
     ) -> Result<StageState, BuildError> {
         let triggers: Vec<String> = state
             .run
@@ -290,19 +333,21 @@ impl Builder<'_> {
                 // Errors point at the FROM that brought the trigger in.
                 ins.start_line = stage.from.start_line;
                 ins.end_line = stage.from.end_line;
-                let name = format!("[{} ONBUILD] {}", stage.display_name(), trigger.trim());
-                state = self.step(state, &ins, &name, results)?;
+                // Numbered on from the stage's steps, beyond their count, as BuildKit
+                // 0.8 numbers a trigger's steps.
+                state = self.step(state, &ins, names, stage.index)?;
             }
         }
         Ok(state)
     }
 
-    /// A `--from` value: a stage built before, or an image in the store.
+    /// A `--from` value read by a step of stage `reader`: a stage (waited for while it
+    /// builds), or an image in the store.
     pub(super) fn source_image(
         &self,
         from: &str,
-        results: &Mutex<Vec<Option<StageState>>>,
-    ) -> Result<copy::Source, ImageError> {
+        reader: usize,
+    ) -> Result<copy::Source, ErrorKind> {
         let stage = self
             .plan
             .stages
@@ -310,10 +355,10 @@ impl Builder<'_> {
             .position(|s| s.name.as_deref() == Some(from.to_lowercase().as_str()))
             .or_else(|| from.parse::<usize>().ok());
         if let Some(i) = stage {
-            let s = results.lock().expect("results")[i].clone().ok_or_else(|| {
-                ImageError::StageNotBuilt {
+            let s = self.built_stage(i, reader)?.ok_or_else(|| {
+                ErrorKind::from(ImageError::StageNotBuilt {
                     stage: from.to_string(),
-                }
+                })
             })?;
             let image = s.image.clone().expect("a built stage has its image");
             return Ok(copy::Source::Image(Box::new(image), s.key));
@@ -324,5 +369,51 @@ impl Builder<'_> {
         }
         .digest();
         Ok(copy::Source::Image(Box::new(image), key))
+    }
+}
+
+/// BuildKit's step names: `[stage k/n] INSTRUCTION`, where `n` counts the steps BuildKit
+/// makes numbered vertices of (a FROM of an image; RUN, COPY, ADD, WORKDIR) and `k` is
+/// this one's place among them (an ONBUILD trigger's steps are numbered on, past `n`, as
+/// BuildKit 0.8 does); `stage` is the `AS` name or `stage-N`, left out when BuildKit sees
+/// one stage alone ([`Plan::single_stage`]); no prefix at all when nothing is counted.
+pub(super) struct StepNames {
+    stage: Option<String>,
+    total: usize,
+    done: usize,
+}
+
+impl StepNames {
+    pub(super) fn new(stage: &Stage, only_stage: bool) -> StepNames {
+        let base = usize::from(matches!(stage.base, Base::Image(_)));
+        let steps = stage
+            .steps
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.command,
+                    Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_)
+                )
+            })
+            .count();
+        StepNames {
+            stage: (!only_stage).then(|| stage.display_name()),
+            total: base + steps,
+            done: 0,
+        }
+    }
+
+    /// The next numbered step's name.
+    pub(super) fn next(&mut self, text: &str) -> String {
+        if self.total == 0 {
+            return text.to_string();
+        }
+        self.done += 1;
+        // The index is padded to the total's width, as Go's `%*d`.
+        let width = self.total.to_string().len();
+        match &self.stage {
+            Some(s) => format!("[{s} {:>width$}/{}] {text}", self.done, self.total),
+            None => format!("[{:>width$}/{}] {text}", self.done, self.total),
+        }
     }
 }
