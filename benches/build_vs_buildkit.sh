@@ -8,8 +8,8 @@
 # build <= 0.7; every other row by its mode.
 # Cases: ../shared/peers/dockerfiles/{small,multistage,bigfiles} and ctx10k (made here: FROM the
 # busybox base, `COPY . /ctx/`, `RUN find /ctx | wc -l`, 10,000 files of ~100 bytes in 40 dirs).
-# Real-world multi-stage cases (benches/build_cases/, cold only, the builder issue's target
-# lb/BuildKit <= 0.7): overlap (a final stage's `sleep 1` beside the `sleep 1` of the stage it
+# Multi-stage cases (benches/build_cases/, cold only; the builder issue's target lb/BuildKit <= 0.7
+# on the real-world ones): overlap (a final stage's `sleep 1` beside the `sleep 1` of the stage it
 # copies from later: ~1 s when steps, not stages, are scheduled), aptstages (apt-get install in
 # two stages), compile (gcc from apt, a static binary copied into a busybox stage), pipsecret (pip
 # through the HTTPS proxy, its CA as a build secret). All but overlap need the Debian base
@@ -205,12 +205,15 @@ for t in sys.argv[2].split():
         print(f"| {t} | {c} | {d} | {l} | {rs} | {tg} | {ok} |")
 for t in sys.argv[3].split():
     d, l = m.get(f"docker-{t}-cold", "-"), m.get(f"lb-{t}-cold", "-")
+    # overlap's own bound: its two `sleep 1`s overlap (about 1 s, not 2), in seconds.
+    tg = "lb < 1.8 s" if t == "overlap" else 0.7
     try:
         r = float(l) / float(d)
-        rs, ok = f"{r:.2f}", ("yes" if r <= 0.7 else "NO")
+        good = float(l) < 1.8 if t == "overlap" else r <= 0.7
+        rs, ok = f"{r:.2f}", ("yes" if good else "NO")
     except ValueError:
         rs, ok = "-", "-"
-    print(f"| {t} | cold | {d} | {l} | {rs} | 0.7 | {ok} |")
+    print(f"| {t} | cold | {d} | {l} | {rs} | {tg} | {ok} |")
 if any(k.startswith("lbold-") for k in m):
     print()
     print("| case | mode | lbold/BuildKit | lb/BuildKit | lb/lbold |")

@@ -103,8 +103,21 @@ impl Builder<'_> {
         // BuildKit makes a vertex of the base only when it is an image to get, and one for
         // all the stages on the same image: shown once, by the first stage to get it.
         let mut state = if let Base::Image(image) = &stage.base {
-            let name = names.next(stage.from.original.trim());
-            let image = Reference::parse(image).map_or_else(|_| image.clone(), |r| r.to_string());
+            // BuildKit names it by the normalised reference, with no tag it was not given.
+            let (shown, image) = match Reference::parse(image) {
+                Ok(r) => {
+                    let tagged = image.rsplit('/').next().is_some_and(|l| l.contains(':'))
+                        || image.contains('@');
+                    let shown = if tagged {
+                        r.to_string()
+                    } else {
+                        r.repository()
+                    };
+                    (shown, r.to_string())
+                }
+                Err(_) => (image.clone(), image.clone()),
+            };
+            let name = names.next(&format!("FROM {shown}"));
             if self.schedule.first_to_show(image) {
                 let v = self.next_vertex();
                 let t = Instant::now();
@@ -415,5 +428,52 @@ impl StepNames {
             Some(s) => format!("[{s} {:>width$}/{}] {text}", self.done, self.total),
             None => format!("[{:>width$}/{}] {text}", self.done, self.total),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str, stage: usize) -> StepNames {
+        let df = lb_parser::parse(text.as_bytes()).unwrap();
+        let p = crate::plan::plan(&df, &BTreeMap::new(), None).unwrap();
+        StepNames::new(&p.stages[stage], p.single_stage)
+    }
+
+    #[test]
+    fn steps_are_numbered_as_buildkit_numbers_them() {
+        // FROM an image, WORKDIR, COPY, RUN count; ENV and USER do not.
+        let mut n = names(
+            "FROM busybox AS a\nENV X=1\nWORKDIR /w\nCOPY . /\nRUN x\nUSER u\nFROM scratch\nCOPY --from=a / /\n",
+            0,
+        );
+        assert_eq!(n.next("FROM busybox"), "[a 1/4] FROM busybox");
+        assert_eq!(n.next("WORKDIR /w"), "[a 2/4] WORKDIR /w");
+        // A stage on scratch has no FROM step; an unnamed one is stage-N.
+        let mut n = names("FROM busybox AS a\nFROM scratch\nCOPY --from=a / /\n", 1);
+        assert_eq!(
+            n.next("COPY --from=a / /"),
+            "[stage-1 1/1] COPY --from=a / /"
+        );
+        // One stage alone: no stage name, named or not; a cache mount (a hidden stage on
+        // scratch for BuildKit) or an image --from gives it one.
+        let mut n = names("FROM busybox AS only\nRUN x\n", 0);
+        assert_eq!(n.next("FROM busybox"), "[1/2] FROM busybox");
+        let mut n = names("FROM busybox\nRUN --mount=type=cache,target=/c x\n", 0);
+        assert_eq!(n.next("FROM busybox"), "[stage-0 1/2] FROM busybox");
+        let mut n = names("FROM scratch\nCOPY --from=busybox / /\n", 0);
+        assert_eq!(n.next("COPY"), "[stage-0 1/1] COPY");
+        // Ten steps or more: the index padded to the total's width; past the total
+        // (ONBUILD triggers) it goes on counting.
+        let mut n = names(&format!("FROM busybox\n{}", "RUN x\n".repeat(11)), 0);
+        assert_eq!(n.next("FROM busybox"), "[ 1/12] FROM busybox");
+        for _ in 0..11 {
+            n.next("RUN x");
+        }
+        assert_eq!(n.next("RUN y"), "[13/12] RUN y");
+        // Nothing counted: no prefix.
+        let mut n = names("FROM scratch\nENV A=b\n", 0);
+        assert_eq!(n.next("ENV A=b"), "ENV A=b");
     }
 }
