@@ -100,6 +100,11 @@ impl Progress for Plain {
                 self.start.elapsed().as_secs_f64()
             ),
             Event::Done { vertex, seconds } => writeln!(out, "#{vertex} DONE {seconds:.1}s"),
+            Event::Error { vertex, message } => {
+                let first = message.lines().next().unwrap_or_default();
+                writeln!(out, "#{vertex} ERROR: {first}")
+            }
+            Event::Canceled { vertex } => writeln!(out, "#{vertex} CANCELED"),
         };
     }
 }
@@ -224,6 +229,18 @@ impl Progress for Live {
                     let label = step.name.clone();
                     step.end(label, Some(seconds));
                     steps.done += 1;
+                }
+            }
+            Event::Error { vertex, .. } => {
+                if let Some(step) = steps.running.remove(&vertex) {
+                    let label = format!("ERROR {}", step.name);
+                    step.end(label, None);
+                }
+            }
+            Event::Canceled { vertex } => {
+                if let Some(step) = steps.running.remove(&vertex) {
+                    let label = format!("CANCELED {}", step.name);
+                    step.end(label, None);
                 }
             }
         }

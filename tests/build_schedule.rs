@@ -86,6 +86,17 @@ fn a_failure_cancels_the_other_branches_and_names_its_line() {
     assert!(log.contains("Dockerfile:4"), "{log}");
     assert!(log.contains("exit code: 7"), "{log}");
     assert!(!log.contains("canceled: another step"), "{log}");
+    // The steps say how they ended, as BuildKit's plain progress does.
+    let vertex_of = |what: &str| {
+        let line = log.lines().find(|l| l.contains(what)).expect(what);
+        line.split(' ').next().unwrap().to_string()
+    };
+    let (broken, slow) = (vertex_of("RUN sleep 0.3"), vertex_of("RUN sleep 60"));
+    assert!(
+        log.contains(&format!("{broken} ERROR: process \"/bin/sh -c sleep 0.3")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("{slow} CANCELED")), "{log}");
     assert!(!text(&lb(&env, &["images"]).stdout).contains("cancel"));
     // The killed step left no container or cgroup behind: a new build runs as usual.
     let (code, _, log) = build(&env, &["-t", "after", case("basic").to_str().unwrap()]);

@@ -119,6 +119,16 @@ pub enum Event<'a> {
         vertex: usize,
         seconds: f64,
     },
+    /// It failed: `message` is the build's error (the first line is BuildKit's
+    /// `#N ERROR:` line).
+    Error {
+        vertex: usize,
+        message: &'a str,
+    },
+    /// Another step failed first and this one was stopped.
+    Canceled {
+        vertex: usize,
+    },
 }
 
 /// Where a build's events go; called from several threads at once.

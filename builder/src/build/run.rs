@@ -295,7 +295,18 @@ impl Builder<'_> {
         if let Some(net) = bridged {
             net.detach(&id);
         }
-        ran?;
+        if let Err(e) = ran {
+            // Killed because another step failed first: canceled, not failed.
+            if self.schedule.check().is_err() {
+                self.progress.event(Event::Canceled { vertex: v });
+                return Err(BuildError::new(ErrorKind::Canceled));
+            }
+            self.progress.event(Event::Error {
+                vertex: v,
+                message: &e.kind.to_string(),
+            });
+            return Err(e);
+        }
         crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
         let changes = StepChanges::Snapshot(snapshot);

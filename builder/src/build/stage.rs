@@ -376,7 +376,25 @@ impl Builder<'_> {
             let image = s.image.clone().expect("a built stage has its image");
             return Ok(copy::Source::Image(Box::new(image), s.key));
         }
-        let image = self.image_named(from)?;
+        // BuildKit reads an image `--from` through a stage of its own, shown as one FROM
+        // step (shared with the stages on that image), by its full name, unnumbered.
+        let full = Reference::parse(from).map_or_else(|_| from.to_string(), |r| r.to_string());
+        let image = if self.schedule.first_to_show(full.clone()) {
+            let v = self.next_vertex();
+            let t = Instant::now();
+            self.progress.event(Event::Start {
+                vertex: v,
+                name: &format!("FROM {full}"),
+            });
+            let image = self.image_named(from)?;
+            self.progress.event(Event::Done {
+                vertex: v,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+            image
+        } else {
+            self.image_named(from)?
+        };
         let key = CacheKey::Image {
             manifest: &image.manifest_digest,
         }
