@@ -53,8 +53,8 @@ pub struct BuildArgs {
     /// Extra privileges for the build: network.host (`RUN --network=host` in the Dockerfile)
     #[arg(long = "allow")]
     allow: Vec<String>,
-    /// Run at most N steps at once (RUN processes, COPY copies and their commits); steps
-    /// waiting for another stage never count. Default 0: no limit, as BuildKit
+    /// Run at most N steps at once (RUN processes, COPY copies); steps waiting for
+    /// another stage never count. Default 0: no limit, as BuildKit
     #[arg(long, default_value_t = 0, value_name = "N")]
     jobs: usize,
     /// Progress output: auto, plain, tty or quiet

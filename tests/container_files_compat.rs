@@ -15,7 +15,7 @@ use common::*;
 /// The files of a container made for the copies: owners, a time, links, a hard link.
 const FILES: &str = "mkdir -p /d/sub /root && echo hi > /d/a && echo s > /d/sub/b \
     && ln /d/a /d/sub/hard && ln -s / /root/escape && ln -s /etc/hostname /lnk \
-    && ln -s sub /d/rel && chown 1234:5678 /d/a && touch -d 2001-01-01 /d/a";
+    && ln -s sub /d/rel && chown 1234:5678 /d/a && touch -d \"2001-01-01 00:00:00\" /d/a";
 
 /// A host tree as lines: path, type, mode, size, file times, link target.
 fn listing(root: &Path) -> Vec<String> {

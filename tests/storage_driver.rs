@@ -53,6 +53,9 @@ RUN mkdir -p /app/data && echo one > /app/data/a && rm /bin/true && rm -r /usr/s
 COPY file /app/file
 WORKDIR /srv/www
 RUN echo two > /app/data/a && ln -s /app/file /link && rm /app/file && mkdir /app/file
+ENV STEP=three
+RUN rm /app/data/a && echo $STEP > /app/data/b && rm /link
+RUN test ! -e /app/data/a && cat /app/data/b > /app/data/c && echo four >> /app/data/c
 ";
 
 #[test]
@@ -78,17 +81,19 @@ fn vfs_and_overlay_build_the_same_layers_and_vfs_mounts_no_overlay() {
                 "same",
                 "sh",
                 "-c",
-                "cat /app/data/a; pwd; test -d /app/file && echo dir; ls /usr/sbin /bin/true || echo gone; readlink /link",
+                "cat /app/data/c; pwd; test -d /app/file && echo dir; ls /usr/sbin /bin/true || echo gone; readlink /link || echo unlinked",
             ],
         );
         assert_eq!(
             text(&o.stdout),
-            "two\n/srv/www\ndir\ngone\n/app/file\n",
+            "three\nfour\n/srv/www\ndir\ngone\nunlinked\n",
             "{driver}: {}",
             text(&o.stderr)
         );
     }
-    assert_eq!(layers[0].0.as_array().unwrap().len(), 5);
+    // Overlay stacks each RUN on the one before while that one's layer is written
+    // (`pipeline`); vfs commits each in place: the same layers.
+    assert_eq!(layers[0].0.as_array().unwrap().len(), 7);
     assert_eq!(layers[0], layers[1], "overlay's layers and image vs vfs's");
 
     // With vfs, nothing of the store is an overlay: not a RUN step's root, not a

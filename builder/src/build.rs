@@ -8,10 +8,11 @@
 //!
 //! Here: the public API (options, the caller's traits, progress events, `build`, reaping
 //! killed builds, writing a file system as one tar) and the driver starting every needed
-//! stage at once (`schedule`: steps wait only for the stages they read). A stage's state is in `state`, a stage's steps in `stage` (ARG, metadata, ONBUILD;
-//! RUN in `run`, COPY/ADD/WORKDIR in `files`), the cache lookup and the commit of a layer in
-//! `layer`, the build's snapshots (the store's `Snapshotter`, on any driver) in
-//! `snapshots`.
+//! stage at once (`schedule`: steps wait only for the stages they read). A stage's state
+//! is in `state`, a stage's steps in `stage` (ARG, metadata, ONBUILD; RUN in `run`,
+//! COPY/ADD/WORKDIR in `files`), the cache lookup in `layer`, the commit of a layer (in
+//! place, or beside the next RUN) in `pipeline`, the build's snapshots (the store's
+//! `Snapshotter`, on any driver) in `snapshots`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -34,6 +35,7 @@ use crate::plan::{Base, Plan, Stage, plan};
 
 mod files;
 mod layer;
+mod pipeline;
 mod run;
 mod schedule;
 mod snapshots;
@@ -70,7 +72,7 @@ pub struct BuildOptions {
     /// `--pull`: images named in FROM and `--from` are fetched again even when stored.
     pub pull: bool,
     /// `--jobs`: at most this many steps do work at once (None or 0: no limit, as
-    /// BuildKit; steps waiting for another stage never count).
+    /// BuildKit; steps waiting for another stage, and RUN commits in flight, never count).
     pub jobs: Option<usize>,
 }
 
@@ -236,14 +238,9 @@ pub fn build(
                     Ok(Ok(state)) => b.schedule.finished(i, state),
                     Ok(Err(e)) => b.schedule.fail(e),
                     // A bug, never an expected failure: said as such, with what it said.
-                    Err(p) => {
-                        let what = p
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        b.schedule.fail(BuildError::new(ErrorKind::Panicked(what)));
-                    }
+                    Err(p) => b
+                        .schedule
+                        .fail(BuildError::new(ErrorKind::Panicked(panic_text(&p)))),
                 }
             });
         }
@@ -265,6 +262,15 @@ pub fn build(
         }
     }
     b.write(&state).map_err(store_err)
+}
+
+/// What a panic said (its message, if it had one as text).
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// The cgroup names of RUN steps' containers: `build-<lb's pid>-<step>`.

@@ -1,7 +1,6 @@
-//! A step's layer: the cache looked up by its key, its changes (an active snapshot's, or
-//! a fresh directory of them) committed as a layer and an image (recorded under the key,
-//! kept as a committed snapshot), the scratch directories steps write in, and the stage's
-//! file system as one read-only view.
+//! A step's layer: the cache looked up by its key, a files step's end (its fresh directory
+//! of changes committed, `pipeline::commit`), the scratch directories steps write in, and
+//! the stage's file system as one read-only view.
 
 use lb_layerstore::Mounts;
 
@@ -60,64 +59,6 @@ impl Builder<'_> {
         hit.args = state.args.clone();
         hit.no_cache = state.no_cache;
         Ok(Some(hit))
-    }
-
-    /// Commits `changes` as the step's layer on top of `state`, records it under the
-    /// step's key and keeps them as the layer's committed snapshot (as the driver keeps
-    /// snapshots).
-    pub(super) fn commit(
-        &self,
-        mut state: StageState,
-        changes: &StepChanges,
-        key: Digest,
-        created_by: String,
-    ) -> Result<StageState, BuildError> {
-        let snapshot_changes;
-        let layer_changes = match changes {
-            StepChanges::Snapshot(key) => {
-                snapshot_changes = self.snapshots.changes(key)?;
-                snapshot_changes.layer()
-            }
-            StepChanges::Dir(dir) => lb_layerstore::LayerChanges::Upper(dir),
-        };
-        let layer = self
-            .store
-            .store_layer(
-                layer_changes,
-                DiffOptions {
-                    source_date_epoch: self.opts.source_date_epoch,
-                },
-            )
-            .map_err(store_err)?;
-        match state.config["rootfs"]["diff_ids"].as_array_mut() {
-            Some(d) => d.push(json!(layer.diff_id.to_string())),
-            None => {
-                state.config["rootfs"] =
-                    json!({ "type": "layers", "diff_ids": [layer.diff_id.to_string()] })
-            }
-        }
-        state.created = self.created.clone();
-        self.history(&mut state, created_by, false);
-        let mut config = state.config.clone();
-        config["config"] = Value::Object(state.run.config.clone());
-        config["created"] = json!(state.created);
-        let image = self
-            .store
-            .write_image(&config, &state.layers, &[layer])
-            .map_err(store_err)?;
-        let chain = lb_layerstore::chain_ids(&state.diff_ids());
-        if let Some(top) = chain.last() {
-            match changes {
-                StepChanges::Snapshot(key) => self.snapshots.commit(key, top)?,
-                StepChanges::Dir(dir) => self.snapshots.commit_changes(dir, top)?,
-            }
-        }
-        self.store.cache_put(&key, &image).map_err(store_err)?;
-        self.schedule.made(&key, &image);
-        state.layers = image.manifest.layers().clone();
-        state.image = Some(image);
-        state.key = key;
-        Ok(state)
     }
 
     /// A fresh directory for one step.

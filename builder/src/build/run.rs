@@ -2,6 +2,7 @@
 //! mounts and network, its container started on an active snapshot of the stage's file
 //! system whose changes become the layer, and its output streamed as progress events.
 
+use super::pipeline::StageRun;
 use super::*;
 
 /// A RUN heredoc that is a script (`#!`): its name and body, run as `/dev/pipes/NAME`.
@@ -93,14 +94,18 @@ impl Builder<'_> {
         env
     }
 
-    pub(super) fn run_step(
-        &self,
-        state: StageState,
+    pub(super) fn run_step<'scope>(
+        &'scope self,
+        mut state: StageState,
         ins: &Instruction,
         run: &lb_parser::Run,
         name: &str,
-        reader: usize,
+        stage_run: &mut StageRun<'scope, '_>,
     ) -> Result<StageState, BuildError> {
+        // Mounts are set up against a view of the stage's image: its layers settled.
+        if !run.mounts.is_empty() {
+            state = self.settle(state, stage_run)?;
+        }
         // What reaches the key is read from the instruction through these only.
         let run = &RunInputs::of(run);
         let (args, script) = self
@@ -154,7 +159,7 @@ impl Builder<'_> {
         };
         let prepared = match (&early_dir, &image_view) {
             (Some(dir), Some(view)) => {
-                self.run_mounts(&state, ins, run, dir, &cwd, view, reader)?
+                self.run_mounts(&state, ins, run, dir, &cwd, view, stage_run.reader)?
             }
             _ => crate::mounts::Prepared::default(),
         };
@@ -180,6 +185,8 @@ impl Builder<'_> {
             if let Some(dir) = &early_dir {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            // The commit in flight still becomes its layer's snapshot.
+            self.settle(state, stage_run)?;
             return Ok(hit);
         }
         // Held to the step's end, its commit included (`--jobs`).
@@ -191,7 +198,25 @@ impl Builder<'_> {
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs)
             .map_err(|e| BuildError::io("preparing a step", &rootfs, e))?;
-        let (snapshot, mounts) = self.snapshots.prepare(self.store, state.image.as_ref())?;
+        let (mut snapshot, mut mounts) =
+            self.snapshots.prepare(self.store, state.image.as_ref())?;
+        // The previous RUN's commit in flight: its upper dir goes on top of the image's
+        // layers. A snapshot that is no stack of layers cannot take it: settled first.
+        if let Some(pending) = stage_run.pending_upper() {
+            match &mut mounts {
+                lb_layerstore::Mounts::Overlay { lowers, .. } => {
+                    lowers.insert(0, pending.to_path_buf())
+                }
+                // (The first snapshot, unused, goes when the build ends.)
+                _ => {
+                    state = self.settle(state, stage_run)?;
+                    (snapshot, mounts) =
+                        self.snapshots.prepare(self.store, state.image.as_ref())?;
+                }
+            }
+        }
+        // The step's own upper dir can be stacked the same way for the next RUN.
+        let stackable = matches!(mounts, lb_layerstore::Mounts::Overlay { .. });
         let upper = mounts
             .writable_dir()
             .expect("an active snapshot is writable")
@@ -309,8 +334,19 @@ impl Builder<'_> {
         }
         crate::mounts::remove_stubs(&upper, &lower_view, &stubs);
         drop(prepared);
-        let changes = StepChanges::Snapshot(snapshot);
-        self.finish_layer(state, &dir, &changes, key, created_by, v, t)
+        if !stackable {
+            let state = self.settle(state, stage_run)?;
+            let changes = StepChanges::Snapshot(snapshot);
+            return self.finish_layer(state, &dir, &changes, key, created_by, v, t);
+        }
+        // The step is done; its layer is written while the next steps run (`pipeline`).
+        let state =
+            self.commit_in_flight(state, stage_run, snapshot, upper, dir, key, created_by)?;
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(state)
     }
 
     /// RUN's mounts, their words expanded with the stage's variables.

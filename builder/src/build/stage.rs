@@ -3,6 +3,7 @@
 //! step (ARG and metadata steps here, RUN in `run`, COPY/ADD/WORKDIR in `files`), and the
 //! history entries steps add.
 
+use super::pipeline::StageRun;
 use super::*;
 
 impl Builder<'_> {
@@ -99,7 +100,6 @@ impl Builder<'_> {
     /// Builds `stage`, from its base through its steps.
     pub(super) fn build_stage(&self, stage: &Stage) -> Result<StageState, BuildError> {
         let mut names = StepNames::new(stage, self.plan.single_stage);
-        // BuildKit makes a vertex of the base only when it is an image to get.
         // BuildKit makes a vertex of the base only when it is an image to get, and one for
         // all the stages on the same image: shown once, by the first stage to get it.
         let mut state = if let Base::Image(image) = &stage.base {
@@ -141,16 +141,23 @@ impl Builder<'_> {
             stage.name.as_deref() == Some(f.to_lowercase().as_str())
                 || f.parse::<usize>() == Ok(stage.index)
         });
-        state = self.onbuild(state, stage, &mut names)?;
-        for ins in &stage.steps {
-            state = self.step(state, ins, &mut names, stage.index)?;
-        }
-        // Stages that build on it or copy from it read its files through an image: a
-        // stage with no layer step (scratch and metadata only) has none yet.
-        if state.image.is_none() {
-            state.image = Some(self.write(&state).map_err(store_err)?);
-        }
-        Ok(state)
+        // RUN steps' commits run beside the steps after them (`pipeline`), on threads
+        // of this scope.
+        std::thread::scope(|scope| {
+            let mut stage_run = StageRun::new(names, stage.index, scope);
+            state = self.onbuild(state, stage, &mut stage_run)?;
+            for ins in &stage.steps {
+                state = self.step(state, ins, &mut stage_run)?;
+            }
+            // What reads the stage sees durable layers only.
+            state = self.settle(state, &mut stage_run)?;
+            // Stages that build on it or copy from it read its files through an image: a
+            // stage with no layer step (scratch and metadata only) has none yet.
+            if state.image.is_none() {
+                state.image = Some(self.write(&state).map_err(store_err)?);
+            }
+            Ok(state)
+        })
     }
 
     /// Stage `i` as built, for a step of stage `reader`: waited for while it builds; an
@@ -186,12 +193,11 @@ impl Builder<'_> {
         }
     }
 
-    pub(super) fn step(
-        &self,
+    pub(super) fn step<'scope>(
+        &'scope self,
         mut state: StageState,
         ins: &Instruction,
-        names: &mut StepNames,
-        reader: usize,
+        stage_run: &mut StageRun<'scope, '_>,
     ) -> Result<StageState, BuildError> {
         // Another stage failed: this one stops here.
         self.schedule.check()?;
@@ -242,21 +248,24 @@ impl Builder<'_> {
                 Ok(state)
             }
             Command::Run(run) => {
-                let name = names.next(&self.shown(&state, ins));
-                self.run_step(state, ins, run, &name, reader)
+                let name = stage_run.names.next(&self.shown(&state, ins));
+                self.run_step(state, ins, run, &name, stage_run)
             }
             Command::Copy(c) => {
+                // COPY writes on a view of the stage's image.
+                let state = self.settle(state, stage_run)?;
                 let inputs = CopyInputs::of_copy(c);
                 let from = match inputs.from {
                     None => copy::Source::Context(self.opts.context.clone()),
                     Some(f) => self
-                        .source_image(f, reader)
+                        .source_image(f, stage_run.reader)
                         .map_err(|e| BuildError::at(ins, e))?,
                 };
-                let name = names.next(&self.shown(&state, ins));
+                let name = stage_run.names.next(&self.shown(&state, ins));
                 self.copy_step(state, ins, &name, from, inputs.files, &inputs.flags)
             }
             Command::Add(a) => {
+                let state = self.settle(state, stage_run)?;
                 let inputs = CopyInputs::of_add(a);
                 if let Some(git) = inputs
                     .files
@@ -270,7 +279,7 @@ impl Builder<'_> {
                     ));
                 }
                 let from = copy::Source::Context(self.opts.context.clone());
-                let name = names.next(&self.shown(&state, ins));
+                let name = stage_run.names.next(&self.shown(&state, ins));
                 self.copy_step(state, ins, &name, from, inputs.files, &inputs.flags)
             }
             _ => {
@@ -293,9 +302,11 @@ impl Builder<'_> {
                 }
                 .digest();
                 if let Command::Workdir(_) = ins.command {
+                    // WORKDIR looks in a view of the stage's image.
+                    let state = self.settle(state, stage_run)?;
                     // BuildKit makes a directory (a vertex, numbered) for any but `/`.
-                    let name =
-                        (state.workdir() != "/").then(|| names.next(&self.shown(&state, ins)));
+                    let name = (state.workdir() != "/")
+                        .then(|| stage_run.names.next(&self.shown(&state, ins)));
                     return self.workdir_step(state, ins, name.as_deref(), key, created_by);
                 }
                 self.history(&mut state, created_by, true);
@@ -318,11 +329,11 @@ impl Builder<'_> {
 
     /// ONBUILD: the base image's triggers run first, as instructions of this stage, and
     /// the stage's image does not pass them on.
-    pub(super) fn onbuild(
-        &self,
+    pub(super) fn onbuild<'scope>(
+        &'scope self,
         mut state: StageState,
         stage: &Stage,
-        names: &mut StepNames,
+        stage_run: &mut StageRun<'scope, '_>,
     ) -> Result<StageState, BuildError> {
         let triggers: Vec<String> = state
             .run
@@ -348,7 +359,7 @@ impl Builder<'_> {
                 ins.end_line = stage.from.end_line;
                 // Numbered on from the stage's steps, beyond their count, as BuildKit
                 // 0.8 numbers a trigger's steps.
-                state = self.step(state, &ins, names, stage.index)?;
+                state = self.step(state, &ins, stage_run)?;
             }
         }
         Ok(state)
