@@ -118,22 +118,7 @@ impl Builder<'_> {
                 Err(_) => (image.clone(), image.clone()),
             };
             let name = names.next(&format!("FROM {shown}"));
-            if self.schedule.first_to_show(image) {
-                let v = self.next_vertex();
-                let t = Instant::now();
-                self.progress.event(Event::Start {
-                    vertex: v,
-                    name: &name,
-                });
-                let state = self.base_state(stage)?;
-                self.progress.event(Event::Done {
-                    vertex: v,
-                    seconds: t.elapsed().as_secs_f64(),
-                });
-                state
-            } else {
-                self.base_state(stage)?
-            }
+            self.fetch_step(image, &name, || self.base_state(stage))?
         } else {
             self.base_state(stage)?
         };
@@ -158,6 +143,29 @@ impl Builder<'_> {
             }
             Ok(state)
         })
+    }
+
+    /// Gets the image `image` (its full reference) by `get`: shown as the step `name` by
+    /// the first stage or `--from` of the build to get it, as BuildKit shows one FROM step
+    /// for all of them; silently by the others.
+    fn fetch_step<T, E>(
+        &self,
+        image: String,
+        name: &str,
+        get: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        if !self.schedule.first_to_show(image) {
+            return get();
+        }
+        let v = self.next_vertex();
+        let t = Instant::now();
+        self.progress.event(Event::Start { vertex: v, name });
+        let got = get()?;
+        self.progress.event(Event::Done {
+            vertex: v,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(got)
     }
 
     /// Stage `i` as built, for a step of stage `reader`: waited for while it builds; an
@@ -390,22 +398,8 @@ impl Builder<'_> {
         // BuildKit reads an image `--from` through a stage of its own, shown as one FROM
         // step (shared with the stages on that image), by its full name, unnumbered.
         let full = Reference::parse(from).map_or_else(|_| from.to_string(), |r| r.to_string());
-        let image = if self.schedule.first_to_show(full.clone()) {
-            let v = self.next_vertex();
-            let t = Instant::now();
-            self.progress.event(Event::Start {
-                vertex: v,
-                name: &format!("FROM {full}"),
-            });
-            let image = self.image_named(from)?;
-            self.progress.event(Event::Done {
-                vertex: v,
-                seconds: t.elapsed().as_secs_f64(),
-            });
-            image
-        } else {
-            self.image_named(from)?
-        };
+        let name = format!("FROM {full}");
+        let image = self.fetch_step(full, &name, || self.image_named(from))?;
         let key = CacheKey::Image {
             manifest: &image.manifest_digest,
         }
