@@ -191,7 +191,13 @@ pub fn apply_layer(
             }
             remove_existing(&parent, hidden).map_err(|e| entry_err(&raw_name, e))?;
             if opts.whiteouts == Whiteouts::Overlay {
+                // With the entry's time, as every other entry: a layer written from the
+                // tree again is the same bytes.
+                let mtime = entry.header().mtime().unwrap_or(0) as i64;
                 mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+                    .and_then(|()| {
+                        utimensat(&parent, hidden, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    })
                     .map_err(|e| entry_err(&raw_name, e.into()))?;
             }
             continue;

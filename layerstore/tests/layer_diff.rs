@@ -179,6 +179,21 @@ fn overlay_whiteouts_are_translated() {
         0,
     )
     .unwrap();
+    // An old time: applying the whiteout must give it back, not the time it is applied at.
+    let old = rustix::fs::Timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        u.join("gone").as_path(),
+        &rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
     fs::create_dir(u.join("opaque")).unwrap();
     rustix::fs::setxattr(
         u.join("opaque").as_path(),
