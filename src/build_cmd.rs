@@ -447,7 +447,8 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .map(|s| secret(s))
             .collect::<anyhow::Result<_>>()?,
         pull: args.pull,
-        jobs: Some(args.jobs).filter(|n| *n > 0),
+        // 0 is no limit: `Schedule` reads it so.
+        jobs: Some(args.jobs),
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -114,11 +114,11 @@ impl Builder<'_> {
             self.progress.event(Event::Cached { vertex: v });
             return Ok(hit);
         }
+        // Held to the step's end, its commit included (`--jobs`).
+        let _job = self.schedule.job()?;
         // Not an active snapshot: on vfs, preparing one copies the stage's whole tree, which
         // a COPY of a few files would pay every time (see `snapshots`). The snapshotter
         // keeps this directory as the snapshot where it keeps layers so.
-        // Held to the step's end, its commit included (`--jobs`).
-        let _job = self.schedule.job()?;
         let dir = self.run_step_dir()?;
         let upper = dir.join("upper");
         std::fs::create_dir_all(&upper)

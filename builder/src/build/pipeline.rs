@@ -31,7 +31,7 @@ pub(super) struct StageRun<'scope, 'env> {
 /// A RUN step's commit in flight.
 struct Pending<'scope> {
     /// Writes the layer and its image, records it under the step's key.
-    work: ScopedJoinHandle<'scope, Result<Image, BuildError>>,
+    work: ScopedJoinHandle<'scope, Result<(Image, Digest), BuildError>>,
     /// The active snapshot the step ran on, committed once settled.
     snapshot: SnapshotKey,
     /// Its upper dir: the top lower directory of RUN steps before it is settled.
@@ -74,14 +74,15 @@ impl Builder<'_> {
     }
 
     /// Writes `changes` as a layer over `parent`, the image of `config` with it, and
-    /// records the image under `key` (for this build's other steps too).
+    /// records the image under `key` (for this build's other steps too); the image and the
+    /// layer's diff ID.
     fn write_layer(
         &self,
         changes: &StepChanges,
         mut config: Value,
         parent: &[oci_spec::image::Descriptor],
         key: &Digest,
-    ) -> Result<Image, BuildError> {
+    ) -> Result<(Image, Digest), BuildError> {
         let snapshot_changes;
         let layer_changes = match changes {
             StepChanges::Snapshot(key) => {
@@ -106,24 +107,17 @@ impl Builder<'_> {
             .map_err(store_err)?;
         self.store.cache_put(key, &image).map_err(store_err)?;
         self.schedule.made(key, &image);
-        Ok(image)
+        Ok((image, layer.diff_id))
     }
 
-    /// The state takes `image`, the one its last layer step made, and the step's
-    /// `changes` become that layer's committed snapshot.
+    /// The state takes `image`, the one its last layer step made with the layer
+    /// `diff_id`, and the step's `changes` become that layer's committed snapshot.
     fn adopt_layer(
         &self,
         mut state: StageState,
-        image: Image,
+        (image, diff_id): (Image, Digest),
         changes: &StepChanges,
     ) -> Result<StageState, BuildError> {
-        let diff_id = image
-            .config
-            .rootfs()
-            .diff_ids()
-            .last()
-            .and_then(|d| d.parse::<Digest>().ok())
-            .expect("a layer step's image has its layer");
         push_diff_id(&mut state.config, &diff_id);
         let chain = lb_layerstore::chain_ids(&state.diff_ids());
         if let Some(top) = chain.last() {
@@ -147,9 +141,9 @@ impl Builder<'_> {
         created_by: String,
     ) -> Result<StageState, BuildError> {
         let config = self.layer_config(&mut state, created_by);
-        let image = self.write_layer(changes, config, &state.layers, &key)?;
+        let made = self.write_layer(changes, config, &state.layers, &key)?;
         state.key = key;
-        self.adopt_layer(state, image, changes)
+        self.adopt_layer(state, made, changes)
     }
 
     /// Commits the RUN step's active `snapshot` as its layer on a thread of its own (the
@@ -193,10 +187,10 @@ impl Builder<'_> {
         let Some(p) = stage_run.pending.take() else {
             return Ok(state);
         };
-        let image = p.work.join().unwrap_or_else(|panic| {
+        let made = p.work.join().unwrap_or_else(|panic| {
             Err(BuildError::new(ErrorKind::Panicked(panic_text(&panic))))
         })?;
-        let state = self.adopt_layer(state, image, &StepChanges::Snapshot(p.snapshot))?;
+        let state = self.adopt_layer(state, made, &StepChanges::Snapshot(p.snapshot))?;
         let _ = std::fs::remove_dir_all(&p.dir);
         Ok(state)
     }

@@ -119,14 +119,12 @@ impl Schedule {
     /// it says `Canceled` and is not); every running RUN process is killed.
     pub(super) fn fail(&self, e: BuildError) {
         let mut board = self.board();
-        if board.failure.is_none() && !matches!(e.kind, ErrorKind::Canceled) {
+        // Steps say `Canceled` only once a failure is recorded: the first is never one.
+        if board.failure.is_none() {
             board.failure = Some(e);
             for fd in board.processes.values() {
                 kill(fd);
             }
-        } else if board.failure.is_none() {
-            // Canceled with no failure recorded cannot happen; kept as a failure anyway.
-            board.failure = Some(e);
         }
         drop(board);
         self.changed.notify_all();
