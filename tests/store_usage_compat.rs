@@ -154,8 +154,15 @@ fn system_df_shows_what_docker_shows() {
             "{{range .Volumes}}{{.Name}} {{.Links}} {{.Size}};{{end}}",
         ],
     ];
+    // docker lists -v's volumes in no fixed order (it was "spare" first once, "dfvol" first
+    // else): the `;`-ended items are compared as a set.
+    let items = |out: String| {
+        let mut items: Vec<String> = out.split(';').map(str::to_string).collect();
+        items.sort();
+        items
+    };
     for args in cases {
-        let outs: Vec<String> = tools.iter().map(|t| t.ok(args)).collect();
+        let outs: Vec<Vec<String>> = tools.iter().map(|t| items(t.ok(args))).collect();
         assert_eq!(outs[0], outs[1], "{args:?}");
     }
     let fmt = "{{range .Containers}}{{.Names}} {{.LocalVolumes}} {{.State}} {{.Size}};{{end}}";
@@ -294,8 +301,15 @@ fn prunes_take_label_filters_as_docker_does() {
         &["volume", "ls", "-q", "--filter", "dangling=true"],
         &["volume", "prune", "-f", "--filter", "label!=a"],
     ];
+    // docker lists -v's volumes in no fixed order (it was "spare" first once, "dfvol" first
+    // else): the `;`-ended items are compared as a set.
+    let items = |out: String| {
+        let mut items: Vec<String> = out.split(';').map(str::to_string).collect();
+        items.sort();
+        items
+    };
     for args in cases {
-        let outs: Vec<String> = tools.iter().map(|t| t.ok(args)).collect();
+        let outs: Vec<Vec<String>> = tools.iter().map(|t| items(t.ok(args))).collect();
         assert_eq!(outs[0], outs[1], "{args:?}");
     }
     assert_eq!(
