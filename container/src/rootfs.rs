@@ -100,7 +100,16 @@ pub fn with_changes<T>(
     f: impl FnOnce(LayerChanges<'_>) -> Result<T>,
 ) -> Result<T> {
     if !vfs(store) {
-        return f(LayerChanges::Upper(&dir.join("upper")));
+        // Overlay lowers are recorded bottom first; a layer stacks on them top first.
+        let lowers: Vec<PathBuf> = record.config.lowers.iter().rev().cloned().collect();
+        let upper = dir.join("upper");
+        return f(match lowers.is_empty() {
+            true => LayerChanges::Upper(&upper),
+            false => LayerChanges::Stacked {
+                upper: &upper,
+                lowers: &lowers,
+            },
+        });
     }
     let changes = store.snapshotter().changes(&key(&record.id)?)?;
     f(changes.layer())

@@ -51,7 +51,9 @@ pub fn path_changes(changes: LayerChanges<'_>, image: &Path) -> Result<Vec<PathC
     };
     let mut out = Vec::new();
     match changes {
-        LayerChanges::Upper(upper) => upper_changes(upper, "", &in_image, false, &mut out)?,
+        LayerChanges::Upper(upper) | LayerChanges::Stacked { upper, .. } => {
+            upper_changes(upper, "", &in_image, false, &mut out)?
+        }
         LayerChanges::Trees { lower, upper } => {
             for change in tree_changes(lower, upper)? {
                 match change {

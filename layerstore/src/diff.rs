@@ -57,7 +57,13 @@ pub fn write_diff(
     compression: LayerCompression,
     opts: DiffOptions,
 ) -> Result<LayerDiff, Error> {
-    write_layer(&UpperDir(upper), upper, out, compression, opts)
+    write_layer(
+        &UpperDir { upper, lowers: &[] },
+        upper,
+        out,
+        compression,
+        opts,
+    )
 }
 
 /// What a layer's tar holds, written through the one [`TarWriter`]: an upper directory
@@ -65,14 +71,32 @@ pub fn write_diff(
 /// same bytes for the same change.
 pub(crate) trait TarSource {
     fn write_entries<W: Write>(&self, tar: &mut TarWriter<'_, W>) -> Result<(), Error>;
+
+    /// Whether a directory's overlay opaque xattr is written as `.wh..wh..opq` (an upper
+    /// dir written as it is), or the source says which directories are opaque.
+    fn opaque_marks(&self) -> bool {
+        false
+    }
 }
 
-/// An overlay upper directory: every entry in it is the change.
-struct UpperDir<'a>(&'a Path);
+/// An overlay upper directory: every entry in it is the change. Stacked on `lowers` (top
+/// first), its opaque directories are written in the differ's form (`differ::write_stacked`).
+pub(crate) struct UpperDir<'a> {
+    pub(crate) upper: &'a Path,
+    pub(crate) lowers: &'a [PathBuf],
+}
 
 impl TarSource for UpperDir<'_> {
     fn write_entries<W: Write>(&self, tar: &mut TarWriter<'_, W>) -> Result<(), Error> {
-        tar.dir(self.0, "")
+        if self.lowers.is_empty() {
+            return tar.dir(self.upper, "");
+        }
+        let lowers = crate::lower::OldDir::stack(self.lowers);
+        crate::differ::write_stacked(tar, &lowers, self.upper, "")
+    }
+
+    fn opaque_marks(&self) -> bool {
+        self.lowers.is_empty()
     }
 }
 
@@ -183,6 +207,8 @@ pub(crate) struct TarWriter<'a, W: Write> {
     /// (device, inode) of files with several links, to the first name written.
     links: HashMap<(u64, u64), String>,
     entries: u64,
+    /// [`TarSource::opaque_marks`].
+    marks: bool,
 }
 
 fn write_tar<W: Write>(
@@ -196,6 +222,7 @@ fn write_tar<W: Write>(
         opts,
         links: HashMap::new(),
         entries: 0,
+        marks: src.opaque_marks(),
     };
     src.write_entries(&mut w)?;
     w.out
@@ -221,7 +248,7 @@ impl<W: Write> TarWriter<'_, W> {
         let ft = meta.file_type();
         let rel = format!("{prefix}{name}");
         let io_err = |e| Error::io(path, e);
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if crate::lower::is_whiteout(&meta) {
             // An overlay whiteout: the name was deleted in this layer.
             self.whiteout(prefix, name, &stat).map_err(io_err)?;
         } else if ft.is_dir() {
@@ -293,8 +320,8 @@ impl<W: Write> TarWriter<'_, W> {
     }
 
     /// Writes the entry of the directory `path` (named `rel`) alone, with the opaque marker
-    /// when its overlay xattr says so or `opaque` is asked for; returns the prefix of its
-    /// children's names.
+    /// when `opaque` is asked for or its overlay xattr says so (where the source's marks
+    /// are read); returns the prefix of its children's names.
     pub(crate) fn dir_entry(
         &mut self,
         path: &Path,
@@ -305,7 +332,7 @@ impl<W: Write> TarWriter<'_, W> {
         let io_err = |e| Error::io(path, e);
         let stat = Stat::of(meta);
         let xattrs = xattrs(path).map_err(io_err)?;
-        let opaque = opaque || has_opaque_mark(&xattrs);
+        let opaque = opaque || (self.marks && has_opaque_mark(&xattrs));
         let keep: Vec<_> = xattrs.into_iter().filter(|(k, _)| !is_overlay(k)).collect();
         let dname = format!("{rel}/");
         self.entry(
@@ -471,11 +498,11 @@ fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
     out.write_all(&[0u8; 512][..rem as usize])
 }
 
-fn is_overlay(key: &str) -> bool {
+/// Whether the xattr `key` is overlayfs' own (no part of a file in a layer).
+pub(crate) fn is_overlay(key: &str) -> bool {
     key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.")
 }
 
-/// The extended attributes of `path` (not following symlinks), sorted by name.
 /// Whether these xattrs of an overlay upper dir's directory make it opaque.
 fn has_opaque_mark(xattrs: &[(String, Vec<u8>)]) -> bool {
     xattrs
@@ -488,6 +515,7 @@ pub(crate) fn is_opaque(path: &Path) -> bool {
     xattrs(path).is_ok_and(|x| has_opaque_mark(&x))
 }
 
+/// The extended attributes of `path` (not following symlinks), sorted by name.
 pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {

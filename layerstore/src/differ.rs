@@ -26,7 +26,10 @@
 //!
 //! Not told apart (the new tree holds no history): a directory deleted and made again is
 //! its old self with its children's whiteouts, not an opaque directory; the layer applies
-//! to the same tree either way.
+//! to the same tree either way. An overlay upper dir does tell it (the directory is
+//! opaque), so its layer is written in this form too when its lowers are known
+//! ([`LayerChanges::Stacked`]): what the lowers hold at an opaque directory's path is
+//! compared with it as here (`lower.rs` reads them as overlayfs merges them).
 //!
 //! It knows trees and layers, nothing of snapshots' layout, images or builds.
 
@@ -39,17 +42,28 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 use crate::apply::{ApplyOptions, ApplyStats, Whiteouts, apply_layer};
 use crate::diff::{
-    DiffOptions, LayerCompression, LayerDiff, Stat, TarSource, TarWriter, sorted_children,
-    write_layer, xattrs,
+    DiffOptions, LayerCompression, LayerDiff, Stat, TarSource, TarWriter, UpperDir, is_opaque,
+    is_overlay, sorted_children, write_layer, xattrs,
 };
+use crate::lower::OldDir;
 use crate::snapshotter::Mounts;
 
 /// Where a layer's changes are: an overlay upper dir (overlay whiteouts and opaque marks
-/// say what was deleted), or two full trees to [`compare`] (a vfs snapshot and its parent).
+/// say what was deleted), written as it is (a first layer, a COPY's fresh directory) or,
+/// stacked on the layer directories `lowers` (top first), with each opaque directory
+/// written in [`compare`]'s form; or two full trees to [`compare`] (a vfs snapshot and its
+/// parent).
 #[derive(Debug, Clone, Copy)]
 pub enum LayerChanges<'a> {
     Upper(&'a Path),
-    Trees { lower: &'a Path, upper: &'a Path },
+    Stacked {
+        upper: &'a Path,
+        lowers: &'a [PathBuf],
+    },
+    Trees {
+        lower: &'a Path,
+        upper: &'a Path,
+    },
 }
 
 impl LayerChanges<'_> {
@@ -62,6 +76,10 @@ impl LayerChanges<'_> {
     ) -> Result<LayerDiff, Error> {
         match self {
             LayerChanges::Upper(upper) => crate::diff::write_diff(upper, out, compression, opts),
+            LayerChanges::Stacked { upper, lowers } => {
+                let src = UpperDir { upper, lowers };
+                write_layer(&src, upper, out, compression, opts)
+            }
             LayerChanges::Trees { lower, upper } => compare(lower, upper, out, compression, opts),
         }
     }
@@ -78,8 +96,49 @@ pub fn compare(
     opts: DiffOptions,
 ) -> Result<LayerDiff, Error> {
     let mut changes = Vec::new();
-    walk(lower, upper, "", Contents::Compared, &mut changes)?;
+    walk(
+        &OldDir::tree(lower),
+        upper,
+        "",
+        Contents::Compared,
+        &mut changes,
+    )?;
     write_layer(&Changes(changes), upper, out, compression, opts)
+}
+
+/// Writes the overlay upper dir `dir` (named `prefix`) over the stack `lowers` (its root):
+/// every entry as it is, but an opaque directory as [`compare`] writes the change from
+/// what the lowers hold at its path to it.
+pub(crate) fn write_stacked<W: Write>(
+    tar: &mut TarWriter<'_, W>,
+    lowers: &OldDir,
+    dir: &Path,
+    prefix: &str,
+) -> Result<(), Error> {
+    for (name, path) in sorted_children(dir)? {
+        let meta = metadata(&path)?;
+        if !meta.is_dir() {
+            tar.child(&path, prefix, &name)?;
+            continue;
+        }
+        let rel = format!("{prefix}{name}");
+        if is_opaque(&path) {
+            let mut changes = Vec::new();
+            match lowers.lookup(&rel)? {
+                Some(old) => pair(&old, &path, prefix, &name, Contents::Compared, &mut changes)?,
+                None => changes.push(Change::Whole {
+                    path,
+                    prefix: prefix.to_string(),
+                    name,
+                }),
+            }
+            Changes(changes).write_entries(tar)?;
+        } else {
+            let dname = tar.dir_entry(&path, &rel, &meta, false)?;
+            write_stacked(tar, lowers, &path, &dname)?;
+        }
+    }
+    Ok(())
 }
 
 /// The bytes of the regular files that changed from the tree `lower` to the tree `upper`,
@@ -214,25 +273,31 @@ fn raw_name(path: &Path) -> &[u8] {
 /// by metadata only (see [`changed_bytes`]).
 pub(crate) fn tree_changes(lower: &Path, upper: &Path) -> Result<Vec<Change>, Error> {
     let mut changes = Vec::new();
-    walk(lower, upper, "", Contents::Skipped, &mut changes)?;
+    walk(
+        &OldDir::tree(lower),
+        upper,
+        "",
+        Contents::Skipped,
+        &mut changes,
+    )?;
     Ok(changes)
 }
 
 /// The changes from directory `lower` to directory `upper` (named `prefix` in the layer).
 fn walk(
-    lower: &Path,
+    lower: &OldDir,
     upper: &Path,
     prefix: &str,
     contents: Contents,
     out: &mut Vec<Change>,
 ) -> Result<(), Error> {
-    let old = sorted_children(lower)?;
+    let old = lower.children()?;
     let new = sorted_children(upper)?;
     let dir_mtime = metadata(upper)?.mtime();
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         let order = match (old.get(i), new.get(j)) {
-            (Some((_, o)), Some((_, n))) => raw_name(o).cmp(raw_name(n)),
+            (Some((_, o)), Some((_, n))) => raw_name(&o.path).cmp(raw_name(n)),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -266,13 +331,14 @@ fn walk(
 
 /// The changes of one name present in both trees.
 fn pair(
-    old: &Path,
+    entry: &crate::lower::OldEntry,
     new: &Path,
     prefix: &str,
     name: &str,
     contents: Contents,
     out: &mut Vec<Change>,
 ) -> Result<(), Error> {
+    let old = entry.path.as_path();
     let (om, nm) = (metadata(old)?, metadata(new)?);
     let rel = format!("{prefix}{name}");
     match (om.is_dir(), nm.is_dir()) {
@@ -282,7 +348,7 @@ fn pair(
                 path: new.to_path_buf(),
                 rel: rel.clone(),
             });
-            walk(old, new, &format!("{rel}/"), contents, out)?;
+            walk(&entry.as_dir(), new, &format!("{rel}/"), contents, out)?;
             if out.len() == at + 1 && same_dir(old, &om, new, &nm)? {
                 out.pop(); // neither it nor anything below it changed
             }
@@ -317,10 +383,15 @@ fn same_inode_meta(om: &fs::Metadata, nm: &fs::Metadata) -> bool {
         && om.mtime_nsec() == nm.mtime_nsec()
 }
 
+/// Whether the xattrs of `old` and `new` are equal, overlayfs' own left out (a layer
+/// directory's opaque mark or a copied-up file's origin are not the file's).
 fn same_xattrs(old: &Path, new: &Path) -> Result<bool, Error> {
-    let o = xattrs(old).map_err(|e| Error::io(old, e))?;
-    let n = xattrs(new).map_err(|e| Error::io(new, e))?;
-    Ok(o == n)
+    let own = |path: &Path| -> Result<Vec<_>, Error> {
+        let mut x = xattrs(path).map_err(|e| Error::io(path, e))?;
+        x.retain(|(k, _)| !is_overlay(k));
+        Ok(x)
+    };
+    Ok(own(old)? == own(new)?)
 }
 
 /// Whether the non-directory `new` is unchanged from `old` (the rule in the module doc).

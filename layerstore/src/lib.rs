@@ -29,6 +29,7 @@ mod events;
 mod gzip;
 mod image;
 mod layout;
+mod lower;
 mod output_file;
 mod reference;
 mod reserve;

@@ -349,3 +349,133 @@ fn apply_refuses_a_view() {
     let view = vfs.view(&k("v"), None).unwrap();
     assert!(apply(&[0u8; 1024][..], &view).is_err());
 }
+
+/// A directory deleted and made again in one step: overlayfs leaves it opaque in the upper
+/// dir, a vfs tree holds it with its gone names' whiteouts. Written stacked on its lowers,
+/// the upper dir makes compare's bytes (one digest on both drivers); written as it is, the
+/// opaque form.
+#[test]
+fn an_opaque_directory_stacked_on_its_lowers_is_written_as_compare_writes_it() {
+    if !lb_testkit::require_root("overlay whiteouts and opaque xattrs in layer directories") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let p = |s: &str| dir.path().join(s);
+    // Two layers: the parent, and one over it that adds data/c and deletes keep/same.
+    let (bottom, top) = (p("bottom"), p("top"));
+    fs::create_dir(&bottom).unwrap();
+    parent(&bottom);
+    fs::create_dir_all(top.join("data")).unwrap();
+    fs::create_dir_all(top.join("keep")).unwrap();
+    fs::write(top.join("data/c"), b"c").unwrap();
+    whiteout(&top.join("keep/same"), (T0, 0));
+    set_all_times(&top, (T0 + 1, 0));
+    // The same stack as one tree.
+    let merged = p("merged");
+    fs::create_dir(&merged).unwrap();
+    parent(&merged);
+    fs::write(merged.join("data/c"), b"c").unwrap();
+    fs::remove_file(merged.join("keep/same")).unwrap();
+    for d in ["data/c", "data", "keep", ""] {
+        same_as(&merged.join(d), &top.join(d));
+    }
+
+    // The step: rm -r /data && mkdir -p /data/sub && echo > /data/b /data/sub/y.
+    let (copy, upper) = (p("copy"), p("upper"));
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(&merged)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::remove_dir_all(copy.join("data")).unwrap();
+    fs::create_dir_all(upper.join("data")).unwrap();
+    rustix::fs::lsetxattr(
+        upper.join("data"),
+        "trusted.overlay.opaque",
+        b"y",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    for root in [&copy, &upper] {
+        fs::create_dir_all(root.join("data/sub")).unwrap();
+        fs::write(root.join("data/b"), b"b").unwrap();
+        fs::write(root.join("data/sub/y"), b"y").unwrap();
+        for d in ["data/sub/y", "data/b", "data/sub", "data"] {
+            set_time(&root.join(d), T1);
+        }
+    }
+
+    let vfs_layer = layer(&merged, &copy);
+    assert_eq!(
+        names(&vfs_layer),
+        [
+            "data/",
+            "data/.wh.a",
+            "data/b",
+            "data/.wh.c",
+            "data/sub/",
+            "data/sub/y"
+        ]
+    );
+    let lowers = [top.clone(), bottom.clone()];
+    let mut stacked = Vec::new();
+    lb_layerstore::LayerChanges::Stacked {
+        upper: &upper,
+        lowers: &lowers,
+    }
+    .write(&mut stacked, LayerCompression::None, DiffOptions::default())
+    .unwrap();
+    assert!(stacked == vfs_layer, "{:?}", names(&stacked));
+    let mut as_is = Vec::new();
+    write_diff(
+        &upper,
+        &mut as_is,
+        LayerCompression::None,
+        DiffOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&as_is),
+        [
+            "data/",
+            "data/.wh..wh..opq",
+            "data/b",
+            "data/sub/",
+            "data/sub/y"
+        ]
+    );
+
+    // A directory made over a file (opaque in both forms) and a new one (in neither).
+    fs::remove_file(copy.join("was_file")).unwrap();
+    for root in [&copy, &upper] {
+        fs::create_dir(root.join("was_file")).unwrap();
+        fs::write(root.join("was_file/i"), b"i").unwrap();
+        fs::create_dir(root.join("fresh")).unwrap();
+        fs::write(root.join("fresh/f"), b"f").unwrap();
+        for d in ["was_file/i", "was_file", "fresh/f", "fresh"] {
+            set_time(&root.join(d), T1);
+        }
+    }
+    for d in ["was_file", "fresh"] {
+        rustix::fs::lsetxattr(
+            upper.join(d),
+            "trusted.overlay.opaque",
+            b"y",
+            XattrFlags::empty(),
+        )
+        .unwrap();
+    }
+    let vfs_layer = layer(&merged, &copy);
+    let mut stacked = Vec::new();
+    lb_layerstore::LayerChanges::Stacked {
+        upper: &upper,
+        lowers: &lowers,
+    }
+    .write(&mut stacked, LayerCompression::None, DiffOptions::default())
+    .unwrap();
+    assert!(stacked == vfs_layer, "{:?}", names(&stacked));
+    assert!(names(&stacked).contains(&"was_file/.wh..wh..opq".to_string()));
+    assert!(!names(&stacked).contains(&"fresh/.wh..wh..opq".to_string()));
+}

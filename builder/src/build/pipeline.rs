@@ -14,7 +14,7 @@
 
 use std::thread::{Scope, ScopedJoinHandle};
 
-use lb_layerstore::SnapshotKey;
+use lb_layerstore::{SnapshotChanges, SnapshotKey};
 
 use super::stage::StepNames;
 use super::*;
@@ -73,20 +73,29 @@ impl Builder<'_> {
         config
     }
 
-    /// Writes `changes` as a layer over `parent`, the image of `config` with it, and
-    /// records the image under `key` (for this build's other steps too); the image and the
-    /// layer's diff ID.
+    /// Writes `changes` as a layer over `parent` (the layers of `parent_image`), the image
+    /// of `config` with it, and records the image under `key` (for this build's other
+    /// steps too); the image and the layer's diff ID.
     fn write_layer(
         &self,
         changes: &StepChanges,
         mut config: Value,
-        parent: &[oci_spec::image::Descriptor],
+        (parent, parent_image): (&[oci_spec::image::Descriptor], Option<&Image>),
         key: &Digest,
     ) -> Result<(Image, Digest), BuildError> {
-        let snapshot_changes;
+        let mut snapshot_changes;
         let layer_changes = match changes {
             StepChanges::Snapshot(key) => {
                 snapshot_changes = self.snapshots.changes(key)?;
+                // A RUN that ran on the upper dir of the commit then in flight has that
+                // layer among its lowers, which its snapshot's record (made on the image
+                // before it) does not name: its layer is written against the parent's.
+                if let (SnapshotChanges::Stacked { lowers, .. }, Some(image)) =
+                    (&mut snapshot_changes, parent_image)
+                {
+                    *lowers = self.store.prepare_snapshots(image).map_err(store_err)?;
+                    lowers.reverse();
+                }
                 snapshot_changes.layer()
             }
             StepChanges::Dir(dir) => lb_layerstore::LayerChanges::Upper(dir),
@@ -141,7 +150,8 @@ impl Builder<'_> {
         created_by: String,
     ) -> Result<StageState, BuildError> {
         let config = self.layer_config(&mut state, created_by);
-        let made = self.write_layer(changes, config, &state.layers, &key)?;
+        let parent = (&state.layers[..], state.image.as_ref());
+        let made = self.write_layer(changes, config, parent, &key)?;
         state.key = key;
         self.adopt_layer(state, made, changes)
     }
@@ -162,11 +172,11 @@ impl Builder<'_> {
     ) -> Result<StageState, BuildError> {
         let mut state = self.settle(state, stage_run)?;
         let config = self.layer_config(&mut state, created_by);
-        let parent = state.layers.clone();
+        let (layers, image) = (state.layers.clone(), state.image.clone());
         let changes = StepChanges::Snapshot(snapshot.clone());
         let work = stage_run
             .scope
-            .spawn(move || self.write_layer(&changes, config, &parent, &key));
+            .spawn(move || self.write_layer(&changes, config, (&layers, image.as_ref()), &key));
         state.key = key;
         stage_run.pending = Some(Pending {
             work,

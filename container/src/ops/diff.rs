@@ -30,7 +30,7 @@ impl Container<'_> {
             crate::rootfs::with_changes(self.store, &self.record, &self.dir, |c| match c {
                 LayerChanges::Trees { lower, .. } => Ok(lb_layerstore::path_changes(c, lower)?),
                 // An image of no layers: its tree is empty, all of the container's is new.
-                LayerChanges::Upper(_) => {
+                LayerChanges::Upper(_) | LayerChanges::Stacked { .. } => {
                     let empty = tempfile::tempdir_in(&self.dir).map_err(|source| Error::Io {
                         path: self.dir.clone(),
                         source,

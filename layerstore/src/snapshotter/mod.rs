@@ -163,13 +163,21 @@ impl Mounts {
     }
 }
 
-/// Where an active snapshot's changes are, as [`Snapshotter::changes`] finds them: an
-/// overlay upper dir (or a first layer's whole tree), or a vfs tree and its parent's tree.
-/// The owned form of [`LayerChanges`], which the layer is written from.
+/// Where an active snapshot's changes are, as [`Snapshotter::changes`] finds them: a first
+/// layer's whole tree, an overlay upper dir and its parent's layer directories (top
+/// first), or a vfs tree and its parent's tree. The owned form of [`LayerChanges`], which
+/// the layer is written from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotChanges {
     Upper(PathBuf),
-    Trees { lower: PathBuf, upper: PathBuf },
+    Stacked {
+        upper: PathBuf,
+        lowers: Vec<PathBuf>,
+    },
+    Trees {
+        lower: PathBuf,
+        upper: PathBuf,
+    },
 }
 
 impl SnapshotChanges {
@@ -177,6 +185,7 @@ impl SnapshotChanges {
     pub fn layer(&self) -> LayerChanges<'_> {
         match self {
             SnapshotChanges::Upper(upper) => LayerChanges::Upper(upper),
+            SnapshotChanges::Stacked { upper, lowers } => LayerChanges::Stacked { upper, lowers },
             SnapshotChanges::Trees { lower, upper } => LayerChanges::Trees { lower, upper },
         }
     }

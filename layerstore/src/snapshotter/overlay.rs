@@ -167,8 +167,14 @@ impl Snapshotter for OverlaySnapshotter {
     /// The upper dir: it holds the changes alone (the whole tree of a first layer, which
     /// is that layer's changes too).
     fn changes(&self, key: &SnapshotKey) -> Result<SnapshotChanges, Error> {
-        self.active.read_for_commit(key)?;
-        Ok(SnapshotChanges::Upper(self.active.path(key).join(UPPER)))
+        let record = self.active.read_for_commit(key)?;
+        let upper = self.active.path(key).join(UPPER);
+        let lowers = self.lowers(&record.chain())?;
+        Ok(if lowers.is_empty() {
+            SnapshotChanges::Upper(upper)
+        } else {
+            SnapshotChanges::Stacked { upper, lowers }
+        })
     }
 
     /// `dir` is in the snapshot format already (overlay whiteouts and opaque marks).
@@ -306,14 +312,21 @@ mod tests {
         let base_dir = store.snapshot_path(base.top().unwrap());
         assert_eq!(fs::read(base_dir.join("a")).unwrap(), b"a");
 
-        // An active snapshot's changes are its upper dir, on a parent or on nothing.
-        for (k, parent) in [("first", None), ("step", Some(&base))] {
-            let m = s.prepare(&key(k), parent).unwrap();
-            assert_eq!(
-                s.changes(&key(k)).unwrap(),
-                SnapshotChanges::Upper(m.writable_dir().unwrap().to_path_buf())
-            );
-        }
+        // An active snapshot's changes are its upper dir, on nothing or on its parent's
+        // layer directories.
+        let m = s.prepare(&key("first"), None).unwrap();
+        assert_eq!(
+            s.changes(&key("first")).unwrap(),
+            SnapshotChanges::Upper(m.writable_dir().unwrap().to_path_buf())
+        );
+        let m = s.prepare(&key("step"), Some(&base)).unwrap();
+        assert_eq!(
+            s.changes(&key("step")).unwrap(),
+            SnapshotChanges::Stacked {
+                upper: m.writable_dir().unwrap().to_path_buf(),
+                lowers: vec![base_dir.clone()],
+            }
+        );
 
         let two = base.child(&b);
         s.commit(&key("step"), two.top().unwrap()).unwrap();
