@@ -66,6 +66,13 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long)]
     iidfile: Option<PathBuf>,
+    /// Export the build cache: type=registry,ref=REF or type=local,dest=DIR, with
+    /// mode=min|max, image-manifest=true|false, compression=gzip|zstd, ignore-error=true
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// Look steps up in a build cache: type=registry,ref=REF, type=local,src=DIR, or REF
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
     #[arg(long)]
     secret: Vec<String>,
@@ -93,7 +100,11 @@ impl Progress for Plain {
         let mut out = self.out.lock().expect("stderr");
         let _ = match e {
             Event::Start { vertex, name } => writeln!(out, "#{vertex} {name}"),
-            Event::Cached { vertex } => writeln!(out, "#{vertex} CACHED"),
+            Event::Cached { vertex, from: None } => writeln!(out, "#{vertex} CACHED"),
+            Event::Cached {
+                vertex,
+                from: Some(cache),
+            } => writeln!(out, "#{vertex} CACHED ({cache})"),
             Event::Output { vertex, line } => writeln!(
                 out,
                 "#{vertex} {:.3} {line}",
@@ -217,9 +228,12 @@ impl Progress for Live {
                     out.set_message(line.to_string());
                 }
             }
-            Event::Cached { vertex } => {
+            Event::Cached { vertex, from } => {
                 if let Some(step) = steps.running.remove(&vertex) {
-                    let label = format!("CACHED {}", step.name);
+                    let label = match from {
+                        Some(cache) => format!("CACHED ({cache}) {}", step.name),
+                        None => format!("CACHED {}", step.name),
+                    };
                     step.end(label, None);
                     steps.done += 1;
                 }
@@ -464,6 +478,8 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             out: Mutex::new(std::io::stderr()),
         })
     };
+    let (cache_to, cache_from) = crate::build_cache::parse(&args.cache_to, &args.cache_from)?;
+    let caches = crate::build_cache::Caches::open(store, &cache_from);
     let registry = crate::registry_cmds::RegistrySource { store };
     let network = crate::build_bridge::BuildBridge::new(store);
     let network = bridge.then_some(&network as &dyn lb_builder::RunNetwork);
@@ -472,20 +488,18 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     // it builds; the names are made here).
     let _writing = store.writing()?;
     let urls = crate::registry_cmds::UrlFetcher::default();
-    let built = lb_builder::build(
-        store,
-        &df,
-        &opts,
-        &progress,
-        Some(&registry),
+    let seams = lb_builder::Seams {
+        images: Some(&registry),
         network,
-        Some(&urls),
-    );
+        urls: Some(&urls),
+        cache: (!cache_from.is_empty()).then_some(&caches as &dyn lb_builder::CacheSource),
+    };
+    let built = lb_builder::build(store, &df, &opts, &progress, seams);
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }
-    let image = match built {
-        Ok(i) => i,
+    let (image, steps) = match built {
+        Ok(b) => (b.image, b.steps),
         Err(e) => {
             if let Some(line) = e.line {
                 let text = String::from_utf8_lossy(&source);
@@ -502,6 +516,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     for t in &tags {
         store.name_image(t, &image)?;
     }
+    crate::build_cache::export_all(store, &cache_to, &steps, &image, quiet)?;
     if args.push {
         if tags.is_empty() {
             bail!("--push: name the image with -t");

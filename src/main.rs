@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use deferred::Deferred;
 
 mod build_bridge;
+mod build_cache;
 mod build_cmd;
 mod closed_output;
 mod container_cmds;

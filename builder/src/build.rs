@@ -100,6 +100,37 @@ pub trait ImageSource: Sync {
     fn fetch(&self, name: &Reference) -> Result<Image, SeamError>;
 }
 
+/// A build cache outside the store (`--cache-from`), wired in by the caller: the builder
+/// knows nothing of registries or cache formats.
+pub trait CacheSource: Sync {
+    /// The image a step of cache key `key` made, brought into the store (and recorded
+    /// there under `key`), and the name of the cache it came from (`CACHED (REF)`).
+    /// `None` on a miss; a cache that fails or serves bad bytes is a miss too.
+    fn lookup(&self, key: &Digest) -> Option<(Image, String)>;
+}
+
+/// Where what the store lacks comes from, and what RUN steps join: the caller's
+/// implementations of the builder's seams, each optional.
+#[derive(Clone, Copy, Default)]
+pub struct Seams<'a> {
+    /// Images FROM and `--from` name that the store lacks (or all, with `opts.pull`).
+    pub images: Option<&'a dyn ImageSource>,
+    /// The network RUN steps join (`None`: the host's or none, as the options say).
+    pub network: Option<&'a dyn RunNetwork>,
+    /// ADD's URLs.
+    pub urls: Option<&'a dyn crate::fetch::UrlSource>,
+    /// Caches looked up where the store misses.
+    pub cache: Option<&'a dyn CacheSource>,
+}
+
+/// A build's result: the target stage's image (not yet named: the caller tags it), and
+/// every layer step the build ran or found cached as (cache key, image), in no order,
+/// once each (what a cache export chooses from).
+pub struct Built {
+    pub image: Image,
+    pub steps: Vec<(Digest, Image)>,
+}
+
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
@@ -108,9 +139,10 @@ pub enum Event<'a> {
         vertex: usize,
         name: &'a str,
     },
-    /// It was found in the cache.
+    /// It was found in the cache: the store's (`from` None) or the one named.
     Cached {
         vertex: usize,
+        from: Option<&'a str>,
     },
     /// A line its process printed.
     Output {
@@ -155,27 +187,24 @@ struct Builder<'a> {
     context: copy::Visible,
     /// Digests of the files builds read, remembered between builds by their stat.
     digests: crate::digests::FileDigests,
-    source: Option<&'a dyn ImageSource>,
-    network: Option<&'a dyn RunNetwork>,
-    urls: Option<&'a dyn crate::fetch::UrlSource>,
+    seams: Seams<'a>,
+    /// The layer steps' keys and images, ran or cached (`Built::steps`).
+    steps: std::sync::Mutex<BTreeMap<Digest, Image>>,
     /// The build's active snapshots and views, on the store's driver.
     snapshots: snapshots::StepSnapshots,
     /// Which stages are built, which keys made, the jobs taken, the first failure.
     schedule: schedule::Schedule,
 }
 
-/// Builds `df` and returns the target stage's image (not yet named: the caller tags it).
-/// Images the store lacks (or all named ones, with `opts.pull`) come from `source`, ADD's
-/// URLs from `urls`.
+/// Builds `df`: the target stage's image (not yet named: the caller tags it) and the
+/// steps' records. What the store lacks comes through `seams`.
 pub fn build(
     store: &Store,
     df: &Dockerfile,
     opts: &BuildOptions,
     progress: &dyn Progress,
-    source: Option<&dyn ImageSource>,
-    network: Option<&dyn RunNetwork>,
-    urls: Option<&dyn crate::fetch::UrlSource>,
-) -> Result<Image, BuildError> {
+    seams: Seams<'_>,
+) -> Result<Built, BuildError> {
     let plan = plan(df, &opts.build_args, opts.target.as_deref())?;
     let (plan_stages, plan_needed) = (plan.stages.len(), plan.needed.clone());
     reap_killed_builds();
@@ -219,9 +248,8 @@ pub fn build(
         created,
         context: copy::Visible::context(&opts.context, std::sync::Arc::new(ignore)),
         digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
-        source,
-        network,
-        urls,
+        seams,
+        steps: Default::default(),
         snapshots: snapshots::StepSnapshots::new(store),
         schedule: schedule::Schedule::new(plan_stages, &plan_needed, opts.jobs),
     };
@@ -261,7 +289,22 @@ pub fn build(
             l.insert(k.clone(), json!(v));
         }
     }
-    b.write(&state).map_err(store_err)
+    let image = b.write(&state).map_err(store_err)?;
+    let steps = std::mem::take(&mut *b.steps.lock().expect("steps"));
+    Ok(Built {
+        image,
+        steps: steps.into_iter().collect(),
+    })
+}
+
+impl Builder<'_> {
+    /// Notes that the step of cache key `key` made (or found) `image`.
+    fn step_made(&self, key: &Digest, image: &Image) {
+        self.steps
+            .lock()
+            .expect("steps")
+            .insert(*key, image.clone());
+    }
 }
 
 /// What a panic said (its message, if it had one as text).

@@ -26,8 +26,8 @@ mod mounts;
 pub mod plan;
 
 pub use build::{
-    BuildOptions, Event, ImageSource, Progress, RunNetwork, SeamError, build, reap_killed_builds,
-    write_flattened, write_merged,
+    BuildOptions, Built, CacheSource, Event, ImageSource, Progress, RunNetwork, SeamError, Seams,
+    build, reap_killed_builds, write_flattened, write_merged,
 };
 pub use config::{Applied, Args, ConfigError, ImageConfig, change_instruction};
 pub use context::{BuildContext, ContextError};

@@ -23,8 +23,14 @@ pub use client::{
     Body, DEFAULT_NETWORK_TIMEOUT, Http, NETWORK_TIMEOUT_VAR, Options, Registry, api_host,
     is_loopback, network_timeout_from_env, parse_network_timeout,
 };
-pub use pull::{PullOptions, PullProgress, get_manifest, pull};
-pub use push::{PushOptions, PushProgress, push, remember_blob};
+pub use pull::{
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, PullOptions, PullProgress, fetch_document, fetch_layers,
+    get_manifest, pull,
+};
+pub use push::{
+    Blob, PushOptions, PushProgress, PushedLayer, layers_to_push, push, push_blobs, put_manifest,
+    remember_blob,
+};
 
 /// What can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]

@@ -465,15 +465,8 @@ pub fn pull(
     let config_bytes = if store.content().contains(&config_digest) {
         store.content().read_verified(&config_digest)?
     } else {
-        let bytes =
-            BlobReader::open(reg, path, &config_digest.to_string())?.read_all(MAX_DOCUMENT)?;
-        if Digest::of(&bytes) != config_digest || bytes.len() as u64 != cdesc.size() {
-            return Err(Error::Verify(format!(
-                "{reference}: the config blob does not match its descriptor ({config_digest}, {} bytes)",
-                cdesc.size()
-            )));
-        }
-        bytes
+        fetch_document(reg, path, &config_digest, cdesc.size())
+            .map_err(|e| Error::Verify(format!("{reference}: the config blob: {e}")))?
     };
     let config = ImageConfiguration::from_reader(&config_bytes[..])
         .map_err(|e| Error::Verify(format!("{reference}: the image config: {e}")))?;
@@ -491,39 +484,7 @@ pub fn pull(
             diff_ids.len()
         )));
     }
-    let chains = lb_layerstore::chain_ids(&diff_ids);
-
-    // The layers, `parallel` at once.
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..opts.parallel.clamp(1, 16).min(layers.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= layers.len() || failed.lock().expect("failed").is_some() {
-                        return;
-                    }
-                    let r = fetch_layer(
-                        store,
-                        reg,
-                        path,
-                        &layers[i],
-                        &diff_ids[i],
-                        &chains[i],
-                        progress,
-                    );
-                    if let Err(e) = r {
-                        failed.lock().expect("failed").get_or_insert(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().expect("failed") {
-        return Err(e);
-    }
+    fetch_layers(store, reg, path, layers, &diff_ids, opts.parallel, progress)?;
 
     let config_info = store.content().put(&config_bytes)?;
     debug_assert_eq!(config_info.digest, config_digest);
@@ -548,6 +509,82 @@ pub fn pull(
     crate::push::remember_blob(store, &reg.domain, path, &config_digest);
     progress.line(&format!("Digest: {top_digest}"));
     Ok(image)
+}
+
+/// A small blob (a config: at most 4 MiB) of the repository `path`, checked against its
+/// digest and size.
+pub fn fetch_document(
+    reg: &Registry,
+    path: &str,
+    digest: &Digest,
+    size: u64,
+) -> Result<Vec<u8>, Error> {
+    if size > MAX_DOCUMENT {
+        return Err(Error::Verify(format!(
+            "blob {digest}: {size} bytes, more than a document's {MAX_DOCUMENT}"
+        )));
+    }
+    let bytes = BlobReader::open(reg, path, &digest.to_string())?.read_all(MAX_DOCUMENT)?;
+    if Digest::of(&bytes) != *digest || bytes.len() as u64 != size {
+        return Err(Error::Verify(format!(
+            "blob {digest}: the bytes served do not match its descriptor ({size} bytes)"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The layers `layers` of the repository `path` (an image's, bottom first, whose config
+/// says `diff_ids`) into the store, `parallel` at once: each blob checked against its
+/// digest and size, its snapshot (on overlay) against its diffID, as it streams in;
+/// layers stored already are skipped.
+pub fn fetch_layers(
+    store: &Store,
+    reg: &Registry,
+    path: &str,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+    parallel: usize,
+    progress: &dyn PullProgress,
+) -> Result<(), Error> {
+    if layers.len() != diff_ids.len() {
+        return Err(Error::Verify(format!(
+            "{} layers but {} diff_ids in the config",
+            layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let chains = lb_layerstore::chain_ids(diff_ids);
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, 16).min(layers.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= layers.len() || failed.lock().expect("failed").is_some() {
+                        return;
+                    }
+                    let r = fetch_layer(
+                        store,
+                        reg,
+                        path,
+                        &layers[i],
+                        &diff_ids[i],
+                        &chains[i],
+                        progress,
+                    );
+                    if let Err(e) = r {
+                        failed.lock().expect("failed").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("failed") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Whether layers are unpacked into their snapshots as they arrive (overlay); a vfs store

@@ -81,55 +81,76 @@ fn known_elsewhere(store: &Store, domain: &str, path: &str, digest: &Digest) -> 
         .map(str::to_string)
 }
 
-/// A blob to send: where its bytes are and what the manifest says of it.
-struct Blob {
-    digest: Digest,
-    size: u64,
+/// A blob to send from the store's content: its digest and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
 }
 
-/// Pushes `image` to `target` (its registry is `reg`); the pushed manifest's digest.
-pub fn push(
+/// A layer as it goes up: its blob and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedLayer {
+    pub blob: Blob,
+    pub media_type: String,
+}
+
+/// `image`'s layers as they go to a registry: the uncompressed ones lb built compressed
+/// with `compression` (once, remembered: `Store::compressed_layer`), the others as they
+/// are; and whether any was compressed here (the manifest then is a new one).
+pub fn layers_to_push(
     store: &Store,
-    reg: &Registry,
     image: &Image,
-    target: &Reference,
-    opts: &PushOptions,
-    progress: &dyn PushProgress,
-) -> Result<(Digest, u64), Error> {
-    let _writing = store.writing()?;
-    let path = target.path.as_str();
-    // The layers as they go up: uncompressed local ones compressed (once, remembered).
+    compression: LayerCompression,
+) -> Result<(Vec<PushedLayer>, bool), Error> {
     let mut layers = Vec::new();
     let mut recompressed = false;
     for l in image.manifest.layers() {
         let digest = Digest::from_str(l.digest().as_ref())?;
         let media = l.media_type().to_string();
         if media == lb_layerstore::MEDIA_LAYER_TAR {
-            let c = store.compressed_layer(&digest, opts.compression)?;
-            let media = match opts.compression {
+            let c = store.compressed_layer(&digest, compression)?;
+            let media = match compression {
                 LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
                 _ => "application/vnd.oci.image.layer.v1.tar+gzip",
             };
-            layers.push((c.digest, c.size, media.to_string()));
+            layers.push(PushedLayer {
+                blob: Blob {
+                    digest: c.digest,
+                    size: c.size,
+                },
+                media_type: media.to_string(),
+            });
             recompressed = true;
         } else {
-            layers.push((digest, l.size(), media));
+            layers.push(PushedLayer {
+                blob: Blob {
+                    digest,
+                    size: l.size(),
+                },
+                media_type: media,
+            });
         }
     }
-    let mut blobs: Vec<Blob> = layers
-        .iter()
-        .map(|(d, s, _)| Blob {
-            digest: *d,
-            size: *s,
-        })
-        .collect();
-    blobs.push(Blob {
-        digest: image.config_digest,
-        size: image.manifest.config().size(),
-    });
+    Ok((layers, recompressed))
+}
+
+/// Sends each of `blobs` (in the store's content) that the repository `path` lacks,
+/// `opts.parallel` at once, largest first: HEAD, else a mount from a repository lb knows
+/// holds it, else an upload.
+pub fn push_blobs(
+    store: &Store,
+    reg: &Registry,
+    path: &str,
+    blobs: &[Blob],
+    opts: &PushOptions,
+    progress: &dyn PushProgress,
+) -> Result<(), Error> {
+    let mut blobs = blobs.to_vec();
+    blobs.sort_by_key(|b| b.digest);
+    blobs.dedup();
     // Largest first: the last uploads to start are the shortest.
     blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
-
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|s| {
@@ -149,9 +170,53 @@ pub fn push(
             });
         }
     });
-    if let Some(e) = failed.into_inner().expect("failed") {
-        return Err(e);
+    match failed.into_inner().expect("failed") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
+
+/// `PUT /v2/PATH/manifests/REFERENCE` of the manifest `bytes` (tried again after
+/// transient failures): the last request of a push, once every blob it names is there.
+pub fn put_manifest(
+    reg: &Registry,
+    path: &str,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<(), Error> {
+    let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
+    let scope = format!("repository:{path}:pull,push");
+    let body = bytes::Bytes::copy_from_slice(bytes);
+    crate::client::retrying(|| {
+        let resp = reg.send(&scope, &|c| {
+            c.put(&url)
+                .header(CONTENT_TYPE, media_type)
+                .body(body.clone())
+        })?;
+        expect_ok(resp, &url)
+    })?;
+    Ok(())
+}
+
+/// Pushes `image` to `target` (its registry is `reg`); the pushed manifest's digest.
+pub fn push(
+    store: &Store,
+    reg: &Registry,
+    image: &Image,
+    target: &Reference,
+    opts: &PushOptions,
+    progress: &dyn PushProgress,
+) -> Result<(Digest, u64), Error> {
+    let _writing = store.writing()?;
+    let path = target.path.as_str();
+    let (layers, recompressed) = layers_to_push(store, image, opts.compression)?;
+    let mut blobs: Vec<Blob> = layers.iter().map(|l| l.blob).collect();
+    blobs.push(Blob {
+        digest: image.config_digest,
+        size: image.manifest.config().size(),
+    });
+    push_blobs(store, reg, path, &blobs, opts, progress)?;
 
     // The manifest last: the stored one as it is, or one naming the compressed layers.
     let (bytes, media_type) = if recompressed {
@@ -164,8 +229,10 @@ pub fn push(
                 "digest": config.digest().to_string(),
                 "size": config.size(),
             },
-            "layers": layers.iter().map(|(d, s, m)| json!({
-                "mediaType": m, "digest": d.to_string(), "size": s,
+            "layers": layers.iter().map(|l| json!({
+                "mediaType": l.media_type,
+                "digest": l.blob.digest.to_string(),
+                "size": l.blob.size,
             })).collect::<Vec<Value>>(),
         });
         (
@@ -185,16 +252,7 @@ pub fn push(
         .tag
         .clone()
         .unwrap_or_else(|| Digest::of(&bytes).to_string());
-    let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
-    let scope = format!("repository:{path}:pull,push");
-    crate::client::retrying(|| {
-        let resp = reg.send(&scope, &|c| {
-            c.put(&url)
-                .header(CONTENT_TYPE, &media_type)
-                .body(bytes.clone())
-        })?;
-        expect_ok(resp, &url)
-    })?;
+    put_manifest(reg, path, &reference, &bytes, &media_type)?;
     Ok((Digest::of(&bytes), bytes.len() as u64))
 }
 

@@ -144,7 +144,7 @@ impl Builder<'_> {
 
         for url in &urls {
             inline.push(
-                crate::fetch::fetch(url, &inline_dir, checksum, self.urls)
+                crate::fetch::fetch(url, &inline_dir, checksum, self.seams.urls)
                     .map_err(|m| BuildError::at(ins, ErrorKind::Fetch(m)))?,
             );
         }

@@ -33,12 +33,19 @@ impl Builder<'_> {
         &self,
         state: &StageState,
         key: Digest,
+        vertex: usize,
     ) -> Result<Option<StageState>, BuildError> {
-        let image = if self.opts.no_cache || state.no_cache {
-            None
-        } else {
-            self.store.cache_get(&key)
-        };
+        let use_cache = !self.opts.no_cache && !state.no_cache;
+        let mut from = None;
+        let mut image = use_cache.then(|| self.store.cache_get(&key)).flatten();
+        // Not here: the caches the build was given (`--cache-from`), in their order.
+        if image.is_none()
+            && use_cache
+            && let Some((hit, name)) = self.seams.cache.and_then(|c| c.lookup(&key))
+        {
+            image = Some(hit);
+            from = Some(name);
+        }
         // A miss: another step of this build may have made (or be making) the same.
         let image = match image {
             Some(image) => Some(image),
@@ -49,11 +56,16 @@ impl Builder<'_> {
         };
         let Some(image) = image else {
             // Steps will run: RUN steps after this one will want namespaces.
-            if let Some(net) = self.network {
+            if let Some(net) = self.seams.network {
                 net.warm_up();
             }
             return Ok(None);
         };
+        self.progress.event(Event::Cached {
+            vertex,
+            from: from.as_deref(),
+        });
+        self.step_made(&key, &image);
         let config = self.raw_config(&image)?;
         let mut hit = StageState::from_image(image, config, key);
         hit.args = state.args.clone();
@@ -110,8 +122,7 @@ impl Builder<'_> {
         created_by: String,
         fill: impl FnOnce(&Path) -> Result<(), BuildError>,
     ) -> Result<StageState, BuildError> {
-        if let Some(hit) = self.cached(&state, key)? {
-            self.progress.event(Event::Cached { vertex: v });
+        if let Some(hit) = self.cached(&state, key, v)? {
             return Ok(hit);
         }
         // Held to the step's end, its commit included (`--jobs`).

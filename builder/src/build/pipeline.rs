@@ -116,6 +116,7 @@ impl Builder<'_> {
             .map_err(store_err)?;
         self.store.cache_put(key, &image).map_err(store_err)?;
         self.schedule.made(key, &image);
+        self.step_made(key, &image);
         Ok((image, layer.diff_id))
     }
 

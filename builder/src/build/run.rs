@@ -129,7 +129,7 @@ impl Builder<'_> {
         // asks for none or host.
         let asks_host = run.network == Some(lb_parser::NetworkMode::Host);
         let bridged = if !asks_host && !network_none {
-            self.network
+            self.seams.network
         } else {
             None
         };
@@ -180,8 +180,7 @@ impl Builder<'_> {
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();
-        if let Some(hit) = self.cached(&state, key)? {
-            self.progress.event(Event::Cached { vertex: v });
+        if let Some(hit) = self.cached(&state, key, v)? {
             if let Some(dir) = &early_dir {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -72,7 +72,7 @@ impl Builder<'_> {
                 return Ok(image);
             }
         }
-        match self.source {
+        match self.seams.images {
             Some(source) => source.fetch(&r).map_err(|source| ImageError::Fetch {
                 name: name.to_string(),
                 source,

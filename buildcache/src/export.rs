@@ -1,0 +1,112 @@
+//! `--cache-to`: the records a build chose (`mode`) written as a cache, to a registry
+//! reference (blobs sent as `lb push` sends them: those the registry has are skipped by
+//! HEAD or mounted, the rest uploaded in parallel, largest first; the manifest last) or
+//! to an OCI layout directory.
+
+use lb_layerstore::{Digest, Image, Store};
+use lb_registry::{Blob, PushOptions, PushProgress, Registry};
+
+use crate::format::{self, BlobRef, MEDIA_CACHE_CONFIG};
+use crate::spec::{CacheExport, CacheMode, ExportTarget};
+use crate::{Error, layout};
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportReport {
+    /// Records (steps) in the cache.
+    pub records: usize,
+    /// Layers the cache config lists.
+    pub layers: usize,
+    /// Blobs the cache's manifest names (layers and image configs).
+    pub blobs: usize,
+    /// The top document's digest.
+    pub digest: Option<Digest>,
+}
+
+/// The steps `spec.mode` keeps of `steps` (cache key, image): with `min`, those whose
+/// image is the final image or one below it (its layers a prefix of the final's).
+fn chosen(steps: &[(Digest, Image)], final_image: &Image, mode: CacheMode) -> Vec<(Digest, Image)> {
+    let top: Vec<String> = final_image
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
+    steps
+        .iter()
+        .filter(|(_, image)| {
+            mode == CacheMode::Max || {
+                let layers = image.manifest.layers();
+                layers.len() <= top.len()
+                    && layers
+                        .iter()
+                        .zip(&top)
+                        .all(|(l, t)| l.digest().to_string() == *t)
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// Exports the steps of a build (`steps`, `final_image` its result) as `spec` says.
+/// An inline export is the caller's (it goes into the image's config).
+pub fn export(
+    store: &Store,
+    spec: &CacheExport,
+    steps: &[(Digest, Image)],
+    final_image: &Image,
+    registry: &lb_registry::Options,
+    progress: &dyn PushProgress,
+) -> Result<ExportReport, Error> {
+    let records = chosen(steps, final_image, spec.mode);
+    let made = format::make(store, &records, spec.compression)?;
+    let config_bytes = serde_json::to_vec(&made.config).expect("a cache config serialises");
+    let stored = store.content().put(&config_bytes)?;
+    let config = BlobRef {
+        media_type: MEDIA_CACHE_CONFIG.to_string(),
+        digest: stored.digest,
+        size: stored.size,
+    };
+    let (doc, media_type) = format::manifest(&config, &made.blobs, spec.image_manifest);
+    let mut blobs: Vec<(Digest, u64)> = made.blobs.iter().map(|b| (b.digest, b.size)).collect();
+    blobs.push((config.digest, config.size));
+    match &spec.target {
+        ExportTarget::Registry(reference) => {
+            let reg = Registry::new(&reference.domain, registry)?;
+            let path = reference.path.as_str();
+            let blobs: Vec<Blob> = blobs
+                .iter()
+                .map(|(digest, size)| Blob {
+                    digest: *digest,
+                    size: *size,
+                })
+                .collect();
+            let opts = PushOptions {
+                compression: spec.compression,
+                ..Default::default()
+            };
+            lb_registry::push_blobs(store, &reg, path, &blobs, &opts, progress)?;
+            let tag = reference
+                .tag
+                .as_deref()
+                .unwrap_or(lb_layerstore::DEFAULT_TAG);
+            lb_registry::put_manifest(&reg, path, tag, &doc, media_type)?;
+        }
+        ExportTarget::Local(dir) => {
+            layout::write(store, dir, &blobs, &doc, media_type)?;
+        }
+        ExportTarget::Inline => {
+            return Err(Error::Spec {
+                flag: "--cache-to",
+                value: "type=inline".into(),
+                reason: "an inline cache is written into the image by the build".into(),
+            });
+        }
+    }
+    Ok(ExportReport {
+        records: made.config.records.len(),
+        layers: made.config.layers.len(),
+        blobs: made.blobs.len(),
+        digest: Some(Digest::of(&doc)),
+    })
+}

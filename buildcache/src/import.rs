@@ -1,0 +1,223 @@
+//! `--cache-from`: a cache's records read once (its top document and cache config); a
+//! step's image brought into the store only when the build looks its key up and the
+//! cache has it: its config, then the layers the store lacks (from a registry, each
+//! streamed once into the store and its snapshot and checked there; from a directory,
+//! copied in and checked), then its manifest and the store's own record of the key.
+//! Whatever fails a check is an error the caller takes as a miss: nothing unchecked is
+//! ever used.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use lb_layerstore::{Digest, Image, Reference, Store};
+use lb_registry::Registry;
+use oci_spec::image::Descriptor;
+
+use crate::format::{self, BlobRef, CacheConfig, MEDIA_OCI_MANIFEST};
+use crate::spec::{CacheImport, ImportSource};
+use crate::{Error, layout};
+
+/// Where the cache's blobs are.
+enum Location {
+    Registry { reg: Registry, path: String },
+    Local(PathBuf),
+}
+
+/// One cache, its records read.
+pub struct Importer {
+    name: String,
+    store: Store,
+    location: Location,
+    config: CacheConfig,
+    records: HashMap<Digest, usize>,
+    blobs: HashMap<Digest, BlobRef>,
+}
+
+/// Pull progress nobody sees: a cache hit is shown as `CACHED (REF)`.
+struct Quiet;
+
+impl lb_registry::PullProgress for Quiet {
+    fn line(&self, _: &str) {}
+}
+
+impl Importer {
+    /// Reads the records of the cache `spec` names.
+    pub fn open(
+        store: &Store,
+        spec: &CacheImport,
+        registry: &lb_registry::Options,
+    ) -> Result<Importer, Error> {
+        let name = spec.name();
+        let (location, top) = match &spec.source {
+            ImportSource::Registry(reference) => {
+                let reg = Registry::new(&reference.domain, registry)?;
+                let path = reference.path.clone();
+                let top = lb_registry::get_manifest(&reg, &path, &tag_or_digest(reference))?;
+                (Location::Registry { reg, path }, top.bytes)
+            }
+            ImportSource::Local(dir) => (Location::Local(dir.clone()), layout::read_top(dir)?),
+        };
+        let carried = format::carried(&name, &top)?;
+        let mut importer = Importer {
+            name,
+            store: store.clone(),
+            location,
+            config: CacheConfig::default(),
+            records: HashMap::new(),
+            blobs: carried.blobs,
+        };
+        let bytes = importer.document(&carried.config)?;
+        importer.config = CacheConfig::parse(&importer.name, &bytes)?;
+        importer.records = importer.config.records_by_digest();
+        Ok(importer)
+    }
+
+    /// The cache's name, as a hit shows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many records the cache holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The image the step of cache key `key` made, brought into the store and recorded
+    /// there under `key`; `None` when the cache has no such step.
+    pub fn lookup(&self, key: &Digest) -> Result<Option<Image>, Error> {
+        let Some(&at) = self.records.get(&format::record_digest(key)) else {
+            return Ok(None);
+        };
+        let record = &self.config.records[at];
+        let (Some(config_ref), Some(chain)) = (&record.image, self.config.chain(record)) else {
+            return Ok(None);
+        };
+        let config_bytes = match self.store.content().contains(&config_ref.digest) {
+            true => self.store.content().read_verified(&config_ref.digest)?,
+            false => {
+                let bytes = self.document(config_ref)?;
+                self.store.content().put(&bytes)?;
+                bytes
+            }
+        };
+        let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| {
+                Error::format(
+                    &self.name,
+                    format!("image config {}: {e}", config_ref.digest),
+                )
+            })?;
+        let diff_ids = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if diff_ids.len() != chain.len() {
+            return Err(Error::format(
+                &self.name,
+                format!(
+                    "image config {} lists {} layers, the record {}",
+                    config_ref.digest,
+                    diff_ids.len(),
+                    chain.len()
+                ),
+            ));
+        }
+        let mut layers = Vec::with_capacity(chain.len());
+        for (layer, diff_id) in chain.iter().zip(&diff_ids) {
+            if layer
+                .annotations
+                .as_ref()
+                .and_then(|a| a.diff_id)
+                .is_some_and(|d| d != *diff_id)
+            {
+                return Err(Error::format(
+                    &self.name,
+                    format!("layer {}: its diffID is not the config's", layer.blob),
+                ));
+            }
+            let blob = self.blobs.get(&layer.blob).ok_or_else(|| {
+                Error::format(
+                    &self.name,
+                    format!("layer {} is not in the manifest", layer.blob),
+                )
+            })?;
+            layers.push(descriptor(blob)?);
+        }
+        self.fetch_layers(&layers, &diff_ids)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST,
+            "config": config_ref,
+            "layers": layers,
+        });
+        let stored = self
+            .store
+            .content()
+            .put(&serde_json::to_vec(&manifest).expect("a manifest serialises"))?;
+        let image = self.store.image_by_manifest(stored.digest)?;
+        // Every layer's snapshot (vfs: its tree) made and checked against its diffID.
+        self.store.image_chain(&image)?;
+        self.store.cache_put(key, &image)?;
+        Ok(Some(image))
+    }
+
+    /// A small blob of the cache (a cache config, an image config), checked.
+    fn document(&self, blob: &BlobRef) -> Result<Vec<u8>, Error> {
+        Ok(match &self.location {
+            Location::Registry { reg, path } => {
+                lb_registry::fetch_document(reg, path, &blob.digest, blob.size)?
+            }
+            Location::Local(dir) => layout::read_blob(dir, &blob.digest, format::MAX_CONFIG)?,
+        })
+    }
+
+    /// The layers the store lacks, into it, checked.
+    fn fetch_layers(&self, layers: &[Descriptor], diff_ids: &[Digest]) -> Result<(), Error> {
+        match &self.location {
+            Location::Registry { reg, path } => {
+                lb_registry::fetch_layers(&self.store, reg, path, layers, diff_ids, 4, &Quiet)?;
+            }
+            Location::Local(dir) => {
+                for layer in layers {
+                    let digest: Digest = layer.digest().as_ref().parse()?;
+                    if self.store.content().contains(&digest) {
+                        continue;
+                    }
+                    let path = layout::blob_path(dir, &digest);
+                    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    self.store
+                        .content()
+                        .ingest(&mut file, Some(&digest), Some(layer.size()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tag_or_digest(r: &Reference) -> String {
+    match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => lb_layerstore::DEFAULT_TAG.to_string(),
+    }
+}
+
+fn descriptor(blob: &BlobRef) -> Result<Descriptor, Error> {
+    let digest: oci_spec::image::Digest = blob
+        .digest
+        .to_string()
+        .parse()
+        .map_err(|e| Error::format("a layer", format!("{}: {e}", blob.digest)))?;
+    Ok(Descriptor::new(
+        oci_spec::image::MediaType::from(blob.media_type.as_str()),
+        blob.size,
+        digest,
+    ))
+}

@@ -1,0 +1,113 @@
+//! `lb build --cache-from/--cache-to`: the values parsed, the caches opened before the
+//! build (one that cannot be read is a warning: the build goes on without it), looked up
+//! by the builder where the store misses, and the build's steps exported after it.
+
+use anyhow::bail;
+use lb_buildcache::{CacheExport, CacheImport, ExportTarget, Importer};
+use lb_layerstore::{Digest, Image, Store};
+
+/// The `--cache-from` caches that could be read, in the order given.
+pub struct Caches {
+    importers: Vec<Importer>,
+}
+
+impl Caches {
+    /// Opens each of `specs`; one that fails is said on stderr and left out.
+    pub fn open(store: &Store, specs: &[CacheImport]) -> Caches {
+        let mut importers = Vec::new();
+        for spec in specs {
+            match Importer::open(store, spec, &Default::default()) {
+                Ok(i) => importers.push(i),
+                Err(e) => eprintln!(
+                    "WARNING: importing cache manifest from {}: {e}",
+                    spec.name()
+                ),
+            }
+        }
+        Caches { importers }
+    }
+}
+
+impl lb_builder::CacheSource for Caches {
+    fn lookup(&self, key: &Digest) -> Option<(Image, String)> {
+        for importer in &self.importers {
+            match importer.lookup(key) {
+                Ok(Some(image)) => return Some((image, importer.name().to_string())),
+                Ok(None) => {}
+                // A cache that fails (or serves bad bytes) is a miss: the step runs.
+                Err(e) => eprintln!("WARNING: cache {}: {e}", importer.name()),
+            }
+        }
+        None
+    }
+}
+
+/// Parses the `--cache-to` and `--cache-from` values.
+pub fn parse(
+    to: &[String],
+    from: &[String],
+) -> anyhow::Result<(Vec<CacheExport>, Vec<CacheImport>)> {
+    let exports = to
+        .iter()
+        .map(|v| v.parse::<CacheExport>())
+        .collect::<Result<Vec<_>, _>>()?;
+    for e in &exports {
+        if e.target == ExportTarget::Inline {
+            bail!(
+                "--cache-to type=inline: lb does not write an inline cache yet (use type=registry or type=local)"
+            );
+        }
+        if e.cache_mounts {
+            bail!("--cache-to cache-mounts=true: lb does not export cache mounts yet");
+        }
+    }
+    let imports = from
+        .iter()
+        .map(|v| v.parse::<CacheImport>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((exports, imports))
+}
+
+/// Exports the build's steps to each of `exports`; a failure ends the build with an
+/// error unless that export says `ignore-error=true`.
+pub fn export_all(
+    store: &Store,
+    exports: &[CacheExport],
+    steps: &[(Digest, Image)],
+    image: &Image,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    for spec in exports {
+        let name = match &spec.target {
+            ExportTarget::Registry(r) => r.familiar(),
+            ExportTarget::Local(d) => d.display().to_string(),
+            ExportTarget::Inline => "inline".to_string(),
+        };
+        let started = std::time::Instant::now();
+        match lb_buildcache::export(store, spec, steps, image, &Default::default(), &Silent) {
+            Ok(report) => {
+                if !quiet {
+                    eprintln!(
+                        "#0 exporting cache to {name}: {} steps, {} layers {} done {:.1}s",
+                        report.records,
+                        report.layers,
+                        report.digest.map(|d| d.to_string()).unwrap_or_default(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Err(e) if spec.ignore_error => {
+                eprintln!("WARNING: exporting cache to {name}: {e}");
+            }
+            Err(e) => bail!("failed to export cache to {name}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// An export's per-blob lines are not shown (the summary line is).
+struct Silent;
+
+impl lb_registry::PushProgress for Silent {
+    fn line(&self, _: &str) {}
+}
