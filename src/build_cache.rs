@@ -52,11 +52,6 @@ pub fn parse(
         .map(|v| v.parse::<CacheExport>())
         .collect::<Result<Vec<_>, _>>()?;
     for e in &exports {
-        if e.target == ExportTarget::Inline {
-            bail!(
-                "--cache-to type=inline: lb does not write an inline cache yet (use type=registry or type=local)"
-            );
-        }
         if e.cache_mounts {
             bail!("--cache-to cache-mounts=true: lb does not export cache mounts yet");
         }
@@ -68,8 +63,22 @@ pub fn parse(
     Ok((exports, imports))
 }
 
-/// Exports the build's steps to each of `exports`; a failure ends the build with an
-/// error unless that export says `ignore-error=true`.
+/// The built image, with the inline cache of its steps in its config when an export
+/// asks for one (`type=inline`: pushed with the image).
+pub fn with_inline(
+    store: &Store,
+    exports: &[CacheExport],
+    steps: &[(Digest, Image)],
+    image: Image,
+) -> anyhow::Result<Image> {
+    if !exports.iter().any(|e| e.target == ExportTarget::Inline) {
+        return Ok(image);
+    }
+    Ok(lb_buildcache::with_inline_cache(store, steps, &image)?)
+}
+
+/// Exports the build's steps to each of `exports` but an inline one (`with_inline`); a
+/// failure ends the build with an error unless that export says `ignore-error=true`.
 pub fn export_all(
     store: &Store,
     exports: &[CacheExport],
@@ -81,7 +90,7 @@ pub fn export_all(
         let name = match &spec.target {
             ExportTarget::Registry(r) => r.familiar(),
             ExportTarget::Local(d) => d.display().to_string(),
-            ExportTarget::Inline => "inline".to_string(),
+            ExportTarget::Inline => continue,
         };
         let started = std::time::Instant::now();
         match lb_buildcache::export(store, spec, steps, image, &Default::default(), &Silent) {

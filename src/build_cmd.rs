@@ -499,7 +499,10 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         live.finish("FAILED");
     }
     let (image, steps) = match built {
-        Ok(b) => (b.image, b.steps),
+        Ok(b) => (
+            crate::build_cache::with_inline(store, &cache_to, &b.steps, b.image)?,
+            b.steps,
+        ),
         Err(e) => {
             if let Some(line) = e.line {
                 let text = String::from_utf8_lossy(&source);

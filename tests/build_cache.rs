@@ -427,3 +427,119 @@ fn two_builds_exporting_to_one_ref_at_once_leave_a_valid_cache() {
     }
     assert!(hits >= 1, "neither build came whole from the cache");
 }
+
+#[test]
+fn an_inline_cache_travels_in_the_pushed_image() {
+    let Some(a) = store() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous) else {
+        return;
+    };
+    let name = format!("{}/app:inline", reg.addr);
+    let context = ctx(&a, "ctx", "one\n");
+    let (plain, _) = built(&a, &["-t", "plain", context.to_str().unwrap()]);
+    let (with_cache, _) = built(
+        &a,
+        &[
+            "-t",
+            &name,
+            "--cache-to",
+            "type=inline",
+            "--push",
+            context.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(with_cache, plain, "the config holds the records");
+    let config = config(&a, &name);
+    assert!(config.is_object());
+
+    // A fresh store: the final image's steps come from the image, the build stage (not
+    // in a min cache) runs again; its artifact is another (it holds a time), so the COPY
+    // of it and what follows run too, as BuildKit's would.
+    let Some(b) = store() else { return };
+    let (id_b, log) = built(
+        &b,
+        &[
+            "-t",
+            "app",
+            "--cache-from",
+            &name,
+            ctx(&b, "ctx", "one\n").to_str().unwrap(),
+        ],
+    );
+    let got = outcomes(&log);
+    assert_eq!(
+        got["[stage-1 2/4] RUN date +%s%N > /final-at"],
+        format!("CACHED ({name})"),
+        "{log}"
+    );
+    for (step, outcome) in &got {
+        if step.starts_with("[build ") {
+            assert_eq!(outcome, "RAN", "{step}: {log}");
+        }
+    }
+    assert_ne!(id_b, plain);
+    // /final-at is A's.
+    let (a_out, b_out) = (stamps(&a, "plain"), stamps(&b, "app"));
+    assert_eq!(a_out.lines().next(), b_out.lines().next());
+}
+
+/// docker 20.10's BuildKit given lb's cache builds (missing: lb's records are in a
+/// namespace of their own), and lb given an image docker built with its inline cache
+/// builds too (BuildKit's records are not lb's: a miss).
+#[test]
+fn buildkit_and_lb_read_each_others_caches_as_misses() {
+    let Some((env, docker)) = common::docker::both() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous) else {
+        return;
+    };
+    let context = ctx(&env, "ctx", "one\n");
+    let ctx_s = context.to_str().unwrap();
+    for manifest in ["true", "false"] {
+        let cache = format!("{}/cache/lb:{manifest}", reg.addr);
+        let to = format!("type=registry,ref={cache},mode=max,image-manifest={manifest}");
+        built(&env, &["--cache-to", &to, ctx_s]);
+        let out = docker
+            .cmd(&[
+                "build",
+                "--network",
+                "host",
+                "--progress",
+                "plain",
+                "--cache-from",
+                &cache,
+                "-t",
+                "dapp",
+                ctx_s,
+            ])
+            .output()
+            .unwrap();
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert!(!log.contains("CACHED"), "BuildKit hit lb's cache: {log}");
+        // Its own cache of this build goes, so the next one can only hit lb's.
+        docker.ok(&["builder", "prune", "-af"]);
+    }
+
+    let image = format!("{}/docker/app:inline", reg.addr);
+    docker.ok(&[
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        "BUILDKIT_INLINE_CACHE=1",
+        "-t",
+        &image,
+        ctx_s,
+    ]);
+    docker.ok(&["push", &image]);
+    let (code, _, log) = build(
+        &env,
+        &["--progress", "plain", "--cache-from", &image, ctx_s],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(&format!("CACHED ({image})")), "{log}");
+}

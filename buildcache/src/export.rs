@@ -25,7 +25,11 @@ pub struct ExportReport {
 
 /// The steps `spec.mode` keeps of `steps` (cache key, image): with `min`, those whose
 /// image is the final image or one below it (its layers a prefix of the final's).
-fn chosen(steps: &[(Digest, Image)], final_image: &Image, mode: CacheMode) -> Vec<(Digest, Image)> {
+pub(crate) fn chosen(
+    steps: &[(Digest, Image)],
+    final_image: &Image,
+    mode: CacheMode,
+) -> Vec<(Digest, Image)> {
     let top: Vec<String> = final_image
         .manifest
         .layers()

@@ -219,13 +219,22 @@ pub(crate) struct Carried {
     pub blobs: HashMap<Digest, BlobRef>,
 }
 
+/// A cache's top document: a cache (manifest or index), or an image (whose config may
+/// hold an inline cache).
+#[derive(Debug)]
+pub(crate) enum Top {
+    Cache(Carried),
+    Image {
+        config: BlobRef,
+        layers: Vec<BlobRef>,
+    },
+}
+
 /// Reads a cache's top document (`cache` names it in errors): a manifest whose config is
-/// a cache config, or an index listing one.
-pub(crate) fn carried(cache: &str, bytes: &[u8]) -> Result<Carried, Error> {
+/// a cache config, an index listing one, or an image's manifest.
+pub(crate) fn top(cache: &str, bytes: &[u8]) -> Result<Top, Error> {
     #[derive(Deserialize)]
     struct Doc {
-        #[serde(rename = "mediaType", default)]
-        media_type: String,
         config: Option<BlobRef>,
         #[serde(default)]
         layers: Vec<BlobRef>,
@@ -235,35 +244,43 @@ pub(crate) fn carried(cache: &str, bytes: &[u8]) -> Result<Carried, Error> {
     let doc: Doc = serde_json::from_slice(bytes)
         .map_err(|e| Error::format(cache, format!("the cache manifest: {e}")))?;
     let (config, rest) = match doc.config {
+        Some(config) if config.media_type != MEDIA_CACHE_CONFIG => {
+            if config.size > MAX_CONFIG {
+                return Err(Error::format(
+                    cache,
+                    format!("an image config of {} bytes", config.size),
+                ));
+            }
+            return Ok(Top::Image {
+                config,
+                layers: doc.layers,
+            });
+        }
         Some(config) => (config, doc.layers),
         None => {
             let mut rest = doc.manifests;
             let at = rest
                 .iter()
                 .position(|m| m.media_type == MEDIA_CACHE_CONFIG)
-                .ok_or_else(|| Error::format(cache, "an index that lists no cache config"))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        cache,
+                        "an index that lists no cache config (a multi-platform image is no cache)",
+                    )
+                })?;
             (rest.remove(at), rest)
         }
     };
-    if config.media_type != MEDIA_CACHE_CONFIG {
-        return Err(Error::format(
-            cache,
-            format!(
-                "not a build cache: its config is {} ({}), not {MEDIA_CACHE_CONFIG}",
-                config.media_type, doc.media_type
-            ),
-        ));
-    }
     if config.size > MAX_CONFIG {
         return Err(Error::format(
             cache,
             format!("a cache config of {} bytes", config.size),
         ));
     }
-    Ok(Carried {
+    Ok(Top::Cache(Carried {
         config,
         blobs: rest.into_iter().map(|b| (b.digest, b)).collect(),
-    })
+    }))
 }
 
 impl CacheConfig {
@@ -320,14 +337,19 @@ mod tests {
         for image_manifest in [true, false] {
             let (bytes, media) = manifest(&config, &layers, image_manifest);
             assert_eq!(media == MEDIA_OCI_MANIFEST, image_manifest);
-            let c = carried("c", &bytes).unwrap();
+            let Top::Cache(c) = top("c", &bytes).unwrap() else {
+                panic!("a cache")
+            };
             assert_eq!(c.config, config);
             assert_eq!(c.blobs.len(), 1);
         }
-        // An image is no cache; its config's media type says so.
-        let image = serde_json::json!({"schemaVersion": 2, "config": blob(b"{}", "application/vnd.oci.image.config.v1+json"), "layers": []});
-        let e = carried("app:1", &serde_json::to_vec(&image).unwrap()).unwrap_err();
-        assert!(e.to_string().contains("not a build cache"), "{e}");
+        // An image is told apart by its config's media type.
+        let image = serde_json::json!({"schemaVersion": 2, "config": blob(b"{}", "application/vnd.oci.image.config.v1+json"), "layers": layers});
+        let got = top("app:1", &serde_json::to_vec(&image).unwrap()).unwrap();
+        assert!(matches!(got, Top::Image { layers, .. } if layers.len() == 1));
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": layers});
+        let e = top("app:1", &serde_json::to_vec(&index).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("lists no cache config"), "{e}");
 
         // BuildKit's own shape parses (parent omitted is 0, chains, foreign digests).
         let bk = br#"{"layers":[{"blob":"sha256:6ae8a75555209fd6c44157c0aed8016e763ff435a19cf186f76863140143ff72","parent":-1},{"blob":"sha256:6ae8a75555209fd6c44157c0aed8016e763ff435a19cf186f76863140143ff72"}],

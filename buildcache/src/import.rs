@@ -4,7 +4,7 @@
 //! streamed once into the store and its snapshot and checked there; from a directory,
 //! copied in and checked), then its manifest and the store's own record of the key.
 //! Whatever fails a check is an error the caller takes as a miss: nothing unchecked is
-//! ever used.
+//! ever used. An image given as a cache is read for lb's inline cache in its config.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +13,8 @@ use lb_layerstore::{Digest, Image, Reference, Store};
 use lb_registry::Registry;
 use oci_spec::image::Descriptor;
 
-use crate::format::{self, BlobRef, CacheConfig, MEDIA_OCI_MANIFEST};
+use crate::format::{self, BlobRef, CacheConfig, MEDIA_OCI_MANIFEST, Top};
+use crate::inline::{self, InlineRecord};
 use crate::spec::{CacheImport, ImportSource};
 use crate::{Error, layout};
 
@@ -23,14 +24,26 @@ enum Location {
     Local(PathBuf),
 }
 
+/// The records a cache holds: a cache config's (a cache manifest), or an image's own
+/// (an inline cache: its steps' images are its first layers).
+enum Records {
+    Manifest {
+        config: CacheConfig,
+        by_digest: HashMap<Digest, usize>,
+        blobs: HashMap<Digest, BlobRef>,
+    },
+    Inline {
+        layers: Vec<BlobRef>,
+        by_digest: HashMap<Digest, InlineRecord>,
+    },
+}
+
 /// One cache, its records read.
 pub struct Importer {
     name: String,
     store: Store,
     location: Location,
-    config: CacheConfig,
-    records: HashMap<Digest, usize>,
-    blobs: HashMap<Digest, BlobRef>,
+    records: Records,
 }
 
 /// Pull progress nobody sees: a cache hit is shown as `CACHED (REF)`.
@@ -41,7 +54,9 @@ impl lb_registry::PullProgress for Quiet {
 }
 
 impl Importer {
-    /// Reads the records of the cache `spec` names.
+    /// Reads the records of the cache `spec` names: a cache manifest, or an image whose
+    /// config holds lb's inline cache (an image without one, such as BuildKit's inline
+    /// cache, holds no record lb reads: every lookup misses).
     pub fn open(
         store: &Store,
         spec: &CacheImport,
@@ -57,18 +72,34 @@ impl Importer {
             }
             ImportSource::Local(dir) => (Location::Local(dir.clone()), layout::read_top(dir)?),
         };
-        let carried = format::carried(&name, &top)?;
         let mut importer = Importer {
             name,
             store: store.clone(),
             location,
-            config: CacheConfig::default(),
-            records: HashMap::new(),
-            blobs: carried.blobs,
+            records: Records::Inline {
+                layers: Vec::new(),
+                by_digest: HashMap::new(),
+            },
         };
-        let bytes = importer.document(&carried.config)?;
-        importer.config = CacheConfig::parse(&importer.name, &bytes)?;
-        importer.records = importer.config.records_by_digest();
+        importer.records = match format::top(&importer.name, &top)? {
+            Top::Cache(carried) => {
+                let bytes = importer.document(&carried.config)?;
+                let config = CacheConfig::parse(&importer.name, &bytes)?;
+                Records::Manifest {
+                    by_digest: config.records_by_digest(),
+                    config,
+                    blobs: carried.blobs,
+                }
+            }
+            Top::Image { config, layers } => {
+                let bytes = importer.document(&config)?;
+                let records = inline::read(&importer.name, &bytes)?.unwrap_or_default();
+                Records::Inline {
+                    layers,
+                    by_digest: records.records.into_iter().map(|r| (r.digest, r)).collect(),
+                }
+            }
+        };
         Ok(importer)
     }
 
@@ -79,38 +110,83 @@ impl Importer {
 
     /// How many records the cache holds.
     pub fn len(&self) -> usize {
-        self.records.len()
+        match &self.records {
+            Records::Manifest { by_digest, .. } => by_digest.len(),
+            Records::Inline { by_digest, .. } => by_digest.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
+    }
+
+    /// The config (its bytes) and layers of the image the step of `key` made, where the
+    /// cache has it; the layers' diffIDs where the cache says them.
+    #[allow(clippy::type_complexity)]
+    fn find(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<(Vec<u8>, Vec<(BlobRef, Option<Digest>)>)>, Error> {
+        let digest = format::record_digest(key);
+        match &self.records {
+            Records::Manifest {
+                config,
+                by_digest,
+                blobs,
+            } => {
+                let Some(&at) = by_digest.get(&digest) else {
+                    return Ok(None);
+                };
+                let record = &config.records[at];
+                let (Some(config_ref), Some(chain)) = (&record.image, config.chain(record)) else {
+                    return Ok(None);
+                };
+                let bytes = match self.store.content().contains(&config_ref.digest) {
+                    true => self.store.content().read_verified(&config_ref.digest)?,
+                    false => self.document(config_ref)?,
+                };
+                let mut layers = Vec::with_capacity(chain.len());
+                for layer in chain {
+                    let blob = blobs.get(&layer.blob).ok_or_else(|| {
+                        Error::format(
+                            &self.name,
+                            format!("layer {} is not in the manifest", layer.blob),
+                        )
+                    })?;
+                    let diff_id = layer.annotations.as_ref().and_then(|a| a.diff_id);
+                    layers.push((blob.clone(), diff_id));
+                }
+                Ok(Some((bytes, layers)))
+            }
+            Records::Inline { layers, by_digest } => {
+                let Some(record) = by_digest.get(&digest) else {
+                    return Ok(None);
+                };
+                let Some(below) = layers.get(..record.layers) else {
+                    return Err(Error::format(
+                        &self.name,
+                        format!(
+                            "a record of {} layers in an image of {}",
+                            record.layers,
+                            layers.len()
+                        ),
+                    ));
+                };
+                let layers = below.iter().map(|b| (b.clone(), None)).collect();
+                Ok(Some((record.config.as_bytes().to_vec(), layers)))
+            }
+        }
     }
 
     /// The image the step of cache key `key` made, brought into the store and recorded
     /// there under `key`; `None` when the cache has no such step.
     pub fn lookup(&self, key: &Digest) -> Result<Option<Image>, Error> {
-        let Some(&at) = self.records.get(&format::record_digest(key)) else {
+        let Some((config_bytes, chain)) = self.find(key)? else {
             return Ok(None);
         };
-        let record = &self.config.records[at];
-        let (Some(config_ref), Some(chain)) = (&record.image, self.config.chain(record)) else {
-            return Ok(None);
-        };
-        let config_bytes = match self.store.content().contains(&config_ref.digest) {
-            true => self.store.content().read_verified(&config_ref.digest)?,
-            false => {
-                let bytes = self.document(config_ref)?;
-                self.store.content().put(&bytes)?;
-                bytes
-            }
-        };
+        let config_digest = Digest::of(&config_bytes);
         let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| {
-                Error::format(
-                    &self.name,
-                    format!("image config {}: {e}", config_ref.digest),
-                )
-            })?;
+            .map_err(|e| Error::format(&self.name, format!("image config {config_digest}: {e}")))?;
         let diff_ids = config
             .rootfs()
             .diff_ids()
@@ -121,35 +197,29 @@ impl Importer {
             return Err(Error::format(
                 &self.name,
                 format!(
-                    "image config {} lists {} layers, the record {}",
-                    config_ref.digest,
+                    "image config {config_digest} lists {} layers, the record {}",
                     diff_ids.len(),
                     chain.len()
                 ),
             ));
         }
         let mut layers = Vec::with_capacity(chain.len());
-        for (layer, diff_id) in chain.iter().zip(&diff_ids) {
-            if layer
-                .annotations
-                .as_ref()
-                .and_then(|a| a.diff_id)
-                .is_some_and(|d| d != *diff_id)
-            {
+        for ((blob, said), diff_id) in chain.iter().zip(&diff_ids) {
+            if said.is_some_and(|d| d != *diff_id) {
                 return Err(Error::format(
                     &self.name,
-                    format!("layer {}: its diffID is not the config's", layer.blob),
+                    format!("layer {}: its diffID is not the config's", blob.digest),
                 ));
             }
-            let blob = self.blobs.get(&layer.blob).ok_or_else(|| {
-                Error::format(
-                    &self.name,
-                    format!("layer {} is not in the manifest", layer.blob),
-                )
-            })?;
             layers.push(descriptor(blob)?);
         }
         self.fetch_layers(&layers, &diff_ids)?;
+        let stored = self.store.content().put(&config_bytes)?;
+        let config_ref = BlobRef {
+            media_type: "application/vnd.oci.image.config.v1+json".to_string(),
+            digest: stored.digest,
+            size: stored.size,
+        };
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_OCI_MANIFEST,

@@ -14,6 +14,7 @@
 //! - `spec`: the `--cache-to`/`--cache-from` values (buildx's syntax).
 //! - `format`: the cache config document, made from records and read back.
 //! - `export`: to a registry (blobs the registry has are not sent) or a directory.
+//! - `inline`: the final image's steps in its own config (`type=inline`).
 //! - `import`: the records read once; a step's image fetched (every blob checked
 //!   against its digest, every layer against its diffID) only when a build looks its
 //!   key up and the store lacks it.
@@ -25,6 +26,7 @@ mod error;
 mod export;
 mod format;
 mod import;
+mod inline;
 mod layout;
 mod spec;
 
@@ -32,4 +34,5 @@ pub use error::Error;
 pub use export::{ExportReport, export};
 pub use format::{MEDIA_CACHE_CONFIG, record_digest};
 pub use import::Importer;
+pub use inline::{INLINE_KEY, with_inline_cache};
 pub use spec::{CacheExport, CacheImport, CacheMode, ExportTarget, ImportSource};

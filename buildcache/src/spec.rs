@@ -135,7 +135,11 @@ impl FromStr for CacheExport {
                         "min" => CacheMode::Min,
                         "max" => CacheMode::Max,
                         _ => {
-                            return Err(spec_err(FLAG, value, format!("mode={v}: want min or max")));
+                            return Err(spec_err(
+                                FLAG,
+                                value,
+                                format!("mode={v}: want min or max"),
+                            ));
                         }
                     }
                 }
