@@ -40,6 +40,17 @@ impl lb_builder::CacheSource for Caches {
         }
         None
     }
+
+    fn restore_mount(&self, id: &str, dir: &std::path::Path) -> bool {
+        for importer in &self.importers {
+            match importer.restore_mount(id, dir) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => eprintln!("WARNING: cache {}: cache mount {id}: {e}", importer.name()),
+            }
+        }
+        false
+    }
 }
 
 /// Parses the `--cache-to` and `--cache-from` values.
@@ -51,11 +62,6 @@ pub fn parse(
         .iter()
         .map(|v| v.parse::<CacheExport>())
         .collect::<Result<Vec<_>, _>>()?;
-    for e in &exports {
-        if e.cache_mounts {
-            bail!("--cache-to cache-mounts=true: lb does not export cache mounts yet");
-        }
-    }
     let imports = from
         .iter()
         .map(|v| v.parse::<CacheImport>())
@@ -82,10 +88,11 @@ pub fn with_inline(
 pub fn export_all(
     store: &Store,
     exports: &[CacheExport],
-    steps: &[(Digest, Image)],
+    built: (&[(Digest, Image)], &[(String, std::path::PathBuf)]),
     image: &Image,
     quiet: bool,
 ) -> anyhow::Result<()> {
+    let (steps, mounts) = built;
     for spec in exports {
         let name = match &spec.target {
             ExportTarget::Registry(r) => r.familiar(),
@@ -93,13 +100,23 @@ pub fn export_all(
             ExportTarget::Inline => continue,
         };
         let started = std::time::Instant::now();
-        match lb_buildcache::export(store, spec, steps, image, &Default::default(), &Silent) {
+        let done = lb_buildcache::export(
+            store,
+            spec,
+            steps,
+            mounts,
+            image,
+            &Default::default(),
+            &Silent,
+        );
+        match done {
             Ok(report) => {
                 if !quiet {
                     eprintln!(
-                        "#0 exporting cache to {name}: {} steps, {} layers {} done {:.1}s",
+                        "#0 exporting cache to {name}: {} steps, {} layers, {} cache mounts {} done {:.1}s",
                         report.records,
                         report.layers,
+                        report.mounts,
                         report.digest.map(|d| d.to_string()).unwrap_or_default(),
                         started.elapsed().as_secs_f64()
                     );

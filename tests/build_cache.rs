@@ -543,3 +543,58 @@ fn buildkit_and_lb_read_each_others_caches_as_misses() {
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains(&format!("CACHED ({image})")), "{log}");
 }
+
+/// `cache-mounts=true`: what a step left in a `RUN --mount=type=cache` in one store is
+/// there for a step that runs with that cache in another, through the cache.
+#[test]
+fn cache_mounts_travel_with_the_cache_when_asked() {
+    let Some(a) = store() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous) else {
+        return;
+    };
+    let writes = context(
+        &a,
+        "writes",
+        "FROM busybox\nRUN --mount=type=cache,target=/cache,id=deps sh -c 'echo fetched-in-a > /cache/dep; mkdir -p /cache/sub; echo deeper > /cache/sub/f'\n",
+        &[],
+    );
+    let with = format!("{}/cache/mounts:with", reg.addr);
+    let without = format!("{}/cache/mounts:without", reg.addr);
+    let (_, log) = built(
+        &a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={with},cache-mounts=true"),
+            "--cache-to",
+            &format!("type=registry,ref={without}"),
+            writes.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        log.contains(&format!(
+            "exporting cache to {with}: 1 steps, 2 layers, 1 cache mounts"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "exporting cache to {without}: 1 steps, 2 layers, 0 cache mounts"
+        )),
+        "{log}"
+    );
+
+    // Another Dockerfile, the same cache id at another path: a step that runs.
+    let reads = "FROM busybox\nRUN --mount=type=cache,target=/var/cache/x,id=deps sh -c 'cat /var/cache/x/dep /var/cache/x/sub/f > /seen || echo none > /seen'\nCMD [\"cat\", \"/seen\"]\n";
+    for (cache, want) in [(&without, "none\n"), (&with, "fetched-in-a\ndeeper\n")] {
+        let Some(b) = store() else { return };
+        let ctx = context(&b, "reads", reads, &[]);
+        built(
+            &b,
+            &["-t", "r", "--cache-from", cache, ctx.to_str().unwrap()],
+        );
+        let (code, out, err) = run_image(&b, &[], "r", &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, want, "{cache}");
+    }
+}

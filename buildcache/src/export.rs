@@ -17,8 +17,10 @@ pub struct ExportReport {
     pub records: usize,
     /// Layers the cache config lists.
     pub layers: usize,
-    /// Blobs the cache's manifest names (layers and image configs).
+    /// Blobs the cache's manifest names (layers, image configs, cache mounts' layers).
     pub blobs: usize,
+    /// Cache mounts whose contents the cache holds.
+    pub mounts: usize,
     /// The top document's digest.
     pub digest: Option<Digest>,
 }
@@ -52,18 +54,21 @@ pub(crate) fn chosen(
         .collect()
 }
 
-/// Exports the steps of a build (`steps`, `final_image` its result) as `spec` says.
+/// Exports the steps of a build (`steps`, `final_image` its result) as `spec` says, and
+/// with `cache-mounts=true` the contents of its cache mounts (`mounts`: id, directory).
 /// An inline export is the caller's (it goes into the image's config).
 pub fn export(
     store: &Store,
     spec: &CacheExport,
     steps: &[(Digest, Image)],
+    mounts: &[(String, std::path::PathBuf)],
     final_image: &Image,
     registry: &lb_registry::Options,
     progress: &dyn PushProgress,
 ) -> Result<ExportReport, Error> {
     let records = chosen(steps, final_image, spec.mode);
-    let made = format::make(store, &records, spec.compression)?;
+    let mounts = if spec.cache_mounts { mounts } else { &[] };
+    let made = format::make(store, &records, mounts, spec.compression)?;
     let config_bytes = serde_json::to_vec(&made.config).expect("a cache config serialises");
     let stored = store.content().put(&config_bytes)?;
     let config = BlobRef {
@@ -111,6 +116,7 @@ pub fn export(
         records: made.config.records.len(),
         layers: made.config.layers.len(),
         blobs: made.blobs.len(),
+        mounts: made.config.mounts.len(),
         digest: Some(Digest::of(&doc)),
     })
 }

@@ -43,6 +43,16 @@ pub(crate) struct CacheConfig {
     pub layers: Vec<CacheLayer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<CacheRecord>,
+    /// The build's cache mounts' contents (`cache-mounts=true`), under a key of lb's own.
+    #[serde(rename = "lb.mounts", default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountRecord>,
+}
+
+/// A cache mount's contents: its id and the layer (a tar of its directory) holding them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MountRecord {
+    pub id: String,
+    pub layer: BlobRef,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,10 +110,12 @@ pub(crate) struct Made {
 }
 
 /// The cache config of `records` (cache key, the image its step made), their layers as
-/// a registry takes them (uncompressed ones compressed with `compression`, once).
+/// a registry takes them (uncompressed ones compressed with `compression`, once), and of
+/// the cache mounts `mounts` (id, directory): each one's tree as a layer.
 pub(crate) fn make(
     store: &Store,
     records: &[(Digest, Image)],
+    mounts: &[(String, std::path::PathBuf)],
     compression: LayerCompression,
 ) -> Result<Made, Error> {
     let mut config = CacheConfig::default();
@@ -175,7 +187,39 @@ pub(crate) fn make(
         });
     }
     blobs.extend(configs);
+    for (id, dir) in mounts {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue; // removed meanwhile (`builder prune`)
+        };
+        if entries.count() == 0 {
+            continue;
+        }
+        let tar = store.store_layer(
+            lb_layerstore::LayerChanges::Upper(dir),
+            lb_layerstore::DiffOptions::default(),
+        )?;
+        let c = store.compressed_layer(&tar.digest, compression)?;
+        let layer = BlobRef {
+            media_type: layer_media_type(compression).to_string(),
+            digest: c.digest,
+            size: c.size,
+        };
+        blobs.push(layer.clone());
+        config.mounts.push(MountRecord {
+            id: id.clone(),
+            layer,
+        });
+    }
     Ok(Made { config, blobs })
+}
+
+/// The media type of a layer compressed with `compression` (as `lb push` names it).
+fn layer_media_type(compression: LayerCompression) -> &'static str {
+    match compression {
+        LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        LayerCompression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+        LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
+    }
 }
 
 /// The document that carries a cache config: an OCI image manifest whose config it is,

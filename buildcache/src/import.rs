@@ -237,6 +237,46 @@ impl Importer {
         Ok(Some(image))
     }
 
+    /// Fills `dir`, the empty directory of the cache mount `id`, with the contents the
+    /// cache holds for it (its layer fetched and checked against its digest first); whether
+    /// the cache had any.
+    pub fn restore_mount(&self, id: &str, dir: &std::path::Path) -> Result<bool, Error> {
+        let Records::Manifest { config, .. } = &self.records else {
+            return Ok(false);
+        };
+        let Some(mount) = config.mounts.iter().find(|m| m.id == id) else {
+            return Ok(false);
+        };
+        let digest = mount.layer.digest;
+        match &self.location {
+            Location::Registry { reg, path } => {
+                lb_registry::fetch_blob(&self.store, reg, path, &digest, mount.layer.size)?;
+            }
+            Location::Local(dir) => {
+                if !self.store.content().contains(&digest) {
+                    let path = layout::blob_path(dir, &digest);
+                    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    self.store.content().ingest(
+                        &mut file,
+                        Some(&digest),
+                        Some(mount.layer.size),
+                    )?;
+                }
+            }
+        }
+        let blob = self.store.content().open_blob(&digest)?;
+        // Unpacked as any layer is: nothing in it can write outside the directory.
+        lb_layerstore::apply_layer(
+            blob,
+            dir,
+            lb_layerstore::ApplyOptions {
+                whiteouts: lb_layerstore::Whiteouts::Delete,
+                privileged: rustix::process::geteuid().is_root(),
+            },
+        )?;
+        Ok(true)
+    }
+
     /// A small blob of the cache (a cache config, an image config), checked.
     fn document(&self, blob: &BlobRef) -> Result<Vec<u8>, Error> {
         Ok(match &self.location {

@@ -107,6 +107,12 @@ pub trait CacheSource: Sync {
     /// there under `key`), and the name of the cache it came from (`CACHED (REF)`).
     /// `None` on a miss; a cache that fails or serves bad bytes is a miss too.
     fn lookup(&self, key: &Digest) -> Option<(Image, String)>;
+
+    /// Fills the empty directory `dir` of the cache mount `id` with what the cache holds
+    /// for it, if anything; whether it did. A cache that fails fills nothing.
+    fn restore_mount(&self, _id: &str, _dir: &Path) -> bool {
+        false
+    }
 }
 
 /// Where what the store lacks comes from, and what RUN steps join: the caller's
@@ -129,6 +135,8 @@ pub struct Seams<'a> {
 pub struct Built {
     pub image: Image,
     pub steps: Vec<(Digest, Image)>,
+    /// The shared cache mounts the steps that ran used: id and directory, once each.
+    pub cache_mounts: Vec<(String, PathBuf)>,
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
@@ -190,6 +198,8 @@ struct Builder<'a> {
     seams: Seams<'a>,
     /// The layer steps' keys and images, ran or cached (`Built::steps`).
     steps: std::sync::Mutex<BTreeMap<Digest, Image>>,
+    /// The shared cache mounts steps ran with (`Built::cache_mounts`).
+    cache_mounts: std::sync::Mutex<BTreeMap<String, PathBuf>>,
     /// The build's active snapshots and views, on the store's driver.
     snapshots: snapshots::StepSnapshots,
     /// Which stages are built, which keys made, the jobs taken, the first failure.
@@ -250,6 +260,7 @@ pub fn build(
         digests: crate::digests::FileDigests::load(work_parent.join("file-digests.json")),
         seams,
         steps: Default::default(),
+        cache_mounts: Default::default(),
         snapshots: snapshots::StepSnapshots::new(store),
         schedule: schedule::Schedule::new(plan_stages, &plan_needed, opts.jobs),
     };
@@ -291,9 +302,11 @@ pub fn build(
     }
     let image = b.write(&state).map_err(store_err)?;
     let steps = std::mem::take(&mut *b.steps.lock().expect("steps"));
+    let cache_mounts = std::mem::take(&mut *b.cache_mounts.lock().expect("cache mounts"));
     Ok(Built {
         image,
         steps: steps.into_iter().collect(),
+        cache_mounts: cache_mounts.into_iter().collect(),
     })
 }
 

@@ -127,6 +127,9 @@ pub(crate) struct Prepared {
     pub key: Vec<MountKey>,
     /// Mount points that did not exist in the image.
     pub stubs: Vec<PathBuf>,
+    /// The shared cache mounts (not `sharing=private`): id, directory, and whether this
+    /// step made the directory (a cache outside the store may fill it).
+    pub caches: Vec<(String, PathBuf, bool)>,
     /// Held for the run: `sharing=locked` caches.
     pub _locks: Vec<std::fs::File>,
     /// The step's private copies of its secrets, removed when the step is done.
@@ -276,6 +279,9 @@ pub(crate) fn prepare(
                 };
                 let fresh = !dir.is_dir();
                 std::fs::create_dir_all(&dir).map_err(|e| MountError::io(&dir, e))?;
+                if m.sharing != Some(Sharing::Private) {
+                    p.caches.push((id.clone(), dir.clone(), fresh));
+                }
                 if fresh {
                     use std::os::unix::fs::PermissionsExt;
                     let mode = m.mode.unwrap_or(0o755);

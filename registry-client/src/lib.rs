@@ -24,8 +24,8 @@ pub use client::{
     is_loopback, network_timeout_from_env, parse_network_timeout,
 };
 pub use pull::{
-    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, PullOptions, PullProgress, fetch_document, fetch_layers,
-    get_manifest, pull,
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, PullOptions, PullProgress, fetch_blob, fetch_document,
+    fetch_layers, get_manifest, pull,
 };
 pub use push::{
     Blob, PushOptions, PushProgress, PushedLayer, layers_to_push, push, push_blobs, put_manifest,

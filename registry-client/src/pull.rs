@@ -533,6 +533,28 @@ pub fn fetch_document(
     Ok(bytes)
 }
 
+/// The blob `digest` of the repository `path` into the store's content, checked against
+/// its digest and size; nothing is fetched when the store has it.
+pub fn fetch_blob(
+    store: &Store,
+    reg: &Registry,
+    path: &str,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), Error> {
+    if store.content().info(digest).is_ok_and(|i| i.size == size) {
+        return Ok(());
+    }
+    let mut reader = BlobReader::open(reg, path, &digest.to_string())?;
+    let stored = store
+        .content()
+        .ingest(&mut reader, Some(digest), Some(size));
+    match reader.failure.take() {
+        Some(e) => Err(e),
+        None => Ok(stored.map(|_| ())?),
+    }
+}
+
 /// The layers `layers` of the repository `path` (an image's, bottom first, whose config
 /// says `diff_ids`) into the store, `parallel` at once: each blob checked against its
 /// digest and size, its snapshot (on overlay) against its diffID, as it streams in;

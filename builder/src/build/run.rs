@@ -190,6 +190,13 @@ impl Builder<'_> {
         }
         // Held to the step's end, its commit included (`--jobs`).
         let _job = self.schedule.job()?;
+        // A cache mount this build made empty gets what a cache outside the store holds
+        // for it, before the first step that runs with it.
+        for (id, cache_dir, fresh) in &prepared.caches {
+            if *fresh && let Some(cache) = self.seams.cache {
+                cache.restore_mount(id, cache_dir);
+            }
+        }
         let dir = match early_dir {
             Some(dir) => dir,
             None => self.run_step_dir()?,
@@ -238,6 +245,12 @@ impl Builder<'_> {
             })
         })?;
         env.extend(prepared.env.iter().cloned());
+        self.cache_mounts.lock().expect("cache mounts").extend(
+            prepared
+                .caches
+                .iter()
+                .map(|(id, dir, _)| (id.clone(), dir.clone())),
+        );
         let mut spec =
             lb_runtime::defaults::docker_spec(args.clone(), network_none && bridged.is_none());
         if let Some(p) = spec.process_mut() {
