@@ -75,12 +75,12 @@ pub fn with_inline(
     store: &Store,
     exports: &[CacheExport],
     steps: &[(Digest, Image)],
-    image: Image,
+    image: &Image,
 ) -> anyhow::Result<Image> {
     if !exports.iter().any(|e| e.target == ExportTarget::Inline) {
-        return Ok(image);
+        return Ok(image.clone());
     }
-    Ok(lb_buildcache::with_inline_cache(store, steps, &image)?)
+    Ok(lb_buildcache::with_inline_cache(store, steps, image)?)
 }
 
 /// Exports the build's steps to each of `exports` but an inline one (`with_inline`); a
@@ -88,11 +88,10 @@ pub fn with_inline(
 pub fn export_all(
     store: &Store,
     exports: &[CacheExport],
-    built: (&[(Digest, Image)], &[(String, std::path::PathBuf)]),
+    built: &lb_builder::Built,
     image: &Image,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let (steps, mounts) = built;
     for spec in exports {
         let name = match &spec.target {
             ExportTarget::Registry(r) => r.familiar(),
@@ -103,8 +102,8 @@ pub fn export_all(
         let done = lb_buildcache::export(
             store,
             spec,
-            steps,
-            mounts,
+            &built.steps,
+            &built.cache_mounts,
             image,
             &Default::default(),
             &Silent,

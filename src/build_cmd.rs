@@ -498,12 +498,11 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }
-    let (image, steps, cache_mounts) = match built {
-        Ok(b) => (
-            crate::build_cache::with_inline(store, &cache_to, &b.steps, b.image)?,
-            b.steps,
-            b.cache_mounts,
-        ),
+    let (built, image) = match built {
+        Ok(b) => {
+            let image = crate::build_cache::with_inline(store, &cache_to, &b.steps, &b.image)?;
+            (b, image)
+        }
         Err(e) => {
             if let Some(line) = e.line {
                 let text = String::from_utf8_lossy(&source);
@@ -520,7 +519,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     for t in &tags {
         store.name_image(t, &image)?;
     }
-    crate::build_cache::export_all(store, &cache_to, (&steps, &cache_mounts), &image, quiet)?;
+    crate::build_cache::export_all(store, &cache_to, &built, &image, quiet)?;
     if args.push {
         if tags.is_empty() {
             bail!("--push: name the image with -t");
