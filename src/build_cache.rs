@@ -13,6 +13,14 @@ pub struct Caches {
 
 impl Caches {
     /// Opens each of `specs`; one that fails is said on stderr and left out.
+    /// Blobs fetched from the caches and their bytes.
+    fn downloaded(&self) -> (usize, u64) {
+        self.importers
+            .iter()
+            .map(Importer::downloaded)
+            .fold((0, 0), |(n, b), (m, c)| (n + m, b + c))
+    }
+
     pub fn open(store: &Store, specs: &[CacheImport]) -> Caches {
         let mut importers = Vec::new();
         for spec in specs {
@@ -91,7 +99,8 @@ pub fn export_all(
     built: &lb_builder::Built,
     image: &Image,
     quiet: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<lb_buildcache::ExportReport> {
+    let mut total = lb_buildcache::ExportReport::default();
     for spec in exports {
         let name = match &spec.target {
             ExportTarget::Registry(r) => r.familiar(),
@@ -110,6 +119,9 @@ pub fn export_all(
         );
         match done {
             Ok(report) => {
+                total.uploaded += report.uploaded;
+                total.uploaded_bytes += report.uploaded_bytes;
+                total.reused += report.reused;
                 if !quiet {
                     eprintln!(
                         "#0 exporting cache to {name}: {} steps, {} layers, {} cache mounts {} done {:.1}s",
@@ -127,7 +139,36 @@ pub fn export_all(
             Err(e) => bail!("failed to export cache to {name}: {e}"),
         }
     }
-    Ok(())
+    Ok(total)
+}
+
+/// `--metadata-file`: what buildx writes there (the image's digests and names), and
+/// lb's cache figures under a key of its own.
+pub fn write_metadata(
+    path: &std::path::Path,
+    image: &Image,
+    pushed: Option<Digest>,
+    names: &[String],
+    (built, caches, exported): (&lb_builder::Built, &Caches, &lb_buildcache::ExportReport),
+) -> anyhow::Result<()> {
+    let (downloaded, downloaded_bytes) = caches.downloaded();
+    let doc = serde_json::json!({
+        "containerimage.config.digest": image.config_digest.to_string(),
+        "containerimage.digest": pushed.unwrap_or(image.manifest_digest).to_string(),
+        "image.name": names.join(","),
+        "lb.cache": {
+            "steps.cached": built.steps_cached,
+            "steps.run": built.steps_run,
+            "blobs.uploaded": exported.uploaded,
+            "bytes.uploaded": exported.uploaded_bytes,
+            "blobs.reused": exported.reused,
+            "blobs.downloaded": downloaded,
+            "bytes.downloaded": downloaded_bytes,
+        },
+    });
+    let text = serde_json::to_string_pretty(&doc).expect("metadata serialises");
+    std::fs::write(path, text + "\n")
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 /// An export's per-blob lines are not shown (the summary line is).

@@ -73,6 +73,10 @@ pub struct BuildArgs {
     /// Look steps up in a build cache: type=registry,ref=REF, type=local,src=DIR, or REF
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
+    /// Write the build's result to this file as JSON (buildx's keys, and lb's cache
+    /// figures under lb.cache)
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
     #[arg(long)]
     secret: Vec<String>,
@@ -519,14 +523,22 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     for t in &tags {
         store.name_image(t, &image)?;
     }
-    crate::build_cache::export_all(store, &cache_to, &built, &image, quiet)?;
+    let exported = crate::build_cache::export_all(store, &cache_to, &built, &image, quiet)?;
+    let mut pushed = None;
     if args.push {
         if tags.is_empty() {
             bail!("--push: name the image with -t");
         }
         for t in &tags {
-            crate::registry_cmds::push_image(store, &image, t, &Default::default(), quiet)?;
+            let digest =
+                crate::registry_cmds::push_image(store, &image, t, &Default::default(), quiet)?;
+            pushed.get_or_insert(digest);
         }
+    }
+    if let Some(path) = &args.metadata_file {
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let figures = (&built, &caches, &exported);
+        crate::build_cache::write_metadata(path, &image, pushed, &names, figures)?;
     }
     for out in &outputs {
         match out {

@@ -321,14 +321,15 @@ fn pull_event(store: &Store, name: &Reference) {
     crate::image_cmds::image_event_of(store, "pull", &name.familiar(), &name.familiar_name());
 }
 
-/// Pushes `image` as `target` with the default registry options (`lb build --push`).
+/// Pushes `image` as `target` with the default registry options (`lb build --push`);
+/// the pushed manifest's digest.
 pub fn push_image(
     store: &Store,
     image: &lb_layerstore::Image,
     target: &Reference,
     opts: &lb_registry::PushOptions,
     quiet: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<lb_layerstore::Digest> {
     push_with(store, image, target, opts, &Default::default(), quiet)
 }
 
@@ -339,7 +340,7 @@ fn push_with(
     opts: &lb_registry::PushOptions,
     registry: &lb_registry::Options,
     quiet: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<lb_layerstore::Digest> {
     if !quiet {
         eprintln!("The push refers to repository [{}]", target.repository());
     }
@@ -353,7 +354,7 @@ fn push_with(
         let tag = target.tag.as_deref().unwrap_or("");
         println!("{tag}: digest: {digest} size: {size}");
     }
-    Ok(())
+    Ok(digest)
 }
 
 /// The registry a `login`/`logout` argument names (Docker Hub by default; a URL's host).

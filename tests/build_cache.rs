@@ -139,6 +139,7 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache_and_an_edit_reruns_its_d
     // A fresh store: nothing runs, every step comes from the cache, the same image.
     let Some(b) = store() else { return };
     let from = format!("type=registry,ref={cache}");
+    let meta = b.root.parent().unwrap().join("meta.json");
     let (id_b, log) = built(
         &b,
         &[
@@ -146,6 +147,10 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache_and_an_edit_reruns_its_d
             "app",
             "--cache-from",
             &from,
+            "--cache-to",
+            &to,
+            "--metadata-file",
+            meta.to_str().unwrap(),
             ctx(&b, "ctx", "one\n").to_str().unwrap(),
         ],
     );
@@ -156,6 +161,20 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache_and_an_edit_reruns_its_d
     }
     assert_eq!(id_b, id_a);
     assert_eq!(stamps(&b, "app"), stamps(&a, "app"));
+    // What buildx writes, and lb's figures: all steps cached, the layers fetched once, and
+    // the export to the cache it came from sends nothing (the registry has every blob).
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id_b.as_str());
+    assert_eq!(meta["image.name"], "docker.io/library/app:latest");
+    let figures = &meta["lb.cache"];
+    assert_eq!(figures["steps.cached"], 6, "{meta}");
+    assert_eq!(figures["steps.run"], 0, "{meta}");
+    assert_eq!(
+        figures["blobs.downloaded"], 6,
+        "the steps' layers, not busybox's: {meta}"
+    );
+    assert_eq!(figures["blobs.uploaded"], 0, "{meta}");
+    assert!(figures["blobs.reused"].as_u64().unwrap() >= 6, "{meta}");
 
     // A bare reference is the same cache; an edit of app.txt reruns its COPY and what
     // depends on it, nothing else.

@@ -21,6 +21,11 @@ pub struct ExportReport {
     pub blobs: usize,
     /// Cache mounts whose contents the cache holds.
     pub mounts: usize,
+    /// Blobs sent (uploaded, or copied into the directory), with their bytes.
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    /// Blobs the target had already (or a registry mounted from another repository).
+    pub reused: usize,
     /// The top document's digest.
     pub digest: Option<Digest>,
 }
@@ -79,6 +84,14 @@ pub fn export(
     let (doc, media_type) = format::manifest(&config, &made.blobs, spec.image_manifest);
     let mut blobs: Vec<(Digest, u64)> = made.blobs.iter().map(|b| (b.digest, b.size)).collect();
     blobs.push((config.digest, config.size));
+    let mut report = ExportReport {
+        records: made.config.records.len(),
+        layers: made.config.layers.len(),
+        blobs: made.blobs.len(),
+        mounts: made.config.mounts.len(),
+        digest: Some(Digest::of(&doc)),
+        ..Default::default()
+    };
     match &spec.target {
         ExportTarget::Registry(reference) => {
             let reg = Registry::new(&reference.domain, registry)?;
@@ -94,7 +107,10 @@ pub fn export(
                 compression: spec.compression,
                 ..Default::default()
             };
-            lb_registry::push_blobs(store, &reg, path, &blobs, &opts, progress)?;
+            let sent = lb_registry::push_blobs(store, &reg, path, &blobs, &opts, progress)?;
+            report.uploaded = sent.uploaded;
+            report.uploaded_bytes = sent.uploaded_bytes;
+            report.reused = sent.reused;
             let tag = reference
                 .tag
                 .as_deref()
@@ -102,7 +118,10 @@ pub fn export(
             lb_registry::put_manifest(&reg, path, tag, &doc, media_type)?;
         }
         ExportTarget::Local(dir) => {
-            layout::write(store, dir, &blobs, &doc, media_type)?;
+            let copied = layout::write(store, dir, &blobs, &doc, media_type)?;
+            report.uploaded = copied.len();
+            report.uploaded_bytes = copied.iter().sum();
+            report.reused = blobs.len() - copied.len();
         }
         ExportTarget::Inline => {
             return Err(Error::Spec {
@@ -112,11 +131,5 @@ pub fn export(
             });
         }
     }
-    Ok(ExportReport {
-        records: made.config.records.len(),
-        layers: made.config.layers.len(),
-        blobs: made.blobs.len(),
-        mounts: made.config.mounts.len(),
-        digest: Some(Digest::of(&doc)),
-    })
+    Ok(report)
 }

@@ -44,6 +44,9 @@ pub struct Importer {
     store: Store,
     location: Location,
     records: Records,
+    /// Blobs fetched from the cache (layers, cache mounts), and their bytes.
+    downloaded: std::sync::atomic::AtomicUsize,
+    downloaded_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Pull progress nobody sees: a cache hit is shown as `CACHED (REF)`.
@@ -80,6 +83,8 @@ impl Importer {
                 layers: Vec::new(),
                 by_digest: HashMap::new(),
             },
+            downloaded: Default::default(),
+            downloaded_bytes: Default::default(),
         };
         importer.records = match format::top(&importer.name, &top)? {
             Top::Cache(carried) => {
@@ -118,6 +123,22 @@ impl Importer {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Blobs this cache's lookups fetched (the store lacked them), and their bytes.
+    pub fn downloaded(&self) -> (usize, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.downloaded.load(SeqCst),
+            self.downloaded_bytes.load(SeqCst),
+        )
+    }
+
+    /// Counts a blob of `size` bytes about to be fetched.
+    fn count_download(&self, size: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.downloaded.fetch_add(1, SeqCst);
+        self.downloaded_bytes.fetch_add(size, SeqCst);
     }
 
     /// The config (its bytes) and layers of the image the step of `key` made, where the
@@ -211,7 +232,17 @@ impl Importer {
                     format!("layer {}: its diffID is not the config's", blob.digest),
                 ));
             }
-            layers.push(descriptor(blob)?);
+            // A layer the store keeps uncompressed (one it built or imported: its blob is
+            // named by its diffID) is not fetched again in another compression.
+            let local = self.store.content().info(diff_id).ok();
+            layers.push(match local {
+                Some(info) => descriptor(&BlobRef {
+                    media_type: lb_layerstore::MEDIA_LAYER_TAR.to_string(),
+                    digest: *diff_id,
+                    size: info.size,
+                })?,
+                None => descriptor(blob)?,
+            });
         }
         self.fetch_layers(&layers, &diff_ids)?;
         let stored = self.store.content().put(&config_bytes)?;
@@ -248,6 +279,9 @@ impl Importer {
             return Ok(false);
         };
         let digest = mount.layer.digest;
+        if !self.store.content().contains(&digest) {
+            self.count_download(mount.layer.size);
+        }
         match &self.location {
             Location::Registry { reg, path } => {
                 lb_registry::fetch_blob(&self.store, reg, path, &digest, mount.layer.size)?;
@@ -289,6 +323,12 @@ impl Importer {
 
     /// The layers the store lacks, into it, checked.
     fn fetch_layers(&self, layers: &[Descriptor], diff_ids: &[Digest]) -> Result<(), Error> {
+        for layer in layers {
+            let digest: Digest = layer.digest().as_ref().parse()?;
+            if !self.store.content().contains(&digest) {
+                self.count_download(layer.size());
+            }
+        }
         match &self.location {
             Location::Registry { reg, path } => {
                 lb_registry::fetch_layers(&self.store, reg, path, layers, diff_ids, 4, &Quiet)?;

@@ -53,20 +53,20 @@ fn copy_blob(store: &Store, dir: &Path, digest: &Digest, size: u64) -> Result<bo
 }
 
 /// Writes the store's `blobs` and the top document `doc` (`media_type`) into the layout
-/// at `dir`, made if missing; how many blobs were copied.
+/// at `dir`, made if missing; the sizes of the blobs copied (those not there already).
 pub(crate) fn write(
     store: &Store,
     dir: &Path,
     blobs: &[(Digest, u64)],
     doc: &[u8],
     media_type: &str,
-) -> Result<usize, Error> {
+) -> Result<Vec<u64>, Error> {
     let sha = dir.join("blobs/sha256");
     fs::create_dir_all(&sha).map_err(|e| Error::io(&sha, e))?;
-    let mut copied = 0;
+    let mut copied = Vec::new();
     for (digest, size) in blobs {
         if copy_blob(store, dir, digest, *size)? {
-            copied += 1;
+            copied.push(*size);
         }
     }
     let top = Digest::of(doc);

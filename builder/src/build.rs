@@ -137,6 +137,10 @@ pub struct Built {
     pub steps: Vec<(Digest, Image)>,
     /// The shared cache mounts the steps that ran used: id and directory, once each.
     pub cache_mounts: Vec<(String, PathBuf)>,
+    /// Layer steps found cached (in the store, a cache outside it, or this build).
+    pub steps_cached: usize,
+    /// Layer steps that ran.
+    pub steps_run: usize,
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
@@ -200,6 +204,9 @@ struct Builder<'a> {
     steps: std::sync::Mutex<BTreeMap<Digest, Image>>,
     /// The shared cache mounts steps ran with (`Built::cache_mounts`).
     cache_mounts: std::sync::Mutex<BTreeMap<String, PathBuf>>,
+    /// `Built::steps_cached`, `Built::steps_run`.
+    steps_cached: AtomicUsize,
+    steps_run: AtomicUsize,
     /// The build's active snapshots and views, on the store's driver.
     snapshots: snapshots::StepSnapshots,
     /// Which stages are built, which keys made, the jobs taken, the first failure.
@@ -261,6 +268,8 @@ pub fn build(
         seams,
         steps: Default::default(),
         cache_mounts: Default::default(),
+        steps_cached: AtomicUsize::new(0),
+        steps_run: AtomicUsize::new(0),
         snapshots: snapshots::StepSnapshots::new(store),
         schedule: schedule::Schedule::new(plan_stages, &plan_needed, opts.jobs),
     };
@@ -307,6 +316,8 @@ pub fn build(
         image,
         steps: steps.into_iter().collect(),
         cache_mounts: cache_mounts.into_iter().collect(),
+        steps_cached: b.steps_cached.load(Ordering::SeqCst),
+        steps_run: b.steps_run.load(Ordering::SeqCst),
     })
 }
 

@@ -28,8 +28,8 @@ pub use pull::{
     fetch_layers, get_manifest, pull,
 };
 pub use push::{
-    Blob, PushOptions, PushProgress, PushedLayer, layers_to_push, push, push_blobs, put_manifest,
-    remember_blob,
+    Blob, PushOptions, PushProgress, PushReport, PushedLayer, layers_to_push, push, push_blobs,
+    put_manifest, remember_blob,
 };
 
 /// What can go wrong talking to a registry.

@@ -135,6 +135,21 @@ pub fn layers_to_push(
     Ok((layers, recompressed))
 }
 
+/// What a push of blobs did: how many the registry had (or mounted from another
+/// repository) and how many went up, with their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushReport {
+    pub reused: usize,
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+}
+
+/// What became of one blob.
+enum Sent {
+    Reused,
+    Uploaded(u64),
+}
+
 /// Sends each of `blobs` (in the store's content) that the repository `path` lacks,
 /// `opts.parallel` at once, largest first: HEAD, else a mount from a repository lb knows
 /// holds it, else an upload.
@@ -145,7 +160,7 @@ pub fn push_blobs(
     blobs: &[Blob],
     opts: &PushOptions,
     progress: &dyn PushProgress,
-) -> Result<(), Error> {
+) -> Result<PushReport, Error> {
     let mut blobs = blobs.to_vec();
     blobs.sort_by_key(|b| b.digest);
     blobs.dedup();
@@ -153,6 +168,7 @@ pub fn push_blobs(
     blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let report = Mutex::new(PushReport::default());
     std::thread::scope(|s| {
         for _ in 0..opts.parallel.clamp(1, 16).min(blobs.len()) {
             s.spawn(|| {
@@ -162,9 +178,21 @@ pub fn push_blobs(
                         return;
                     }
                     let up = || upload_blob(store, reg, path, &blobs[i], opts, progress);
-                    if let Err(e) = crate::client::retrying(up) {
-                        failed.lock().expect("failed").get_or_insert(e);
-                        return;
+                    match crate::client::retrying(up) {
+                        Ok(sent) => {
+                            let mut r = report.lock().expect("report");
+                            match sent {
+                                Sent::Reused => r.reused += 1,
+                                Sent::Uploaded(bytes) => {
+                                    r.uploaded += 1;
+                                    r.uploaded_bytes += bytes;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            failed.lock().expect("failed").get_or_insert(e);
+                            return;
+                        }
                     }
                 }
             });
@@ -172,7 +200,7 @@ pub fn push_blobs(
     });
     match failed.into_inner().expect("failed") {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(report.into_inner().expect("report")),
     }
 }
 
@@ -264,7 +292,7 @@ fn upload_blob(
     blob: &Blob,
     opts: &PushOptions,
     progress: &dyn PushProgress,
-) -> Result<(), Error> {
+) -> Result<Sent, Error> {
     let scope = format!("repository:{path}:pull,push");
     let head_url = reg.url(&format!("/v2/{path}/blobs/{}", blob.digest));
     let head = reg.send(&scope, &|c| c.head(&head_url))?;
@@ -274,7 +302,7 @@ fn upload_blob(
             crate::client::short_id(&blob.digest)
         ));
         remember_blob(store, &reg.domain, path, &blob.digest);
-        return Ok(());
+        return Ok(Sent::Reused);
     }
     let mut location = None;
     if let Some(from) = known_elsewhere(store, &reg.domain, path, &blob.digest) {
@@ -290,7 +318,7 @@ fn upload_blob(
                 crate::client::short_id(&blob.digest)
             ));
             remember_blob(store, &reg.domain, path, &blob.digest);
-            return Ok(());
+            return Ok(Sent::Reused);
         }
         if resp.status() == StatusCode::ACCEPTED {
             location = resp
@@ -369,7 +397,7 @@ fn upload_blob(
         "{}: Pushed",
         crate::client::short_id(&blob.digest)
     ));
-    Ok(())
+    Ok(Sent::Uploaded(blob.size))
 }
 
 fn upload_location(resp: &reqwest::blocking::Response, url: &str) -> Result<String, Error> {

@@ -55,6 +55,7 @@ impl Builder<'_> {
             },
         };
         let Some(image) = image else {
+            self.steps_run.fetch_add(1, Ordering::SeqCst);
             // Steps will run: RUN steps after this one will want namespaces.
             if let Some(net) = self.seams.network {
                 net.warm_up();
@@ -66,6 +67,7 @@ impl Builder<'_> {
             from: from.as_deref(),
         });
         self.step_made(&key, &image);
+        self.steps_cached.fetch_add(1, Ordering::SeqCst);
         let config = self.raw_config(&image)?;
         let mut hit = StageState::from_image(image, config, key);
         hit.args = state.args.clone();
