@@ -49,6 +49,10 @@ impl lb_builder::CacheSource for Caches {
         None
     }
 
+    fn inputs(&self) -> Vec<String> {
+        self.importers.iter().flat_map(Importer::inputs).collect()
+    }
+
     fn restore_mount(&self, id: &str, dir: &std::path::Path) -> bool {
         for importer in &self.importers {
             match importer.restore_mount(id, dir) {

@@ -73,6 +73,11 @@ pub struct BuildArgs {
     /// Look steps up in a build cache: type=registry,ref=REF, type=local,src=DIR, or REF
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
+    /// Say, for each step that ran, why the caches did not have it: the input that
+    /// changed (a file, a build arg, the base image, the instruction) against the closest
+    /// record they held
+    #[arg(long)]
+    explain: bool,
     /// Write the build's result to this file as JSON (buildx's keys, and lb's cache
     /// figures under lb.cache)
     #[arg(long = "metadata-file", value_name = "FILE")]
@@ -467,6 +472,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         pull: args.pull,
         // 0 is no limit: `Schedule` reads it so.
         jobs: Some(args.jobs),
+        explain: args.explain,
     };
     let quiet = args.quiet || args.progress == "quiet";
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -520,6 +526,9 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    for (vertex, why) in &built.explanations {
+        eprintln!("#{vertex} explain: {why}");
+    }
     for t in &tags {
         store.name_image(t, &image)?;
     }

@@ -186,9 +186,13 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache_and_an_edit_reruns_its_d
             "app",
             "--cache-from",
             &cache,
+            "--explain",
             ctx(&c, "ctx", "two\n").to_str().unwrap(),
         ],
     );
+    // --explain names the file that changed, and the steps that ran after it.
+    assert!(log.contains(" explain: app.txt changed\n"), "{log}");
+    assert!(log.contains(" explain: a step before it ran"), "{log}");
     assert_ne!(id_c, id_a);
     let got = outcomes(&log);
     let ran: Vec<&str> = got

@@ -88,6 +88,9 @@ pub(crate) struct CacheRecord {
     pub inputs: Vec<Vec<CacheInput>>,
     #[serde(rename = "lb.image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<BlobRef>,
+    /// The step's inputs (the builder's document: what `--explain` compares).
+    #[serde(rename = "lb.inputs", default, skip_serializing_if = "Option::is_none")]
+    pub inputs_doc: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +187,9 @@ pub(crate) fn make(
             digest: record_digest(key).to_string(),
             inputs,
             image: Some(image_config),
+            inputs_doc: store
+                .cache_inputs(key)
+                .and_then(|t| serde_json::from_str(&t).ok()),
         });
     }
     blobs.extend(configs);

@@ -141,13 +141,26 @@ impl Importer {
         self.downloaded_bytes.fetch_add(size, SeqCst);
     }
 
-    /// The config (its bytes) and layers of the image the step of `key` made, where the
-    /// cache has it; the layers' diffIDs where the cache says them.
-    #[allow(clippy::type_complexity)]
-    fn find(
-        &self,
-        key: &Digest,
-    ) -> Result<Option<(Vec<u8>, Vec<(BlobRef, Option<Digest>)>)>, Error> {
+    /// The inputs documents of every record (`--explain` compares a step that ran with
+    /// them).
+    pub fn inputs(&self) -> Vec<String> {
+        let docs: Vec<&serde_json::Value> = match &self.records {
+            Records::Manifest { config, .. } => config
+                .records
+                .iter()
+                .filter_map(|r| r.inputs_doc.as_ref())
+                .collect(),
+            Records::Inline { by_digest, .. } => by_digest
+                .values()
+                .filter_map(|r| r.inputs.as_ref())
+                .collect(),
+        };
+        docs.into_iter().map(|d| d.to_string()).collect()
+    }
+
+    /// The config (its bytes), layers (with their diffIDs where the cache says them) and
+    /// inputs of the image the step of `key` made, where the cache has it.
+    fn find(&self, key: &Digest) -> Result<Option<Found>, Error> {
         let digest = format::record_digest(key);
         match &self.records {
             Records::Manifest {
@@ -177,7 +190,8 @@ impl Importer {
                     let diff_id = layer.annotations.as_ref().and_then(|a| a.diff_id);
                     layers.push((blob.clone(), diff_id));
                 }
-                Ok(Some((bytes, layers)))
+                let inputs = record.inputs_doc.as_ref().map(|d| d.to_string());
+                Ok(Some((bytes, layers, inputs)))
             }
             Records::Inline { layers, by_digest } => {
                 let Some(record) = by_digest.get(&digest) else {
@@ -194,7 +208,8 @@ impl Importer {
                     ));
                 };
                 let layers = below.iter().map(|b| (b.clone(), None)).collect();
-                Ok(Some((record.config.as_bytes().to_vec(), layers)))
+                let inputs = record.inputs.as_ref().map(|d| d.to_string());
+                Ok(Some((record.config.as_bytes().to_vec(), layers, inputs)))
             }
         }
     }
@@ -202,7 +217,7 @@ impl Importer {
     /// The image the step of cache key `key` made, brought into the store and recorded
     /// there under `key`; `None` when the cache has no such step.
     pub fn lookup(&self, key: &Digest) -> Result<Option<Image>, Error> {
-        let Some((config_bytes, chain)) = self.find(key)? else {
+        let Some((config_bytes, chain, inputs)) = self.find(key)? else {
             return Ok(None);
         };
         let config_digest = Digest::of(&config_bytes);
@@ -264,7 +279,7 @@ impl Importer {
         let image = self.store.image_by_manifest(stored.digest)?;
         // Every layer's snapshot (vfs: its tree) made and checked against its diffID.
         self.store.image_chain(&image)?;
-        self.store.cache_put(key, &image)?;
+        self.store.cache_put(key, &image, inputs.as_deref())?;
         Ok(Some(image))
     }
 
@@ -350,6 +365,10 @@ impl Importer {
         Ok(())
     }
 }
+
+/// What [`Importer::find`] finds: an image config's bytes, its layers with their diffIDs
+/// where the cache says them, and the step's inputs document.
+type Found = (Vec<u8>, Vec<(BlobRef, Option<Digest>)>, Option<String>);
 
 fn tag_or_digest(r: &Reference) -> String {
     match (&r.digest, &r.tag) {

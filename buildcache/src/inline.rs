@@ -29,6 +29,9 @@ pub(crate) struct InlineRecord {
     pub layers: usize,
     /// The step's image config, as its bytes.
     pub config: String,
+    /// The step's inputs (the builder's document: what `--explain` compares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<serde_json::Value>,
 }
 
 /// `image` with the inline cache of `steps` (those of the final image's chain) in its
@@ -51,6 +54,9 @@ pub fn with_inline_cache(
             digest: record_digest(&key),
             layers: step.manifest.layers().len(),
             config,
+            inputs: store
+                .cache_inputs(&key)
+                .and_then(|t| serde_json::from_str(&t).ok()),
         });
     }
     cache.records.sort_by_key(|r| (r.layers, r.digest));

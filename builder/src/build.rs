@@ -74,6 +74,8 @@ pub struct BuildOptions {
     /// `--jobs`: at most this many steps do work at once (None or 0: no limit, as
     /// BuildKit; steps waiting for another stage, and RUN commits in flight, never count).
     pub jobs: Option<usize>,
+    /// `--explain`: say why each step that ran missed the caches (`Built::explanations`).
+    pub explain: bool,
 }
 
 /// Why a caller's [`ImageSource`] or [`RunNetwork`] failed: its own error, causes and all.
@@ -113,6 +115,11 @@ pub trait CacheSource: Sync {
     fn restore_mount(&self, _id: &str, _dir: &Path) -> bool {
         false
     }
+
+    /// The inputs documents of every record the cache holds (`--explain`).
+    fn inputs(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where what the store lacks comes from, and what RUN steps join: the caller's
@@ -141,6 +148,9 @@ pub struct Built {
     pub steps_cached: usize,
     /// Layer steps that ran.
     pub steps_run: usize,
+    /// With `opts.explain`: for each layer step that ran (its vertex), why the caches
+    /// did not have it.
+    pub explanations: Vec<(usize, String)>,
 }
 
 /// What a build reports as it goes, numbered by vertex as BuildKit's progress is.
@@ -207,6 +217,10 @@ struct Builder<'a> {
     /// `Built::steps_cached`, `Built::steps_run`.
     steps_cached: AtomicUsize,
     steps_run: AtomicUsize,
+    /// The inputs document of each layer step's key (kept with its record).
+    inputs: std::sync::Mutex<std::collections::HashMap<Digest, String>>,
+    /// The layer steps that ran: vertex and key (`--explain`).
+    ran: std::sync::Mutex<Vec<(usize, Digest)>>,
     /// The build's active snapshots and views, on the store's driver.
     snapshots: snapshots::StepSnapshots,
     /// Which stages are built, which keys made, the jobs taken, the first failure.
@@ -254,6 +268,17 @@ pub fn build(
                 .map_err(|e| BuildError::new(ErrorKind::Mount(e)))?,
         )
     };
+    // What the caches held before this build (what `--explain` compares a step with).
+    let known: Vec<crate::explain::StepInputs> = if opts.explain {
+        let mut texts = store.cache_all_inputs();
+        texts.extend(seams.cache.map(|c| c.inputs()).unwrap_or_default());
+        texts
+            .iter()
+            .filter_map(|t| crate::explain::StepInputs::from_text(t))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let b = Builder {
         secrets,
         store,
@@ -270,6 +295,8 @@ pub fn build(
         cache_mounts: Default::default(),
         steps_cached: AtomicUsize::new(0),
         steps_run: AtomicUsize::new(0),
+        inputs: Default::default(),
+        ran: Default::default(),
         snapshots: snapshots::StepSnapshots::new(store),
         schedule: schedule::Schedule::new(plan_stages, &plan_needed, opts.jobs),
     };
@@ -310,6 +337,25 @@ pub fn build(
         }
     }
     let image = b.write(&state).map_err(store_err)?;
+    let explanations = if opts.explain {
+        let inputs = b.inputs.lock().expect("inputs");
+        let mut ran = b.ran.lock().expect("ran").clone();
+        ran.sort();
+        ran.iter()
+            .map(|(vertex, key)| {
+                let step = inputs
+                    .get(key)
+                    .and_then(|t| crate::explain::StepInputs::from_text(t));
+                let why = match step {
+                    Some(step) => crate::explain::explain(&step, &known),
+                    None => "its inputs are not recorded (a WORKDIR's directory)".to_string(),
+                };
+                (*vertex, why)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let steps = std::mem::take(&mut *b.steps.lock().expect("steps"));
     let cache_mounts = std::mem::take(&mut *b.cache_mounts.lock().expect("cache mounts"));
     Ok(Built {
@@ -318,10 +364,39 @@ pub fn build(
         cache_mounts: cache_mounts.into_iter().collect(),
         steps_cached: b.steps_cached.load(Ordering::SeqCst),
         steps_run: b.steps_run.load(Ordering::SeqCst),
+        explanations,
     })
 }
 
 impl Builder<'_> {
+    /// The digest of a layer step's `key`, its inputs kept for its record (`--explain`):
+    /// the key's document, the instruction as history shows it, and a copy's `files`.
+    fn step_key(
+        &self,
+        key: &CacheKey<'_>,
+        state: &StageState,
+        instruction: &str,
+        files: Vec<(String, Digest)>,
+    ) -> Digest {
+        let digest = key.digest();
+        let files = if files.len() > crate::explain::MAX_FILES {
+            Default::default()
+        } else {
+            files.into_iter().map(|(p, d)| (p, d.to_string())).collect()
+        };
+        let inputs = crate::explain::StepInputs {
+            instruction: instruction.to_string(),
+            key: key.shape(),
+            files,
+            base: state.base.clone(),
+        };
+        self.inputs
+            .lock()
+            .expect("inputs")
+            .insert(digest, inputs.to_text());
+        digest
+    }
+
     /// Notes that the step of cache key `key` made (or found) `image`.
     fn step_made(&self, key: &Digest, image: &Image) {
         self.steps

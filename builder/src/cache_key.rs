@@ -134,9 +134,18 @@ impl MountKey {
 
 impl CacheKey<'_> {
     pub(crate) fn digest(&self) -> Digest {
-        let shape = match self {
+        match self {
             // Older than the JSON shapes: the bytes themselves.
-            CacheKey::Scratch => return Digest::of(b"scratch"),
+            CacheKey::Scratch => Digest::of(b"scratch"),
+            _ => Digest::of(&serde_json::to_vec(&self.shape()).expect("a key's JSON")),
+        }
+    }
+
+    /// What the digest hashes: the key's inputs as a JSON document (`--explain` compares
+    /// two of them).
+    pub(crate) fn shape(&self) -> Value {
+        match self {
+            CacheKey::Scratch => json!("scratch"),
             CacheKey::Image { manifest } => json!({ "image": manifest.to_string() }),
             CacheKey::Arg { parent, declared } => {
                 json!({ "arg": declared, "parent": parent.to_string() })
@@ -183,8 +192,7 @@ impl CacheKey<'_> {
                     "user": user,
                 })
             }
-        };
-        Digest::of(&serde_json::to_vec(&shape).expect("a key's JSON"))
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod tree;
 pub use error::CopyError;
 pub(crate) use tree::mirror;
 pub use tree::tree_digest;
-use tree::{TreeWrite, set_mtime, walk, write_tree};
+use tree::{TreeWrite, set_mtime, tree_listing, walk, write_tree};
 
 /// Where a COPY reads from.
 pub enum Source {
@@ -384,8 +384,13 @@ impl CopyOp {
 
     /// The digest of everything the copy writes: paths where they land, types, modes,
     /// owners, sizes, contents and link targets (not mtimes: an unchanged file touched
-    /// again is the same input, as in BuildKit).
-    pub fn digest(&self, digests: &FileDigests) -> Result<Digest, CopyError> {
+    /// again is the same input, as in BuildKit). Into `listing`, when given: each source
+    /// path (relative to the source's root) with the digest of what was taken of it.
+    pub fn digest(
+        &self,
+        digests: &FileDigests,
+        mut listing: Option<&mut Vec<(String, Digest)>>,
+    ) -> Result<Digest, CopyError> {
         let mut h = Digester::new(std::io::sink());
         let mut add = |s: &str| {
             use std::io::Write;
@@ -409,7 +414,20 @@ impl CopyOp {
                 }
                 None => {
                     let visible = self.visible_in(item);
-                    add(&tree_digest(&item.from, self.keep_owner, &visible, digests)?.to_string());
+                    let mut files = Vec::new();
+                    let want = listing.is_some().then_some(&mut files);
+                    let d = tree_listing(&item.from, self.keep_owner, &visible, digests, want)?;
+                    add(&d.to_string());
+                    if let Some(l) = listing.as_deref_mut() {
+                        let base = item.from.strip_prefix(&self.root).unwrap_or(&item.from);
+                        l.extend(files.into_iter().map(|(rel, d)| {
+                            let path = base.join(&rel);
+                            (
+                                path.display().to_string().trim_end_matches('/').to_string(),
+                                d,
+                            )
+                        }));
+                    }
                 }
             }
         }
@@ -624,13 +642,13 @@ mod tests {
         // The digest changes with content, not with mtimes.
         let d1 = op(&["src"], "/app")
             .unwrap()
-            .digest(&FileDigests::default())
+            .digest(&FileDigests::default(), None)
             .unwrap();
         fs::write(ctx.path().join("src/sub/b.txt"), "b").unwrap();
         assert_eq!(
             op(&["src"], "/app")
                 .unwrap()
-                .digest(&FileDigests::default())
+                .digest(&FileDigests::default(), None)
                 .unwrap(),
             d1
         );
@@ -638,7 +656,7 @@ mod tests {
         assert_ne!(
             op(&["src"], "/app")
                 .unwrap()
-                .digest(&FileDigests::default())
+                .digest(&FileDigests::default(), None)
                 .unwrap(),
             d1
         );
@@ -656,7 +674,7 @@ mod tests {
             op(&[src], "/app")
                 .unwrap()
                 .with_content_id(id.into())
-                .digest(&FileDigests::default())
+                .digest(&FileDigests::default(), None)
                 .unwrap()
         };
         let before = named("chain-1", "src");

@@ -20,6 +20,7 @@ mod context;
 mod copy;
 mod digests;
 mod error;
+mod explain;
 mod fetch;
 mod ignore;
 mod mounts;

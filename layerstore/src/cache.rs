@@ -1,6 +1,7 @@
 //! Build cache records: a cache key (the builder's digest of a step and everything it
 //! read) names the image the step produced, as `cache/<hex>` holding that image's manifest
-//! digest. A record is a hint, not a root: `prune` removes the images no name or container
+//! digest on its first line and, on its second, the step's inputs (a document only the
+//! builder reads: what `--explain` compares). A record is a hint, not a root: `prune` removes the images no name or container
 //! reaches and then every record whose image is gone, and a lookup whose image is
 //! missing is a miss.
 
@@ -58,20 +59,47 @@ impl Store {
     /// The image recorded for `key`, when it is still whole in the store.
     pub fn cache_get(&self, key: &Digest) -> Option<Image> {
         let text = fs::read_to_string(self.cache_dir().join(key.hex())).ok()?;
-        let manifest = Digest::from_str(text.trim()).ok()?;
+        let manifest = Digest::from_str(text.lines().next()?.trim()).ok()?;
         self.image_by_manifest(manifest).ok()
     }
 
-    /// Records that `key` produced `image` (atomically: a reader sees the old record or
-    /// the new one).
-    pub fn cache_put(&self, key: &Digest, image: &Image) -> Result<(), Error> {
+    /// The inputs document recorded with `key`, if any.
+    pub fn cache_inputs(&self, key: &Digest) -> Option<String> {
+        let text = fs::read_to_string(self.cache_dir().join(key.hex())).ok()?;
+        inputs_of(&text)
+    }
+
+    /// The inputs documents of every record that has one.
+    pub fn cache_all_inputs(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.cache_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| inputs_of(&fs::read_to_string(e.path()).ok()?))
+            .collect()
+    }
+
+    /// Records that `key` produced `image`, with the step's `inputs` document (one line
+    /// of text) when given (atomically: a reader sees the old record or the new one).
+    pub fn cache_put(
+        &self,
+        key: &Digest,
+        image: &Image,
+        inputs: Option<&str>,
+    ) -> Result<(), Error> {
         let dir = self.cache_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, e))?;
-        tmp.write_all(image.manifest_digest.to_string().as_bytes())
+        let mut text = image.manifest_digest.to_string();
+        if let Some(inputs) = inputs.filter(|i| !i.contains('\n')) {
+            text = format!("{text}\n{inputs}\n");
+        }
+        tmp.write_all(text.as_bytes())
             .map_err(|e| Error::io(tmp.path(), e))?;
         let path = dir.join(key.hex());
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
@@ -116,6 +144,12 @@ impl Store {
     }
 }
 
+/// The second line of a record, when it has one.
+fn inputs_of(text: &str) -> Option<String> {
+    let line = text.lines().nth(1)?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +165,9 @@ mod tests {
         let image = store.write_image(&config, &[], &[]).unwrap();
         let key = Digest::of(b"step");
         assert!(store.cache_get(&key).is_none());
-        store.cache_put(&key, &image).unwrap();
+        store.cache_put(&key, &image, Some("{\"step\":1}")).unwrap();
+        assert_eq!(store.cache_inputs(&key).as_deref(), Some("{\"step\":1}"));
+        assert_eq!(store.cache_all_inputs(), ["{\"step\":1}"]);
         assert_eq!(
             store.cache_get(&key).unwrap().manifest_digest,
             image.manifest_digest

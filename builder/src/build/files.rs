@@ -185,13 +185,15 @@ impl Builder<'_> {
                 .map_or_else(|| "empty".to_string(), |c| c.to_string());
             op = op.with_content_id(format!("{chain} exclude {patterns:?}"));
         }
-        let content = op.digest(&self.digests).map_err(|e| e.at(ins))?;
-        let key = CacheKey::Copy {
+        let mut listing = Vec::new();
+        let content = op
+            .digest(&self.digests, Some(&mut listing))
+            .map_err(|e| e.at(ins))?;
+        let cache_key = CacheKey::Copy {
             parent: &state.key,
             content: &content,
             from: from_key,
-        }
-        .digest();
+        };
         // BuildKit's form: the flags that shape the files, then sources and destination.
         let mut words = vec![if unpack { "ADD" } else { "COPY" }.to_string()];
         if let copy::Source::Image(..) = from {
@@ -209,6 +211,7 @@ impl Builder<'_> {
         words.extend(files.inline.iter().map(|f| format!("<<{}", f.name)));
         words.push(dest.clone());
         let created_by = format!("{} # buildkit", words.join(" "));
+        let key = self.step_key(&cache_key, &state, &created_by, listing);
         self.files_step(state, v, t, key, created_by, |upper| {
             op.write(upper).map_err(|e| e.at(ins))
         })

@@ -56,6 +56,7 @@ impl Builder<'_> {
         };
         let Some(image) = image else {
             self.steps_run.fetch_add(1, Ordering::SeqCst);
+            self.ran.lock().expect("ran").push((vertex, key));
             // Steps will run: RUN steps after this one will want namespaces.
             if let Some(net) = self.seams.network {
                 net.warm_up();
@@ -72,6 +73,7 @@ impl Builder<'_> {
         let mut hit = StageState::from_image(image, config, key);
         hit.args = state.args.clone();
         hit.no_cache = state.no_cache;
+        hit.base = state.base.clone();
         Ok(Some(hit))
     }
 

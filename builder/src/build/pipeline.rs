@@ -114,7 +114,10 @@ impl Builder<'_> {
             .store
             .write_image(&config, parent, &[layer])
             .map_err(store_err)?;
-        self.store.cache_put(key, &image).map_err(store_err)?;
+        let inputs = self.inputs.lock().expect("inputs").get(key).cloned();
+        self.store
+            .cache_put(key, &image, inputs.as_deref())
+            .map_err(store_err)?;
         self.schedule.made(key, &image);
         self.step_made(key, &image);
         Ok((image, layer.diff_id))

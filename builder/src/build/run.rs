@@ -163,7 +163,8 @@ impl Builder<'_> {
             }
             _ => crate::mounts::Prepared::default(),
         };
-        let key = CacheKey::Run {
+        let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
+        let cache_key = CacheKey::Run {
             parent: &state.key,
             run: RunKey {
                 argv: &args,
@@ -174,9 +175,8 @@ impl Builder<'_> {
                 network_none,
                 mounts: &prepared.key,
             },
-        }
-        .digest();
-        let created_by = format!("RUN {} # buildkit", run_history(&state, &args));
+        };
+        let key = self.step_key(&cache_key, &state, &created_by, Vec::new());
         let v = self.next_vertex();
         self.progress.event(Event::Start { vertex: v, name });
         let t = Instant::now();

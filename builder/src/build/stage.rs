@@ -35,6 +35,7 @@ impl Builder<'_> {
                     key: CacheKey::Scratch.digest(),
                     created: self.created.clone(),
                     no_cache: false,
+                    base: "scratch".into(),
                 })
             }
             Base::Image(name) => {

@@ -19,6 +19,9 @@ pub(super) struct StageState {
     pub(super) created: String,
     /// The stage is in `--no-cache-filter`: its steps run whatever the cache holds.
     pub(super) no_cache: bool,
+    /// The image the stage stands on (its manifest digest, or `scratch`): what
+    /// `--explain` names when a step's parent is its base.
+    pub(super) base: String,
 }
 
 impl StageState {
@@ -67,6 +70,7 @@ impl StageState {
         let created = config["created"].as_str().unwrap_or("").to_string();
         StageState {
             layers: image.manifest.layers().clone(),
+            base: image.manifest_digest.to_string(),
             image: Some(image),
             config,
             run,

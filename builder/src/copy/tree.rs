@@ -197,6 +197,18 @@ pub fn tree_digest(
     visible: &Visible,
     digests: &FileDigests,
 ) -> Result<Digest, CopyError> {
+    tree_listing(path, with_owners, visible, digests, None)
+}
+
+/// [`tree_digest`], and into `listing` (when given) each path under `path` with the
+/// digest of what the tree's digest took of it (`--explain` names the paths that changed).
+pub fn tree_listing(
+    path: &Path,
+    with_owners: bool,
+    visible: &Visible,
+    digests: &FileDigests,
+    mut listing: Option<&mut Vec<(String, Digest)>>,
+) -> Result<Digest, CopyError> {
     use rayon::prelude::*;
     let mut files = Vec::new();
     walk(path, Path::new(""), true, visible, &mut files)?;
@@ -228,6 +240,9 @@ pub fn tree_digest(
         );
         // Into a sink: the hash is all it does, and it cannot fail.
         let _ = std::io::Write::write_all(&mut h, line.as_bytes());
+        if let Some(l) = listing.as_deref_mut() {
+            l.push((rel.display().to_string(), Digest::of(line.as_bytes())));
+        }
     }
     Ok(h.finish().0)
 }
