@@ -238,6 +238,12 @@ fn a_local_cache_serves_a_fresh_store_and_min_keeps_fewer_layers_than_max() {
     let (max, min) = (dir.path().join("max"), dir.path().join("min"));
     let to_max = format!("type=local,dest={},mode=max", max.display());
     let to_min = format!("type=local,dest={}", min.display());
+    // BuildKit 0.8's form too: an index listing the cache config beside the blobs.
+    let index = dir.path().join("index");
+    let to_index = format!(
+        "type=local,dest={},mode=max,image-manifest=false",
+        index.display()
+    );
     let context = ctx(&a, "ctx", "one\n");
     let (id_a, _) = built(
         &a,
@@ -248,6 +254,8 @@ fn a_local_cache_serves_a_fresh_store_and_min_keeps_fewer_layers_than_max() {
             &to_max,
             "--cache-to",
             &to_min,
+            "--cache-to",
+            &to_index,
             context.to_str().unwrap(),
         ],
     );
@@ -287,25 +295,27 @@ fn a_local_cache_serves_a_fresh_store_and_min_keeps_fewer_layers_than_max() {
     );
     assert_ne!(id_b, id_a, "the build stage ran again: another artifact");
 
-    // max: nothing runs.
-    let Some(c) = store() else { return };
-    let from = format!("type=local,src={}", max.display());
-    let (id_c, log) = built(
-        &c,
-        &[
-            "-t",
-            "app",
-            "--cache-from",
-            &from,
-            ctx(&c, "ctx", "one\n").to_str().unwrap(),
-        ],
-    );
-    assert!(
-        outcomes(&log).values().all(|o| o.starts_with("CACHED (")),
-        "{log}"
-    );
-    assert_eq!(id_c, id_a);
-    assert_eq!(stamps(&c, "app"), stamps(&a, "app"));
+    // max, in either form: nothing runs.
+    for cache in [&max, &index] {
+        let Some(c) = store() else { return };
+        let from = format!("type=local,src={}", cache.display());
+        let (id_c, log) = built(
+            &c,
+            &[
+                "-t",
+                "app",
+                "--cache-from",
+                &from,
+                ctx(&c, "ctx", "one\n").to_str().unwrap(),
+            ],
+        );
+        assert!(
+            outcomes(&log).values().all(|o| o.starts_with("CACHED (")),
+            "{log}"
+        );
+        assert_eq!(id_c, id_a);
+        assert_eq!(stamps(&c, "app"), stamps(&a, "app"));
+    }
     if lb_testkit::require_tools("skopeo", &["/usr/bin/skopeo"]) {
         let out = std::process::Command::new("skopeo")
             .args(["inspect", "--raw"])

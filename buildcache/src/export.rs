@@ -73,8 +73,8 @@ pub fn export(
 ) -> Result<ExportReport, Error> {
     let records = chosen(steps, final_image, spec.mode);
     let mounts = if spec.cache_mounts { mounts } else { &[] };
-    let made = format::make(store, &records, mounts, spec.compression)?;
-    let config_bytes = serde_json::to_vec(&made.config).expect("a cache config serialises");
+    let mut made = format::make(store, &records, mounts, spec.compression)?;
+    let config_bytes = format::fit(&mut made.config)?;
     let stored = store.content().put(&config_bytes)?;
     let config = BlobRef {
         media_type: MEDIA_CACHE_CONFIG.to_string(),

@@ -219,6 +219,42 @@ pub(crate) fn make(
     Ok(Made { config, blobs })
 }
 
+/// The most a cache config may hold (registries and BuildKit read it whole).
+pub(crate) const MAX_EXPORTED: usize = 1 << 20;
+
+/// `config`'s bytes, under [`MAX_EXPORTED`]: when the steps' inputs make it larger, their
+/// copies' file lists go first, then the inputs (`--explain` then says less, the cache
+/// hits the same).
+pub(crate) fn fit(config: &mut CacheConfig) -> Result<Vec<u8>, Error> {
+    let bytes = |c: &CacheConfig| serde_json::to_vec(c).expect("a cache config serialises");
+    let mut out = bytes(config);
+    if out.len() > MAX_EXPORTED {
+        for r in &mut config.records {
+            if let Some(serde_json::Value::Object(doc)) = &mut r.inputs_doc {
+                doc.remove("files");
+            }
+        }
+        out = bytes(config);
+    }
+    if out.len() > MAX_EXPORTED {
+        for r in &mut config.records {
+            r.inputs_doc = None;
+        }
+        out = bytes(config);
+    }
+    if out.len() > MAX_EXPORTED {
+        return Err(Error::format(
+            "the cache config",
+            format!(
+                "{} records make {} bytes, more than {MAX_EXPORTED}",
+                config.records.len(),
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 /// The media type of a layer compressed with `compression` (as `lb push` names it).
 fn layer_media_type(compression: LayerCompression) -> &'static str {
     match compression {
@@ -370,6 +406,37 @@ impl CacheConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_too_large_sheds_file_lists_then_inputs() {
+        let files: serde_json::Map<String, serde_json::Value> = (0..2000)
+            .map(|i| {
+                (
+                    format!("src/some/deep/path/file-{i:05}.rs"),
+                    serde_json::json!(
+                        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                    ),
+                )
+            })
+            .collect();
+        let record = |n: u8| CacheRecord {
+            results: vec![CacheResult { layer: 0 }],
+            chains: Vec::new(),
+            digest: Digest::of(&[n]).to_string(),
+            inputs: Vec::new(),
+            image: None,
+            inputs_doc: Some(serde_json::json!({"instruction": "COPY . /app", "files": files})),
+        };
+        let mut config = CacheConfig {
+            records: (0..8).map(record).collect(),
+            ..Default::default()
+        };
+        assert!(serde_json::to_vec(&config).unwrap().len() > MAX_EXPORTED);
+        let bytes = fit(&mut config).unwrap();
+        assert!(bytes.len() <= MAX_EXPORTED);
+        let doc = config.records[0].inputs_doc.as_ref().unwrap();
+        assert!(doc.get("files").is_none() && doc.get("instruction").is_some());
+    }
 
     #[test]
     fn record_digests_are_lbs_own_and_the_documents_read_back() {
