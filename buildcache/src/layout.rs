@@ -4,31 +4,15 @@
 //! export into the same directory) never sees a document naming a blob not yet whole.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lb_layerstore::{Digest, Store};
+use lb_layerstore::{Digest, Store, write_atomic};
 
 use crate::Error;
 use crate::format::MEDIA_OCI_INDEX;
 
 pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs/sha256").join(digest.hex())
-}
-
-/// Writes `bytes` at `path` through a temporary file beside it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
 
 /// Copies the store's blob `digest` into the layout, unless a whole one is there.
@@ -70,8 +54,8 @@ pub(crate) fn write(
         }
     }
     let top = Digest::of(doc);
-    write_atomically(&blob_path(dir, &top), doc)?;
-    write_atomically(
+    write_atomic(&blob_path(dir, &top), doc)?;
+    write_atomic(
         &dir.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
@@ -85,7 +69,7 @@ pub(crate) fn write(
             "annotations": {"org.opencontainers.image.ref.name": "latest"},
         }],
     });
-    write_atomically(
+    write_atomic(
         &dir.join("index.json"),
         &serde_json::to_vec(&index).expect("an index serialises"),
     )?;

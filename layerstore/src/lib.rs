@@ -67,4 +67,6 @@ pub use snapshotter::{
     StorageDriver, UpperDirs, VfsSnapshotter, copy_tree,
 };
 pub use store::spread_subdirectories;
-pub use store::{BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root};
+pub use store::{
+    BrokenReference, LiveImages, PruneReport, REF_NAME, Store, default_root, write_atomic,
+};

@@ -350,6 +350,15 @@ fn apply_refuses_a_view() {
     assert!(apply(&[0u8; 1024][..], &view).is_err());
 }
 
+/// The layer of the overlay upper dir `upper` stacked on the layer directories `lowers`.
+fn stacked_layer(upper: &Path, lowers: &[PathBuf]) -> Vec<u8> {
+    let mut out = Vec::new();
+    lb_layerstore::LayerChanges::Stacked { upper, lowers }
+        .write(&mut out, LayerCompression::None, DiffOptions::default())
+        .unwrap();
+    out
+}
+
 /// A directory deleted and made again in one step: overlayfs leaves it opaque in the upper
 /// dir, a vfs tree holds it with its gone names' whiteouts. Written stacked on its lowers,
 /// the upper dir makes compare's bytes (one digest on both drivers); written as it is, the
@@ -420,13 +429,7 @@ fn an_opaque_directory_stacked_on_its_lowers_is_written_as_compare_writes_it() {
         ]
     );
     let lowers = [top.clone(), bottom.clone()];
-    let mut stacked = Vec::new();
-    lb_layerstore::LayerChanges::Stacked {
-        upper: &upper,
-        lowers: &lowers,
-    }
-    .write(&mut stacked, LayerCompression::None, DiffOptions::default())
-    .unwrap();
+    let stacked = stacked_layer(&upper, &lowers);
     assert!(stacked == vfs_layer, "{:?}", names(&stacked));
     let mut as_is = Vec::new();
     write_diff(
@@ -468,13 +471,7 @@ fn an_opaque_directory_stacked_on_its_lowers_is_written_as_compare_writes_it() {
         .unwrap();
     }
     let vfs_layer = layer(&merged, &copy);
-    let mut stacked = Vec::new();
-    lb_layerstore::LayerChanges::Stacked {
-        upper: &upper,
-        lowers: &lowers,
-    }
-    .write(&mut stacked, LayerCompression::None, DiffOptions::default())
-    .unwrap();
+    let stacked = stacked_layer(&upper, &lowers);
     assert!(stacked == vfs_layer, "{:?}", names(&stacked));
     assert!(names(&stacked).contains(&"was_file/.wh..wh..opq".to_string()));
     assert!(!names(&stacked).contains(&"fresh/.wh..wh..opq".to_string()));
