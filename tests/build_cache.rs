@@ -413,6 +413,56 @@ fn bad_bytes_are_a_miss_and_a_registry_that_is_down_fails_the_export_unless_igno
     }
 }
 
+/// A registry that serves other bytes than a layer's digest says (its storage damaged):
+/// the step is a miss, the build runs it and succeeds.
+#[test]
+fn a_registry_serving_wrong_bytes_is_a_miss() {
+    let Some(a) = store() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(reg) = TestRegistry::start(&dir.path().join("reg"), RegistryAuth::Anonymous) else {
+        return;
+    };
+    let cache = format!("{}/cache/bad:c", reg.addr);
+    let to = format!("type=registry,ref={cache},mode=max");
+    built(
+        &a,
+        &["--cache-to", &to, ctx(&a, "ctx", "one\n").to_str().unwrap()],
+    );
+    // Every layer blob the registry stores (gzip; not the JSON configs), same size.
+    let blobs = reg.dir.join("data/docker/registry/v2/blobs/sha256");
+    let mut damaged = 0;
+    for prefix in std::fs::read_dir(&blobs).unwrap() {
+        for blob in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
+            let data = blob.unwrap().path().join("data");
+            let bytes = std::fs::read(&data).unwrap();
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut bad = bytes.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0xff;
+                std::fs::write(&data, bad).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged >= 5, "{damaged}");
+    let Some(b) = store() else { return };
+    let (_, log) = built(
+        &b,
+        &[
+            "-t",
+            "app",
+            "--cache-from",
+            &cache,
+            ctx(&b, "ctx", "one\n").to_str().unwrap(),
+        ],
+    );
+    assert!(outcomes(&log).values().all(|o| o == "RAN"), "{log}");
+    assert!(log.contains("WARNING: cache"), "{log}");
+    let (code, out, _) = run_image(&b, &[], "app", &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("one"), "{out}");
+}
+
 #[test]
 fn two_builds_exporting_to_one_ref_at_once_leave_a_valid_cache() {
     let Some(a) = store() else { return };
