@@ -116,8 +116,10 @@ cat "$out/medians.tsv"
 
 fresh=$tmp/fresh
 for c in $cases; do
-  # Before every run of either tool: an empty lb store, a dockerd with nothing.
-  prep="rm -rf $fresh; $peers/stop-dockerd.sh >/dev/null 2>&1; rm -rf /var/lib/$LAB_DOCKER; $peers/start-dockerd.sh >/dev/null; sync"
+  # Before every run of either tool: an empty lb store, a dockerd with nothing, up and
+  # settled (a runner's daemon is idle when its job starts: its own start-up work, seconds
+  # of it, is not the build's).
+  prep="rm -rf $fresh; $peers/stop-dockerd.sh >/dev/null 2>&1; rm -rf /var/lib/$LAB_DOCKER; $peers/start-dockerd.sh >/dev/null; sync; sleep 2"
   cfg=$(jq -n --argjson runs "$runs" --arg prep "$prep" --arg json "$out/$c.json" \
     --arg lb "$(lb_cmd "$c" "$fresh")" --arg docker "$(docker_cmd "$c")" \
     '{runs: $runs, warmup: 1, prepare: $prep, json_out: $json, shell: true, cmds: {docker: $docker, lb: $lb}}')

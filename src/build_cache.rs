@@ -1,44 +1,66 @@
-//! `lb build --cache-from/--cache-to`: the values parsed, the caches opened before the
-//! build (one that cannot be read is a warning: the build goes on without it), looked up
+//! `lb build --cache-from/--cache-to`: the values parsed, the caches opened as the build
+//! starts (one that cannot be read is a warning: the build goes on without it), looked up
 //! by the builder where the store misses, and the build's steps exported after it.
 
 use anyhow::bail;
 use lb_buildcache::{CacheExport, CacheImport, ExportTarget, Importer};
 use lb_layerstore::{Digest, Image, Store};
 
-/// The `--cache-from` caches that could be read, in the order given.
+/// The `--cache-from` caches that could be read, in the order given: opened on a thread
+/// of their own while the build starts (its base's pull, its context), waited for at the
+/// first lookup.
 pub struct Caches {
-    importers: Vec<Importer>,
+    opening: std::sync::Mutex<Option<std::thread::JoinHandle<Vec<Importer>>>>,
+    importers: std::sync::OnceLock<Vec<Importer>>,
 }
 
 impl Caches {
-    /// Opens each of `specs`; one that fails is said on stderr and left out.
+    /// Starts opening each of `specs`; one that fails is said on stderr and left out.
+    pub fn open(store: &Store, specs: &[CacheImport]) -> Caches {
+        let (store, specs) = (store.clone(), specs.to_vec());
+        let opening = (!specs.is_empty()).then(|| {
+            std::thread::spawn(move || {
+                let mut importers = Vec::new();
+                for spec in &specs {
+                    match Importer::open(&store, spec, &Default::default()) {
+                        Ok(i) => importers.push(i),
+                        Err(e) => eprintln!(
+                            "WARNING: importing cache manifest from {}: {e}",
+                            spec.name()
+                        ),
+                    }
+                }
+                importers
+            })
+        });
+        Caches {
+            opening: std::sync::Mutex::new(opening),
+            importers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The caches, once opened.
+    fn importers(&self) -> &[Importer] {
+        self.importers.get_or_init(|| {
+            let opening = self.opening.lock().expect("opening").take();
+            opening
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default()
+        })
+    }
+
     /// Blobs fetched from the caches and their bytes.
     fn downloaded(&self) -> (usize, u64) {
-        self.importers
+        self.importers()
             .iter()
             .map(Importer::downloaded)
             .fold((0, 0), |(n, b), (m, c)| (n + m, b + c))
-    }
-
-    pub fn open(store: &Store, specs: &[CacheImport]) -> Caches {
-        let mut importers = Vec::new();
-        for spec in specs {
-            match Importer::open(store, spec, &Default::default()) {
-                Ok(i) => importers.push(i),
-                Err(e) => eprintln!(
-                    "WARNING: importing cache manifest from {}: {e}",
-                    spec.name()
-                ),
-            }
-        }
-        Caches { importers }
     }
 }
 
 impl lb_builder::CacheSource for Caches {
     fn lookup(&self, key: &Digest) -> Option<(Image, String)> {
-        for importer in &self.importers {
+        for importer in self.importers() {
             match importer.lookup(key) {
                 Ok(Some(image)) => return Some((image, importer.name().to_string())),
                 Ok(None) => {}
@@ -50,11 +72,11 @@ impl lb_builder::CacheSource for Caches {
     }
 
     fn inputs(&self) -> Vec<String> {
-        self.importers.iter().flat_map(Importer::inputs).collect()
+        self.importers().iter().flat_map(Importer::inputs).collect()
     }
 
     fn restore_mount(&self, id: &str, dir: &std::path::Path) -> bool {
-        for importer in &self.importers {
+        for importer in self.importers() {
             match importer.restore_mount(id, dir) {
                 Ok(true) => return true,
                 Ok(false) => {}

@@ -304,6 +304,55 @@ pub struct Registry {
     tokens: Mutex<HashMap<String, String>>,
 }
 
+/// What makes two registry clients the same: insecure or not, the CA files added, the
+/// network timeout.
+type ClientKey = (bool, Vec<PathBuf>, Duration);
+
+/// The HTTP clients made in this process, shared by every [`Registry`] they fit: making
+/// one reads the system's roots and seeds its TLS stack (~10 ms), and a build talks to a
+/// registry through several (its bases' pulls, its caches, its push), which share
+/// connections this way too.
+static CLIENTS: std::sync::LazyLock<Mutex<HashMap<ClientKey, reqwest::blocking::Client>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn shared_client(
+    insecure: bool,
+    cert_files: &[PathBuf],
+    timeout: Duration,
+) -> Result<reqwest::blocking::Client, Error> {
+    let key = (insecure, cert_files.to_vec(), timeout);
+    if let Some(c) = CLIENTS.lock().expect("clients").get(&key) {
+        return Ok(c.clone());
+    }
+    let mut b = Http::builder(timeout);
+    if insecure {
+        // docker's insecure registries (loopback ones by default): https whatever its
+        // certificate, else plain http.
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    for p in cert_files {
+        let pem = std::fs::read(p).map_err(|e| Error::Config {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Config {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        b = b.tls_certs_merge(certs);
+    }
+    let client = b.build().map_err(|e| Error::Transport {
+        url: "a registry client".to_string(),
+        reason: e.to_string(),
+    })?;
+    CLIENTS.lock().expect("clients").insert(key, client.clone());
+    Ok(client)
+}
+
+/// Insecure registries' hosts, and whether each answered https, in this process.
+static SPEAKS_HTTPS: std::sync::LazyLock<Mutex<HashMap<String, bool>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl Registry {
     /// Connects to `domain` (`localhost:5000`, `docker.io`): https, or plain http for a
     /// loopback registry or with `tls_verify` off when https is not answered.
@@ -324,12 +373,8 @@ impl Registry {
             Some(t) => t,
             None => network_timeout_from_env()?,
         };
-        let mut b = Http::builder(timeout);
-        if insecure {
-            // docker's insecure registries (loopback ones by default): https whatever its
-            // certificate, else plain http.
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
+        // The CA files this registry's certificate directories hold.
+        let mut cert_files = Vec::new();
         for dir in &opts.cert_dirs {
             let Ok(entries) = std::fs::read_dir(dir.join(domain)) else {
                 continue;
@@ -337,23 +382,12 @@ impl Registry {
             for e in entries.flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "crt") {
-                    let pem = std::fs::read(&p).map_err(|e| Error::Config {
-                        path: p.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    let certs =
-                        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Config {
-                            path: p.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    b = b.tls_certs_merge(certs);
+                    cert_files.push(p);
                 }
             }
         }
-        let client = b.build().map_err(|e| Error::Transport {
-            url: domain.to_string(),
-            reason: e.to_string(),
-        })?;
+        cert_files.sort();
+        let client = shared_client(insecure, &cert_files, timeout)?;
         let mut reg = Registry {
             domain: domain.to_string(),
             base: format!("https://{host}"),
@@ -362,9 +396,27 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
         };
         if insecure {
-            // As docker with an insecure registry: https when it answers, else http.
-            let https = reg.net.client.get(format!("{}/v2/", reg.base)).send();
-            if https.is_err() {
+            // As docker with an insecure registry: https when it answers, else http. Asked
+            // once a process: a build talks to one registry through several clients (its
+            // base's pull, its caches, its push), and each question cost ~25 ms here.
+            let known = SPEAKS_HTTPS.lock().expect("schemes").get(host).copied();
+            let https = match known {
+                Some(https) => https,
+                None => {
+                    let https = reg
+                        .net
+                        .client
+                        .get(format!("{}/v2/", reg.base))
+                        .send()
+                        .is_ok();
+                    SPEAKS_HTTPS
+                        .lock()
+                        .expect("schemes")
+                        .insert(host.to_string(), https);
+                    https
+                }
+            };
+            if !https {
                 reg.base = format!("http://{host}");
             }
         }
