@@ -218,7 +218,7 @@ struct Builder<'a> {
     steps_cached: AtomicUsize,
     steps_run: AtomicUsize,
     /// The inputs document of each layer step's key (kept with its record).
-    inputs: std::sync::Mutex<std::collections::HashMap<Digest, String>>,
+    inputs: std::sync::Mutex<std::collections::HashMap<Digest, crate::explain::StepInputs>>,
     /// The layer steps that ran: vertex and key (`--explain`).
     ran: std::sync::Mutex<Vec<(usize, Digest)>>,
     /// The build's active snapshots and views, on the store's driver.
@@ -343,11 +343,8 @@ pub fn build(
         ran.sort();
         ran.iter()
             .map(|(vertex, key)| {
-                let step = inputs
-                    .get(key)
-                    .and_then(|t| crate::explain::StepInputs::from_text(t));
-                let why = match step {
-                    Some(step) => crate::explain::explain(&step, &known),
+                let why = match inputs.get(key) {
+                    Some(step) => crate::explain::explain(step, &known),
                     None => "its inputs are not recorded (a WORKDIR's directory)".to_string(),
                 };
                 (*vertex, why)
@@ -378,7 +375,7 @@ impl Builder<'_> {
         instruction: &str,
         files: Vec<(String, Digest)>,
     ) -> Digest {
-        let digest = key.digest();
+        let (digest, shape) = key.digest_and_shape();
         let files = if files.len() > crate::explain::MAX_FILES {
             Default::default()
         } else {
@@ -386,14 +383,11 @@ impl Builder<'_> {
         };
         let inputs = crate::explain::StepInputs {
             instruction: instruction.to_string(),
-            key: key.shape(),
+            key: shape,
             files,
             base: state.base.clone(),
         };
-        self.inputs
-            .lock()
-            .expect("inputs")
-            .insert(digest, inputs.to_text());
+        self.inputs.lock().expect("inputs").insert(digest, inputs);
         digest
     }
 

@@ -134,11 +134,18 @@ impl MountKey {
 
 impl CacheKey<'_> {
     pub(crate) fn digest(&self) -> Digest {
-        match self {
+        self.digest_and_shape().0
+    }
+
+    /// The digest, and the document it hashes ([`CacheKey::shape`]), made once.
+    pub(crate) fn digest_and_shape(&self) -> (Digest, Value) {
+        let shape = self.shape();
+        let digest = match self {
             // Older than the JSON shapes: the bytes themselves.
             CacheKey::Scratch => Digest::of(b"scratch"),
-            _ => Digest::of(&serde_json::to_vec(&self.shape()).expect("a key's JSON")),
-        }
+            _ => Digest::of(&serde_json::to_vec(&shape).expect("a key's JSON")),
+        };
+        (digest, shape)
     }
 
     /// What the digest hashes: the key's inputs as a JSON document (`--explain` compares

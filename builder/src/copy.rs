@@ -420,7 +420,8 @@ impl CopyOp {
                     add(&d.to_string());
                     if let Some(l) = listing.as_deref_mut() {
                         let base = item.from.strip_prefix(&self.root).unwrap_or(&item.from);
-                        l.extend(files.into_iter().map(|(rel, d)| {
+                        let room = (crate::explain::MAX_FILES + 1).saturating_sub(l.len());
+                        l.extend(files.into_iter().take(room).map(|(rel, d)| {
                             let path = base.join(&rel);
                             (
                                 path.display().to_string().trim_end_matches('/').to_string(),

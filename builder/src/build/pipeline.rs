@@ -114,7 +114,13 @@ impl Builder<'_> {
             .store
             .write_image(&config, parent, &[layer])
             .map_err(store_err)?;
-        let inputs = self.inputs.lock().expect("inputs").get(key).cloned();
+        // Written out only for a record: a step that hits keeps none.
+        let inputs = self
+            .inputs
+            .lock()
+            .expect("inputs")
+            .get(key)
+            .map(|i| i.to_text());
         self.store
             .cache_put(key, &image, inputs.as_deref())
             .map_err(store_err)?;

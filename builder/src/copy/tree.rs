@@ -201,7 +201,8 @@ pub fn tree_digest(
 }
 
 /// [`tree_digest`], and into `listing` (when given) each path under `path` with the
-/// digest of what the tree's digest took of it (`--explain` names the paths that changed).
+/// digest of what the tree's digest took of it (`--explain` names the paths that changed),
+/// up to one more than [`crate::explain::MAX_FILES`] (a longer list is not kept).
 pub fn tree_listing(
     path: &Path,
     with_owners: bool,
@@ -240,7 +241,9 @@ pub fn tree_listing(
         );
         // Into a sink: the hash is all it does, and it cannot fail.
         let _ = std::io::Write::write_all(&mut h, line.as_bytes());
-        if let Some(l) = listing.as_deref_mut() {
+        if let Some(l) = listing.as_deref_mut()
+            && l.len() <= crate::explain::MAX_FILES
+        {
             l.push((rel.display().to_string(), Digest::of(line.as_bytes())));
         }
     }
