@@ -39,6 +39,12 @@ impl Caches {
         }
     }
 
+    /// Waits for the caches to be open (a build that looked nothing up did not), so that
+    /// what opening them had to say is said.
+    pub fn finish(&self) {
+        self.importers();
+    }
+
     /// The caches, once opened.
     fn importers(&self) -> &[Importer] {
         self.importers.get_or_init(|| {

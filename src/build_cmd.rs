@@ -505,6 +505,7 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
         cache: (!cache_from.is_empty()).then_some(&caches as &dyn lb_builder::CacheSource),
     };
     let built = lb_builder::build(store, &df, &opts, &progress, seams);
+    caches.finish();
     if let (View::Live(live), Err(_)) = (&progress, &built) {
         live.finish("FAILED");
     }
