@@ -55,6 +55,14 @@ impl Caches {
         })
     }
 
+    /// What the caches read from registries showed to be there.
+    fn seen(&self) -> Vec<lb_buildcache::Seen> {
+        self.importers()
+            .iter()
+            .filter_map(|i| i.seen().cloned())
+            .collect()
+    }
+
     /// Blobs fetched from the caches and their bytes.
     fn downloaded(&self) -> (usize, u64) {
         self.importers()
@@ -128,11 +136,18 @@ pub fn with_inline(
 pub fn export_all(
     store: &Store,
     exports: &[CacheExport],
-    built: &lb_builder::Built,
+    (built, caches): (&lb_builder::Built, &Caches),
     image: &Image,
     quiet: bool,
 ) -> anyhow::Result<lb_buildcache::ExportReport> {
     let mut total = lb_buildcache::ExportReport::default();
+    let seen = caches.seen();
+    let registry = lb_registry::Options::default();
+    let via = lb_buildcache::ExportVia {
+        registry: &registry,
+        progress: &Silent,
+        seen: &seen,
+    };
     for spec in exports {
         let name = match &spec.target {
             ExportTarget::Registry(r) => r.familiar(),
@@ -140,15 +155,8 @@ pub fn export_all(
             ExportTarget::Inline => continue,
         };
         let started = std::time::Instant::now();
-        let done = lb_buildcache::export(
-            store,
-            spec,
-            &built.steps,
-            &built.cache_mounts,
-            image,
-            &Default::default(),
-            &Silent,
-        );
+        let built_steps = (&built.steps[..], &built.cache_mounts[..]);
+        let done = lb_buildcache::export(store, spec, built_steps, image, &via);
         match done {
             Ok(report) => {
                 total.uploaded += report.uploaded;
@@ -156,11 +164,12 @@ pub fn export_all(
                 total.reused += report.reused;
                 if !quiet {
                     eprintln!(
-                        "#0 exporting cache to {name}: {} steps, {} layers, {} cache mounts {} done {:.1}s",
+                        "#0 exporting cache to {name}: {} steps, {} layers, {} cache mounts {}{} done {:.1}s",
                         report.records,
                         report.layers,
                         report.mounts,
                         report.digest.map(|d| d.to_string()).unwrap_or_default(),
+                        if report.unchanged { " (unchanged)" } else { "" },
                         started.elapsed().as_secs_f64()
                     );
                 }

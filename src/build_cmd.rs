@@ -533,7 +533,8 @@ pub fn build(store: &Store, args: BuildArgs) -> anyhow::Result<ExitCode> {
     for t in &tags {
         store.name_image(t, &image)?;
     }
-    let exported = crate::build_cache::export_all(store, &cache_to, &built, &image, quiet)?;
+    let exported =
+        crate::build_cache::export_all(store, &cache_to, (&built, &caches), &image, quiet)?;
     let mut pushed = None;
     if args.push {
         if tags.is_empty() {

@@ -174,6 +174,12 @@ fn a_fresh_store_takes_every_step_from_a_registry_cache_and_an_edit_reruns_its_d
         "the steps' layers, not busybox's: {meta}"
     );
     assert_eq!(figures["blobs.uploaded"], 0, "{meta}");
+    // The cache it made is the one it read from that tag: not even a HEAD was sent.
+    assert!(
+        log.contains(&format!("exporting cache to {cache}: 6 steps")),
+        "{log}"
+    );
+    assert!(log.contains("(unchanged) done"), "{log}");
     assert!(figures["blobs.reused"].as_u64().unwrap() >= 6, "{meta}");
 
     // A bare reference is the same cache; an edit of app.txt reruns its COPY and what

@@ -28,6 +28,8 @@ pub struct ExportReport {
     pub reused: usize,
     /// The top document's digest.
     pub digest: Option<Digest>,
+    /// The cache made is the one the build read from the target: nothing was sent.
+    pub unchanged: bool,
 }
 
 /// The steps `spec.mode` keeps of `steps` (cache key, image): with `min`, those whose
@@ -59,17 +61,36 @@ pub(crate) fn chosen(
         .collect()
 }
 
+/// What a cache read from a registry showed to be there: its repository and tag, its
+/// top document's digest, and the blobs that document names (a registry took it only
+/// with every one of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub domain: String,
+    pub path: String,
+    pub tag: String,
+    pub top: Digest,
+    pub blobs: std::collections::HashSet<Digest>,
+}
+
+/// How an export reaches its target: registry options, where per-blob lines go, and
+/// what the build's caches showed a registry has (no HEAD for those; nothing at all when
+/// the cache made is the one read from that very tag).
+pub struct ExportVia<'a> {
+    pub registry: &'a lb_registry::Options,
+    pub progress: &'a dyn PushProgress,
+    pub seen: &'a [Seen],
+}
+
 /// Exports the steps of a build (`steps`, `final_image` its result) as `spec` says, and
 /// with `cache-mounts=true` the contents of its cache mounts (`mounts`: id, directory).
 /// An inline export is the caller's (it goes into the image's config).
 pub fn export(
     store: &Store,
     spec: &CacheExport,
-    steps: &[(Digest, Image)],
-    mounts: &[(String, std::path::PathBuf)],
+    (steps, mounts): (&[(Digest, Image)], &[(String, std::path::PathBuf)]),
     final_image: &Image,
-    registry: &lb_registry::Options,
-    progress: &dyn PushProgress,
+    via: &ExportVia<'_>,
 ) -> Result<ExportReport, Error> {
     let records = chosen(steps, final_image, spec.mode);
     let mounts = if spec.cache_mounts { mounts } else { &[] };
@@ -94,27 +115,43 @@ pub fn export(
     };
     match &spec.target {
         ExportTarget::Registry(reference) => {
-            let reg = Registry::new(&reference.domain, registry)?;
             let path = reference.path.as_str();
-            let blobs: Vec<Blob> = blobs
+            let tag = reference
+                .tag
+                .as_deref()
+                .unwrap_or(lb_layerstore::DEFAULT_TAG);
+            let here: Vec<&Seen> = via
+                .seen
                 .iter()
+                .filter(|s| s.domain == reference.domain && s.path == path)
+                .collect();
+            // The very cache the build read from this tag: nothing to send.
+            if here
+                .iter()
+                .any(|s| s.tag == tag && s.top == Digest::of(&doc))
+            {
+                report.reused = blobs.len();
+                report.unchanged = true;
+                return Ok(report);
+            }
+            let known = |d: &Digest| here.iter().any(|s| s.blobs.contains(d));
+            let to_send: Vec<Blob> = blobs
+                .iter()
+                .filter(|(digest, _)| !known(digest))
                 .map(|(digest, size)| Blob {
                     digest: *digest,
                     size: *size,
                 })
                 .collect();
+            let reg = Registry::new(&reference.domain, via.registry)?;
             let opts = PushOptions {
                 compression: spec.compression,
                 ..Default::default()
             };
-            let sent = lb_registry::push_blobs(store, &reg, path, &blobs, &opts, progress)?;
+            let sent = lb_registry::push_blobs(store, &reg, path, &to_send, &opts, via.progress)?;
             report.uploaded = sent.uploaded;
             report.uploaded_bytes = sent.uploaded_bytes;
-            report.reused = sent.reused;
-            let tag = reference
-                .tag
-                .as_deref()
-                .unwrap_or(lb_layerstore::DEFAULT_TAG);
+            report.reused = sent.reused + (blobs.len() - to_send.len());
             lb_registry::put_manifest(&reg, path, tag, &doc, media_type)?;
         }
         ExportTarget::Local(dir) => {

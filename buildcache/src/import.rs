@@ -41,6 +41,8 @@ enum Records {
 /// One cache, its records read.
 pub struct Importer {
     name: String,
+    /// What reading it from a registry showed to be there (`export`'s shortcut).
+    seen: Option<crate::export::Seen>,
     store: Store,
     location: Location,
     records: Records,
@@ -66,17 +68,27 @@ impl Importer {
         registry: &lb_registry::Options,
     ) -> Result<Importer, Error> {
         let name = spec.name();
+        let mut seen = None;
         let (location, top) = match &spec.source {
             ImportSource::Registry(reference) => {
                 let reg = Registry::new(&reference.domain, registry)?;
                 let path = reference.path.clone();
-                let top = lb_registry::get_manifest(&reg, &path, &tag_or_digest(reference))?;
+                let tag = tag_or_digest(reference);
+                let top = lb_registry::get_manifest(&reg, &path, &tag)?;
+                seen = Some(crate::export::Seen {
+                    domain: reference.domain.clone(),
+                    path: path.clone(),
+                    tag,
+                    top: top.digest,
+                    blobs: Default::default(),
+                });
                 (Location::Registry { reg, path }, top.bytes)
             }
             ImportSource::Local(dir) => (Location::Local(dir.clone()), layout::read_top(dir)?),
         };
         let mut importer = Importer {
             name,
+            seen,
             store: store.clone(),
             location,
             records: Records::Inline {
@@ -86,7 +98,16 @@ impl Importer {
             downloaded: Default::default(),
             downloaded_bytes: Default::default(),
         };
-        importer.records = match format::top(&importer.name, &top)? {
+        let top = format::top(&importer.name, &top)?;
+        if let Some(seen) = &mut importer.seen {
+            seen.blobs = match &top {
+                Top::Cache(c) => c.blobs.keys().chain([&c.config.digest]).copied().collect(),
+                Top::Image { config, layers } => {
+                    layers.iter().chain([config]).map(|b| b.digest).collect()
+                }
+            };
+        }
+        importer.records = match top {
             Top::Cache(carried) => {
                 let bytes = importer.document(&carried.config)?;
                 let config = CacheConfig::parse(&importer.name, &bytes)?;
@@ -106,6 +127,11 @@ impl Importer {
             }
         };
         Ok(importer)
+    }
+
+    /// What reading the cache from a registry showed to be there.
+    pub fn seen(&self) -> Option<&crate::export::Seen> {
+        self.seen.as_ref()
     }
 
     /// The cache's name, as a hit shows it.
