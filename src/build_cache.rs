@@ -155,8 +155,11 @@ pub fn export_all(
             ExportTarget::Inline => continue,
         };
         let started = std::time::Instant::now();
-        let built_steps = (&built.steps[..], &built.cache_mounts[..]);
-        let done = lb_buildcache::export(store, spec, built_steps, image, &via);
+        let records = lb_buildcache::BuildRecords {
+            steps: &built.steps,
+            mounts: &built.cache_mounts,
+        };
+        let done = lb_buildcache::export(store, spec, records, image, &via);
         match done {
             Ok(report) => {
                 total.uploaded += report.uploaded;

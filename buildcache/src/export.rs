@@ -82,18 +82,26 @@ pub struct ExportVia<'a> {
     pub seen: &'a [Seen],
 }
 
-/// Exports the steps of a build (`steps`, `final_image` its result) as `spec` says, and
-/// with `cache-mounts=true` the contents of its cache mounts (`mounts`: id, directory).
+/// What a build made that an export keeps: its layer steps (cache key, image) and its
+/// shared cache mounts (id, directory).
+#[derive(Debug, Clone, Copy)]
+pub struct BuildRecords<'a> {
+    pub steps: &'a [(Digest, Image)],
+    pub mounts: &'a [(String, std::path::PathBuf)],
+}
+
+/// Exports the steps of a build (`built`, `final_image` its result) as `spec` says, and
+/// with `cache-mounts=true` the contents of its cache mounts.
 /// An inline export is the caller's (it goes into the image's config).
 pub fn export(
     store: &Store,
     spec: &CacheExport,
-    (steps, mounts): (&[(Digest, Image)], &[(String, std::path::PathBuf)]),
+    built: BuildRecords<'_>,
     final_image: &Image,
     via: &ExportVia<'_>,
 ) -> Result<ExportReport, Error> {
-    let records = chosen(steps, final_image, spec.mode);
-    let mounts = if spec.cache_mounts { mounts } else { &[] };
+    let records = chosen(built.steps, final_image, spec.mode);
+    let mounts = if spec.cache_mounts { built.mounts } else { &[] };
     let mut made = format::make(store, &records, mounts, spec.compression)?;
     let config_bytes = format::fit(&mut made.config)?;
     let stored = store.content().put(&config_bytes)?;

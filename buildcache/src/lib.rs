@@ -31,7 +31,7 @@ mod layout;
 mod spec;
 
 pub use error::Error;
-pub use export::{ExportReport, ExportVia, Seen, export};
+pub use export::{BuildRecords, ExportReport, ExportVia, Seen, export};
 pub use format::{MEDIA_CACHE_CONFIG, record_digest};
 pub use import::Importer;
 pub use inline::{INLINE_KEY, with_inline_cache};
