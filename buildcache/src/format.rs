@@ -206,7 +206,7 @@ pub(crate) fn make(
         )?;
         let c = store.compressed_layer(&tar.digest, compression)?;
         let layer = BlobRef {
-            media_type: layer_media_type(compression).to_string(),
+            media_type: lb_registry::layer_media_type(compression).to_string(),
             digest: c.digest,
             size: c.size,
         };
@@ -253,15 +253,6 @@ pub(crate) fn fit(config: &mut CacheConfig) -> Result<Vec<u8>, Error> {
         ));
     }
     Ok(out)
-}
-
-/// The media type of a layer compressed with `compression` (as `lb push` names it).
-fn layer_media_type(compression: LayerCompression) -> &'static str {
-    match compression {
-        LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
-        LayerCompression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
-        LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
-    }
 }
 
 /// The document that carries a cache config: an OCI image manifest whose config it is,

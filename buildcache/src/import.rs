@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use lb_layerstore::{Digest, Image, Reference, Store};
+use lb_layerstore::{Digest, Image, Store};
 use lb_registry::Registry;
 use oci_spec::image::Descriptor;
 
@@ -73,7 +73,7 @@ impl Importer {
             ImportSource::Registry(reference) => {
                 let reg = Registry::new(&reference.domain, registry)?;
                 let path = reference.path.clone();
-                let tag = tag_or_digest(reference);
+                let tag = lb_registry::manifest_reference(reference);
                 let top = lb_registry::get_manifest(&reg, &path, &tag)?;
                 seen = Some(crate::export::Seen {
                     domain: reference.domain.clone(),
@@ -137,18 +137,6 @@ impl Importer {
     /// The cache's name, as a hit shows it.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// How many records the cache holds.
-    pub fn len(&self) -> usize {
-        match &self.records {
-            Records::Manifest { by_digest, .. } => by_digest.len(),
-            Records::Inline { by_digest, .. } => by_digest.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Blobs this cache's lookups fetched (the store lacked them), and their bytes.
@@ -320,25 +308,7 @@ impl Importer {
             return Ok(false);
         };
         let digest = mount.layer.digest;
-        if !self.store.content().contains(&digest) {
-            self.count_download(mount.layer.size);
-        }
-        match &self.location {
-            Location::Registry { reg, path } => {
-                lb_registry::fetch_blob(&self.store, reg, path, &digest, mount.layer.size)?;
-            }
-            Location::Local(dir) => {
-                if !self.store.content().contains(&digest) {
-                    let path = layout::blob_path(dir, &digest);
-                    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                    self.store.content().ingest(
-                        &mut file,
-                        Some(&digest),
-                        Some(mount.layer.size),
-                    )?;
-                }
-            }
-        }
+        self.fetch_blob(&digest, mount.layer.size)?;
         let blob = self.store.content().open_blob(&digest)?;
         // Unpacked as any layer is: nothing in it can write outside the directory.
         lb_layerstore::apply_layer(
@@ -362,29 +332,44 @@ impl Importer {
         })
     }
 
-    /// The layers the store lacks, into it, checked.
-    fn fetch_layers(&self, layers: &[Descriptor], diff_ids: &[Digest]) -> Result<(), Error> {
-        for layer in layers {
-            let digest: Digest = layer.digest().as_ref().parse()?;
-            if !self.store.content().contains(&digest) {
-                self.count_download(layer.size());
-            }
+    /// The cache's blob `digest` (`size` bytes) into the store unless it is there, checked
+    /// against its digest and size, and counted as downloaded.
+    fn fetch_blob(&self, digest: &Digest, size: u64) -> Result<(), Error> {
+        if self.store.content().contains(digest) {
+            return Ok(());
         }
+        self.count_download(size);
         match &self.location {
             Location::Registry { reg, path } => {
-                lb_registry::fetch_layers(&self.store, reg, path, layers, diff_ids, 4, &Quiet)?;
+                lb_registry::fetch_blob(&self.store, reg, path, digest, size)?;
             }
             Location::Local(dir) => {
+                let path = layout::blob_path(dir, digest);
+                let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                self.store
+                    .content()
+                    .ingest(&mut file, Some(digest), Some(size))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The layers the store lacks, into it, checked: from a registry each streamed once
+    /// into its blob and snapshot (counted here), from a directory blob by blob.
+    fn fetch_layers(&self, layers: &[Descriptor], diff_ids: &[Digest]) -> Result<(), Error> {
+        match &self.location {
+            Location::Registry { reg, path } => {
                 for layer in layers {
                     let digest: Digest = layer.digest().as_ref().parse()?;
-                    if self.store.content().contains(&digest) {
-                        continue;
+                    if !self.store.content().contains(&digest) {
+                        self.count_download(layer.size());
                     }
-                    let path = layout::blob_path(dir, &digest);
-                    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                    self.store
-                        .content()
-                        .ingest(&mut file, Some(&digest), Some(layer.size()))?;
+                }
+                lb_registry::fetch_layers(&self.store, reg, path, layers, diff_ids, 4, &Quiet)?;
+            }
+            Location::Local(_) => {
+                for layer in layers {
+                    self.fetch_blob(&layer.digest().as_ref().parse()?, layer.size())?;
                 }
             }
         }
@@ -395,14 +380,6 @@ impl Importer {
 /// What [`Importer::find`] finds: an image config's bytes, its layers with their diffIDs
 /// where the cache says them, and the step's inputs document.
 type Found = (Vec<u8>, Vec<(BlobRef, Option<Digest>)>, Option<String>);
-
-fn tag_or_digest(r: &Reference) -> String {
-    match (&r.digest, &r.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => lb_layerstore::DEFAULT_TAG.to_string(),
-    }
-}
 
 fn descriptor(blob: &BlobRef) -> Result<Descriptor, Error> {
     let digest: oci_spec::image::Digest = blob

@@ -25,11 +25,11 @@ pub use client::{
 };
 pub use pull::{
     MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, PullOptions, PullProgress, fetch_blob, fetch_document,
-    fetch_layers, get_manifest, pull,
+    fetch_layers, get_manifest, manifest_reference, pull,
 };
 pub use push::{
-    Blob, PushOptions, PushProgress, PushReport, PushedLayer, layers_to_push, push, push_blobs,
-    put_manifest, remember_blob,
+    Blob, PushOptions, PushProgress, PushReport, PushedLayer, layer_media_type, layers_to_push,
+    push, push_blobs, put_manifest, remember_blob,
 };
 
 /// What can go wrong talking to a registry.

@@ -431,6 +431,16 @@ fn layer_compression(media_type: &str) -> Option<Compression> {
     }
 }
 
+/// What `GET /v2/NAME/manifests/...` asks for to get `reference`: its digest, else its
+/// tag, else `latest`.
+pub fn manifest_reference(reference: &Reference) -> String {
+    match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => lb_layerstore::DEFAULT_TAG.to_string(),
+    }
+}
+
 /// Pulls `reference` into `store` and names it; the image.
 pub fn pull(
     store: &Store,
@@ -440,11 +450,7 @@ pub fn pull(
     progress: &dyn PullProgress,
 ) -> Result<Image, Error> {
     let path = &reference.path;
-    let tag_or_digest = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => lb_layerstore::DEFAULT_TAG.to_string(),
-    };
+    let tag_or_digest = manifest_reference(reference);
     let _writing = store.writing()?;
     let top = get_manifest(reg, path, &tag_or_digest)?;
     let top_digest = top.digest;

@@ -110,10 +110,7 @@ pub fn layers_to_push(
         let media = l.media_type().to_string();
         if media == lb_layerstore::MEDIA_LAYER_TAR {
             let c = store.compressed_layer(&digest, compression)?;
-            let media = match compression {
-                LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
-                _ => "application/vnd.oci.image.layer.v1.tar+gzip",
-            };
+            let media = layer_media_type(compression);
             layers.push(PushedLayer {
                 blob: Blob {
                     digest: c.digest,
@@ -148,6 +145,15 @@ pub struct PushReport {
 enum Sent {
     Reused,
     Uploaded(u64),
+}
+
+/// The media type of a layer blob compressed with `compression`.
+pub fn layer_media_type(compression: LayerCompression) -> &'static str {
+    match compression {
+        LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        LayerCompression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+        LayerCompression::None => lb_layerstore::MEDIA_LAYER_TAR,
+    }
 }
 
 /// Sends each of `blobs` (in the store's content) that the repository `path` lacks,
